@@ -1,0 +1,22 @@
+from oslo_config import cfg
+
+api_group = cfg.OptGroup("api", title="Zun v1 REST API")
+
+api_opts = [
+    cfg.StrOpt("host_ip", default="0.0.0.0", help="Address the API listens on."),
+    cfg.PortOpt("port", default=9517, help="Port the API listens on."),
+    cfg.IntOpt("max_limit", default=1000, min=1,
+               help="Largest page a list returns (also the default page size)."),
+    cfg.IntOpt("max_request_body_bytes", default=114688, min=1024,
+               help="Requests with a larger body are refused with 413."),
+    cfg.StrOpt("public_url", help="Base URL used in links; default: the request's Host."),
+]
+
+
+def register_opts(conf):
+    conf.register_group(api_group)
+    conf.register_opts(api_opts, group=api_group)
+
+
+def list_opts():
+    return [(api_group.name, api_opts)]
