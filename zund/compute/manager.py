@@ -354,6 +354,7 @@ class ContainerManager(service.Service):
         Returns the fresh record and the action id."""
         if not self._accepting:
             raise errors.ServiceUnavailable(reason="node is shutting down")
+        await self._fail_fast_if_busy(rec.uuid, action)
         lock = self._lock(rec.uuid)
         await lock.acquire()
         try:
@@ -374,6 +375,13 @@ class ContainerManager(service.Service):
             return fresh, action_id
         finally:
             lock.release()
+
+    async def _fail_fast_if_busy(self, uuid: str, action: str) -> None:
+        """A task holds the container lock for its whole run; answer 409 at once
+        instead of queueing behind it (re-checked under the lock afterwards)."""
+        current = await self.store.get_container(uuid)
+        if current.task_state is not None:
+            raise errors.ContainerBusy(action=action, uuid=uuid, task_state=current.task_state)
 
     async def _lifecycle(self, ctx, rec, action: str, op) -> None:
         fresh, action_id = await self._claim(ctx, rec, action, states.TASK_OF_ACTION[action])
@@ -443,6 +451,8 @@ class ContainerManager(service.Service):
             valid = "delete_after_stop"
         else:
             valid = "delete"
+        if not force:
+            await self._fail_fast_if_busy(rec.uuid, "delete")
         lock = self._lock(rec.uuid)
         await lock.acquire()
         try:

@@ -1,0 +1,123 @@
+"""create -> Running latency through zund vs the raw docker SDK (create + start)
+on the same engine and image, interleaved, in one run. Prints JSON.
+
+    python bench/create_latency.py [--runs 30]
+
+zund's time is measured as a client sees it: POST /v1/containers?run=true, then
+GET until status Running (polled every --poll-ms). The docker reference is
+``containers.create`` + ``start`` + the same kind of wait for ``running``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import docker
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.e2e.nodeproc import ZundProcess, remove_docker_objects  # noqa: E402
+
+IMAGE = "zund-test/busybox:latest"
+CMD = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
+
+
+def pct(values, p):
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(round(p / 100 * (len(s) - 1)))))
+    return s[k]
+
+
+def zund_once(node, i, poll_s):
+    t0 = time.perf_counter()
+    r = node.api("POST", "/containers?run=true",
+                 json={"name": f"bench-{i}", "image": IMAGE, "command": CMD,
+                       "cpu": 0.1, "memory": 32})
+    r.raise_for_status()
+    u = r.json()["uuid"]
+    while True:
+        c = node.api("GET", f"/containers/{u}").json()
+        if c["status"] == "Running":
+            break
+        if c["status"] == "Error":
+            raise RuntimeError(c["status_reason"])
+        time.sleep(poll_s)
+    dt = time.perf_counter() - t0
+    return dt, u
+
+
+def docker_once(client, i, node, poll_s):
+    t0 = time.perf_counter()
+    c = client.containers.create(IMAGE, CMD, name=f"ref-{node}-{i}", network_mode="none",
+                                 labels={"zund.node": node + "-ref", "zund.uuid": f"ref-{i}"},
+                                 cpu_shares=102, mem_limit="32M")
+    c.start()
+    while True:
+        c.reload()
+        if c.status == "running":
+            break
+        time.sleep(poll_s)
+    dt = time.perf_counter() - t0
+    return dt, c
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--poll-ms", type=float, default=5.0)
+    args = ap.parse_args(argv)
+    poll_s = args.poll_ms / 1000
+    subprocess.run(["sh", "tools/build-test-image.sh"], check=True, capture_output=True,
+                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    client = docker.from_env()
+    wd = tempfile.mkdtemp(prefix="zund-bench-")
+    node_name = f"bench-{os.getpid()}"
+    node = ZundProcess(wd, name=node_name, extra={"DEFAULT": {
+        "sync_container_state_interval": "60"}}).start()
+    zund_t, docker_t = [], []
+    try:
+        # warm both paths once (image cache, connection pools)
+        _, u = zund_once(node, "warm", poll_s)
+        node.api("DELETE", f"/containers/{u}?force=True")
+        _, c = docker_once(client, "warm", node_name, poll_s)
+        c.remove(force=True)
+        for i in range(args.runs):
+            order = [0, 1] if i % 2 == 0 else [1, 0]
+            for which in order:
+                if which == 0:
+                    dt, u = zund_once(node, i, poll_s)
+                    zund_t.append(dt * 1000)
+                    node.api("DELETE", f"/containers/{u}?force=True")
+                else:
+                    dt, c = docker_once(client, i, node_name, poll_s)
+                    docker_t.append(dt * 1000)
+                    c.remove(force=True)
+    finally:
+        node.terminate()
+        remove_docker_objects(node_name)
+        remove_docker_objects(node_name + "-ref")
+        client.close()
+    zp50, dp50 = statistics.median(zund_t), statistics.median(docker_t)
+    print(json.dumps({
+        "benchmark": "create_latency",
+        "runs": args.runs,
+        "zund_p50_ms": round(zp50, 1),
+        "docker_p50_ms": round(dp50, 1),
+        "ratio": round(zp50 / dp50, 3),
+        "zund_p90_ms": round(pct(zund_t, 90), 1),
+        "docker_p90_ms": round(pct(docker_t, 90), 1),
+        "zund_mean_ms": round(statistics.mean(zund_t), 1),
+        "docker_mean_ms": round(statistics.mean(docker_t), 1),
+        "poll_ms": args.poll_ms,
+        "target_ratio": 1.15,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Run real ``zund serve`` processes for the e2e tiers.
+
+Each node gets its own state dir and config file and binds a 127.0.0.x address.
+Only processes started here are ever signalled, by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class ZundProcess:
+    def __init__(self, workdir: str, name: str = "node1", host_ip: str = "127.0.0.1",
+                 port: int | None = None, runtimes: str = "docker",
+                 extra: dict | None = None):
+        self.workdir = workdir
+        self.name = name
+        self.host_ip = host_ip
+        self.port = port or free_port(host_ip)
+        self.state_path = os.path.join(workdir, name, "state")
+        self.conf_path = os.path.join(workdir, name, "zund.conf")
+        self.log_path = os.path.join(workdir, name, "zund.log")
+        self.proc: subprocess.Popen | None = None
+        os.makedirs(self.state_path, exist_ok=True)
+        sections = {
+            "DEFAULT": {"host": name, "state_path": self.state_path,
+                        "enabled_runtimes": runtimes, "sync_container_state_interval": "2",
+                        "shutdown_timeout": "15"},
+            "api": {"host_ip": host_ip, "port": str(self.port)},
+            "docker": {"network_mode": "none"},
+        }
+        for section, values in (extra or {}).items():
+            sections.setdefault(section, {}).update(values)
+        with open(self.conf_path, "w") as f:
+            for section, values in sections.items():
+                f.write(f"[{section}]\n")
+                for k, v in values.items():
+                    f.write(f"{k} = {v}\n")
+                f.write("\n")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host_ip}:{self.port}/v1"
+
+    def start(self, wait_s: float = 60.0) -> "ZundProcess":
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "zund.cmd.main", "serve", "--config-file", self.conf_path],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"zund exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(f"http://{self.host_ip}:{self.port}/healthcheck",
+                                timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"zund did not come up:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def kill9(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self, timeout_s: float = 30.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+                raise
+        return self.proc.returncode
+
+    # -- HTTP helpers ----------------------------------------------------------
+
+    def api(self, method: str, path: str, token: str = "admin:demo", **kw) -> requests.Response:
+        headers = {"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40",
+                   "Content-Type": "application/json"}
+        headers.update(kw.pop("headers", {}))
+        return requests.request(method, self.endpoint + path, headers=headers, timeout=30, **kw)
+
+    def wait_status(self, uuid: str, statuses, timeout_s: float = 60.0, token="admin:demo") -> dict:
+        statuses = {statuses} if isinstance(statuses, str) else set(statuses)
+        deadline = time.monotonic() + timeout_s
+        last = None
+        while time.monotonic() < deadline:
+            r = self.api("GET", f"/containers/{uuid}", token=token)
+            if r.status_code == 200:
+                last = r.json()
+                if last["status"] in statuses and last["task_state"] is None:
+                    return last
+            time.sleep(0.2)
+        raise AssertionError(f"{uuid} never reached {statuses}; last: {last}\n{self.log_tail()}")
+
+
+def docker_objects(node: str) -> dict:
+    """{uuid: state} of docker containers labelled zund.node == node."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        out = {}
+        for c in client.containers.list(all=True, filters={"label": f"zund.node={node}"}):
+            out[c.labels["zund.uuid"]] = c.status
+        return out
+    finally:
+        client.close()
+
+
+def remove_docker_objects(node: str) -> None:
+    import docker
+
+    client = docker.from_env()
+    try:
+        for c in client.containers.list(all=True, filters={"label": f"zund.node={node}"}):
+            c.remove(force=True)
+    finally:
+        client.close()

@@ -1,0 +1,314 @@
+"""ContainerManager over the fake runtime on one task.Clock: status vs
+task_state, serialisation, background progress, sync, start-up recovery."""
+
+import pytest
+from twisted.internet import defer, task
+
+from zund.common import errors
+from zund.common.context import RequestContext
+from zund.compute.manager import ContainerManager, ManagerConfig
+from zund.runtimes.fake import FakeRuntime
+from zund.store import Store
+
+from .conftest import sync_blocking
+
+IMAGE = "zund-test/busybox:latest"
+RUNNER = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
+CTX = RequestContext(user_id="u1", project_id="p1")
+ADMIN = RequestContext.admin("p1")
+
+
+class Harness:
+    def __init__(self, tmp_path, runtime=None, **cfg):
+        self.clock = task.Clock()
+        self.path = str(tmp_path / "zund.sqlite")
+        self.runtime = runtime or FakeRuntime("n1", clock=self.clock)
+        self.cfg = ManagerConfig(node="n1", sync_interval_s=5.0, **cfg)
+        self.new_manager()
+
+    def new_manager(self):
+        self.store = Store(self.path, run_blocking=sync_blocking)
+        self.run(self.store.open())
+        self.manager = ContainerManager(self.cfg, self.store, {"runc": self.runtime}, self.clock)
+
+    def run(self, coro_or_d, max_steps=2000):
+        """Drive a coroutine/Deferred to completion, advancing the clock."""
+        d = coro_or_d if isinstance(coro_or_d, defer.Deferred) else defer.Deferred.fromCoroutine(coro_or_d)
+        out = []
+        d.addBoth(out.append)
+        steps = 0
+        while not out:
+            self.clock.advance(0.1)
+            steps += 1
+            assert steps < max_steps, "operation did not finish"
+        if hasattr(out[0], "raiseException"):
+            out[0].raiseException()
+        return out[0]
+
+    def settle(self):
+        self.run(self.manager.drain(60))
+
+    def start(self):
+        self.run(self.manager.startService())
+
+    def stop(self):
+        self.run(self.manager.stopService())
+        self.run(self.store.close())
+
+    def get(self, uuid):
+        return self.run(self.store.get_container(uuid))
+
+
+@pytest.fixture
+def h(tmp_path):
+    h = Harness(tmp_path)
+    h.start()
+    yield h
+    h.stop()
+
+
+def create(h, run=True, **req):
+    req.setdefault("image", IMAGE)
+    req.setdefault("command", RUNNER)
+    return h.run(h.manager.create(CTX, req, run))
+
+
+def test_create_returns_creating_then_runs_in_background(h):
+    """create answers at once with Creating; the background task reaches Running."""
+    rec = create(h, name="web", cpu=0.5, memory=64)
+    assert rec.status == "Creating" and rec.task_state == "container_creating"
+    assert rec.host == "n1" and rec.project_id == "p1" and rec.user_id == "u1"
+    h.settle()
+    got = h.get(rec.uuid)
+    assert got.status == "Running" and got.task_state is None
+    assert got.status_detail.startswith("Up")
+    assert got.container_id
+
+
+def test_create_without_run_stops_at_created(h):
+    """create without run=true ends in Created."""
+    rec = create(h, run=False)
+    h.settle()
+    assert h.get(rec.uuid).status == "Created"
+
+
+def test_failed_pull_ends_in_error_with_reason(h):
+    """A missing image that cannot be pulled ends in Error naming the image."""
+    rec = create(h, image="nosuch/image:1")
+    h.settle()
+    got = h.get(rec.uuid)
+    assert got.status == "Error" and got.task_state is None
+    assert "nosuch/image" in got.status_reason
+
+
+def test_action_in_wrong_state_is_invalid_state(h):
+    """start on a Running container raises Zun's 409 message."""
+    rec = create(h)
+    h.settle()
+    with pytest.raises(errors.InvalidStateException,
+                       match=f"Cannot start container {rec.uuid} in Running state"):
+        h.run(h.manager.start(CTX, h.get(rec.uuid)))
+
+
+def test_second_action_while_task_in_flight_is_busy(h):
+    """Only one task at a time: a second action meanwhile is refused."""
+    # no TERM trap: as PID 1 the shell ignores SIGTERM, so stop waits its timeout
+    rec = create(h, command=["sh", "-c", "while true; do sleep 1; done"])
+    h.settle()
+    cur = h.get(rec.uuid)
+    d = defer.Deferred.fromCoroutine(h.manager.stop(CTX, cur, 5))
+    assert h.get(rec.uuid).task_state == "container_stopping"
+    with pytest.raises(errors.ContainerBusy):
+        h.run(h.manager.pause(CTX, h.get(rec.uuid)))
+    h.run(d)
+    h.settle()
+    assert h.get(rec.uuid).status == "Stopped"
+
+
+def test_lifecycle_stop_start_pause_unpause_kill_reboot(h):
+    """Each action moves the status as Zun's state machine says."""
+    rec = create(h)
+    h.settle()
+
+    def act(fn, *a):
+        h.run(fn(CTX, h.get(rec.uuid), *a))
+        h.settle()
+        return h.get(rec.uuid)
+
+    assert act(h.manager.stop, 5).status == "Stopped"
+    assert act(h.manager.start).status == "Running"
+    assert act(h.manager.pause).status == "Paused"
+    assert act(h.manager.unpause).status == "Running"
+    assert act(h.manager.reboot, 5).status == "Running"
+    killed = act(h.manager.kill, "SIGKILL")
+    assert killed.status == "Stopped" and killed.exit_code == 137
+    actions = [a.action for a in h.run(h.store.list_actions(rec.uuid))]
+    assert actions == ["kill", "reboot", "unpause", "pause", "start", "stop", "create"]
+
+
+def test_delete_removes_record_and_runtime_object(h):
+    """delete: Deleting at once, then the record and the runtime object are gone."""
+    rec = create(h)
+    h.settle()
+    with pytest.raises(errors.InvalidStateException):
+        h.run(h.manager.delete(CTX, h.get(rec.uuid)))
+    h.run(h.manager.delete(CTX, h.get(rec.uuid), stop=True))
+    h.settle()
+    with pytest.raises(errors.ContainerNotFound):
+        h.get(rec.uuid)
+    assert h.run(h.runtime.list("n1")) == []
+
+
+def test_sync_marks_exited_container_stopped_with_exit_code(h):
+    """A process that exits on its own shows up as Stopped with its exit code."""
+    rec = create(h)
+    h.settle()
+    h.runtime.exit_process(rec.uuid, 3)
+    h.run(h.manager.sync_all())
+    got = h.get(rec.uuid)
+    assert got.status == "Stopped" and got.exit_code == 3
+    assert got.status_detail.startswith("Exited(3)")
+
+
+def test_sync_marks_vanished_container_error(h):
+    """A container removed behind our back becomes Error 'No such container'."""
+    rec = create(h)
+    h.settle()
+    h.runtime.vanish(rec.uuid)
+    h.run(h.manager.sync_all())
+    got = h.get(rec.uuid)
+    assert got.status == "Error" and "No such container" in got.status_reason
+
+
+def test_auto_remove_container_record_goes_when_runtime_removes_it(h):
+    """auto_remove: once the engine removed the exited container, the record goes."""
+    rec = create(h, auto_remove=True)
+    h.settle()
+    h.runtime.exit_process(rec.uuid, 0)
+    h.runtime.vanish(rec.uuid)
+    h.run(h.manager.sync_all())
+    with pytest.raises(errors.ContainerNotFound):
+        h.get(rec.uuid)
+
+
+def test_periodic_sync_runs_on_the_clock(h):
+    """The sync loop reconciles without anyone asking."""
+    rec = create(h)
+    h.settle()
+    h.runtime.exit_process(rec.uuid, 0)
+    h.clock.advance(5.1)
+    h.settle()
+    assert h.get(rec.uuid).status == "Stopped"
+
+
+def test_lookup_scoping_and_names(h):
+    """Non-admins see only their project; names resolve; duplicates conflict."""
+    rec = create(h, name="web")
+    other = RequestContext(user_id="u2", project_id="p2")
+    assert h.run(h.manager.lookup(CTX, "web")).uuid == rec.uuid
+    with pytest.raises(errors.ContainerNotFound):
+        h.run(h.manager.lookup(other, rec.uuid))
+    with pytest.raises(errors.ContainerNotFound):
+        h.run(h.manager.lookup(other, "web"))
+    assert h.run(h.manager.lookup(ADMIN, rec.uuid)).uuid == rec.uuid
+    create(h, name="web")
+    with pytest.raises(errors.Conflicts):
+        h.run(h.manager.lookup(CTX, "web"))
+
+
+def test_unique_name_scope_project(tmp_path):
+    """With a project scope, a duplicate name in the project is refused."""
+    h = Harness(tmp_path, unique_name_scope="project")
+    h.start()
+    create(h, name="web")
+    with pytest.raises(errors.ContainerAlreadyExists):
+        create(h, name="WEB")
+    h.stop()
+
+
+def test_update_renames_and_resizes(h):
+    """PATCH renames and changes cpu/memory, also in the runtime."""
+    rec = create(h, name="web")
+    h.settle()
+    got = h.run(h.manager.update(CTX, h.get(rec.uuid), {"name": "web2", "memory": 128, "cpu": 2}))
+    assert (got.name, got.memory, got.cpu) == ("web2", 128, 2.0)
+    assert h.get(rec.uuid).name == "web2"
+
+
+def test_recovery_interrupted_create_becomes_error_and_object_removed(tmp_path):
+    """Start-up: a record left in Creating becomes Error and its half-made object goes."""
+    h = Harness(tmp_path)
+    h.start()
+    rec = create(h)
+    h.settle()
+    cur = h.get(rec.uuid)
+    cur.status, cur.task_state = "Creating", "container_creating"
+    h.run(h.store.save_container(cur))
+    h.stop()
+    h.new_manager()
+    h.start()
+    got = h.get(rec.uuid)
+    assert got.status == "Error" and got.status_reason == "Container failed to create correctly."
+    assert h.run(h.runtime.list("n1")) == []
+    h.stop()
+
+
+def test_recovery_finishes_interrupted_delete_and_reaps_orphans(tmp_path):
+    """Start-up: Deleting records are finished; objects without records are removed."""
+    h = Harness(tmp_path)
+    h.start()
+    a = create(h)
+    b = create(h)
+    h.settle()
+    cur = h.get(a.uuid)
+    cur.status, cur.task_state = "Deleting", "container_deleting"
+    h.run(h.store.save_container(cur))
+    h.run(h.store.delete_container(b.uuid))  # b's object is now an orphan
+    h.stop()
+    h.new_manager()
+    h.start()
+    h.settle()
+    assert h.run(h.store.list_containers()) == []
+    assert h.run(h.runtime.list("n1")) == []
+    h.stop()
+
+
+def test_recovery_clears_interrupted_task_and_resyncs(tmp_path):
+    """Start-up: an interrupted stop is cleared and the status re-read."""
+    h = Harness(tmp_path)
+    h.start()
+    rec = create(h)
+    h.settle()
+    cur = h.get(rec.uuid)
+    cur.task_state = "container_stopping"
+    h.run(h.store.save_container(cur))
+    h.stop()
+    h.new_manager()
+    h.start()
+    got = h.get(rec.uuid)
+    assert got.task_state is None and got.status == "Running"
+    h.stop()
+
+
+def test_unsupported_capability_is_refused(tmp_path):
+    """A runtime without exec answers execute with NotSupportedByRuntime."""
+    clock = task.Clock()
+    rt = FakeRuntime("n1", clock=clock, capabilities=frozenset({"pause"}))
+    h = Harness(tmp_path, runtime=rt)
+    h.clock = clock
+    h.start()
+    rec = create(h)
+    h.settle()
+    with pytest.raises(errors.NotSupportedByRuntime, match="not supported by runtime runc"):
+        h.run(h.manager.execute(CTX, h.get(rec.uuid), ["echo", "hi"]))
+    h.stop()
+
+
+def test_host_info_is_allocation_based(h):
+    """/v1/hosts numbers are sums of allocations."""
+    create(h, cpu=0.5, memory=64)
+    create(h, cpu=1.5, memory=128)
+    info = h.run(h.manager.host_info())
+    assert info["cpu_used"] == 2.0 and info["mem_used"] == 192
+    assert info["total_containers"] == 2 and info["runtimes"] == ["runc"]
+    assert info["hostname"] == "n1"

@@ -1,0 +1,1 @@
+"""The decentralised part that needs both gossip and the compute manager."""
