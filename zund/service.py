@@ -109,14 +109,16 @@ class NodeService(service.MultiService):
         return runtimes, closers
 
     def build(self) -> NodeParts:
-        from zund.api.app import build_api  # the API layer sits above compute
+        from zund.api.app import ApiConfig, ZunAPI  # the API layer sits above compute
+        from zund.api.policy import make_enforcer
 
         conf = self.conf
         store = Store(os.path.join(conf.state_path, "zund.sqlite"), reactor=self.reactor)
         runtimes, closers = self._build_runtimes()
         manager = ContainerManager(manager_config(conf), store, runtimes, self.reactor,
                                    capacity_config=capacity_config(conf))
-        api = build_api(conf, manager, clock=self.reactor)
+        api = ZunAPI(manager, ApiConfig.from_conf(conf), make_enforcer(conf),
+                     clock=self.reactor, rng=self.rng)
         return NodeParts(store=store, runtimes=runtimes, manager=manager, api=api,
                          closers=closers)
 

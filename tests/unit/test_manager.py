@@ -273,14 +273,37 @@ def test_recovery_finishes_interrupted_delete_and_reaps_orphans(tmp_path):
     h.stop()
 
 
-def test_recovery_clears_interrupted_task_and_resyncs(tmp_path):
-    """Start-up: an interrupted stop is cleared and the status re-read."""
+def test_recovery_redoes_interrupted_start_and_stop(tmp_path):
+    """Start-up: an interrupted start is redone (an accepted run ends Running), an
+    interrupted stop too (Zun's compute init)."""
+    h = Harness(tmp_path)
+    h.start()
+    a = create(h, run=False)
+    b = create(h)
+    h.settle()
+    cur = h.get(a.uuid)
+    cur.task_state = "container_starting"
+    h.run(h.store.save_container(cur))
+    cur = h.get(b.uuid)
+    cur.task_state = "container_stopping"
+    h.run(h.store.save_container(cur))
+    h.stop()
+    h.new_manager()
+    h.start()
+    h.settle()
+    assert (h.get(a.uuid).status, h.get(a.uuid).task_state) == ("Running", None)
+    assert (h.get(b.uuid).status, h.get(b.uuid).task_state) == ("Stopped", None)
+    h.stop()
+
+
+def test_recovery_clears_other_interrupted_task_and_resyncs(tmp_path):
+    """Start-up: an interrupted kill is cleared and the status re-read."""
     h = Harness(tmp_path)
     h.start()
     rec = create(h)
     h.settle()
     cur = h.get(rec.uuid)
-    cur.task_state = "container_stopping"
+    cur.task_state = "container_killing"
     h.run(h.store.save_container(cur))
     h.stop()
     h.new_manager()

@@ -174,3 +174,15 @@ class NoValidHost(ZundError):
 
 class ServiceUnavailable(ZundError):
     message = "Service unavailable: {reason}"
+
+
+# -- added for the API layer ---------------------------------------------------
+
+class RequestEntityTooLarge(ZundError):
+    message = "Request body is larger than the limit of {limit} bytes."
+
+
+class NotImplementedYet(ZundError):
+    """A Zun feature zund does not provide (yet); answered with 501."""
+
+    message = "{what} is not implemented by zund yet."

@@ -32,6 +32,15 @@ log = Logger()
 
 _CREATE_FAILED = "Container failed to create correctly."
 
+#: interrupted task_state -> action redone on start-up recovery
+_RESUMABLE = {
+    "container_starting": "start",
+    "container_stopping": "stop",
+    "container_rebooting": "reboot",
+    "container_pausing": "pause",
+    "container_unpausing": "unpause",
+}
+
 
 @attrs.frozen
 class ManagerConfig:
@@ -623,11 +632,31 @@ class ContainerManager(service.Service):
                 rec.status_reason = _CREATE_FAILED
                 rec.task_state = None
                 await self.store.save_container(rec)
+            elif rec.task_state in _RESUMABLE:
+                # Zun's compute init: an interrupted start/stop/... is done again, so
+                # an accepted `run` still ends up Running.
+                action = _RESUMABLE[rec.task_state]
+                log.info("compute.recover.resume", uuid=rec.uuid, action=action)
+                action_id = await self.store.start_action(
+                    rec.uuid, action, "req-recovery-" + str(uuidlib.uuid4()), None, None,
+                    event=f"compute__do_container_{action}")
+                op = self._resume_op(action)
+                self._spawn(self._run_lifecycle(rec.uuid, action, op, action_id), action)
             elif rec.task_state is not None:
                 rec.task_state = None
                 await self.store.save_container(rec)
                 await self._sync_one(rec)
         await self._reap_orphans(known)
+
+    def _resume_op(self, action: str):
+        t = self.config.stop_timeout_s
+        return {
+            "start": lambda rt, u: rt.start(u),
+            "stop": lambda rt, u: rt.stop(u, t),
+            "reboot": lambda rt, u: rt.restart(u, t),
+            "pause": lambda rt, u: rt.pause(u),
+            "unpause": lambda rt, u: rt.unpause(u),
+        }[action]
 
     async def _reap_orphans(self, known: set[str]) -> None:
         for name, rt in self.runtimes.items():

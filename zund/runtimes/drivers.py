@@ -13,7 +13,8 @@ def docker(conf, reactor):
     from zund.runtimes.executor import make_run_blocking
 
     d = conf.docker
-    run_blocking, pool = make_run_blocking(reactor, d.max_workers)
+    run_blocking, pool = make_run_blocking(reactor, d.max_workers, name="zund-docker")
+    pool.start()  # factories run during NodeService start-up, never at import
     cfg = DockerConfig(
         api_url=d.api_url, api_version=d.docker_remote_api_version,
         default_timeout_s=float(d.default_timeout), execute_timeout_s=float(d.execute_timeout),
@@ -26,3 +27,15 @@ def fake(conf, reactor):
     from zund.runtimes.fake import FakeRuntime
 
     return FakeRuntime(conf.host, clock=reactor), None
+
+
+def libvirt(conf, reactor):
+    from zund.runtimes.executor import make_run_blocking
+    from zund.runtimes.libvirt import LibvirtConfig, LibvirtRuntime
+
+    run_blocking, pool = make_run_blocking(reactor, conf.libvirt.max_workers,
+                                           name="zund-libvirt")
+    # minthreads=0: starting the pool creates no thread until the first call.
+    pool.start()
+    runtime = LibvirtRuntime(LibvirtConfig.from_conf(conf), conf.host, run_blocking, reactor)
+    return runtime, pool.stop

@@ -1,0 +1,44 @@
+"""Hosts, services, availability zones, images (zun-api.md §5.3, §10)."""
+
+from tests.api.client import USER_TOKEN
+from tests.api.fakes import HOST_INFO
+from zund.api import views
+
+
+def test_host_list_is_admin_only_and_has_zun_keys(client):
+    r = client.get("/v1/hosts/")
+    assert r.status == 200
+    (host,) = r.json["hosts"]
+    assert list(host) == list(views.HOST_KEYS)
+    assert host["hostname"] == "node1" and host["mem_total"] == 128446
+    assert "rp_uuid" not in host
+    assert r.json["next"] is None
+    assert client.get("/v1/hosts", token=USER_TOKEN).status == 403
+
+
+def test_host_show_by_uuid_or_hostname(client):
+    assert client.get(f"/v1/hosts/{HOST_INFO['uuid']}").json["hostname"] == "node1"
+    assert client.get("/v1/hosts/node1").json["uuid"] == HOST_INFO["uuid"]
+    assert client.get("/v1/hosts/other").status == 404
+
+
+def test_host_list_rejects_unknown_params(client):
+    assert client.get("/v1/hosts?foo=1").status == 400
+
+
+def test_services_list_this_node(client):
+    r = client.get("/v1/services")
+    (svc,) = r.json["services"]
+    assert svc["host"] == "node1" and svc["binary"] == "zun-compute"
+    assert svc["state"] == "up" and svc["disabled"] is False
+    assert svc["availability_zone"] == "nova"
+    assert client.get("/v1/services", token=USER_TOKEN).status == 403
+
+
+def test_availability_zones(client):
+    r = client.get("/v1/availability_zones", token=USER_TOKEN)
+    assert r.json == {"availability_zones": [{"availability_zone": "nova"}], "next": None}
+
+
+def test_images_list_is_empty(client):
+    assert client.get("/v1/images/").json == {"images": [], "next": None}
