@@ -52,6 +52,14 @@ def zund_once(node, i, poll_s):
     return dt, u
 
 
+def zund_delete(node, u):
+    """Delete and wait for the 404, so teardown never overlaps the next measurement
+    (zund's delete is asynchronous; docker's remove(force=True) is not)."""
+    node.api("DELETE", f"/containers/{u}?force=True")
+    while node.api("GET", f"/containers/{u}").status_code != 404:
+        time.sleep(0.01)
+
+
 def docker_once(client, i, node, poll_s):
     t0 = time.perf_counter()
     c = client.containers.create(IMAGE, CMD, name=f"ref-{node}-{i}", network_mode="none",
@@ -84,7 +92,7 @@ def main(argv=None):
     try:
         # warm both paths once (image cache, connection pools)
         _, u = zund_once(node, "warm", poll_s)
-        node.api("DELETE", f"/containers/{u}?force=True")
+        zund_delete(node, u)
         _, c = docker_once(client, "warm", node_name, poll_s)
         c.remove(force=True)
         for i in range(args.runs):
@@ -93,7 +101,7 @@ def main(argv=None):
                 if which == 0:
                     dt, u = zund_once(node, i, poll_s)
                     zund_t.append(dt * 1000)
-                    node.api("DELETE", f"/containers/{u}?force=True")
+                    zund_delete(node, u)
                 else:
                     dt, c = docker_once(client, i, node_name, poll_s)
                     docker_t.append(dt * 1000)

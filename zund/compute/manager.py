@@ -547,7 +547,9 @@ class ContainerManager(service.Service):
     async def stats(self, ctx, rec) -> dict:
         rt = self._require(rec, "stats", "stats")
         self._check_state(rec, "stats")
-        return await rt.stats(rec.uuid)
+        stats = dict(await rt.stats(rec.uuid))
+        stats["CONTAINER"] = rec.name  # Zun shows the container's name, not the object's
+        return stats
 
     async def update(self, ctx, rec, patch: dict) -> ContainerRecord:
         lock = self._lock(rec.uuid)
