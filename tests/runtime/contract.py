@@ -151,15 +151,15 @@ class RuntimeContract:
         mem = await cat("/sys/fs/cgroup/memory.max")  # cgroup v2
         if mem is None:
             mem = await cat("/sys/fs/cgroup/memory/memory.limit_in_bytes")
-        cpu_max = await cat("/sys/fs/cgroup/cpu.max")
-        if cpu_max is not None:
-            quota, period = cpu_max.split()
+        # cpu is a relative weight, as in Zun (cpu_shares = 1024 * cpu)
+        weight = await cat("/sys/fs/cgroup/cpu.weight")  # cgroup v2: docker maps shares
+        if weight is not None and weight.isdigit():
+            shares = 2 + (int(weight) - 1) * 262142 / 9999
         else:
-            quota = await cat("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
-            period = await cat("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+            raw = await cat("/sys/fs/cgroup/cpu/cpu.shares")
+            shares = int(raw) if raw and raw.isdigit() else None
         memory = int(mem) if mem and mem.isdigit() else None
-        cpu = int(quota) / int(period) if quota and quota.lstrip("-").isdigit() \
-            and int(quota) > 0 else None
+        cpu = None if shares is None else round(shares / 1024, 2)
         return memory, cpu
 
     # -- identity -------------------------------------------------------------------------

@@ -205,6 +205,7 @@ class ZunAPI:
         self._auth = api_auth.make_authenticator(
             config.auth_strategy, config.noauth_user_id, config.noauth_project_id)
         self._started_at = self._now()
+        self._admin_keys_cache: dict = {}
 
     def resource(self):
         """The twisted.web resource serving this API."""
@@ -340,8 +341,18 @@ class ZunAPI:
     # -- helpers -----------------------------------------------------------------
 
     def _visible_admin_keys(self, ctx, rec) -> tuple[str, ...]:
-        return tuple(k for k in views.ADMIN_ONLY_CONTAINER_KEYS
-                     if self._policy.check(ctx, f"container:get_one:{k}", _target(rec)))
+        # Evaluated once per (request, owner): a list view of 1000 containers would
+        # otherwise run 4000 oslo.policy checks. ctx carries the request id, so a
+        # cached answer never outlives its request (policy file reloads still apply).
+        key = (ctx, rec.project_id, rec.user_id)
+        keys = self._admin_keys_cache.get(key)
+        if keys is None:
+            keys = tuple(k for k in views.ADMIN_ONLY_CONTAINER_KEYS
+                         if self._policy.check(ctx, f"container:get_one:{k}", _target(rec)))
+            if len(self._admin_keys_cache) >= 4096:
+                self._admin_keys_cache.clear()
+            self._admin_keys_cache[key] = keys
+        return keys
 
     def _container_view(self, req: ApiRequest, rec) -> dict:
         return views.container(rec, req.base_url, self._visible_admin_keys(req.ctx, rec))

@@ -54,6 +54,7 @@ class ManagerConfig:
     availability_zone: str = "nova"
     stop_timeout_s: float = 10.0
     shutdown_timeout_s: float = 30.0
+    refresh_min_interval_s: float = 1.0
     labels: dict = attrs.field(factory=dict)
 
 
@@ -90,6 +91,8 @@ class ContainerManager(service.Service):
         self.capacity_config = capacity_config or capacity.CapacityConfig()
         self.host_facts = host_facts
         self._locks: dict[str, defer.DeferredLock] = {}
+        #: uuid -> clock time of the last reconcile with the runtime
+        self._synced_at: dict[str, float] = {}
         self._inflight: set[defer.Deferred] = set()
         self._sync_loop: task.LoopingCall | None = None
         self._accepting = False
@@ -203,8 +206,13 @@ class ContainerManager(service.Service):
         return await self.store.list_containers(project)
 
     async def refresh(self, rec: ContainerRecord) -> ContainerRecord:
-        """Re-read live state from the runtime (unless a task is in flight)."""
+        """Re-read live state from the runtime (unless a task is in flight, or the
+        record was reconciled less than ``refresh_min_interval_s`` ago: clients poll
+        show in tight loops, and an inspect per poll only steals CPU from the engine)."""
         if rec.task_state is not None or rec.status in (states.CREATING, states.DELETING):
+            return rec
+        now = self.clock.seconds()
+        if now - self._synced_at.get(rec.uuid, float("-inf")) < self.config.refresh_min_interval_s:
             return rec
         lock = self._lock(rec.uuid)
         await lock.acquire()
@@ -295,16 +303,20 @@ class ContainerManager(service.Service):
         lock = self._lock(uuid)
         await lock.acquire()
         try:
+            t0 = self.clock.seconds()
             rec = await self.store.get_container(uuid)
             rt = self._runtime(rec)
             spec = self._spec(rec)
+            marks = {}
             try:
                 rec.task_state = "image_pulling"
                 await self.store.save_container(rec)
                 await rt.ensure_image(spec.image, spec.image_pull_policy)
+                marks["image_ms"] = self.clock.seconds()
                 rec.task_state = "container_creating"
                 await self.store.save_container(rec)
                 state = await rt.create(spec)
+                marks["create_ms"] = self.clock.seconds()
                 rec.container_id = state.runtime_id
                 rec.ports = sorted(state.ports)
                 if state.hostname and not rec.hostname:
@@ -315,12 +327,19 @@ class ContainerManager(service.Service):
                     rec.task_state = "container_starting"
                     await self.store.save_container(rec)
                     await rt.start(uuid)
+                    marks["start_ms"] = self.clock.seconds()
                     state = await rt.inspect(uuid)
                     self._apply_state(rec, state)
                 rec.task_state = None
                 await self.store.save_container(rec)
                 await self.store.finish_action(action_id)
-                log.info("compute.container.created", uuid=uuid, status=rec.status)
+                prev, took = t0, {}
+                for k, t in marks.items():
+                    took[k] = round((t - prev) * 1000, 1)
+                    prev = t
+                took["total_ms"] = round((self.clock.seconds() - t0) * 1000, 1)
+                log.info("compute.container.created uuid={uuid} status={status} {took}",
+                         uuid=uuid, status=rec.status, took=took)
             except errors.ZundError as e:
                 await self._fail(rec, e, action_id, "create")
         except errors.ContainerNotFound:
@@ -342,6 +361,7 @@ class ContainerManager(service.Service):
 
     def _apply_state(self, rec: ContainerRecord, state: RuntimeState) -> None:
         """Copy what the runtime says into the record (no I/O)."""
+        self._synced_at[rec.uuid] = self.clock.seconds()
         rec.status = states.status_from_runtime(rec.status, state.status)
         rec.exit_code = state.exit_code
         rec.started_at = state.started_at
@@ -500,6 +520,7 @@ class ContainerManager(service.Service):
                 await self._fail(rec, e, None, "delete")
                 return
             await self.store.delete_container(uuid)
+            self._synced_at.pop(uuid, None)
             log.info("compute.container.deleted", uuid=uuid)
             self._notify("deleted", rec)
         finally:
@@ -711,6 +732,7 @@ class ContainerManager(service.Service):
         except errors.RuntimeObjectNotFound as e:
             if rec.auto_remove:
                 await self.store.delete_container(rec.uuid)
+                self._synced_at.pop(rec.uuid, None)
                 log.info("compute.sync.auto_removed", uuid=rec.uuid)
                 self._notify("deleted", rec)
                 rec.status = states.DELETED

@@ -11,11 +11,10 @@ an existing container), other ``APIError`` -> ``RuntimeFailure`` carrying the
 engine's explanation, a refused/absent engine -> ``RuntimeUnavailable``.
 
 Resource mapping (zun-api.md §6.1):
-- cpu: ``cpu_shares = 1024*cpu`` as Zun does, plus a CFS hard cap
-  (``cpu_period=100000``, ``cpu_quota=100000*cpu``) so capacity accounting holds.
-  ``nano_cpus`` works at create time on this engine, but the SDK cannot update
-  it and the engine refuses to mix it with a CFS quota, so the period/quota pair
-  (equivalent, and updatable) is used instead;
+- cpu: ``cpu_shares = 1024*cpu``, exactly as Zun does: a relative weight under
+  contention. A CFS hard cap (``cpu_quota``) was tried and dropped: a 0.1-vCPU
+  container then throttles its own start-up (~50 ms slower create->Running), and
+  capacity accounting is allocation-based anyway;
 - memory: ``mem_limit "<n>M"`` with ``memswap_limit`` equal to it (no extra swap,
   and it keeps later ``update`` calls from tripping over docker's implicit
   ``memswap = 2*mem``).
@@ -64,7 +63,6 @@ from zund.runtimes.base import (
 log = Logger()
 
 RUNTIME_NAME = "runc"
-CFS_PERIOD_US = 100000
 PULL_POLICIES = ("ifnotpresent", "always", "never")
 
 
@@ -212,9 +210,7 @@ def zun_stats(name: str, raw: dict) -> dict:
 
 
 def cpu_limits(cpu: float) -> dict:
-    return {"cpu_shares": max(2, int(1024 * cpu)),
-            "cpu_period": CFS_PERIOD_US,
-            "cpu_quota": max(1000, int(CFS_PERIOD_US * cpu))}
+    return {"cpu_shares": max(2, int(1024 * cpu))}
 
 
 def memory_limits(memory_mb: int) -> dict:

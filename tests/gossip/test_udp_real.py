@@ -1,0 +1,103 @@
+"""Real tier: GossipService over real UDP/TCP on 127.0.0.1, one process, real reactor.
+
+Encryption is on.  Timings are a sped-up ``local`` profile so the test stays short.
+Only 127.0.0.1 is ever addressed.
+"""
+
+import random
+import socket
+
+import pytest
+import pytest_twisted
+from twisted.internet import task
+
+from zund.gossip import config
+from zund.gossip.keyring import Keyring
+from zund.gossip.service import GossipService
+
+KEY = b"r" * 32
+FAST = config.local(probe_interval_s=0.2, probe_timeout_s=0.1, gossip_interval_s=0.05,
+                    push_pull_interval_s=2.0, leave_propagate_s=0.1, join_retry_interval_s=0.2)
+
+
+def free_ports(n):
+    """Ports free for both UDP and TCP on 127.0.0.1."""
+    ports = []
+    while len(ports) < n:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+async def wait_for(reactor, predicate, timeout_s):
+    waited = 0.0
+    while not predicate():
+        if waited > timeout_s:
+            return False
+        await task.deferLater(reactor, 0.05, lambda: None)
+        waited += 0.05
+    return True
+
+
+def states(node):
+    return {m.name: m.state for m in node.members()}
+
+
+@pytest_twisted.ensureDeferred
+async def test_real_udp_cluster_converges_and_detects_a_crash():
+    """5 encrypted nodes on 127.0.0.1 converge; one closes its sockets without leaving; all mark it dead."""
+    from twisted.internet import reactor
+
+    ports = free_ports(5)
+    seeds = [("127.0.0.1", ports[0])]
+    nodes = [GossipService(FAST, f"r{i}", ("127.0.0.1", p), ("127.0.0.1", p), seeds, Keyring([KEY]),
+                           reactor, random.Random(i)) for i, p in enumerate(ports)]
+    for node in nodes:
+        node.startService()
+    try:
+        everyone = {f"r{i}" for i in range(5)}
+        assert await wait_for(reactor, lambda: all(
+            {n for n, s in states(node).items() if s == "alive"} == everyone for node in nodes), 10)
+
+        nodes[2].set_metadata(b"hello")
+        assert await wait_for(reactor, lambda: all(
+            {m.name: m.meta for m in node.members()}["r2"] == b"hello" for node in nodes), 5)
+
+        await nodes[4].stop_without_leave()
+        survivors = nodes[:4]
+        assert await wait_for(reactor, lambda: all(states(n)["r4"] == "dead" for n in survivors), 15)
+        assert all(states(n)[f"r{i}"] == "alive" for n in survivors for i in range(4))
+        assert all(n.stats["dropped_decrypt"] == 0 for n in survivors)
+        assert all(n.stats["packets_received"] > 0 for n in survivors)
+    finally:
+        for node in nodes[:4]:
+            await node.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_real_udp_graceful_leave():
+    """stopService over real sockets: the peer records the node as left."""
+    from twisted.internet import reactor
+
+    ports = free_ports(2)
+    a = GossipService(FAST, "a", ("127.0.0.1", ports[0]), ("127.0.0.1", ports[0]), [], Keyring([KEY]),
+                      reactor, random.Random(1))
+    b = GossipService(FAST, "b", ("127.0.0.1", ports[1]), ("127.0.0.1", ports[1]), [("127.0.0.1", ports[0])],
+                      Keyring([KEY]), reactor, random.Random(2))
+    a.startService()
+    b.startService()
+    try:
+        await b.joined
+        assert await wait_for(reactor, lambda: states(a).get("b") == "alive", 5)
+        await b.stopService()
+        assert await wait_for(reactor, lambda: states(a).get("b") == "left", 5)
+    finally:
+        await a.stopService()
