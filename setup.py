@@ -36,6 +36,7 @@ setup(
         "zund.runtimes": [
             "docker = zund.runtimes.drivers:docker",
             "fake = zund.runtimes.drivers:fake",
+            "libvirt = zund.runtimes.drivers:libvirt",
         ],
         "oslo.config.opts": ["zund = zund.conf:list_opts"],
         "oslo.policy.policies": ["zund = zund.api.policy:list_rules"],

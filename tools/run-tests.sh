@@ -10,22 +10,24 @@ if [ "${1:-}" = "--bench" ]; then bench=1; shift; fi
 export ZUND_CI_DIR="${ZUND_CI_DIR:-$(mktemp -d /tmp/zund-ci.XXXXXX)}"
 bash tools/setup-host.sh
 
-started_dockerd=0
+# Engines this run starts write their PIDs into the fresh $ZUND_CI_DIR; engines
+# that were already running are left alone. Only those PIDs are stopped at exit.
 cleanup() {
-    if [ "$started_dockerd" = 1 ] && [ -f "$ZUND_CI_DIR/dockerd.pid" ]; then
-        pid=$(cat "$ZUND_CI_DIR/dockerd.pid")
-        echo "run-tests: stopping dockerd pid $pid"
+    for name in libvirtd virtlogd dockerd; do
+        f="$ZUND_CI_DIR/$name.pid"
+        [ -f "$f" ] || continue
+        pid=$(cat "$f")
+        kill -0 "$pid" 2>/dev/null || continue
+        echo "run-tests: stopping $name pid $pid"
         kill "$pid" 2>/dev/null || true
         for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-    fi
+    done
 }
 trap cleanup EXIT
 
-if ! docker info >/dev/null 2>&1; then
-    sh tools/start-dockerd.sh
-    started_dockerd=1
-fi
+sh tools/start-dockerd.sh
 sh tools/build-test-image.sh
+bash tools/setup-libvirt.sh
 
 status=0
 python3 -m pytest -q -p no:cacheprovider "$@" tests || status=$?
@@ -33,8 +35,8 @@ python3 -m pytest -q -p no:cacheprovider "$@" tests || status=$?
 if [ "$bench" = 1 ] && [ "$status" = 0 ]; then
     echo "run-tests: benchmarks"
     python3 bench/create_latency.py --runs 30 || status=$?
-    for b in bench/gossip_sim.py bench/gossip_vs_serf.py; do
-        if [ -f "$b" ]; then timeout 900 python3 "$b" || status=$?; fi
-    done
+    timeout 900 python3 bench/gossip_sim.py || status=$?
+    timeout 900 python3 bench/gossip_vs_serf.py || status=$?
+    timeout 900 python3 -m bench.microvm --runs 10 || status=$?
 fi
 exit "$status"

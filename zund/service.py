@@ -1,9 +1,11 @@
 """Composition root: builds every object of a node from config and owns the
 start/stop order.
 
-Start: store -> runtimes -> compute manager (recovery) -> API listening -> READY=1.
-Stop:  STOPPING=1 -> API stops accepting -> manager finishes in-flight work ->
-       runtimes -> store.
+Start: store -> runtimes (those that fail to open are dropped and not advertised)
+       -> compute manager (recovery) -> API listening -> metadata + gossip join ->
+       control socket -> READY=1.
+Stop:  STOPPING=1 -> API and control socket stop accepting -> gossip leaves (peers
+       stop sending work) -> manager finishes in-flight work -> runtimes -> store.
 
 Components receive plain frozen config values built here, never the ConfigOpts.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 
 import attrs
 from importlib.metadata import entry_points
@@ -20,7 +23,7 @@ from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from zund.common import errors, sdnotify
+from zund.common import errors, sdnotify, utils
 from zund.compute import capacity
 from zund.compute.manager import ContainerManager, ManagerConfig
 from zund.store import Store
@@ -73,6 +76,8 @@ class NodeParts:
     runtimes: dict
     manager: ContainerManager
     api: object
+    gossip: object = None
+    announcer: object = None
     closers: list = attrs.field(factory=list)
 
 
@@ -91,6 +96,7 @@ class NodeService(service.MultiService):
         self._injected_runtimes = runtimes
         self.parts: NodeParts | None = None
         self._port = None
+        self._control_port = None
         self.api_address: tuple[str, int] | None = None
         self.started = defer.Deferred()
 
@@ -119,8 +125,39 @@ class NodeService(service.MultiService):
                                    capacity_config=capacity_config(conf))
         api = ZunAPI(manager, ApiConfig.from_conf(conf), make_enforcer(conf),
                      clock=self.reactor, rng=self.rng)
+        gossip = self._build_gossip()
         return NodeParts(store=store, runtimes=runtimes, manager=manager, api=api,
-                         closers=closers)
+                         gossip=gossip, closers=closers)
+
+    def _build_gossip(self):
+        from zund.conf.gossip import gossip_keys
+        from zund.gossip import config as gconfig
+        from zund.gossip.keyring import Keyring
+        from zund.gossip.service import GossipService
+
+        g = self.conf.gossip
+        keys = gossip_keys(self.conf)  # empty: GossipService warns loudly at start
+        advertise_host = gconfig.resolve_advertise_host(
+            g.bind_host, g.advertise_host,
+            lambda: socket.gethostbyname(socket.gethostname()))
+        seeds = [utils.parse_hostport(s, 9519) for s in g.seeds]
+        return GossipService(
+            gconfig.from_values(g.profile, g.cluster_name), self.conf.host,
+            bind=(g.bind_host, g.bind_port), advertise=(advertise_host, g.bind_port),
+            seeds=seeds, keyring=Keyring.from_base64(keys), clock=self.reactor, rng=self.rng)
+
+    def peers(self) -> list[dict]:
+        """Members as `zund peers` shows them (this node included)."""
+        from zund.cluster import metadata
+
+        out = []
+        gossip = self.parts.gossip if self.parts else None
+        for m in (gossip.members() if gossip is not None else []):
+            meta = metadata.decode(m.meta)
+            out.append({"name": m.name, "addr": m.addr, "state": m.state,
+                        "incarnation": m.incarnation, "last_change": m.state_changed_at,
+                        "meta": meta, "summary": metadata.summary(meta)})
+        return out
 
     # lifecycle ------------------------------------------------------------------
 
@@ -135,9 +172,20 @@ class NodeService(service.MultiService):
         os.makedirs(conf.state_path, exist_ok=True)
         self.parts = parts = self.build()
         await parts.store.open()
-        for name, rt in parts.runtimes.items():
-            await rt.open()
-            log.info("node.runtime.ready", runtime=name)
+        for name, rt in list(parts.runtimes.items()):
+            try:
+                await rt.open()
+            except errors.ZundError as e:
+                # A node advertises (and bids for) only runtimes that work here.
+                log.error("node.runtime.unavailable runtime={runtime}: {reason}",
+                          runtime=name, reason=str(e))
+                del parts.runtimes[name]
+                parts.manager.runtimes.pop(name, None)
+                continue
+            log.info("node.runtime.ready runtime={runtime}", runtime=name)
+        if not parts.runtimes:
+            raise errors.RuntimeUnavailable(runtime=",".join(conf.enabled_runtimes),
+                                            reason="no enabled runtime could be opened")
         await parts.manager.startService()
         ep = endpoints.TCP4ServerEndpoint(self.reactor, conf.api.port,
                                           interface=conf.api.host_ip)
@@ -146,8 +194,38 @@ class NodeService(service.MultiService):
         self._port = await ep.listen(site)
         addr = self._port.getHost()
         self.api_address = (addr.host, addr.port)
-        log.info("node.ready", node=conf.host, api=f"{addr.host}:{addr.port}")
+        await self._start_cluster(parts)
+        await self._start_control()
+        log.info("node.ready node={node} api={api}", node=conf.host,
+                 api=f"{addr.host}:{addr.port}")
         sdnotify.notify("READY=1\nSTATUS=serving the Zun API")
+
+    async def _start_cluster(self, parts: NodeParts) -> None:
+        from zund.cluster.announcer import MetadataAnnouncer
+
+        conf = self.conf
+        api_host = conf.api.host_ip
+        if api_host in ("0.0.0.0", "::", ""):
+            api_host = parts.gossip.local_member().addr.rsplit(":", 1)[0]
+        facts = {"az": conf.default_availability_zone,
+                 "runtimes": parts.manager.runtime_names(),
+                 "labels": {}, "api": f"{api_host}:{self.api_address[1]}",
+                 "peer": "", "draining": False}
+        parts.announcer = MetadataAnnouncer(parts.gossip, parts.manager, facts, self.reactor,
+                                            conf.gossip.metadata_min_interval)
+        await parts.announcer.publish_now()
+        parts.gossip.startService()
+        parts.announcer.start()
+
+    async def _start_control(self) -> None:
+        from zund.api.control import ControlAPI
+        from zund.cmd.peers import control_socket_path
+
+        path = control_socket_path(self.conf.state_path)
+        ep = endpoints.UNIXServerEndpoint(self.reactor, path, mode=0o600, wantPID=True)
+        site = Site(ControlAPI(self.peers).resource())
+        site.noisy = False
+        self._control_port = await ep.listen(site)
 
     def stopService(self):
         service.Service.stopService(self)
@@ -159,9 +237,17 @@ class NodeService(service.MultiService):
         if self._port is not None:
             await self._port.stopListening()
             self._port = None
+        if self._control_port is not None:
+            await self._control_port.stopListening()
+            self._control_port = None
         parts = self.parts
         if parts is None:
             return
+        if parts.announcer is not None:
+            parts.announcer.stop()
+        if parts.gossip is not None and parts.gossip.running:
+            # leave first, so peers stop sending work while we drain
+            await parts.gossip.stopService()
         if parts.manager.running:
             await parts.manager.stopService()
         for name, rt in parts.runtimes.items():

@@ -304,8 +304,14 @@ class Store:
 
     # -- containers ----------------------------------------------------------
 
-    async def create_container(self, rec: ContainerRecord) -> ContainerRecord:
+    async def create_container(self, rec: ContainerRecord,
+                               action: tuple[str, str, str | None, str | None, str] | None = None
+                               ) -> int | None:
+        """Insert ``rec`` (sets ``rec.id``). With ``action`` = (action, request_id,
+        user_id, project_id, event), its first action is written in the same
+        transaction; returns that action's id."""
         row = rec.to_row()
+        now = fmt_time(utcnow())
 
         def fn(conn):
             cur = conn.execute(
@@ -314,10 +320,16 @@ class Store:
                 " :user_id, :status, :task_state, :host, :created_at, :updated_at, :data)",
                 row,
             )
-            return cur.lastrowid
+            rowid = cur.lastrowid
+            action_id = None
+            if action is not None:
+                name, request_id, user_id, project_id, event = action
+                action_id = self._insert_action(conn, rec.uuid, name, request_id, user_id,
+                                                project_id, event, now)
+            return rowid, action_id
 
-        rec.id = await self._tx(fn)
-        return rec
+        rec.id, action_id = await self._tx(fn)
+        return action_id
 
     async def save_container(self, rec: ContainerRecord) -> ContainerRecord:
         """Persist every field of ``rec`` (bumps updated_at)."""
@@ -400,22 +412,23 @@ class Store:
     async def start_action(self, uuid: str, action: str, request_id: str, user_id: str | None,
                            project_id: str | None, event: str | None = None) -> int:
         now = fmt_time(utcnow())
+        return await self._tx(lambda conn: self._insert_action(
+            conn, uuid, action, request_id, user_id, project_id, event, now))
 
-        def fn(conn):
-            cur = conn.execute(
-                "INSERT INTO actions (container_uuid, action, request_id, user_id, project_id,"
-                " start_time) VALUES (?,?,?,?,?,?)",
-                (uuid, action, request_id, user_id, project_id, now),
+    @staticmethod
+    def _insert_action(conn, uuid, action, request_id, user_id, project_id, event, now) -> int:
+        cur = conn.execute(
+            "INSERT INTO actions (container_uuid, action, request_id, user_id, project_id,"
+            " start_time) VALUES (?,?,?,?,?,?)",
+            (uuid, action, request_id, user_id, project_id, now),
+        )
+        aid = cur.lastrowid
+        if event:
+            conn.execute(
+                "INSERT INTO action_events (action_id, event, start_time) VALUES (?,?,?)",
+                (aid, event, now),
             )
-            aid = cur.lastrowid
-            if event:
-                conn.execute(
-                    "INSERT INTO action_events (action_id, event, start_time) VALUES (?,?,?)",
-                    (aid, event, now),
-                )
-            return aid
-
-        return await self._tx(fn)
+        return aid
 
     async def add_event(self, action_id: int, event: str, result: str | None = None,
                         details: Any = None, traceback: str | None = None,

@@ -723,8 +723,20 @@ class ZunAPI:
         self._policy.authorize(req.ctx, "zun-service:get_all")
         now = self._now()
         reports = int((now - self._started_at).total_seconds() // 10)
-        return {"services": [views.service(self._config.node, self._config.availability_zone,
-                                           now, self._started_at, report_count=reports)]}
+        many = getattr(self._manager, "list_services", None)
+        if many is None:
+            return {"services": [views.service(self._config.node,
+                                               self._config.availability_zone,
+                                               now, self._started_at, report_count=reports)]}
+        services = []
+        for i, svc in enumerate(sorted(await many(), key=lambda x: x["host"]), start=1):
+            local = svc["host"] == self._config.node
+            services.append(views.service(
+                svc["host"], svc["availability_zone"],
+                now if svc["state"] == "up" else svc["changed_at"],
+                self._started_at if local else svc["changed_at"],
+                report_count=reports if local else 0, service_id=i, state=svc["state"]))
+        return {"services": services}
 
     @route("/availability_zones", ["GET"])
     async def availability_zone_list(self, req: ApiRequest):
@@ -732,7 +744,10 @@ class ZunAPI:
             req.params, max_limit=self._config.max_limit,
             sort_keys=("availability_zone",), default_sort_key="availability_zone")
         self._policy.authorize(req.ctx, "availability_zones:get_all")
-        zones = [{"availability_zone": self._config.availability_zone}]
+        many = getattr(self._manager, "list_services", None)
+        names = sorted({svc["availability_zone"] for svc in await many()}) if many else [
+            self._config.availability_zone]
+        zones = [{"availability_zone": z} for z in names]
         page = _paginate(zones, query, lambda z, k: z.get(k), lambda z: z["availability_zone"])
         return views.collection("availability_zones", page, None)
 

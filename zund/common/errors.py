@@ -186,3 +186,11 @@ class NotImplementedYet(ZundError):
     """A Zun feature zund does not provide (yet); answered with 501."""
 
     message = "{what} is not implemented by zund yet."
+
+
+# -- added for placement (zund/cluster/bidding.py) -------------------------------
+
+class ReservationExpired(Conflict):
+    """A COMMIT named a reservation the bidder no longer holds (expired, released, unknown)."""
+
+    message = "Reservation {reservation_id} has expired or is unknown on node {node}."

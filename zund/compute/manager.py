@@ -265,10 +265,9 @@ class ContainerManager(service.Service):
             healthcheck=dict(request.get("healthcheck") or {}),
             hints=dict(request.get("hints") or {}),
         )
-        await self.store.create_container(rec)
-        action_id = await self.store.start_action(
-            u, "create", ctx.request_id, ctx.user_id, ctx.project_id,
-            event="compute__do_container_create")
+        action_id = await self.store.create_container(
+            rec, action=("create", ctx.request_id, ctx.user_id, ctx.project_id,
+                         "compute__do_container_create"))
         self._notify("created", rec)
         self._spawn(self._do_create(rec.uuid, run, action_id), "create")
         return rec

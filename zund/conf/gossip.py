@@ -21,6 +21,9 @@ gossip_opts = [
                      "Empty means PLAINTEXT gossip, which is logged as a warning."),
     cfg.StrOpt("profile", default="lan", choices=["lan", "local", "wan"],
                help="Timing preset, after memberlist's DefaultLANConfig/LocalConfig/WANConfig."),
+    cfg.FloatOpt("metadata_min_interval", default=0.5, min=0.0,
+                 help="Seconds between two re-announcements of this node's metadata "
+                      "(capacity, tenants); a change is always announced, at most this late."),
 ]
 
 

@@ -1,0 +1,166 @@
+"""Pure parts of the micro-VM runtime: cpio writer, initramfs layers, domain XML,
+console parsing, resource mapping. No libvirt, no docker, no VM."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import stat
+import tarfile
+
+import pytest
+
+from zund.runtimes.microvm import domain_xml as dx
+from zund.runtimes.microvm import initramfs
+from zund.runtimes.microvm.cpio import CpioWriter, read_entries
+from zund.runtimes.microvm.init import parse_console
+
+
+def test_cpio_round_trips_every_entry_kind():
+    """Dirs, files, symlinks, hard links and devices come back with mode, data and rdev."""
+    buf = io.BytesIO()
+    w = CpioWriter(buf)
+    w.add_dir("bin", 0o755)
+    ino = w.add_file("bin/busybox", b"\x7fELF" + b"x" * 5, 0o755, nlink=2)
+    w.add_hardlink("bin/sh", ino, 0o755)
+    w.add_symlink("bin/ls", "busybox")
+    w.add_device("console", stat.S_IFCHR, 5, 1, 0o600)
+    w.close()
+    data = buf.getvalue()
+    assert len(data) % 4 == 0
+    entries = {e[0]: e for e in read_entries(data)}
+    assert stat.S_ISDIR(entries["bin"][1])
+    assert entries["bin/busybox"][4] == b"\x7fELF" + b"x" * 5
+    assert stat.S_IMODE(entries["bin/busybox"][1]) == 0o755
+    assert entries["bin/sh"][2] == ino and entries["bin/sh"][3] == 2 and entries["bin/sh"][4] == b""
+    assert stat.S_ISLNK(entries["bin/ls"][1]) and entries["bin/ls"][4] == b"busybox"
+    assert stat.S_ISCHR(entries["console"][1]) and entries["console"][5] == (5, 1)
+
+
+def test_cpio_refuses_writes_after_close():
+    """The trailer ends the archive."""
+    w = CpioWriter(io.BytesIO())
+    w.close()
+    with pytest.raises(ValueError):
+        w.add_dir("x")
+
+
+def _tar(tmp_path) -> str:
+    path = tmp_path / "rootfs.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, kind in (("./", tarfile.DIRTYPE), ("./bin", tarfile.DIRTYPE)):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = kind, 0o755
+            tar.addfile(info)
+        info = tarfile.TarInfo("./bin/busybox")
+        info.size, info.mode = 3, 0o755
+        tar.addfile(info, io.BytesIO(b"abc"))
+        link = tarfile.TarInfo("./bin/sh")
+        link.type, link.linkname, link.mode = tarfile.LNKTYPE, "./bin/busybox", 0o755
+        tar.addfile(link)
+        sym = tarfile.TarInfo("./bin/ls")
+        sym.type, sym.linkname = tarfile.SYMTYPE, "busybox"
+        tar.addfile(sym)
+        init = tarfile.TarInfo("./init")
+        init.size = 1
+        tar.addfile(init, io.BytesIO(b"!"))
+    return str(path)
+
+
+def test_image_initramfs_has_rootfs_then_zund_layer(tmp_path):
+    """The built initramfs: the image's files (hard link kept), then zund's /init and busybox."""
+    out = tmp_path / "img.cpio.gz"
+    initramfs.build_image_initramfs(_tar(tmp_path), b"BUSYBOX", str(out))
+    raw = out.read_bytes()
+    # Two gzip members; gzip.decompress reads both.
+    entries = read_entries(gzip.decompress(raw))
+    names = [e[0] for e in entries]
+    assert names.index("bin/busybox") < names.index("init")
+    assert names.count("init") == 1, "the image's /init is replaced by zund's"
+    by_name = {e[0]: e for e in entries}
+    assert by_name["bin/sh"][2] == by_name["bin/busybox"][2]
+    assert by_name[".zund/busybox"][4] == b"BUSYBOX"
+    assert by_name["init"][4].startswith(b"#!/.zund/busybox sh")
+    assert stat.S_ISCHR(by_name["dev/console"][1])
+
+
+def test_resolve_argv_follows_docker_rules():
+    """entrypoint + cmd; a spec entrypoint drops the image's Cmd."""
+    image = {"Entrypoint": ["/ep"], "Cmd": ["a"]}
+    assert initramfs.resolve_argv(None, None, image) == ["/ep", "a"]
+    assert initramfs.resolve_argv(None, ("b",), image) == ["/ep", "b"]
+    assert initramfs.resolve_argv(("echo",), None, image) == ["echo"]
+    assert initramfs.resolve_argv(None, None, {"Cmd": ["sh"]}) == ["sh"]
+
+
+def test_container_config_quotes_everything():
+    """Hostile values stay data: every word is shell-quoted."""
+    env = initramfs.resolve_env({"Env": ["PATH=/bin"]}, {"X": "a'b; rm -rf /"}, "h")
+    text = initramfs.container_config(["sh", "-c", "echo $X"], env, "/tmp", "h")
+    assert "ZUND_PATH=/bin" in text
+    assert "'X=a'\"'\"'b; rm -rf /'" in text
+    assert "'echo $X'" in text
+    assert "ZUND_PROG=sh" in text
+
+
+def test_domain_xml_has_no_interface_and_metadata_round_trips():
+    """No network device; the zund metadata parses back, with or without its namespace."""
+    meta = dx.DomainMeta(uuid="0b7c1a70-9d9a-4a55-8a0f-3c1d2e4f5a6b", node="n1", project_id="p",
+                         hostname="h", image="i", ports=(53, 80), auto_remove=True)
+    xml = dx.domain_xml(dx.DomainSpec(name="zun-x", meta=meta, virt_type="qemu", vcpus=2,
+                                      memory_mb=128, kernel="/k", initrd="/i",
+                                      console_log="/c.log", control_socket="/c.ctl"))
+    assert "<interface" not in xml
+    assert "<uuid>0b7c1a70-9d9a-4a55-8a0f-3c1d2e4f5a6b</uuid>" in xml
+    assert dx.parse_metadata(dx.metadata_xml(meta)) == meta
+    plain = ("<container><uuid>u</uuid><node>n</node><project>p</project>"
+             "<ports>80</ports></container>")
+    assert dx.parse_metadata(plain).ports == (80,)
+    assert dx.parse_metadata("<other/>") is None
+
+
+def test_console_parsing_drops_kernel_noise_and_splits_streams():
+    """Only tagged lines between the markers count; each boot is a run."""
+    text = ("SeaBIOS\r\n[    0.1] Linux version\r\nZUND-OUTPUT-BEGIN\r\n"
+            "O 100 hello\r\n[    1.0] noise\r\nE 101 oops\r\nZUND-EXIT-CODE: 3\r\n"
+            "[    2.0] reboot: Power down\r\nZUND-START-ERROR: exec: \"x\": not found\r\n"
+            "ZUND-OUTPUT-BEGIN\r\nO 200 again\r\n")
+    runs = parse_console(text)
+    assert [(ln.stream, ln.text) for ln in runs[0].lines] == [("stdout", "hello\n"),
+                                                                ("stderr", "oops\n")]
+    assert runs[0].exit_code == 3
+    assert runs[1].start_error and not runs[1].began and runs[1].exit_code == 127
+    assert runs[2].exit_code is None and runs[2].lines[0].text == "again\n"
+
+
+def test_render_logs_streams_tail_timestamps():
+    """stdout/stderr selection, tail and RFC 3339 timestamps."""
+    from zund.runtimes.libvirt import render_logs
+
+    runs = parse_console("ZUND-OUTPUT-BEGIN\nO 0 a\nE 0 b\nO 1 c\nZUND-EXIT-CODE: 0\n")
+    assert render_logs(runs, True, False, False, None) == "a\nc\n"
+    assert render_logs(runs, False, True, False, None) == "b\n"
+    assert render_logs(runs, True, True, False, 1) == "c\n"
+    assert render_logs(runs, True, False, True, None).splitlines()[1] == \
+        "1970-01-01T00:00:01.000000000Z c"
+
+
+def test_resources_and_signals_map_to_the_guest():
+    """cpu rounds up to whole vCPUs; memory has a floor; signal names normalise."""
+    from zund.common import errors
+    from zund.runtimes.libvirt import guest_memory_mb, guest_vcpus, signal_name
+
+    assert guest_vcpus(0.5, 1) == 1 and guest_vcpus(1.5, 1) == 2 and guest_vcpus(None, 3) == 3
+    assert guest_memory_mb(None, 256, 96) == 256 and guest_memory_mb(4, 256, 96) == 96
+    assert signal_name(None) == "KILL" and signal_name("sigterm") == "TERM"
+    assert signal_name(9) == "9"
+    with pytest.raises(errors.InvalidInput):
+        signal_name("TERM; reboot")
+
+
+def test_kvm_usable_is_false_for_a_non_kvm_device(tmp_path):
+    """A path that is not /dev/kvm is not usable."""
+    from zund.runtimes.libvirt import kvm_usable
+
+    assert kvm_usable(str(tmp_path / "nope")) is False
+    assert kvm_usable("/dev/null") is False

@@ -1,0 +1,91 @@
+"""Keeps this node's gossip metadata in step with its store.
+
+After every allocation change (create, delete, resize) the manager notifies;
+the announcer coalesces notifications and publishes at most every
+``min_interval_s`` — and always after a change (DESIGN.md "Gossip metadata").
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from zund.cluster import metadata
+from zund.compute import capacity
+
+log = Logger()
+
+
+class MetadataAnnouncer:
+    def __init__(self, gossip, manager, node_facts: dict, clock, min_interval_s: float = 0.5):
+        """``node_facts``: az, runtimes, labels, api, peer, draining (plain values)."""
+        self._gossip = gossip
+        self._manager = manager
+        self.node_facts = dict(node_facts)
+        self._clock = clock
+        self._min_interval_s = min_interval_s
+        self._last_published = float("-inf")
+        self._pending = None
+        self._running: defer.Deferred | None = None
+        self._dirty = False
+        self.published = 0
+
+    def start(self) -> defer.Deferred:
+        self._manager.listeners.append(self._on_change)
+        return self.publish_now()
+
+    def stop(self) -> None:
+        if self._on_change in self._manager.listeners:
+            self._manager.listeners.remove(self._on_change)
+        if self._pending is not None and self._pending.active():
+            self._pending.cancel()
+        self._pending = None
+
+    def _on_change(self, event: str, rec) -> None:
+        self.changed()
+
+    def changed(self) -> None:
+        """Something that the metadata reflects changed: publish soon."""
+        self._dirty = True
+        if self._pending is not None and self._pending.active():
+            return
+        wait = max(0.0, self._last_published + self._min_interval_s - self._clock.seconds())
+        self._pending = self._clock.callLater(wait, self._fire)
+
+    def _fire(self) -> None:
+        self._pending = None
+        if self._running is not None:
+            return  # the running publish re-checks _dirty when it ends
+        self.publish_now()
+
+    def publish_now(self) -> defer.Deferred:
+        self._dirty = False
+        d = defer.Deferred.fromCoroutine(self._publish())
+        self._running = d
+
+        def done(result):
+            self._running = None
+            if self._dirty:
+                self.changed()
+            return result
+
+        d.addBoth(done)
+        d.addErrback(lambda f: log.failure("cluster.metadata.publish_failed", f))
+        return d
+
+    async def build(self) -> dict:
+        records = await self._manager.store.list_containers()
+        usage = capacity.usage_of(records)
+        tenants = Counter(r.project_id for r in records)
+        facts = self._manager.host_facts or capacity.detect_host(self._manager.capacity_config)
+        limits = capacity.limits(self._manager.capacity_config, facts)
+        return metadata.build(self.node_facts, usage, limits, dict(tenants))
+
+    async def _publish(self) -> None:
+        meta = await self.build()
+        self._gossip.set_metadata(metadata.encode(meta))
+        self._last_published = self._clock.seconds()
+        self.published += 1
+        log.debug("cluster.metadata.published", containers=meta["cap"]["containers"])

@@ -1,0 +1,219 @@
+"""The bidder: local admission, scoring and reservations with a TTL.
+
+DESIGN.md "Data flow of one create": a coordinator asks for a BID; the bidder
+re-checks the request against its OWN truth (committed records plus live
+reservations) under a node-local lock, holds a reservation and answers a score —
+or declines with a reason. A COMMIT turns the reservation into a record; a
+RELEASE or the TTL frees it.
+
+Invariants (all admission and commit run under ``self._lock``):
+
+1. capacity: for every node, allocations of committed records + live reservations
+   never exceed the totals — a reservation counts from BID until its COMMIT has
+   written the record (the record counts from then on), so two coordinators racing
+   for the last slot can never both win;
+2. strict tenant isolation: reservations count as tenants, so two concurrent
+   requests from two projects can never both hold an empty ``strict`` node;
+3. a reservation being committed never expires (its ``do_create`` runs under the
+   lock and the expiry skips it); a reservation that expired can never be
+   committed (``ReservationExpired``).
+
+Reservations live in memory only: after a restart every one is gone, which is
+safe (the coordinators' commits fail, they retry elsewhere).
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections import Counter
+from typing import Awaitable, Callable
+
+import attrs
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from zund.cluster import policies
+from zund.cluster.types import Bid, Decline, PlacementRequest
+from zund.common import errors
+
+log = Logger()
+
+
+@attrs.frozen
+class Reservation:
+    """Capacity held for one request until ``expires_at`` (bidder's clock)."""
+
+    id: str
+    request: PlacementRequest
+    expires_at: float
+    score: float
+
+
+def _new_id() -> str:
+    return str(uuidlib.uuid4())
+
+
+class Bidder:
+    """This node's side of the bid round. One per node; the only writer of its reservations.
+
+    ``capacity_totals``: ``capacity.limits()`` — {cpus, mem_mb, disk_gb}.
+    ``store_view``: ``async () -> list of records`` with ``uuid``, ``project_id``,
+    ``cpu``, ``memory``, ``disk`` (``store.list_containers``): every record held here.
+    ``node_facts``: az, runtimes, labels, draining; read on every bid, so a caller
+    may flip ``bidder.node_facts["draining"]`` at any time.
+    ``clock``: ``IReactorTime``. ``new_id``: reservation id factory (uuid4; injectable
+    so simulations replay).
+    """
+
+    def __init__(self, node_name: str, capacity_totals: dict,
+                 store_view: Callable[[], Awaitable[list]], clock, ttl_s: float, policy,
+                 tenant_mode: str = "off", node_facts: dict | None = None,
+                 new_id: Callable[[], str] = _new_id):
+        if tenant_mode not in policies.TENANT_MODES:
+            raise ValueError(f"tenant_mode must be one of {policies.TENANT_MODES}")
+        self.node_name = node_name
+        self.capacity_totals = dict(capacity_totals)
+        self._store_view = store_view
+        self._clock = clock
+        self.ttl_s = float(ttl_s)
+        self.policy = policy
+        self.tenant_mode = tenant_mode
+        self.node_facts = node_facts if node_facts is not None else {}
+        self._new_id = new_id
+        self._lock = defer.DeferredLock()
+        self._reservations: dict[str, Reservation] = {}
+        self._timers: dict[str, object] = {}
+        self._committing: set[str] = set()
+        self.stats = Counter()
+
+    # -- read-only views ----------------------------------------------------------
+
+    def reservations(self) -> list[Reservation]:
+        """Live reservations (expired ones already dropped)."""
+        self._purge()
+        return list(self._reservations.values())
+
+    def reservation(self, reservation_id: str) -> Reservation | None:
+        self._purge()
+        return self._reservations.get(reservation_id)
+
+    def state_of(self, records) -> policies.NodeState:
+        """The truth: ``records`` (committed) plus live reservations, as a NodeState.
+
+        A reservation whose uuid already has a record is not counted twice.
+        """
+        cpu = 0.0
+        mem = disk = 0
+        tenants: Counter = Counter()
+        committed = set()
+        for r in records:
+            committed.add(r.uuid)
+            cpu += r.cpu or 0
+            mem += r.memory or 0
+            disk += r.disk or 0
+            tenants[r.project_id] += 1
+        for res in self._reservations.values():
+            req = res.request
+            if req.uuid in committed:
+                continue
+            cpu += req.cpu
+            mem += req.memory_mb
+            disk += req.disk_gb or 0
+            tenants[req.project_id] += 1
+        facts = self.node_facts
+        return policies.NodeState(
+            name=self.node_name,
+            cpus=float(self.capacity_totals.get("cpus", 0)),
+            mem_mb=int(self.capacity_totals.get("mem_mb", 0)),
+            disk_gb=int(self.capacity_totals.get("disk_gb", 0)),
+            cpu_used=cpu, mem_used_mb=int(mem), disk_used_gb=int(disk),
+            tenants=dict(tenants), az=facts.get("az", "nova"),
+            runtimes=tuple(facts.get("runtimes", ())), labels=dict(facts.get("labels", {})),
+            draining=bool(facts.get("draining", False)))
+
+    # -- the protocol ---------------------------------------------------------------
+
+    async def bid(self, req: PlacementRequest) -> Bid | Decline:
+        """Admit ``req`` against this node's truth and hold a reservation, or decline."""
+        async with self._lock:
+            self._purge()
+            # One live reservation per request uuid: a coordinator's later round
+            # supersedes a bid whose answer it never received (it timed out).
+            for rid, res in list(self._reservations.items()):
+                if res.request.uuid == req.uuid and rid not in self._committing:
+                    self._drop(rid)
+            records = await self._store_view()
+            if any(r.uuid == req.uuid for r in records):
+                self.stats["declined"] += 1
+                return Decline(self.node_name, f"exists: container {req.uuid} is already here")
+            state = self.state_of(records)
+            reason = policies.admit(req, state, self.tenant_mode, self.policy)
+            if reason is not None:
+                self.stats["declined"] += 1
+                return Decline(self.node_name, reason)
+            score = policies.rank_score(self.policy, req, state, self.tenant_mode)
+            rid = self._new_id()
+            expires_at = self._clock.seconds() + self.ttl_s
+            self._reservations[rid] = Reservation(rid, req, expires_at, score)
+            self._timers[rid] = self._clock.callLater(self.ttl_s, self._expire, rid)
+            self.stats["reserved"] += 1
+            return Bid(self.node_name, rid, score, expires_at)
+
+    async def commit(self, reservation_id: str,
+                     do_create: Callable[[Reservation], Awaitable]) -> object:
+        """Turn a live reservation into a record: ``await do_create(reservation)``.
+
+        ``do_create`` writes the record (uuid = ``reservation.request.uuid``) and
+        returns what the caller wants back (the record's wire dict). It runs under the
+        node lock, so no bid is admitted between "reservation counts" and "record
+        counts". Raises ``ReservationExpired`` when the reservation is gone; if
+        ``do_create`` raises, the reservation is dropped and the error propagates.
+        """
+        async with self._lock:
+            self._purge()
+            res = self._reservations.get(reservation_id)
+            if res is None:
+                self.stats["commit_expired"] += 1
+                raise errors.ReservationExpired(reservation_id=reservation_id,
+                                                node=self.node_name)
+            self._committing.add(reservation_id)
+            try:
+                result = await do_create(res)
+            finally:
+                self._committing.discard(reservation_id)
+                self._drop(reservation_id)
+            self.stats["committed"] += 1
+            return result
+
+    def release(self, reservation_id: str) -> None:
+        """Free a reservation now. Unknown ids are ignored; one being committed is kept
+        (its commit drops it when the record is written)."""
+        if reservation_id in self._committing:
+            return
+        if self._drop(reservation_id):
+            self.stats["released"] += 1
+
+    # -- expiry ---------------------------------------------------------------------
+
+    def _drop(self, rid: str) -> bool:
+        timer = self._timers.pop(rid, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        return self._reservations.pop(rid, None) is not None
+
+    def _expire(self, rid: str) -> None:
+        self._timers.pop(rid, None)
+        if rid in self._committing:
+            return  # invariant 3: a commit in progress keeps its reservation
+        if self._reservations.pop(rid, None) is not None:
+            self.stats["expired"] += 1
+            log.debug("cluster.bid.reservation_expired node={node} reservation={rid}",
+                      node=self.node_name, rid=rid)
+
+    def _purge(self) -> None:
+        """Lazy expiry: the timers may not have run yet (a busy reactor, a paused clock)."""
+        now = self._clock.seconds()
+        for rid, res in list(self._reservations.items()):
+            if res.expires_at <= now and rid not in self._committing:
+                self._drop(rid)
+                self.stats["expired"] += 1

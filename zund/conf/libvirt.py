@@ -1,0 +1,44 @@
+from oslo_config import cfg
+
+libvirt_group = cfg.OptGroup("libvirt", title="libvirt micro-VM runtime (runtime name `microvm`)")
+
+libvirt_opts = [
+    cfg.StrOpt("uri", default="qemu:///system", help="libvirt connection URI."),
+    cfg.StrOpt("virt_type", default="auto", choices=["auto", "kvm", "qemu"],
+               help="Hypervisor: `kvm`, `qemu` (TCG emulation, slow but works without "
+                    "/dev/kvm), or `auto` (kvm when /dev/kvm is usable, else qemu)."),
+    cfg.StrOpt("kernel_path", default="/var/lib/zund/microvm/vmlinuz",
+               help="Guest kernel (bzImage). It must have initramfs, gzip, the 8250 "
+                    "serial console, devtmpfs and the i8042/AT keyboard built in "
+                    "(Debian's cloud kernel does; tools/setup-libvirt.sh installs it)."),
+    cfg.StrOpt("busybox_path", default="/bin/busybox",
+               help="A statically linked busybox copied into every guest as zund's "
+                    "init helper (Debian package busybox-static)."),
+    cfg.IntOpt("default_vcpus", default=1, min=1, help="vCPUs of a container that asks for none."),
+    cfg.IntOpt("default_memory_mb", default=256, min=64,
+               help="Guest memory (MiB) of a container that asks for none."),
+    cfg.IntOpt("min_memory_mb", default=96, min=32,
+               help="Floor for guest memory (MiB): the kernel and the unpacked "
+                    "initramfs live in guest RAM, so tiny Docker-style limits are raised."),
+    cfg.FloatOpt("boot_timeout", default=120.0, min=1.0,
+                 help="Seconds start() waits for the guest to begin running the "
+                      "command before it destroys the guest and reports a failure."),
+    cfg.FloatOpt("stop_timeout", default=10.0, min=0.0,
+                 help="Default seconds a graceful stop waits before destroying the guest."),
+    cfg.StrOpt("images_path", default="$state_path/microvm/images",
+               help="Cache of per-image initramfs files (content addressed) and "
+                    "per-container initrds."),
+    cfg.StrOpt("console_path", default="$state_path/microvm/console",
+               help="Serial console logs of the guests (the containers' logs)."),
+    cfg.IntOpt("max_workers", default=8, min=1,
+               help="Threads for blocking libvirt and image-conversion calls."),
+]
+
+
+def register_opts(conf):
+    conf.register_group(libvirt_group)
+    conf.register_opts(libvirt_opts, group=libvirt_group)
+
+
+def list_opts():
+    return [(libvirt_group.name, libvirt_opts)]

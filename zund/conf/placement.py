@@ -1,0 +1,38 @@
+"""``[placement]`` options: the bid round (zund/cluster/placement.py, bidding.py, policies.py)."""
+
+from oslo_config import cfg
+
+GROUP = "placement"
+
+placement_opts = [
+    cfg.StrOpt("policy", default="spread",
+               help="Placement policy: the name of an entry point in group "
+                    "`zund.placement.policies`. Built in: `spread` (most free weighted "
+                    "capacity first), `binpack` (least free first)."),
+    cfg.StrOpt("tenant_isolation", default="off", choices=["off", "prefer", "strict"],
+               help="`strict`: a node hosts containers of at most one project at a time. "
+                    "`prefer`: nodes already hosting the project, then empty nodes, rank "
+                    "first. `off`: projects share nodes freely."),
+    cfg.FloatOpt("reservation_ttl_s", default=10.0, min=0.1,
+                 help="Seconds a bidder holds capacity for a bid that was not committed "
+                      "or released; an expired reservation can no longer be committed."),
+    cfg.FloatOpt("probe_ratio", default=2.0, min=1.0,
+                 help="The entry node asks ceil(probe_ratio * k) sampled candidates for "
+                      "bids (k = containers placed by the request, 1 for a create)."),
+    cfg.IntOpt("probe_all_below", default=8, min=0,
+               help="When at most this many nodes are candidates, ask all of them."),
+    cfg.FloatOpt("bid_timeout_s", default=2.0, min=0.01,
+                 help="Seconds to wait for one bid; a bidder that does not answer in "
+                      "time counts as a decline."),
+    cfg.IntOpt("max_rounds", default=2, min=1,
+               help="Bid rounds before a create fails with NoValidHost; each later round "
+                    "asks twice as many nodes that were not asked before."),
+]
+
+
+def register_opts(conf):
+    conf.register_opts(placement_opts, group=GROUP)
+
+
+def list_opts():
+    return [(GROUP, placement_opts)]

@@ -1,0 +1,793 @@
+"""The libvirt micro-VM runtime (API name ``microvm``): IRuntime over libvirt-python.
+
+Each container is a libvirt domain ``zun-<uuid>`` that boots the configured
+kernel with an initramfs made from the image (see ``zund/runtimes/microvm/``).
+The guest has no disk and no network device; its first serial port writes to a
+file under ``console_path`` (the container's log, which survives the guest), its
+second is a pty used as a control line for signals.
+
+Domain state → RuntimeStatus: running/blocked/shutdown → running; paused /
+pmsuspended → paused; shut off → ``created`` if the container was never started
+(no start record), else ``exited`` with the code the guest's init printed (137
+when the guest was destroyed before it could print one); crashed → dead.
+
+Capabilities: ``pause`` only. exec, archive, commit, top, stats, update and
+logs_since need an in-guest agent zund does not have yet; those calls raise
+``NotSupportedByRuntime`` (the manager answers 409).
+
+Blocking work (libvirt calls, the docker SDK used to read images, building an
+initramfs, reading console files) goes through the injected ``run_blocking``.
+libvirt errors are translated by error code (``VIR_ERR_NO_DOMAIN`` →
+``RuntimeObjectNotFound``), never by message text.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import json
+import math
+import os
+import socket
+import time
+from typing import Any, Callable
+
+import attrs
+import docker
+import docker.errors
+import libvirt
+import requests.exceptions
+from twisted.internet import defer, task
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from zund.common import errors
+from zund.runtimes.base import (
+    ContainerSpec,
+    IRuntime,
+    RuntimeState,
+    RuntimeStatus,
+    runtime_object_name,
+)
+from zund.runtimes.docker import DockerConfig, DockerRuntime, exposed_port_numbers
+from zund.runtimes.microvm import domain_xml as dx
+from zund.runtimes.microvm import initramfs
+from zund.runtimes.microvm.init import ConsoleRun, parse_console
+
+log = Logger()
+
+RUNTIME_NAME = "microvm"
+CAPABILITIES = frozenset({"pause"})
+KVM_GET_API_VERSION = 0xAE00
+KVM_API_VERSION = 12
+#: Linux input keycodes for Ctrl-Alt-Del (the kernel sends SIGINT to PID 1).
+CTRL_ALT_DEL = (29, 56, 111)
+POLL_S = 0.1
+#: The boot wait polls faster: it is on the create -> running path.
+BOOT_POLL_S = 0.05
+#: Orphaned files (guest gone, e.g. auto_remove) older than this are swept by list().
+ORPHAN_AGE_S = 300.0
+
+
+@attrs.frozen
+class LibvirtConfig:
+    """Plain config for :class:`LibvirtRuntime`, built from ``[libvirt]`` options."""
+
+    uri: str = "qemu:///system"
+    virt_type: str = "auto"
+    kernel_path: str = "/var/lib/zund/microvm/vmlinuz"
+    busybox_path: str = "/bin/busybox"
+    default_vcpus: int = 1
+    default_memory_mb: int = 256
+    min_memory_mb: int = 96
+    boot_timeout_s: float = 120.0
+    stop_timeout_s: float = 10.0
+    images_path: str = "/var/lib/zund/microvm/images"
+    console_path: str = "/var/lib/zund/microvm/console"
+    docker_url: str = "unix:///var/run/docker.sock"
+    docker_timeout_s: float = 120.0
+
+    @classmethod
+    def from_conf(cls, conf) -> "LibvirtConfig":
+        lv = conf.libvirt
+        return cls(uri=lv.uri, virt_type=lv.virt_type, kernel_path=lv.kernel_path,
+                   busybox_path=lv.busybox_path, default_vcpus=lv.default_vcpus,
+                   default_memory_mb=lv.default_memory_mb, min_memory_mb=lv.min_memory_mb,
+                   boot_timeout_s=float(lv.boot_timeout), stop_timeout_s=float(lv.stop_timeout),
+                   images_path=lv.images_path, console_path=lv.console_path,
+                   docker_url=conf.docker.api_url,
+                   docker_timeout_s=float(conf.docker.default_timeout))
+
+
+# -- pure helpers ----------------------------------------------------------------
+
+def kvm_usable(path: str = "/dev/kvm") -> bool:
+    """True when ``path`` opens read-write and answers KVM_GET_API_VERSION == 12."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return fcntl.ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def guest_vcpus(cpu: float | None, default: int) -> int:
+    return max(1, int(math.ceil(cpu))) if cpu else max(1, default)
+
+
+def guest_memory_mb(memory_mb: int | None, default: int, floor: int) -> int:
+    return max(int(memory_mb) if memory_mb else int(default), int(floor))
+
+
+def signal_name(signal: str | int | None) -> str:
+    """``kill``/``SIGKILL``/``KILL``/``9`` -> ``KILL``/``9``; None -> ``KILL``."""
+    if signal is None or str(signal).strip() == "":
+        return "KILL"
+    s = str(signal).strip().upper()
+    if s.startswith("SIG"):
+        s = s[3:]
+    if not s.isalnum():
+        raise errors.InvalidInput(field="signal", reason=f"unknown signal {signal!r}")
+    return s
+
+
+def _utc_naive(ts: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).replace(tzinfo=None)
+
+
+def _rfc3339(ts: int) -> str:
+    return _utc_naive(ts).strftime("%Y-%m-%dT%H:%M:%S") + ".000000000Z"
+
+
+def render_logs(runs: list, stdout: bool, stderr: bool, timestamps: bool,
+                tail: int | None) -> str:
+    """The process output of every run, in order, as docker would show it."""
+    wanted = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
+    lines = [ln for run in runs for ln in run.lines if ln.stream in wanted]
+    if tail is not None:
+        lines = lines[-tail:] if tail > 0 else []
+    if timestamps:
+        return "".join(f"{_rfc3339(ln.time_s)} {ln.text}" for ln in lines)
+    return "".join(ln.text for ln in lines)
+
+
+# -- the runtime ---------------------------------------------------------------------
+
+@implementer(IRuntime)
+class LibvirtRuntime:
+    """IRuntime over libvirt: one micro-VM per container.
+
+    ``run_blocking(fn, *args) -> Deferred`` runs ``fn`` on a bounded thread pool;
+    ``clock`` (IReactorTime) paces the polls of start/stop. Construction does no
+    I/O; call :meth:`open` before use and :meth:`close` at shutdown.
+    """
+
+    name = RUNTIME_NAME
+    capabilities = CAPABILITIES
+
+    def __init__(self, config: LibvirtConfig, node_name: str,
+                 run_blocking: Callable[..., defer.Deferred], clock):
+        self.config = config
+        self.node_name = node_name
+        self._run_blocking = run_blocking
+        self._clock = clock
+        self._conn: libvirt.virConnect | None = None
+        self._docker_api: docker.APIClient | None = None
+        self._images: DockerRuntime | None = None
+        self._virt_type = config.virt_type
+        self._image_locks: dict[str, defer.DeferredLock] = {}
+        self._in_flight: set[defer.Deferred] = set()
+        self._closing = False
+
+    @property
+    def virt_type(self) -> str:
+        """``kvm`` or ``qemu`` once open (``auto`` resolved)."""
+        return self._virt_type
+
+    # -- plumbing ------------------------------------------------------------------
+
+    async def _blocking(self, fn: Callable[[], Any]) -> Any:
+        if self._closing:
+            raise errors.RuntimeUnavailable(runtime=self.name, reason="runtime is closing")
+        d = self._run_blocking(fn)
+        self._in_flight.add(d)
+
+        def _done(result):
+            self._in_flight.discard(d)
+            return result
+        d.addBoth(_done)
+        return await d
+
+    def _translate(self, e: BaseException, uuid: str | None = None,
+                   image: str | None = None) -> errors.ZundError:
+        if isinstance(e, libvirt.libvirtError):
+            code = e.get_error_code()
+            if code == libvirt.VIR_ERR_NO_DOMAIN and uuid is not None:
+                return errors.RuntimeObjectNotFound(name=runtime_object_name(uuid))
+            if code in (libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_INVALID_CONN):
+                return errors.RuntimeUnavailable(runtime=self.name,
+                                                 reason=e.get_error_message() or str(e))
+            return errors.RuntimeFailure(reason=e.get_error_message() or str(e))
+        if isinstance(e, docker.errors.ImageNotFound):
+            return errors.ImageNotFound(image=image or "?")
+        if isinstance(e, docker.errors.NotFound) and image is not None:
+            return errors.ImageNotFound(image=image)
+        if isinstance(e, (docker.errors.DockerException, requests.exceptions.RequestException)):
+            return errors.RuntimeFailure(reason=f"reading image: {e}")
+        if isinstance(e, OSError):
+            return errors.RuntimeFailure(reason=f"{type(e).__name__}: {e}")
+        return errors.RuntimeFailure(reason=f"{type(e).__name__}: {e}")
+
+    async def _call(self, fn: Callable[[], Any], uuid: str | None = None,
+                    image: str | None = None) -> Any:
+        try:
+            return await self._blocking(fn)
+        except errors.ZundError:
+            raise
+        except Exception as e:
+            raise self._translate(e, uuid=uuid, image=image) from e
+
+    @property
+    def _c(self) -> libvirt.virConnect:
+        if self._conn is None:
+            raise errors.RuntimeUnavailable(runtime=self.name, reason="runtime is not open")
+        return self._conn
+
+    def _require(self, capability: str, action: str) -> None:
+        if capability not in self.capabilities:
+            raise errors.NotSupportedByRuntime(action=action, runtime=self.name)
+
+    async def _sleep(self, seconds: float) -> None:
+        await task.deferLater(self._clock, seconds, lambda: None)
+
+    # file layout of one container
+    def _log_path(self, uuid: str) -> str:
+        return os.path.join(self.config.console_path, runtime_object_name(uuid) + ".log")
+
+    def _record_path(self, uuid: str) -> str:
+        return os.path.join(self.config.console_path, runtime_object_name(uuid) + ".json")
+
+    def _initrd_path(self, uuid: str) -> str:
+        return os.path.join(self.config.images_path, "containers",
+                            runtime_object_name(uuid) + ".initrd")
+
+    def _control_path(self, uuid: str) -> str:
+        return os.path.join(self.config.console_path, runtime_object_name(uuid) + ".ctl")
+
+    def _files(self, uuid: str) -> tuple:
+        return (self._log_path(uuid), self._record_path(uuid), self._initrd_path(uuid),
+                self._control_path(uuid))
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def open(self) -> None:
+        cfg = self.config
+
+        def _connect():
+            virt_type = cfg.virt_type
+            if virt_type == "auto":
+                virt_type = "kvm" if kvm_usable() else "qemu"
+            for d in (cfg.images_path, os.path.join(cfg.images_path, "containers"),
+                      cfg.console_path):
+                os.makedirs(d, exist_ok=True)
+                # QEMU runs as an unprivileged user under qemu:///system.
+                os.chmod(d, 0o755)
+            conn = libvirt.open(cfg.uri)
+            try:
+                api = docker.APIClient(base_url=cfg.docker_url, version="auto",
+                                       timeout=cfg.docker_timeout_s)
+            except BaseException:
+                conn.close()
+                raise
+            return conn, api, virt_type
+
+        # libvirt-python prints every error to stderr by default; ours are
+        # translated into domain errors instead.
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        self._closing = False
+        try:
+            conn, api, virt_type = await self._blocking(_connect)
+        except Exception as e:
+            reason = e.get_error_message() if isinstance(e, libvirt.libvirtError) else str(e)
+            raise errors.RuntimeUnavailable(runtime=self.name, reason=reason) from e
+        images = DockerRuntime(DockerConfig(api_url=cfg.docker_url,
+                                            default_timeout_s=cfg.docker_timeout_s),
+                               self.node_name, self._run_blocking)
+        try:
+            await images.open()
+        except errors.ZundError:
+            await self._blocking(conn.close)
+            api.close()
+            raise
+        self._conn, self._docker_api, self._images, self._virt_type = conn, api, images, virt_type
+        log.info("runtime.microvm.open uri={uri} virt_type={vt} kernel={kernel}",
+                 uri=cfg.uri, vt=virt_type, kernel=cfg.kernel_path)
+
+    async def close(self) -> None:
+        self._closing = True
+        pending = list(self._in_flight)
+        if pending:
+            await defer.DeferredList(pending, consumeErrors=True)
+        conn, api, images = self._conn, self._docker_api, self._images
+        self._conn = self._docker_api = self._images = None
+        if images is not None:
+            await images.close()
+        for closer in ((conn.close if conn else None), (api.close if api else None)):
+            if closer is not None:
+                try:
+                    closer()
+                except Exception:  # closing connections; nothing useful to report
+                    pass
+
+    # -- images ----------------------------------------------------------------------
+
+    async def ensure_image(self, image: str, pull_policy: str) -> None:
+        """Images come from the local Docker store (pulled there when needed)."""
+        if self._images is None:
+            raise errors.RuntimeUnavailable(runtime=self.name, reason="runtime is not open")
+        await self._images.ensure_image(image, pull_policy)
+
+    async def _image_initramfs(self, image: str) -> tuple:
+        api, cfg = self._docker_api, self.config
+        lock = self._image_locks.setdefault(image, defer.DeferredLock())
+        await lock.acquire()
+        try:
+            return await self._call(
+                lambda: initramfs.ensure_image_initramfs(api, image, cfg.busybox_path,
+                                                         cfg.images_path), image=image)
+        finally:
+            lock.release()
+            if not lock.locked and not lock.waiting:
+                self._image_locks.pop(image, None)
+
+    # -- containers ------------------------------------------------------------------
+
+    async def create(self, spec: ContainerSpec) -> RuntimeState:
+        cfg = self.config
+        conn = self._c
+        name = runtime_object_name(spec.uuid)
+        # Fail fast and clearly: libvirt would only notice at boot.
+        for what, path in (("kernel", cfg.kernel_path), ("busybox", cfg.busybox_path)):
+            if not os.path.isfile(path):
+                raise errors.RuntimeFailure(
+                    reason=f"micro-VM {what} not found at {path} ([libvirt] {what}_path; "
+                           "see tools/setup-libvirt.sh)")
+
+        def _exists():
+            try:
+                conn.lookupByName(name)
+                return True
+            except libvirt.libvirtError as e:
+                if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    return False
+                raise
+        if await self._call(_exists):
+            raise errors.RuntimeFailure(reason=f"a domain named {name} already exists")
+
+        base, image_config = await self._image_initramfs(spec.image)
+        hostname = initramfs.guest_hostname(spec.uuid, spec.hostname)
+        argv = initramfs.resolve_argv(spec.entrypoint, spec.command, image_config)
+        env = initramfs.resolve_env(image_config, spec.environment, hostname)
+        workdir = spec.workdir or image_config.get("WorkingDir") or "/"
+        config_sh = initramfs.container_config(argv, env, workdir, hostname,
+                                               interactive=bool(spec.interactive))
+        exposed = dict(image_config.get("ExposedPorts") or {})
+        exposed.update(spec.exposed_ports or {})
+        meta = dx.DomainMeta(uuid=spec.uuid, node=spec.node, project_id=spec.project_id,
+                             hostname=hostname, image=spec.image,
+                             ports=exposed_port_numbers(exposed),
+                             auto_remove=bool(spec.auto_remove))
+        xml = dx.domain_xml(dx.DomainSpec(
+            name=name, meta=meta, virt_type=self._virt_type,
+            vcpus=guest_vcpus(spec.cpu, cfg.default_vcpus),
+            memory_mb=guest_memory_mb(spec.memory_mb, cfg.default_memory_mb, cfg.min_memory_mb),
+            kernel=cfg.kernel_path, initrd=self._initrd_path(spec.uuid),
+            console_log=self._log_path(spec.uuid), control_socket=self._control_path(spec.uuid)))
+        log_path, record_path, initrd_path, _ = self._files(spec.uuid)
+
+        def _define():
+            for stale in (log_path, record_path):
+                _unlink(stale)
+            initramfs.write_container_initrd(base, config_sh, initrd_path)
+            try:
+                conn.defineXML(xml)
+            except BaseException:
+                _unlink(initrd_path)
+                raise
+        await self._call(_define, uuid=spec.uuid)
+        log.info("runtime.microvm.created uuid={uuid} image={image}", uuid=spec.uuid,
+                 image=spec.image)
+        return await self.inspect(spec.uuid)
+
+    def _lookup(self, uuid: str) -> libvirt.virDomain:
+        """Blocking: the domain, or libvirtError(VIR_ERR_NO_DOMAIN)."""
+        return self._c.lookupByName(runtime_object_name(uuid))
+
+    async def start(self, uuid: str) -> None:
+        cfg = self.config
+        log_path, record_path, _, _ = self._files(uuid)
+
+        def _boot():
+            dom = self._lookup(uuid)
+            state, _ = dom.state()
+            if state == libvirt.VIR_DOMAIN_PAUSED:
+                raise errors.RuntimeFailure(
+                    reason=f"container {uuid} is paused; unpause it instead")
+            if dom.isActive():
+                return None  # already running: starting again changes nothing
+            meta = _meta(dom)
+            offset = _size(log_path)
+            dom.create()
+            _write_record(record_path, {"started_at": time.time(), "log_offset": offset})
+            if meta is not None and meta.auto_remove:
+                # A running domain without persistent config vanishes when it stops.
+                dom.undefine()
+            return offset
+
+        offset = await self._call(_boot, uuid=uuid)
+        if offset is None:
+            return
+        await self._wait_for_begin(uuid, offset, cfg.boot_timeout_s)
+        log.info("runtime.microvm.started uuid={uuid}", uuid=uuid)
+
+    async def _wait_for_begin(self, uuid: str, offset: int, timeout_s: float) -> None:
+        """Until the init printed ZUND-OUTPUT-BEGIN; a refused start, a guest that
+        stops first, or the boot timeout are RuntimeFailures (never a hang)."""
+        log_path = self._log_path(uuid)
+        deadline = time.monotonic() + timeout_s
+
+        def _poll():
+            text = _read_from(log_path, offset)
+            runs = parse_console(text)
+            try:
+                active = bool(self._lookup(uuid).isActive())
+            except libvirt.libvirtError as e:
+                if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                active = False  # auto_remove: the guest already finished
+            return runs, active, text
+
+        while True:
+            runs, active, text = await self._call(_poll, uuid=uuid)
+            if runs and runs[0].start_error:
+                await self._destroy_quietly(uuid)
+                raise errors.RuntimeFailure(reason=runs[0].start_error)
+            if runs and runs[0].began:
+                return
+            if not active:
+                tail = " | ".join(line.strip() for line in text.strip().splitlines()[-5:])
+                raise errors.RuntimeFailure(
+                    reason=f"micro-VM stopped before the command started: {tail or 'no console output'}")
+            if time.monotonic() > deadline:
+                await self._destroy_quietly(uuid)
+                raise errors.RuntimeFailure(
+                    reason=f"micro-VM did not boot within {timeout_s:g}s "
+                           f"(virt_type={self._virt_type})")
+            await self._sleep(BOOT_POLL_S)
+
+    async def _destroy_quietly(self, uuid: str) -> None:
+        def _destroy():
+            try:
+                dom = self._lookup(uuid)
+                if dom.isActive():
+                    dom.destroy()
+            except libvirt.libvirtError:
+                pass
+        await self._call(_destroy, uuid=uuid)
+
+    def _signal_blocking(self, uuid: str, sig: str) -> bool:
+        """Write one signal name to the guest's control line (a unix socket QEMU
+        listens on, the guest's /dev/ttyS1); False if it could not."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(5.0)
+                s.connect(self._control_path(uuid))
+                s.sendall((sig + "\n").encode())
+            return True
+        except OSError as e:
+            log.warn("runtime.microvm.control_line_failed uuid={uuid} error={error}",
+                     uuid=uuid, error=str(e))
+            return False
+
+    async def stop(self, uuid: str, timeout_s: float) -> None:
+        """SIGTERM to the command over the control line (Ctrl-Alt-Del as fallback);
+        destroy the guest after ``timeout_s``. Stopping a stopped guest is a no-op."""
+        timeout_s = self.config.stop_timeout_s if timeout_s is None else float(timeout_s)
+
+        def _ask():
+            dom = self._lookup(uuid)
+            if not dom.isActive():
+                return False
+            state, _ = dom.state()
+            if state == libvirt.VIR_DOMAIN_PAUSED:
+                dom.resume()  # a frozen guest cannot see the signal
+            if not self._signal_blocking(uuid, "TERM"):
+                dom.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, 0, list(CTRL_ALT_DEL),
+                            len(CTRL_ALT_DEL), 0)
+            return True
+
+        if not await self._call(_ask, uuid=uuid):
+            return
+        if not await self._wait_inactive(uuid, timeout_s):
+            await self._destroy_quietly(uuid)
+            await self._wait_inactive(uuid, 10.0)
+        log.info("runtime.microvm.stopped uuid={uuid}", uuid=uuid)
+
+    async def _wait_inactive(self, uuid: str, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+
+        def _active():
+            try:
+                return bool(self._lookup(uuid).isActive())
+            except libvirt.libvirtError as e:
+                if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    return False
+                raise
+        while await self._call(_active, uuid=uuid):
+            if time.monotonic() >= deadline:
+                return False
+            await self._sleep(POLL_S)
+        return True
+
+    async def restart(self, uuid: str, timeout_s: float) -> None:
+        await self.stop(uuid, timeout_s)
+        await self.start(uuid)
+
+    async def kill(self, uuid: str, signal: str | None) -> None:
+        """KILL destroys the guest (exit 137); other signals go to the command."""
+        sig = signal_name(signal)
+
+        def _kill():
+            dom = self._lookup(uuid)
+            if not dom.isActive():
+                raise errors.RuntimeFailure(reason=f"container {uuid} is not running")
+            if sig in ("KILL", "9"):
+                dom.destroy()
+                return
+            state, _ = dom.state()
+            if state == libvirt.VIR_DOMAIN_PAUSED:
+                raise errors.RuntimeFailure(reason=f"container {uuid} is paused")
+            if not self._signal_blocking(uuid, sig):
+                raise errors.RuntimeFailure(reason="the guest's control line is unavailable")
+        await self._call(_kill, uuid=uuid)
+
+    async def pause(self, uuid: str) -> None:
+        def _pause():
+            dom = self._lookup(uuid)
+            state, _ = dom.state()
+            if state != libvirt.VIR_DOMAIN_RUNNING:
+                raise errors.RuntimeFailure(reason=f"container {uuid} is not running")
+            dom.suspend()
+        await self._call(_pause, uuid=uuid)
+
+    async def unpause(self, uuid: str) -> None:
+        def _unpause():
+            dom = self._lookup(uuid)
+            state, _ = dom.state()
+            if state != libvirt.VIR_DOMAIN_PAUSED:
+                raise errors.RuntimeFailure(reason=f"container {uuid} is not paused")
+            dom.resume()
+        await self._call(_unpause, uuid=uuid)
+
+    async def remove(self, uuid: str, force: bool) -> None:
+        files = self._files(uuid)
+
+        def _remove():
+            try:
+                dom = self._lookup(uuid)
+            except libvirt.libvirtError as e:
+                if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                dom = None
+            if dom is not None:
+                if dom.isActive():
+                    if not force:
+                        raise errors.RuntimeFailure(
+                            reason=f"cannot remove running container {uuid}; stop it first "
+                                   "or force the removal")
+                    try:
+                        dom.destroy()
+                    except libvirt.libvirtError as e:
+                        if e.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
+                            raise
+                try:
+                    if dom.isPersistent():
+                        dom.undefine()
+                except libvirt.libvirtError as e:
+                    if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                        raise
+            for path in files:
+                _unlink(path)
+        await self._call(_remove, uuid=uuid)
+
+    async def inspect(self, uuid: str) -> RuntimeState:
+        log_path, record_path, _, _ = self._files(uuid)
+
+        def _inspect():
+            dom = self._lookup(uuid)
+            return _state_of(dom, log_path, record_path, uuid)
+        return await self._call(_inspect, uuid=uuid)
+
+    async def list(self, node: str) -> list:
+        conn = self._c
+        cfg = self.config
+
+        def _list():
+            out, seen = [], set()
+            for dom in conn.listAllDomains(0):
+                name = dom.name()
+                if not name.startswith("zun-"):
+                    continue
+                try:
+                    meta = _meta(dom)
+                    if meta is None:
+                        continue
+                    seen.add(name)
+                    if meta.node != node:
+                        continue
+                    uuid = meta.uuid
+                    out.append(_state_of(dom, self._log_path(uuid), self._record_path(uuid),
+                                         uuid, meta))
+                except libvirt.libvirtError as e:
+                    if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                        raise  # vanished while we looked: not ours to report
+            _sweep_orphans(cfg, seen)
+            return out
+        return await self._call(_list)
+
+    async def logs(self, uuid: str, stdout: bool = True, stderr: bool = True,
+                   timestamps: bool = False, tail: int | None = None,
+                   since: float | None = None) -> str:
+        if since is not None:
+            self._require("logs_since", "logs since")
+        log_path = self._log_path(uuid)
+
+        def _logs():
+            self._lookup(uuid)  # RuntimeObjectNotFound for an unknown container
+            return _read_from(log_path, 0)
+        text = await self._call(_logs, uuid=uuid)
+        return render_logs(parse_console(text), bool(stdout), bool(stderr), bool(timestamps),
+                           None if tail is None else max(0, int(tail)))
+
+    # -- not supported without an in-guest agent ----------------------------------------
+
+    async def execute(self, uuid: str, argv: list):
+        self._require("exec", "execute")
+
+    async def top(self, uuid: str, ps_args: str | None = None) -> dict:
+        self._require("top", "top")
+
+    async def stats(self, uuid: str) -> dict:
+        self._require("stats", "stats")
+
+    async def update(self, uuid: str, cpu: float | None, memory_mb: int | None) -> None:
+        self._require("update", "update")
+
+    async def get_archive(self, uuid: str, path: str) -> tuple:
+        self._require("archive", "get_archive")
+
+    async def put_archive(self, uuid: str, path: str, data: bytes) -> None:
+        self._require("archive", "put_archive")
+
+    async def commit(self, uuid: str, repository: str, tag: str | None = None) -> str:
+        self._require("commit", "commit")
+
+
+# -- blocking helpers (run on the pool) --------------------------------------------------
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+def _read_from(path: str, offset: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _write_record(path: str, record: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f)
+    os.replace(tmp, path)
+
+
+def _read_record(path: str) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _meta(dom) -> dx.DomainMeta | None:
+    try:
+        text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, dx.METADATA_NS, 0)
+    except libvirt.libvirtError as e:
+        if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+            return None
+        raise
+    return dx.parse_metadata(text)
+
+
+def _state_of(dom, log_path: str, record_path: str, uuid: str,
+              meta: dx.DomainMeta | None = None) -> RuntimeState:
+    meta = meta or _meta(dom)
+    state, reason = dom.state()
+    record = _read_record(record_path)
+    started_at = _utc_naive(record["started_at"]) if record else None
+    exit_code = finished_at = error = None
+    if state in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED,
+                 libvirt.VIR_DOMAIN_SHUTDOWN, libvirt.VIR_DOMAIN_NOSTATE):
+        status = RuntimeStatus.RUNNING
+    elif state in (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PMSUSPENDED):
+        status = RuntimeStatus.PAUSED
+    elif state == libvirt.VIR_DOMAIN_SHUTOFF and record is None:
+        status = RuntimeStatus.CREATED
+    elif state == libvirt.VIR_DOMAIN_SHUTOFF:
+        status = RuntimeStatus.EXITED
+        runs = parse_console(_read_from(log_path, int(record.get("log_offset", 0))))
+        last: ConsoleRun | None = runs[-1] if runs else None
+        if last is not None and last.start_error:
+            exit_code, error = 127, last.start_error
+        elif last is not None and last.exit_code is not None:
+            exit_code = last.exit_code
+        elif reason == libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED or (last is not None and last.began):
+            exit_code = 137  # destroyed (kill, or a stop that timed out)
+        else:
+            exit_code, error = 255, "micro-VM stopped without running the command"
+        try:
+            finished_at = _utc_naive(os.path.getmtime(log_path))
+        except FileNotFoundError:
+            finished_at = started_at
+        if started_at is not None and finished_at is not None and finished_at < started_at:
+            finished_at = started_at
+    else:  # crashed
+        status = RuntimeStatus.DEAD
+        error = "micro-VM crashed"
+    return RuntimeState(
+        uuid=(meta.uuid if meta else uuid), runtime_id=dom.UUIDString(), status=status,
+        exit_code=exit_code, started_at=started_at, finished_at=finished_at,
+        hostname=(meta.hostname or None) if meta else None,
+        ports=tuple(meta.ports) if meta else (), error=error,
+        node=meta.node if meta else None, project_id=meta.project_id if meta else None)
+
+
+def _sweep_orphans(cfg: LibvirtConfig, live_names: set) -> None:
+    """Delete console logs / records / initrds whose domain is gone (auto_remove
+    guests vanish on their own) once they are older than ORPHAN_AGE_S."""
+    now = time.time()
+    for directory in (cfg.console_path, os.path.join(cfg.images_path, "containers")):
+        try:
+            entries = os.listdir(directory)
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if not entry.startswith("zun-"):
+                continue
+            name = entry.split(".", 1)[0]
+            if name in live_names:
+                continue
+            path = os.path.join(directory, entry)
+            try:
+                if now - os.path.getmtime(path) > ORPHAN_AGE_S:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
