@@ -38,6 +38,10 @@ setup(
             "fake = zund.runtimes.drivers:fake",
             "libvirt = zund.runtimes.drivers:libvirt",
         ],
+        "zund.placement.policies": [
+            "spread = zund.cluster.policies:SpreadPolicy",
+            "binpack = zund.cluster.policies:BinpackPolicy",
+        ],
         "oslo.config.opts": ["zund = zund.conf:list_opts"],
         "oslo.policy.policies": ["zund = zund.api.policy:list_rules"],
     },

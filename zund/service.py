@@ -75,9 +75,14 @@ class NodeParts:
     store: Store
     runtimes: dict
     manager: ContainerManager
-    api: object
+    api: object = None
     gossip: object = None
     announcer: object = None
+    bidder: object = None
+    coordinator: object = None
+    directory: object = None
+    peer_client: object = None
+    facade: object = None
     closers: list = attrs.field(factory=list)
 
 
@@ -97,6 +102,8 @@ class NodeService(service.MultiService):
         self.parts: NodeParts | None = None
         self._port = None
         self._control_port = None
+        self._peer_port = None
+        self._meta_cache: dict = {}
         self.api_address: tuple[str, int] | None = None
         self.started = defer.Deferred()
 
@@ -115,19 +122,84 @@ class NodeService(service.MultiService):
         return runtimes, closers
 
     def build(self) -> NodeParts:
-        from zund.api.app import ApiConfig, ZunAPI  # the API layer sits above compute
-        from zund.api.policy import make_enforcer
-
+        """The node-local parts. The cluster parts and the API follow in
+        ``_build_cluster`` once the host's capacity is known."""
         conf = self.conf
         store = Store(os.path.join(conf.state_path, "zund.sqlite"), reactor=self.reactor)
         runtimes, closers = self._build_runtimes()
         manager = ContainerManager(manager_config(conf), store, runtimes, self.reactor,
                                    capacity_config=capacity_config(conf))
-        api = ZunAPI(manager, ApiConfig.from_conf(conf), make_enforcer(conf),
-                     clock=self.reactor, rng=self.rng)
         gossip = self._build_gossip()
-        return NodeParts(store=store, runtimes=runtimes, manager=manager, api=api,
-                         gossip=gossip, closers=closers)
+        return NodeParts(store=store, runtimes=runtimes, manager=manager, gossip=gossip,
+                         closers=closers)
+
+    def _build_cluster(self, parts: NodeParts) -> None:
+        from zund.api.app import ApiConfig, ZunAPI  # the API layer sits on top
+        from zund.api.policy import make_enforcer
+        from zund.cluster import signing
+        from zund.cluster.bidding import Bidder
+        from zund.cluster.directory import Directory
+        from zund.cluster.facade import ClusterContainers
+        from zund.cluster.handlers import NodeHandlers
+        from zund.cluster.peer_client import PeerClient
+        from zund.cluster.peer_server import PeerAPI
+        from zund.cluster.placement import Coordinator, PlacementConfig
+        from zund.cluster.policies import load_policy
+        from zund.conf.peer import peer_config
+
+        conf, node, manager = self.conf, self.conf.host, parts.manager
+        pc = peer_config(conf)
+        ring = signing.peer_keys(pc.gossip_keys, pc.cluster_name)
+        signer = signing.Signer(node, ring.keys, self.reactor)
+        verifier = signing.Verifier(node, ring.keys, self.reactor, skew_s=pc.clock_skew_s)
+        p = conf.placement
+        policy = load_policy(p.policy)
+        limits = capacity.limits(manager.capacity_config, manager.host_facts)
+        self.node_facts = {"az": conf.default_availability_zone,
+                           "runtimes": manager.runtime_names(), "labels": {},
+                           "api": "", "peer": "", "draining": False}
+        parts.bidder = Bidder(node, limits, manager.store.list_containers, self.reactor,
+                              p.reservation_ttl_s, policy, tenant_mode=p.tenant_isolation,
+                              node_facts=self.node_facts)
+        parts.peer_client = PeerClient(
+            node, signer, timeout_s=pc.timeout_s, slow_timeout_s=pc.slow_call_timeout_s,
+            max_response_bytes=pc.max_response_bytes, clock=self.reactor, reactor=self.reactor)
+        parts.coordinator = Coordinator(
+            node, self.view, parts.peer_client,
+            PlacementConfig(policy=p.policy, tenant_mode=p.tenant_isolation,
+                            reservation_ttl_s=p.reservation_ttl_s, probe_ratio=p.probe_ratio,
+                            probe_all_below=p.probe_all_below, bid_timeout_s=p.bid_timeout_s,
+                            max_rounds=p.max_rounds),
+            self.reactor, self.rng, policy=policy)
+        parts.directory = Directory(manager, self.view, parts.peer_client, self.reactor,
+                                    local_node=node)
+        parts.facade = ClusterContainers(node, manager, parts.coordinator, parts.directory,
+                                         parts.peer_client, self.view, manager.store,
+                                         default_runtime=conf.default_runtime)
+        self.peer_api = PeerAPI(node, NodeHandlers(manager, parts.bidder), verifier,
+                                self.reactor, max_body_bytes=pc.max_body_bytes)
+        self.peer_config = pc
+        parts.api = ZunAPI(parts.facade, ApiConfig.from_conf(conf), make_enforcer(conf),
+                           clock=self.reactor, rng=self.rng)
+
+    def view(self) -> list:
+        """The cluster as gossip sees it (this node included), as NodeViews."""
+        from zund.cluster import metadata
+        from zund.cluster.types import NodeView
+
+        gossip = self.parts.gossip if self.parts else None
+        out = []
+        for m in (gossip.members() if gossip is not None else []):
+            key = (m.name, m.meta_version, m.incarnation)
+            meta = self._meta_cache.get(key)
+            if meta is None:
+                meta = metadata.decode(m.meta) or {}
+                if len(self._meta_cache) > 4096:
+                    self._meta_cache.clear()
+                self._meta_cache[key] = meta
+            out.append(NodeView(name=m.name, state=m.state, api=meta.get("api", ""),
+                                peer=meta.get("peer", ""), meta=meta))
+        return out
 
     def _build_gossip(self):
         from zund.conf.gossip import gossip_keys
@@ -187,6 +259,10 @@ class NodeService(service.MultiService):
             raise errors.RuntimeUnavailable(runtime=",".join(conf.enabled_runtimes),
                                             reason="no enabled runtime could be opened")
         await parts.manager.startService()
+        self._build_cluster(parts)
+        pc = self.peer_config
+        peer_ep = endpoints.TCP4ServerEndpoint(self.reactor, pc.port, interface=pc.host_ip)
+        self._peer_port = await peer_ep.listen(self.peer_api.site())
         ep = endpoints.TCP4ServerEndpoint(self.reactor, conf.api.port,
                                           interface=conf.api.host_ip)
         site = Site(parts.api.resource())
@@ -204,15 +280,16 @@ class NodeService(service.MultiService):
         from zund.cluster.announcer import MetadataAnnouncer
 
         conf = self.conf
-        api_host = conf.api.host_ip
-        if api_host in ("0.0.0.0", "::", ""):
-            api_host = parts.gossip.local_member().addr.rsplit(":", 1)[0]
-        facts = {"az": conf.default_availability_zone,
-                 "runtimes": parts.manager.runtime_names(),
-                 "labels": {}, "api": f"{api_host}:{self.api_address[1]}",
-                 "peer": "", "draining": False}
-        parts.announcer = MetadataAnnouncer(parts.gossip, parts.manager, facts, self.reactor,
-                                            conf.gossip.metadata_min_interval)
+        gossip_host = parts.gossip.local_member().addr.rsplit(":", 1)[0]
+
+        def reachable(host: str) -> str:
+            return gossip_host if host in ("0.0.0.0", "::", "") else host
+
+        self.node_facts["api"] = f"{reachable(conf.api.host_ip)}:{self.api_address[1]}"
+        peer_host = self.peer_config.advertise_host or reachable(self.peer_config.host_ip)
+        self.node_facts["peer"] = f"{peer_host}:{self._peer_port.getHost().port}"
+        parts.announcer = MetadataAnnouncer(parts.gossip, parts.manager, self.node_facts,
+                                            self.reactor, conf.gossip.metadata_min_interval)
         await parts.announcer.publish_now()
         parts.gossip.startService()
         parts.announcer.start()
@@ -248,6 +325,11 @@ class NodeService(service.MultiService):
         if parts.gossip is not None and parts.gossip.running:
             # leave first, so peers stop sending work while we drain
             await parts.gossip.stopService()
+        if self._peer_port is not None:
+            await self._peer_port.stopListening()
+            self._peer_port = None
+        if parts.peer_client is not None:
+            await parts.peer_client.close()
         if parts.manager.running:
             await parts.manager.stopService()
         for name, rt in parts.runtimes.items():

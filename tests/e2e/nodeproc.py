@@ -41,6 +41,10 @@ class ZundProcess:
                         "shutdown_timeout": "15"},
             "api": {"host_ip": host_ip, "port": str(self.port)},
             "docker": {"network_mode": "none"},
+            # gossip on this node's own loopback address and a free port, so test
+            # nodes never collide with each other or with a dev node on 9519
+            "gossip": {"bind_host": host_ip, "bind_port": str(free_port(host_ip))},
+            "peer": {"host_ip": host_ip, "port": str(free_port(host_ip))},
         }
         for section, values in (extra or {}).items():
             sections.setdefault(section, {}).update(values)
@@ -143,3 +147,90 @@ def remove_docker_objects(node: str) -> None:
             c.remove(force=True)
     finally:
         client.close()
+
+
+def start_cluster(workdir: str, n: int, tag: str, memory_mb=None, cpus: int = 4,
+                  extra: dict | None = None, runtimes: str = "docker",
+                  per_node: dict | None = None) -> list["ZundProcess"]:
+    """n nodes on 127.0.0.1..n, one shared gossip port, node 1 as seed, a fresh
+    cluster key, declared capacities (``memory_mb`` may be a list per node)."""
+    import base64
+
+    gport = free_port("127.0.0.1")
+    key = base64.b64encode(os.urandom(32)).decode()
+    nodes = []
+    for i in range(1, n + 1):
+        ip = f"127.0.0.{i}"
+        mem = memory_mb[i - 1] if isinstance(memory_mb, (list, tuple)) else (memory_mb or 2048)
+        sections = {
+            "gossip": {"bind_host": ip, "bind_port": str(gport), "keys": key,
+                       "seeds": f"127.0.0.1:{gport}", "cluster_name": f"{tag}-{os.getpid()}",
+                       "profile": "local"},
+            "compute": {"total_cpus": str(cpus), "total_memory_mb": str(mem),
+                        "reserved_host_memory_mb": "0", "cpu_allocation_ratio": "1.0",
+                        "ram_allocation_ratio": "1.0"},
+        }
+        for section, values in (extra or {}).items():
+            sections.setdefault(section, {}).update(values)
+        for section, values in ((per_node or {}).get(i) or {}).items():
+            sections.setdefault(section, {}).update(values)
+        nodes.append(ZundProcess(workdir, name=f"{tag}{i}-{os.getpid()}", host_ip=ip,
+                                 runtimes=runtimes, extra=sections))
+    try:
+        for node in nodes:
+            node.start()
+        deadline = time.monotonic() + 30
+        while True:
+            views = [node.api("GET", "/hosts").json().get("hosts", []) for node in nodes]
+            if all(len(v) == n for v in views):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster did not converge: {[len(v) for v in views]}")
+            time.sleep(0.2)
+    except BaseException:
+        stop_cluster(nodes)
+        raise
+    return nodes
+
+
+def stop_cluster(nodes) -> None:
+    for node in nodes:
+        try:
+            node.terminate()
+        except Exception:
+            node.kill9()
+        remove_docker_objects(node.name)
+
+
+class RemoteNode:
+    """A node of an existing cluster (e.g. the Vagrantfile's VMs), addressed by its
+    API endpoint; has the HTTP helpers of ZundProcess but no process control."""
+
+    def __init__(self, endpoint: str, token: str = "admin:demo"):
+        self._endpoint = endpoint.rstrip("/")
+        self.name = None
+        self.proc = None
+
+    @property
+    def endpoint(self) -> str:
+        return self._endpoint
+
+    api = ZundProcess.api
+    wait_status = ZundProcess.wait_status
+
+    def log_tail(self, n: int = 60) -> str:
+        return "(remote node: see its journal)"
+
+
+def remote_cluster() -> list | None:
+    """Nodes named by ZUND_TEST_CLUSTER (comma-separated API endpoints), or None."""
+    value = os.environ.get("ZUND_TEST_CLUSTER", "").strip()
+    if not value:
+        return None
+    nodes = [RemoteNode(e.strip()) for e in value.split(",") if e.strip()]
+    for node in nodes:
+        node.name = node.api("GET", "/containers").headers["Zund-Node"]
+    names = sorted(h["hostname"] for h in nodes[0].api("GET", "/hosts").json()["hosts"])
+    if sorted(n.name for n in nodes) != names:
+        raise RuntimeError(f"ZUND_TEST_CLUSTER nodes {[n.name for n in nodes]} != cluster {names}")
+    return nodes

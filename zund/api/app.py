@@ -276,6 +276,8 @@ class ZunAPI:
                   path=request.path.decode("utf-8", "replace"), status=reply.status,
                   request_id=request_id)
         request.setHeader(b"X-OpenStack-Request-ID", request_id.encode())
+        # zund extra: which node answered (any node serves the whole cloud)
+        request.setHeader(b"Zund-Node", self._config.node.encode())
         request.setHeader(b"X-Compute-Request-Id", request_id.encode())
         if spec is None or spec.versioned:
             for name, value in microversions.response_headers(version).items():

@@ -158,12 +158,17 @@ def action(act: Any, version: APIVersion) -> dict:
 
 def action_with_events(act: Any, version: APIVersion, show_traceback: bool) -> dict:
     out = action(act, version)
-    out["events"] = [
-        {"event": e.event, "start_time": action_time(e.start_time),
-         "finish_time": action_time(e.finish_time), "result": e.result,
-         "traceback": e.traceback if show_traceback else None}
-        for e in act.events
-    ]
+    out["events"] = []
+    for e in act.events:
+        event = {"event": e.event, "start_time": action_time(e.start_time),
+                 "finish_time": action_time(e.finish_time), "result": e.result,
+                 "traceback": e.traceback if show_traceback else None}
+        details = getattr(e, "details", None)
+        if details:
+            # zund extra (clients ignore unknown keys): e.g. the placement decision
+            # of compute__schedule_container — candidates, bids, winner, why
+            event["details"] = details
+        out["events"].append(event)
     return out
 
 

@@ -23,7 +23,7 @@ class MetadataAnnouncer:
         """``node_facts``: az, runtimes, labels, api, peer, draining (plain values)."""
         self._gossip = gossip
         self._manager = manager
-        self.node_facts = dict(node_facts)
+        self.node_facts = node_facts  # shared: a draining flag flipped elsewhere shows
         self._clock = clock
         self._min_interval_s = min_interval_s
         self._last_published = float("-inf")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from collections import Counter
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Container, Mapping
 
 import attrs
 from twisted.internet import defer
@@ -49,6 +49,33 @@ class Reservation:
     score: float
 
 
+@attrs.frozen
+class Committed:
+    """What the records held on this node add up to (allocations, per-project counts,
+    and their uuids). A ``store_view`` may return this instead of the records when it
+    keeps the sums up to date itself (cheaper than summing every record per bid)."""
+
+    cpu_used: float = 0.0
+    mem_used_mb: int = 0
+    disk_used_gb: int = 0
+    tenants: Mapping = attrs.field(factory=dict)
+    uuids: Container = attrs.field(factory=frozenset)
+
+    @classmethod
+    def of(cls, records) -> "Committed":
+        cpu = 0.0
+        mem = disk = 0
+        tenants: Counter = Counter()
+        uuids = set()
+        for r in records:
+            uuids.add(r.uuid)
+            cpu += r.cpu or 0
+            mem += r.memory or 0
+            disk += r.disk or 0
+            tenants[r.project_id] += 1
+        return cls(cpu, int(mem), int(disk), dict(tenants), frozenset(uuids))
+
+
 def _new_id() -> str:
     return str(uuidlib.uuid4())
 
@@ -57,8 +84,9 @@ class Bidder:
     """This node's side of the bid round. One per node; the only writer of its reservations.
 
     ``capacity_totals``: ``capacity.limits()`` — {cpus, mem_mb, disk_gb}.
-    ``store_view``: ``async () -> list of records`` with ``uuid``, ``project_id``,
-    ``cpu``, ``memory``, ``disk`` (``store.list_containers``): every record held here.
+    ``store_view``: ``async () -> records | Committed``: every record held here
+    (``store.list_containers``; records need ``uuid``, ``project_id``, ``cpu``,
+    ``memory``, ``disk``), or their sums as a ``Committed``.
     ``node_facts``: az, runtimes, labels, draining; read on every bid, so a caller
     may flip ``bidder.node_facts["draining"]`` at any time.
     ``clock``: ``IReactorTime``. ``new_id``: reservation id factory (uuid4; injectable
@@ -97,24 +125,19 @@ class Bidder:
         self._purge()
         return self._reservations.get(reservation_id)
 
-    def state_of(self, records) -> policies.NodeState:
-        """The truth: ``records`` (committed) plus live reservations, as a NodeState.
-
-        A reservation whose uuid already has a record is not counted twice.
-        """
-        cpu = 0.0
-        mem = disk = 0
-        tenants: Counter = Counter()
-        committed = set()
-        for r in records:
-            committed.add(r.uuid)
-            cpu += r.cpu or 0
-            mem += r.memory or 0
-            disk += r.disk or 0
-            tenants[r.project_id] += 1
+    def state_of(self, committed) -> policies.NodeState:
+        """The truth: ``committed`` (a ``Committed`` or the records) plus live
+        reservations, as a NodeState. A reservation whose uuid already has a record
+        is not counted twice."""
+        if not isinstance(committed, Committed):
+            committed = Committed.of(committed)
+        cpu = committed.cpu_used
+        mem = committed.mem_used_mb
+        disk = committed.disk_used_gb
+        tenants = Counter(committed.tenants)
         for res in self._reservations.values():
             req = res.request
-            if req.uuid in committed:
+            if req.uuid in committed.uuids:
                 continue
             cpu += req.cpu
             mem += req.memory_mb
@@ -142,11 +165,13 @@ class Bidder:
             for rid, res in list(self._reservations.items()):
                 if res.request.uuid == req.uuid and rid not in self._committing:
                     self._drop(rid)
-            records = await self._store_view()
-            if any(r.uuid == req.uuid for r in records):
+            committed = await self._store_view()
+            if not isinstance(committed, Committed):
+                committed = Committed.of(committed)
+            if req.uuid in committed.uuids:
                 self.stats["declined"] += 1
                 return Decline(self.node_name, f"exists: container {req.uuid} is already here")
-            state = self.state_of(records)
+            state = self.state_of(committed)
             reason = policies.admit(req, state, self.tenant_mode, self.policy)
             if reason is not None:
                 self.stats["declined"] += 1

@@ -19,7 +19,7 @@ connection pool is built on first use.
 from __future__ import annotations
 
 import treq
-from twisted.internet import defer
+from twisted.internet import defer, error
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -39,6 +39,14 @@ SLOW_METHODS = frozenset({"execute", "commit", "get_archive", "put_archive", "lo
 
 class _TooLarge(Exception):
     pass
+
+
+class PeerTimeout(errors.ServiceUnavailable):
+    """The peer did not answer within the timeout (client-side only, never on the wire)."""
+
+
+class PeerUnreachable(errors.ServiceUnavailable):
+    """Connect/transport failure or an unusable answer (client-side only)."""
 
 
 @implementer(IPeerClient)
@@ -69,13 +77,14 @@ class PeerClient:
 
     def _client(self):
         if self._http is None:
+            from treq.client import HTTPClient
             from twisted.web.client import Agent, HTTPConnectionPool
 
             reactor = self._reactor or self._clock
             self._pool = HTTPConnectionPool(reactor, persistent=True)
             self._pool.maxPersistentPerHost = 4
             self._pool.cachedConnectionTimeout = 60
-            self._http = treq.client.HTTPClient(Agent(reactor, pool=self._pool))
+            self._http = HTTPClient(Agent(reactor, pool=self._pool))
         return self._http
 
     async def close(self) -> None:
@@ -113,17 +122,17 @@ class PeerClient:
         d.addTimeout(self.timeout_s if timeout_s is None else timeout_s, self._clock)
         try:
             status, data = await d
-        except (defer.TimeoutError, defer.CancelledError) as e:
-            raise errors.ServiceUnavailable(
+        except (error.TimeoutError, defer.TimeoutError, defer.CancelledError) as e:
+            raise PeerTimeout(
                 reason=f"peer {node.name} ({node.peer}) did not answer {path} in time") from e
         except Exception as e:  # connect refused, reset, too large, ...
-            raise errors.ServiceUnavailable(
+            raise PeerUnreachable(
                 reason=f"peer {node.name} ({node.peer}) failed {path}: "
                        f"{type(e).__name__}: {e}") from e
         try:
             answer = wire.unpack_map(data, self.max_response_bytes)
         except wire.WireError as e:
-            raise errors.ServiceUnavailable(
+            raise PeerUnreachable(
                 reason=f"peer {node.name} answered {path} with HTTP {status} and an "
                        f"undecodable body") from e
         if "error" in answer:
@@ -144,13 +153,19 @@ class PeerClient:
     # -- IPeerClient -----------------------------------------------------------------
 
     async def bid(self, node: NodeView, request: PlacementRequest) -> Bid | Decline:
+        """Bid or Decline. Decline reasons for failures start with ``timeout:``,
+        ``unreachable:`` or ``error:`` (the coordinator keys on these prefixes)."""
         try:
             answer = await self._post(node, "/v1/peer/bid", {"request": request.to_wire()})
             return wire.bid_from_dict(answer)
+        except PeerTimeout as e:
+            return Decline(node=node.name, reason=f"timeout: {e}")
+        except PeerUnreachable as e:
+            return Decline(node=node.name, reason=f"unreachable: {e}")
         except errors.ZundError as e:
-            return Decline(node=node.name, reason=f"{type(e).__name__}: {e}")
+            return Decline(node=node.name, reason=f"error: {type(e).__name__}: {e}")
         except wire.WireError as e:
-            return Decline(node=node.name, reason=f"malformed bid answer: {e}")
+            return Decline(node=node.name, reason=f"error: malformed bid answer: {e}")
 
     async def commit(self, node: NodeView, reservation_id: str, ctx, create: dict,
                      run: bool) -> dict:
@@ -181,12 +196,13 @@ class PeerClient:
             raise errors.ServiceUnavailable(reason=f"peer {node.name} sent a malformed list")
         return records
 
-    async def locate(self, node: NodeView, ctx: RequestContext | dict,
-                     ident: str) -> ContainerRecord:
+    async def locate(self, node: NodeView, ctx: RequestContext | dict, ident: str,
+                     refresh: bool = False) -> ContainerRecord:
         """The record ``ident`` (uuid or name) on ``node``, scoped by ``ctx``;
-        ContainerNotFound / Conflicts as the owner raises them."""
+        ContainerNotFound / Conflicts as the owner raises them. ``refresh``: the
+        owner re-reads live state from its runtime first (ContainerManager.refresh)."""
         answer = await self._post(node, "/v1/peer/containers/locate", {
-            "ctx": wire.context_to_dict(ctx), "ident": ident})
+            "ctx": wire.context_to_dict(ctx), "ident": ident, "refresh": bool(refresh)})
         return self._expect(answer, "record", ContainerRecord, node)
 
     async def call(self, node: NodeView, ctx: RequestContext | dict, uuid: str, method: str,

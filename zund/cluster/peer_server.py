@@ -16,7 +16,7 @@ Endpoints (all ``POST /v1/peer/...``):
     commit            {reservation_id, ctx, create, run} -> {record}
     release           {reservation_id}                 -> {}
     containers/list   {ctx, all_projects}              -> {records}
-    containers/locate {ctx, ident}                     -> {record}   (404 if none)
+    containers/locate {ctx, ident, refresh?}           -> {record}   (404 if none)
     containers/call   {ctx, uuid, method, kwargs}      -> {result}
     host              {}                               -> {host}
 """
@@ -49,6 +49,7 @@ CALLABLE_METHODS = frozenset({
 
 #: error type -> HTTP status, along the MRO; other ZundErrors 400, anything else 500
 _STATUS = (
+    (errors.NotAuthenticated, 401),
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.NoValidHost, 409),
@@ -82,8 +83,9 @@ class IPeerHandlers(Interface):
         """-> ContainerRecord (or its wire dict). ``ctx`` is a RequestContext.
         Raises ZundError subclasses (e.g. ReservationExpired) on refusal."""
 
-    async def release(reservation_id: str) -> None:
-        """Drop a reservation; unknown ids are fine."""
+    def release(reservation_id: str) -> None:
+        """Drop a reservation; unknown ids are fine. May be sync or async (so may
+        bid and commit)."""
 
 
 def _field(msg: dict, name: str, types, *, optional: bool = False, default=None):
@@ -95,6 +97,13 @@ def _field(msg: dict, name: str, types, *, optional: bool = False, default=None)
     if not isinstance(value, types):
         raise errors.InvalidInput(field=name, reason=f"wrong type {type(value).__name__}")
     return value
+
+
+async def _maybe_await(result):
+    """Handlers may be plain or async (the bidder's release is synchronous)."""
+    if inspect.isawaitable(result):
+        return await result
+    return result
 
 
 def _bind_check(fn, args: tuple, kwargs: dict, method: str) -> None:
@@ -204,7 +213,7 @@ class PeerAPI:
                 placement = PlacementRequest.from_wire(req)
             except TypeError as e:
                 raise errors.InvalidInput(field="request", reason=str(e)) from None
-            return wire.bid_to_dict(await self.handlers.bid(placement))
+            return wire.bid_to_dict(await _maybe_await(self.handlers.bid(placement)))
 
         return await self._serve(request, handle)
 
@@ -215,7 +224,7 @@ class PeerAPI:
             ctx = wire.context_from_dict(_field(msg, "ctx", dict))
             create = _field(msg, "create", dict)
             run = _field(msg, "run", bool, optional=True, default=False)
-            rec = await self.handlers.commit(rid, ctx, create, run)
+            rec = await _maybe_await(self.handlers.commit(rid, ctx, create, run))
             return {"record": rec}
 
         return await self._serve(request, handle)
@@ -223,7 +232,7 @@ class PeerAPI:
     @app.route("/v1/peer/release", methods=["POST"])
     async def release(self, request):
         async def handle(msg):
-            await self.handlers.release(_field(msg, "reservation_id", str))
+            await _maybe_await(self.handlers.release(_field(msg, "reservation_id", str)))
             return {}
 
         return await self._serve(request, handle)
@@ -245,7 +254,12 @@ class PeerAPI:
         async def handle(msg):
             ctx = wire.context_from_dict(_field(msg, "ctx", dict))
             ident = _field(msg, "ident", str)
-            return {"record": await self.handlers.manager.lookup(ctx, ident)}
+            refresh = _field(msg, "refresh", bool, optional=True, default=False)
+            manager = self.handlers.manager
+            rec = await manager.lookup(ctx, ident)
+            if refresh:
+                rec = await manager.refresh(rec) or rec
+            return {"record": rec}
 
         return await self._serve(request, handle)
 

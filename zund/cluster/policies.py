@@ -11,8 +11,9 @@ The same functions run twice per placement (DESIGN.md "Data flow of one create")
 A policy is chosen by name among the entry points of group
 ``zund.placement.policies`` (DESIGN.md "Placement policies"); built in are
 ``spread`` and ``binpack``. Higher score = better. Scores of the built-in policies
-lie in [0, 1]; ``rank_score`` adds the tenant tier on top (0, 1 or 2), so the tier
-always dominates the policy's score.
+lie in [0, 1]; ``rank_score`` adds ``TIER_WIDTH`` × the tenant tier (0, 1 or 2) on
+top, so the tier always dominates the policy's score and ``score // TIER_WIDTH``
+recovers the tier.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from zund.cluster.types import PlacementRequest
 
 #: ``[placement] tenant_isolation`` values.
 TENANT_MODES = ("off", "prefer", "strict")
+
+#: Rank distance between two tenant tiers; > the range of a policy score ([0, 1]).
+TIER_WIDTH = 2.0
 
 #: Slack for float sums of vCPUs (0.1 + 0.2 must fit in 0.3).
 _EPS = 1e-9
@@ -90,7 +94,8 @@ def fits(req: PlacementRequest, state: NodeState) -> str | None:
     if req.cpu > state.cpu_free + _EPS:
         return f"cpu: need {req.cpu:g}, free {max(0.0, state.cpu_free):g} of {state.cpus:g}"
     if req.memory_mb > state.mem_free_mb:
-        return f"memory: need {req.memory_mb} MiB, free {max(0, state.mem_free_mb)} of {state.mem_mb}"
+        return (f"memory: need {req.memory_mb} MiB, "
+                f"free {max(0, state.mem_free_mb)} of {state.mem_mb}")
     if (req.disk_gb or 0) > state.disk_free_gb:
         return f"disk: need {req.disk_gb} GiB, free {max(0, state.disk_free_gb)} of {state.disk_gb}"
     return None
@@ -153,7 +158,7 @@ def admit(req: PlacementRequest, state: NodeState, mode: str, policy=None) -> st
 
 def rank_score(policy, req: PlacementRequest, state: NodeState, mode: str) -> float:
     """What a bid carries: tenant tier first, then the policy's score in [0, 1]."""
-    return tenant_bonus(req, state, mode) + policy.score(req, state)
+    return TIER_WIDTH * tenant_bonus(req, state, mode) + policy.score(req, state)
 
 
 # -- policies --------------------------------------------------------------------

@@ -15,8 +15,8 @@ Keys: the ``[gossip] keys`` ring (first signs, every key verifies: rotation as i
 memberlist's keyring). The HMAC key is derived from each gossip key with a
 purpose label, so the AES-GCM gossip key is never used directly for a second
 purpose. With no gossip keys, a key derived from the cluster name is used: it
-keeps dev clusters working but is NOT secret — :func:`peer_keys` says so and the
-caller must log it loudly.
+keeps dev clusters working but is NOT secret — :func:`peer_keys` logs a loud
+warning (event ``peer.insecure_key``) and marks the ring ``secure=False``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ import secrets
 from typing import Callable, Mapping, Sequence
 
 import attrs
+from twisted.logger import Logger
+
+log = Logger()
 
 SCHEME = b"zund-peer-v1"
 
@@ -83,6 +86,10 @@ def peer_keys(gossip_keys_b64: Sequence[str], cluster_name: str) -> PeerKeys:
     if raw:
         return PeerKeys(tuple(derive_key(k) for k in raw), secure=True)
     insecure = hashlib.sha256(_INSECURE_LABEL + cluster_name.encode("utf-8")).digest()
+    log.warn("peer.insecure_key: [gossip] keys is empty, so peer RPC is signed with a key "
+             "derived from the cluster name {cluster_name!r}. This is NOT secure: anyone who "
+             "can reach port 9518 and knows the name can create, read and delete containers. "
+             "Set [gossip] keys.", cluster_name=cluster_name)
     return PeerKeys((insecure,), secure=False)
 
 

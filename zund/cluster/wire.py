@@ -219,7 +219,7 @@ def _packb(obj: Any) -> bytes:
 
 
 def _ext_hook(code: int, data: bytes):
-    inner = _unpackb(data, len(data))
+    inner = _unpackb(data)
     if code == EXT_RECORD:
         return record_from_dict(inner)
     if code == EXT_ACTION:
@@ -235,9 +235,11 @@ def _ext_hook(code: int, data: bytes):
     raise WireError(f"unknown ext type {code}")
 
 
-def _unpackb(data: bytes, max_bytes: int) -> Any:
+def _unpackb(data: bytes) -> Any:
+    # unpackb bounds every str/bin/array/map length by len(data), which the
+    # caller has checked against its limit before decoding.
     return msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True,
-                           ext_hook=_ext_hook, max_buffer_size=max_bytes)
+                           ext_hook=_ext_hook)
 
 
 def pack(obj: Any) -> bytes:
@@ -251,7 +253,7 @@ def unpack(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
     if len(data) > max_bytes:
         raise WireError(f"message of {len(data)} bytes exceeds {max_bytes}")
     try:
-        return _unpackb(data, max(max_bytes, 1))
+        return _unpackb(data)
     except WireError:
         raise
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,

@@ -26,12 +26,51 @@ def load_conf(argv: list[str], description: str):
     return conf
 
 
+def format_event_kv(event: dict) -> str:
+    """The event's text plus every field its format did not mention, as key=value
+    (STYLE: logs are events with stable names and key=value fields)."""
+    import string
+
+    from twisted.logger import formatEvent
+
+    text = formatEvent(event)
+    fmt = event.get("log_format") or ""
+    try:
+        used = {f for _, f, _, _ in string.Formatter().parse(fmt) if f}
+    except ValueError:
+        used = set()
+    extra = [f"{k}={event[k]!r}" if isinstance(event[k], str) and " " in event[k]
+             else f"{k}={event[k]}"
+             for k in sorted(event)
+             if not k.startswith("log_") and k not in used and k not in ("format", "message",
+                                                                          "isError", "system",
+                                                                          "time")]
+    return " ".join([text, *extra]) if extra else text
+
+
+def format_line(event: dict) -> str | None:
+    """``<time> [<namespace>#<level>] <event text> k=v ...`` plus any traceback."""
+    from twisted.logger import formatTime
+
+    text = format_event_kv(event)
+    failure = event.get("log_failure")
+    if failure is not None:
+        text += "\n" + failure.getTraceback()
+    if not text:
+        return None
+    level = event.get("log_level")
+    system = event.get("log_system") or (
+        f"{event.get('log_namespace', '-')}#{level.name if level is not None else '-'}")
+    return f"{formatTime(event.get('log_time'))} [{system}] {text}".replace("\n", "\n\t") + "\n"
+
+
 def _start_logging(debug: bool) -> None:
-    from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate,
-                                globalLogBeginner, textFileLogObserver)
+    from twisted.logger import (FileLogObserver, FilteringLogObserver, LogLevel,
+                                LogLevelFilterPredicate, globalLogBeginner)
 
     level = LogLevel.debug if debug else LogLevel.info
-    observer = FilteringLogObserver(textFileLogObserver(sys.stdout),
+    text_observer = FileLogObserver(sys.stdout, format_line)
+    observer = FilteringLogObserver(text_observer,
                                     [LogLevelFilterPredicate(defaultLogLevel=level)])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,

@@ -230,7 +230,18 @@ class ContainerManager(service.Service):
     async def create(self, ctx, request: dict, run: bool) -> ContainerRecord:
         if not self._accepting:
             raise errors.ServiceUnavailable(reason="node is shutting down")
-        u = str(uuidlib.uuid4())
+        # In a cluster the entry node chooses the uuid; a repeated commit of the same
+        # uuid (a retry after a lost reply) returns the record instead of a twin.
+        u = request.get("uuid") or str(uuidlib.uuid4())
+        if request.get("uuid"):
+            try:
+                existing = await self.store.get_container(u)
+            except errors.ContainerNotFound:
+                pass
+            else:
+                if existing.project_id != ctx.project_id:
+                    raise errors.ContainerAlreadyExists(field="uuid", value=u)
+                return existing
         runtime = request.get("runtime") or self.config.default_runtime
         if runtime not in self.runtimes:
             raise errors.InvalidInput(
@@ -268,6 +279,10 @@ class ContainerManager(service.Service):
         action_id = await self.store.create_container(
             rec, action=("create", ctx.request_id, ctx.user_id, ctx.project_id,
                          "compute__do_container_create"))
+        if request.get("placement"):
+            # the entry node's decision: candidates, bids, winner, why
+            await self.store.add_event(action_id, "compute__schedule_container",
+                                       result="Success", details=request["placement"])
         self._notify("created", rec)
         self._spawn(self._do_create(rec.uuid, run, action_id), "create")
         return rec

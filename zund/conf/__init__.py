@@ -11,7 +11,7 @@ import importlib
 from oslo_config import cfg
 
 #: modules under zund.conf that define options; each has register_opts/list_opts.
-_MODULES = ("default", "api", "noauth", "docker", "libvirt", "compute", "gossip")
+_MODULES = ("default", "api", "noauth", "docker", "libvirt", "compute", "gossip", "peer", "placement")
 
 
 def _modules():

@@ -30,6 +30,9 @@ libvirt_opts = [
                     "per-container initrds."),
     cfg.StrOpt("console_path", default="$state_path/microvm/console",
                help="Serial console logs of the guests (the containers' logs)."),
+    cfg.StrOpt("socket_dir", default="/run/zund/microvm",
+               help="Directory of the guests' control-line UNIX sockets. Keep it short: a "
+                    "socket path is limited to 107 bytes."),
     cfg.IntOpt("max_workers", default=8, min=1,
                help="Threads for blocking libvirt and image-conversion calls."),
 ]

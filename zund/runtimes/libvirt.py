@@ -28,6 +28,7 @@ import fcntl
 import json
 import math
 import os
+import stat
 import socket
 import time
 from typing import Any, Callable
@@ -84,6 +85,8 @@ class LibvirtConfig:
     stop_timeout_s: float = 10.0
     images_path: str = "/var/lib/zund/microvm/images"
     console_path: str = "/var/lib/zund/microvm/console"
+    #: guest control-line sockets; kept short: a UNIX socket path has a 108-byte limit
+    socket_dir: str = "/run/zund/microvm"
     docker_url: str = "unix:///var/run/docker.sock"
     docker_timeout_s: float = 120.0
 
@@ -95,7 +98,7 @@ class LibvirtConfig:
                    default_memory_mb=lv.default_memory_mb, min_memory_mb=lv.min_memory_mb,
                    boot_timeout_s=float(lv.boot_timeout), stop_timeout_s=float(lv.stop_timeout),
                    images_path=lv.images_path, console_path=lv.console_path,
-                   docker_url=conf.docker.api_url,
+                   socket_dir=lv.socket_dir, docker_url=conf.docker.api_url,
                    docker_timeout_s=float(conf.docker.default_timeout))
 
 
@@ -256,7 +259,12 @@ class LibvirtRuntime:
                             runtime_object_name(uuid) + ".initrd")
 
     def _control_path(self, uuid: str) -> str:
-        return os.path.join(self.config.console_path, runtime_object_name(uuid) + ".ctl")
+        path = os.path.join(self.config.socket_dir, runtime_object_name(uuid) + ".ctl")
+        if len(path.encode()) > 107:
+            raise errors.RuntimeFailure(
+                reason=f"[libvirt] socket_dir {self.config.socket_dir!r} is too long for a "
+                       f"UNIX socket path (limit 107 bytes)")
+        return path
 
     def _files(self, uuid: str) -> tuple:
         return (self._log_path(uuid), self._record_path(uuid), self._initrd_path(uuid),
@@ -272,10 +280,15 @@ class LibvirtRuntime:
             if virt_type == "auto":
                 virt_type = "kvm" if kvm_usable() else "qemu"
             for d in (cfg.images_path, os.path.join(cfg.images_path, "containers"),
-                      cfg.console_path):
+                      cfg.console_path, cfg.socket_dir):
                 os.makedirs(d, exist_ok=True)
                 # QEMU runs as an unprivileged user under qemu:///system.
                 os.chmod(d, 0o755)
+                blocked = untraversable_parent(d)
+                if blocked is not None:
+                    raise OSError(f"{blocked} is not searchable by others (mode "
+                                  f"{stat.S_IMODE(os.stat(blocked).st_mode):o}), so QEMU "
+                                  f"cannot read the guests' files under {d}")
             conn = libvirt.open(cfg.uri)
             try:
                 api = docker.APIClient(base_url=cfg.docker_url, version="auto",
@@ -770,11 +783,24 @@ def _state_of(dom, log_path: str, record_path: str, uuid: str,
         node=meta.node if meta else None, project_id=meta.project_id if meta else None)
 
 
+def untraversable_parent(path: str) -> str | None:
+    """The first directory on ``path``'s way up that others cannot enter, if any."""
+    path = os.path.abspath(path)
+    while True:
+        if not os.stat(path).st_mode & stat.S_IXOTH:
+            return path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+
+
 def _sweep_orphans(cfg: LibvirtConfig, live_names: set) -> None:
     """Delete console logs / records / initrds whose domain is gone (auto_remove
     guests vanish on their own) once they are older than ORPHAN_AGE_S."""
     now = time.time()
-    for directory in (cfg.console_path, os.path.join(cfg.images_path, "containers")):
+    for directory in (cfg.console_path, os.path.join(cfg.images_path, "containers"),
+                      cfg.socket_dir):
         try:
             entries = os.listdir(directory)
         except FileNotFoundError:

@@ -1,0 +1,251 @@
+"""Bidder on a ``task.Clock``: admission against its own truth, reservations with a
+TTL, commit/release, and the invariants under interleaved calls."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet import defer, task
+from twisted.python.failure import Failure
+
+from zund.cluster import policies
+from zund.cluster.bidding import Bidder, Committed
+from zund.cluster.simnet import SimRecord
+from zund.cluster.types import Bid, Decline, PlacementRequest
+from zund.common import errors
+
+TOTALS = {"cpus": 2.0, "mem_mb": 2048, "disk_gb": 10}
+
+
+def req(uuid="u1", cpu=1.0, mem=512, project="p1", **kw) -> PlacementRequest:
+    return PlacementRequest(request_id="r-" + uuid, uuid=uuid, project_id=project, user_id="u",
+                            cpu=cpu, memory_mb=mem, **kw)
+
+
+class FakeStore:
+    """A record list; ``create`` is what a commit's do_create does."""
+
+    def __init__(self):
+        self.records: list = []
+
+    async def view(self):
+        return list(self.records)
+
+    def create_fn(self, delay_d: defer.Deferred | None = None, fail: Exception | None = None):
+        async def do_create(res):
+            if delay_d is not None:
+                await delay_d
+            if fail is not None:
+                raise fail
+            r = res.request
+            rec = SimRecord(r.uuid, r.project_id, r.cpu, r.memory_mb, r.disk_gb, "n1")
+            self.records.append(rec)
+            return rec.to_wire()
+        return do_create
+
+
+def make(clock=None, ttl=10.0, mode="off", facts=None, store=None, policy="spread"):
+    clock = clock or task.Clock()
+    store = store or FakeStore()
+    ids = iter(f"res-{i}" for i in range(10_000))
+    b = Bidder("n1", TOTALS, store.view, clock, ttl, policies.load_policy(policy), mode,
+               facts if facts is not None else {"az": "nova", "runtimes": ["runc"]},
+               new_id=lambda: next(ids))
+    return b, clock, store
+
+
+def result(coro_or_d):
+    """The outcome of something that must already have finished (no reactor here)."""
+    d = coro_or_d if isinstance(coro_or_d, defer.Deferred) else defer.ensureDeferred(coro_or_d)
+    out = []
+    d.addBoth(out.append)
+    assert out, "did not complete synchronously"
+    if isinstance(out[0], Failure):
+        out[0].raiseException()
+    return out[0]
+
+
+def test_bid_holds_a_reservation_that_counts_against_capacity():
+    """Two 1-cpu bids fill a 2-cpu node; the third is declined for cpu."""
+    b, _, _ = make()
+    assert isinstance(result(b.bid(req("a"))), Bid)
+    assert isinstance(result(b.bid(req("b"))), Bid)
+    third = result(b.bid(req("c")))
+    assert isinstance(third, Decline) and third.reason.startswith("cpu")
+
+
+def test_release_frees_the_capacity_at_once():
+    """After RELEASE the slot can be bid for again."""
+    b, _, _ = make()
+    first = result(b.bid(req("a", cpu=2.0)))
+    assert isinstance(result(b.bid(req("b"))), Decline)
+    b.release(first.reservation_id)
+    assert isinstance(result(b.bid(req("b"))), Bid)
+
+
+def test_reservation_frees_after_ttl():
+    """A reservation neither committed nor released expires after reservation_ttl_s."""
+    b, clock, _ = make(ttl=5.0)
+    bid = result(b.bid(req("a", cpu=2.0)))
+    assert bid.expires_at == 5.0
+    clock.advance(4.9)
+    assert isinstance(result(b.bid(req("b"))), Decline)
+    clock.advance(0.1)
+    assert b.reservations() == [] and b.stats["expired"] == 1
+    assert isinstance(result(b.bid(req("b"))), Bid)
+
+
+def test_lazy_purge_frees_expired_reservation_even_if_timer_did_not_run():
+    """Admission drops expired reservations itself (a late timer changes nothing)."""
+    b, clock, _ = make(ttl=5.0)
+    result(b.bid(req("a", cpu=2.0)))
+    clock.rightNow += 6.0  # time passes without the timer firing
+    assert isinstance(result(b.bid(req("b", cpu=2.0))), Bid)
+
+
+def test_commit_after_expiry_raises_reservation_expired():
+    """COMMIT of an expired reservation is refused and creates nothing."""
+    b, clock, store = make(ttl=1.0)
+    bid = result(b.bid(req("a")))
+    clock.advance(1.0)
+    with pytest.raises(errors.ReservationExpired):
+        result(b.commit(bid.reservation_id, store.create_fn()))
+    assert store.records == []
+
+
+def test_commit_of_unknown_or_released_reservation_is_refused():
+    """A released reservation cannot be committed."""
+    b, _, store = make()
+    bid = result(b.bid(req("a")))
+    b.release(bid.reservation_id)
+    with pytest.raises(errors.ReservationExpired):
+        result(b.commit(bid.reservation_id, store.create_fn()))
+
+
+def test_commit_turns_reservation_into_record_without_double_counting():
+    """After COMMIT the record counts and the reservation is gone: capacity used once."""
+    b, _, store = make()
+    bid = result(b.bid(req("a")))
+    wire = result(b.commit(bid.reservation_id, store.create_fn()))
+    assert wire["uuid"] == "a" and b.reservations() == []
+    state = b.state_of(store.records)
+    assert state.cpu_used == 1.0 and state.tenants == {"p1": 1}
+    assert isinstance(result(b.bid(req("b"))), Bid)
+    assert isinstance(result(b.bid(req("c"))), Decline)
+
+
+def test_reservation_being_committed_does_not_expire_and_blocks_bids():
+    """While do_create runs (under the lock) the TTL passes: the commit still succeeds,
+    and a concurrent bid waits for it and then sees the record."""
+    b, clock, store = make(ttl=1.0)
+    bid = result(b.bid(req("a", cpu=2.0)))
+    gate = defer.Deferred()
+    commit_d = defer.ensureDeferred(b.commit(bid.reservation_id, store.create_fn(gate)))
+    other = defer.ensureDeferred(b.bid(req("b")))
+    clock.advance(5.0)
+    assert not commit_d.called and not other.called
+    b.release(bid.reservation_id)  # a stray RELEASE during the commit is ignored
+    gate.callback(None)
+    assert result(commit_d)["uuid"] == "a"
+    answer = result(other)
+    assert isinstance(answer, Decline) and answer.reason.startswith("cpu")
+
+
+def test_failed_create_drops_the_reservation_and_propagates():
+    """If do_create raises, the error reaches the caller and the capacity is free again."""
+    b, _, store = make()
+    bid = result(b.bid(req("a", cpu=2.0)))
+    boom = errors.RuntimeUnavailable(runtime="runc", reason="x")
+    with pytest.raises(errors.RuntimeUnavailable):
+        result(b.commit(bid.reservation_id, store.create_fn(fail=boom)))
+    assert b.reservations() == []
+
+
+def test_strict_isolation_counts_reservations_as_tenants():
+    """strict: a reservation of project A makes an empty node refuse project B."""
+    b, _, _ = make(mode="strict")
+    assert isinstance(result(b.bid(req("a", project="A"))), Bid)
+    answer = result(b.bid(req("b", project="B")))
+    assert isinstance(answer, Decline) and answer.reason.startswith("tenant")
+    assert isinstance(result(b.bid(req("c", project="A"))), Bid)
+
+
+def test_strict_isolation_holds_for_two_concurrent_bids_on_an_empty_node():
+    """Two projects bid at the same instant on an empty strict node: exactly one wins."""
+    clock = task.Clock()
+    store = FakeStore()
+    gate = defer.Deferred()
+
+    async def slow_view():
+        await gate  # both bids are in flight before either reads the store
+        return list(store.records)
+    ids = iter(range(100))
+    b = Bidder("n1", TOTALS, slow_view, clock, 10.0, policies.SpreadPolicy(), "strict",
+               {"runtimes": ["runc"]}, new_id=lambda: str(next(ids)))
+    d1 = defer.ensureDeferred(b.bid(req("a", project="A")))
+    d2 = defer.ensureDeferred(b.bid(req("b", project="B")))
+    gate.callback(None)
+    answers = [result(d1), result(d2)]
+    assert sorted(type(a).__name__ for a in answers) == ["Bid", "Decline"]
+
+
+@pytest.mark.parametrize("request_kw, facts, category", [
+    ({"runtime": "microvm"}, {"runtimes": ["runc"]}, "runtime"),
+    ({"availability_zone": "az9"}, {"runtimes": ["runc"], "az": "nova"}, "az"),
+    ({"labels": {"gpu": "1"}}, {"runtimes": ["runc"]}, "labels"),
+    ({"requested_host": "n2"}, {"runtimes": ["runc"]}, "host"),
+    ({}, {"runtimes": ["runc"], "draining": True}, "draining"),
+])
+def test_bidder_rechecks_hard_filters_against_its_own_facts(request_kw, facts, category):
+    """The bidder declines what the (possibly stale) gossip view let through."""
+    b, _, _ = make(facts=facts)
+    answer = result(b.bid(req(**request_kw)))
+    assert isinstance(answer, Decline) and answer.reason.split(":")[0] == category
+
+
+def test_draining_flag_is_read_live():
+    """Flipping node_facts['draining'] takes effect on the next bid."""
+    b, _, _ = make()
+    b.node_facts["draining"] = True
+    assert isinstance(result(b.bid(req("a"))), Decline)
+    b.node_facts["draining"] = False
+    assert isinstance(result(b.bid(req("a"))), Bid)
+
+
+def test_a_new_bid_for_the_same_uuid_supersedes_the_old_reservation():
+    """A coordinator re-asking (its first answer was lost) does not hold two slots."""
+    b, _, _ = make()
+    first = result(b.bid(req("a", cpu=2.0)))
+    second = result(b.bid(req("a", cpu=2.0)))
+    assert isinstance(second, Bid) and second.reservation_id != first.reservation_id
+    assert [r.id for r in b.reservations()] == [second.reservation_id]
+
+
+def test_bid_for_a_container_already_here_is_declined():
+    """A uuid that already has a record here is not placed twice."""
+    b, _, store = make()
+    store.records.append(SimRecord("a", "p1", 1.0, 512, 0, "n1"))
+    answer = result(b.bid(req("a")))
+    assert isinstance(answer, Decline) and answer.reason.startswith("exists")
+
+
+def test_store_view_may_return_running_sums():
+    """A Committed summary is accepted in place of the records."""
+    clock = task.Clock()
+
+    async def view():
+        return Committed(cpu_used=1.5, mem_used_mb=0, disk_used_gb=0, tenants={"x": 1},
+                         uuids={"old"})
+    b = Bidder("n1", TOTALS, view, clock, 10.0, policies.SpreadPolicy(), "off",
+               {"runtimes": ["runc"]})
+    assert isinstance(result(b.bid(req("a", cpu=0.5))), Bid)
+    assert isinstance(result(b.bid(req("b", cpu=0.5))), Decline)
+
+
+def test_bid_score_carries_the_tenant_tier():
+    """prefer: the tier shows in the score: 2 = hosts the project, 1 = empty node."""
+    b, _, store = make(mode="prefer")
+    empty_bid = result(b.bid(req("a")))
+    assert empty_bid.score // policies.TIER_WIDTH == 1
+    b.release(empty_bid.reservation_id)
+    store.records.append(SimRecord("z", "p1", 0.5, 128, 0, "n1"))
+    assert result(b.bid(req("b"))).score // policies.TIER_WIDTH == 2

@@ -1,0 +1,59 @@
+"""Real tier: PeerAPI on a real TCP socket on 127.0.0.1 and PeerClient with its
+own connection pool, on the real reactor (one process)."""
+
+import pytest_twisted
+
+from zund.cluster import signing
+from zund.cluster.peer_client import PeerClient
+from zund.cluster.peer_server import PeerAPI
+from zund.cluster.types import Bid, NodeView, PlacementRequest
+from zund.common import errors
+
+REQ = PlacementRequest(request_id="req-1", uuid="11111111-1111-4111-8111-111111111111",
+                       project_id="p1", user_id="u1", cpu=0.5, memory_mb=64)
+
+
+class Handlers:
+    class manager:
+        @staticmethod
+        async def host_info():
+            return {"hostname": "n2"}
+
+    async def bid(self, request):
+        return Bid(node="n2", reservation_id="r1", score=1.0, expires_at=0.0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_signed_calls_over_a_real_socket():
+    """Bid and host over real HTTP; a wrong key is refused; a closed port is
+    ServiceUnavailable; the pool closes cleanly."""
+    from twisted.internet import reactor
+
+    keys = signing.peer_keys([], "zund-test").keys
+    api = PeerAPI("n2", Handlers(), signing.Verifier("n2", keys, reactor), reactor)
+    port = reactor.listenTCP(0, api.site(), interface="127.0.0.1")
+    node = NodeView("n2", "alive", "", f"127.0.0.1:{port.getHost().port}", {})
+    client = PeerClient("n1", signing.Signer("n1", keys, reactor), timeout_s=5.0, clock=reactor)
+    intruder = PeerClient("evil", signing.Signer("evil", [b"x" * 32], reactor), timeout_s=5.0,
+                          clock=reactor)
+    try:
+        assert await client.bid(node, REQ) == Bid("n2", "r1", 1.0, 0.0)
+        assert (await client.host(node))["hostname"] == "n2"
+        try:
+            await intruder.host(node)
+        except errors.NotAuthenticated:
+            pass
+        else:
+            raise AssertionError("wrong key accepted")
+        assert api.stats["unauthorized"] == 1 and api.stats["ok"] == 2
+    finally:
+        await client.close()
+        await intruder.close()
+        await port.stopListening()
+    try:
+        await client.host(node)
+    except errors.ServiceUnavailable as e:
+        assert "n2" in str(e)
+    else:
+        raise AssertionError("closed port answered")
+    await client.close()

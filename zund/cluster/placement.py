@@ -1,0 +1,305 @@
+"""The entry node's coordinator: candidates, a bid round, commit/release, retries.
+
+DESIGN.md "Data flow of one create":
+
+1. candidates = gossip view ∩ filters (alive, not draining, AZ, runtime, labels,
+   requested host, fits by metadata, tenant policy by metadata) — the metadata is a
+   hint, the bidders decide;
+2. sample ceil(probe_ratio·k) of them (k = 1 container), all of them when there are
+   at most ``probe_all_below`` ("power of d choices": a random sample keeps
+   concurrent coordinators with the same stale view from herding onto one node);
+3. ask for bids in parallel, each with ``bid_timeout_s`` (a slow or unreachable
+   bidder counts as a decline; its reservation, if any, expires on its own);
+4. COMMIT to the best bid (ties broken by ``rng``), RELEASE the others (all but one
+   fallback at once, that one after the commit); a failed commit falls back to
+   the next bid;
+5. when nothing was committed, a fresh round (fresh view) asks twice as many nodes
+   that were not asked yet — or, when every candidate was asked already, asks them
+   again but for those that did not answer — up to ``max_rounds``; then
+   ``NoValidHost``.
+
+The pure parts (filtering, sampling, ordering) are module functions; ``Coordinator``
+is the thin async shell around the peer client. Every choice is recorded in a
+``decision`` dict (plain values, bounded size) for the container's action events.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from typing import Callable
+
+import attrs
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from zund.cluster import policies
+from zund.cluster.types import Bid, Decline, NodeView, PlacementRequest
+from zund.common import errors
+
+log = Logger()
+
+#: Commit failures after which the next bid is tried: the node can no longer take
+#: this reservation (expired, unreachable, runtime gone). Anything else (bad input,
+#: quota, name conflict) is the request's fault and reaches the caller unchanged.
+FALLBACK_ERRORS = (errors.ReservationExpired, errors.ServiceUnavailable, errors.RuntimeFailure,
+                   errors.NoValidHost)
+
+#: Bids kept reserved as fallbacks while the best one is committed; the rest are
+#: released at once (a round of d bids would otherwise hold d slots).
+KEEP_FALLBACK_BIDS = 1
+
+#: Names listed per round in a decision are capped (1000-node clusters).
+_MAX_LISTED = 32
+
+
+@attrs.frozen
+class PlacementConfig:
+    """``[placement]`` values the coordinator and the bidder need (built in service.py)."""
+
+    policy: str = "spread"
+    tenant_mode: str = "off"
+    reservation_ttl_s: float = 10.0
+    probe_ratio: float = 2.0
+    probe_all_below: int = 8
+    bid_timeout_s: float = 2.0
+    max_rounds: int = 2
+
+
+# -- pure helpers -------------------------------------------------------------------
+
+def filter_candidates(req: PlacementRequest, views: list[NodeView], mode: str,
+                      policy) -> tuple[list[NodeView], Counter]:
+    """Nodes worth asking, and the count of the others by reason category.
+
+    Only ``alive`` nodes with metadata qualify; a suspect node might answer, but a
+    bid round is short and there are others to ask.
+    """
+    chosen: list[NodeView] = []
+    filtered: Counter = Counter()
+    for v in views:
+        if v.state != "alive":
+            filtered[f"state-{v.state}"] += 1
+            continue
+        if not v.meta:
+            filtered["no-metadata"] += 1
+            continue
+        reason = policies.admit(req, policies.NodeState.from_meta(v.name, v.meta), mode, policy)
+        if reason is not None:
+            filtered[reason.split(":", 1)[0]] += 1
+            continue
+        chosen.append(v)
+    return chosen, filtered
+
+
+def probe_size(n_candidates: int, probe_ratio: float, probe_all_below: int, round_no: int = 1,
+               k: int = 1) -> int:
+    """How many to ask in round ``round_no`` (1-based): ceil(probe_ratio·k), doubled
+    each later round; everyone when the candidates are few."""
+    if n_candidates <= probe_all_below:
+        return n_candidates
+    size = math.ceil(probe_ratio * k) * 2 ** (round_no - 1)
+    return max(1, min(n_candidates, size))
+
+
+def sample(candidates: list, size: int, rng: random.Random) -> list:
+    """``size`` distinct candidates chosen uniformly (all of them, shuffled, when fewer)."""
+    if size >= len(candidates):
+        out = list(candidates)
+        rng.shuffle(out)
+        return out
+    return rng.sample(candidates, size)
+
+
+def order_bids(bids: list[Bid], rng: random.Random) -> list[Bid]:
+    """Best score first; equal scores in random order (no node is everyone's favourite)."""
+    keyed = [(-b.score, rng.random(), b) for b in bids]
+    keyed.sort(key=lambda t: (t[0], t[1]))
+    return [b for _, _, b in keyed]
+
+
+def _short(reason: str, limit: int = 160) -> str:
+    return reason if len(reason) <= limit else reason[:limit - 1] + "…"
+
+
+# -- the shell ------------------------------------------------------------------------
+
+class Coordinator:
+    """Places requests that arrive at this node (any node can be an entry node).
+
+    ``view``: ``() -> list[NodeView]`` (gossip members incl. this node);
+    ``peer_client``: ``IPeerClient``; ``config``: ``PlacementConfig``;
+    ``clock``: ``IReactorTime``; ``rng``: ``random.Random``; ``policy``: a policy
+    instance (default ``policies.load_policy(config.policy)``).
+    """
+
+    def __init__(self, node_name: str, view: Callable[[], list[NodeView]], peer_client, config,
+                 clock, rng: random.Random, policy=None):
+        if config.tenant_mode not in policies.TENANT_MODES:
+            raise ValueError(f"tenant_mode must be one of {policies.TENANT_MODES}")
+        self.node_name = node_name
+        self._view = view
+        self._peers = peer_client
+        self.config = config
+        self._clock = clock
+        self._rng = rng
+        self.policy = policy if policy is not None else policies.load_policy(
+            getattr(config, "policy", "spread"))
+        self.stats = Counter()
+
+    async def place(self, req: PlacementRequest, ctx: dict, create: dict,
+                    run: bool) -> tuple[dict, dict]:
+        """Place ``req``: returns (the record's wire dict from the winner, decision).
+
+        Raises ``NoValidHost`` (with ``.decision``) when no round produced a commit;
+        a commit error outside ``FALLBACK_ERRORS`` propagates (after releasing the
+        other bids) with ``.decision`` attached.
+        """
+        cfg = self.config
+        started = self._clock.seconds()
+        decision: dict = {
+            "entry": self.node_name, "policy": getattr(self.policy, "name", str(self.policy)),
+            "tenant_isolation": cfg.tenant_mode, "rounds": [], "winner": None, "why": None,
+        }
+        asked: set[str] = set()
+        timed_out: set[str] = set()
+        for round_no in range(1, cfg.max_rounds + 1):
+            views = list(self._view())
+            candidates, filtered = filter_candidates(req, views, cfg.tenant_mode, self.policy)
+            pool = [v for v in candidates if v.name not in asked]
+            if not pool and round_no > 1:
+                # Everyone was asked already (a small cluster): declines for capacity or
+                # tenancy may have been caused by reservations of concurrent placements
+                # that have since been released, so ask the candidates again.
+                pool = [v for v in candidates if v.name not in timed_out]
+            rnd: dict = {"round": round_no, "candidates": len(candidates),
+                         "filtered": dict(filtered), "asked": [], "bids": {}, "declines": {},
+                         "commit_failures": {}}
+            decision["rounds"].append(rnd)
+            if not pool:
+                rnd["note"] = "no candidate left to ask"
+                break
+            chosen = sample(pool, probe_size(len(pool), cfg.probe_ratio, cfg.probe_all_below,
+                                             round_no), self._rng)
+            asked.update(v.name for v in chosen)
+            rnd["asked"] = [v.name for v in chosen[:_MAX_LISTED]]
+            answers = await self._ask_all(chosen, req)
+            by_name = {v.name: v for v in chosen}
+            bids = []
+            for a in answers:
+                if isinstance(a, Bid):
+                    bids.append(a)
+                    rnd["bids"][a.node] = round(a.score, 6)
+                else:
+                    rnd["declines"][a.node] = _short(a.reason)
+                    if a.reason.startswith(("timeout", "unreachable", "error")):
+                        timed_out.add(a.node)
+            ordered = order_bids(bids, self._rng)
+            # Keep only the best bid and KEEP_FALLBACK_BIDS next ones reserved while
+            # committing; every held reservation makes other coordinators' bids decline.
+            for b in ordered[1 + KEEP_FALLBACK_BIDS:]:
+                self._release(by_name[b.node], b)
+            ordered = ordered[:1 + KEEP_FALLBACK_BIDS]
+            self.stats["bids"] += len(bids)
+            self.stats["declines"] += len(answers) - len(bids)
+            try:
+                for i, b in enumerate(ordered):
+                    try:
+                        # the winner records the decision in the container's actions
+                        snapshot = {k: v for k, v in decision.items() if k != "rounds"}
+                        snapshot.update(winner=b.node, score=round(b.score, 6),
+                                        why=self._why(b, ordered, i, round_no),
+                                        rounds=decision["rounds"])
+                        record = await self._peers.commit(by_name[b.node], b.reservation_id,
+                                                          ctx, dict(create, placement=snapshot),
+                                                          run)
+                    except FALLBACK_ERRORS as e:
+                        rnd["commit_failures"][b.node] = _short(f"{type(e).__name__}: {e}")
+                        self.stats["commit_failures"] += 1
+                        # Best effort: frees it now if the failure was on the way back.
+                        self._release(by_name[b.node], b)
+                        continue
+                    decision["winner"] = b.node
+                    decision["score"] = round(b.score, 6)
+                    decision["why"] = self._why(b, ordered, i, round_no)
+                    decision["elapsed_s"] = round(self._clock.seconds() - started, 6)
+                    self.stats["placed"] += 1
+                    self.stats[f"placed_round_{round_no}"] += 1
+                    return record, decision
+            except Exception as e:  # not a node's refusal: the request's own fault
+                decision["why"] = f"commit refused: {type(e).__name__}"
+                e.decision = decision
+                raise
+            finally:
+                winner = decision["winner"]
+                for b in ordered:
+                    if b.node != winner and b.node not in rnd["commit_failures"]:
+                        self._release(by_name[b.node], b)
+        decision["why"] = self._why_not(decision)
+        decision["elapsed_s"] = round(self._clock.seconds() - started, 6)
+        self.stats["no_valid_host"] += 1
+        exc = errors.NoValidHost()
+        exc.decision = decision
+        raise exc
+
+    # -- bid round ----------------------------------------------------------------------
+
+    async def _ask_all(self, chosen: list[NodeView], req: PlacementRequest) -> list:
+        ds = [defer.Deferred.fromCoroutine(self._ask_one(v, req)) for v in chosen]
+        return await defer.gatherResults(ds)
+
+    async def _ask_one(self, view: NodeView, req: PlacementRequest) -> Bid | Decline:
+        """Never raises: a timeout or a failure is a Decline naming it."""
+        timeout = self.config.bid_timeout_s
+        try:
+            d = defer.ensureDeferred(self._peers.bid(view, req))
+            d.addTimeout(timeout, self._clock)
+            answer = await d
+        except defer.TimeoutError:
+            return Decline(view.name, f"timeout: no answer within {timeout:g}s")
+        except defer.CancelledError:
+            return Decline(view.name, f"timeout: no answer within {timeout:g}s")
+        except Exception as e:  # a broken peer must not break the round
+            log.failure("cluster.placement.bid_failed node={node}", node=view.name)
+            return Decline(view.name, f"error: {type(e).__name__}")
+        if not isinstance(answer, (Bid, Decline)):
+            return Decline(view.name, f"error: unexpected answer {type(answer).__name__}")
+        if answer.node != view.name:  # answers are attributed to whom we asked
+            answer = attrs.evolve(answer, node=view.name)
+        return answer
+
+    def _release(self, view: NodeView, bid: Bid) -> None:
+        """Fire and forget: the client is not kept waiting; the TTL is the safety net."""
+        d = defer.ensureDeferred(self._peers.release(view, bid.reservation_id))
+        d.addErrback(lambda f: log.failure("cluster.placement.release_failed node={node}", f,
+                                           node=view.name))
+
+    # -- explanations ---------------------------------------------------------------------
+
+    def _why(self, winner: Bid, ordered: list[Bid], index: int, round_no: int) -> str:
+        mode = self.config.tenant_mode
+        tier = ""
+        if mode != "off":
+            tier = {2: ", hosts the project", 1: ", empty node"}.get(
+                int(winner.score // policies.TIER_WIDTH), "")
+        base = (f"best {self.policy.name} score {winner.score:.4f} of {len(ordered)} bid(s)"
+                f"{tier}; tenant_isolation={mode}")
+        if index:
+            base = f"next best after {index} failed commit(s): " + base
+        if round_no > 1:
+            base += f"; round {round_no}"
+        return base
+
+    @staticmethod
+    def _why_not(decision: dict) -> str:
+        asked = sum(len(r["asked"]) for r in decision["rounds"])
+        declines = Counter()
+        for r in decision["rounds"]:
+            for reason in r["declines"].values():
+                declines[reason.split(":", 1)[0]] += 1
+        last = decision["rounds"][-1] if decision["rounds"] else {}
+        if not asked:
+            return f"no candidate passed the filters: {dict(last.get('filtered', {}))}"
+        return (f"no bid could be committed after {len(decision['rounds'])} round(s), "
+                f"{asked} node(s) asked; declines: {dict(declines)}")

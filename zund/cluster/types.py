@@ -1,0 +1,74 @@
+"""Plain values exchanged by the placement parts (coordinator, bidder, peer RPC).
+
+Everything here is msgpack-friendly via ``to_wire()`` / ``from_wire()``.
+"""
+
+from __future__ import annotations
+
+import attrs
+from zope.interface import Interface
+
+
+@attrs.frozen
+class PlacementRequest:
+    """What a coordinator asks bidders about. Units: cpu vCPUs, memory MiB, disk GiB."""
+
+    request_id: str
+    uuid: str                      # chosen by the entry node; the record keeps it
+    project_id: str
+    user_id: str
+    cpu: float
+    memory_mb: int
+    disk_gb: int = 0
+    runtime: str = "runc"
+    availability_zone: str | None = None
+    labels: dict = attrs.field(factory=dict)   # hints label:k=v -> {k: v}
+    requested_host: str | None = None           # admin-only `host` field
+
+    def to_wire(self) -> dict:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_wire(cls, d: dict) -> "PlacementRequest":
+        known = {a.name for a in attrs.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@attrs.frozen
+class Bid:
+    node: str
+    reservation_id: str
+    score: float
+    expires_at: float  # bidder's clock, informational
+
+
+@attrs.frozen
+class Decline:
+    node: str
+    reason: str
+
+
+@attrs.frozen
+class NodeView:
+    """One peer as the gossip view shows it (the coordinator's candidate input)."""
+
+    name: str
+    state: str           # alive | suspect | dead | left
+    api: str             # host:port of its Zun API
+    peer: str            # host:port of its peer RPC
+    meta: dict           # zund.cluster.metadata dict (may be {} if unknown)
+
+
+class IPeerClient(Interface):
+    """Node-to-node calls a coordinator makes (peer RPC, or in-memory in simulations)."""
+
+    async def bid(node: NodeView, request: PlacementRequest):
+        """-> Bid | Decline. Network failure/timeouts -> Decline(reason=...)."""
+
+    async def commit(node: NodeView, reservation_id: str, ctx: dict, create: dict, run: bool):
+        """Turn the reservation into a container record on ``node``; returns the record
+        as a wire dict. Raises zund.common.errors.ZundError subclasses on refusal
+        (e.g. ReservationExpired) and ServiceUnavailable on network failure."""
+
+    async def release(node: NodeView, reservation_id: str) -> None:
+        """Best effort; never raises."""
