@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     rng = random.Random(args.seed)
     wd = tempfile.mkdtemp(prefix="zund-bench-placement-")
     nodes = start_cluster(wd, 5, "bp", memory_mb=8192, cpus=16, runtimes="fake")
-    api_ms, uuids = [], []
+    api_ms = []
     try:
         def one(i):
             node = nodes[rng.randrange(5)]

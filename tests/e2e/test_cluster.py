@@ -2,7 +2,6 @@
 and strict tenant isolation. One cloud from any node: place through one node,
 read and act through another, list everywhere, survive a node's death."""
 
-import os
 import time
 
 import pytest

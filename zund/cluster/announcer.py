@@ -81,7 +81,7 @@ class MetadataAnnouncer:
         tenants = Counter(r.project_id for r in records)
         facts = self._manager.host_facts or capacity.detect_host(self._manager.capacity_config)
         limits = capacity.limits(self._manager.capacity_config, facts)
-        return metadata.build(self.node_facts, usage, limits, dict(tenants))
+        return metadata.build(self.node_facts, usage, limits, dict(tenants), host=facts)
 
     async def _publish(self) -> None:
         meta = await self.build()

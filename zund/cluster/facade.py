@@ -165,13 +165,18 @@ class ClusterContainers:
                 out.append(await self.manager.host_info())
                 continue
             cap = (n.meta or {}).get("cap", {})
+            hw = (n.meta or {}).get("host", {})
             out.append({
                 "uuid": capacity.node_uuid(n.name), "hostname": n.name,
-                "mem_total": cap.get("mem_mb", 0), "mem_used": cap.get("mem_used_mb", 0),
-                "cpus": cap.get("cpus", 0), "cpu_used": cap.get("cpu_used", 0.0),
-                "disk_total": cap.get("disk_gb", 0), "disk_used": cap.get("disk_used_gb", 0),
+                "mem_total": hw.get("mem_mb", cap.get("mem_mb", 0)),
+                "mem_used": cap.get("mem_used_mb", 0),
+                "cpus": hw.get("cpus", int(cap.get("cpus", 0))),
+                "cpu_used": cap.get("cpu_used", 0.0),
+                "disk_total": hw.get("disk_gb", cap.get("disk_gb", 0)),
+                "disk_used": cap.get("disk_used_gb", 0),
                 "disk_quota_supported": False, "total_containers": cap.get("containers", 0),
-                "architecture": None, "os_type": "linux", "os": None, "kernel_version": None,
+                "architecture": hw.get("arch"), "os_type": "linux", "os": hw.get("os"),
+                "kernel_version": hw.get("kernel"),
                 "labels": dict((n.meta or {}).get("labels", {})),
                 "runtimes": list((n.meta or {}).get("runtimes", [])),
                 "enable_cpu_pinning": False,

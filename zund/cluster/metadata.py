@@ -18,7 +18,7 @@ DEFAULT_TOP_K = 16
 
 
 def build(node_facts: dict, usage: capacity.Usage, limits: dict, tenants: dict[str, int],
-          top_k: int = DEFAULT_TOP_K) -> dict:
+          top_k: int = DEFAULT_TOP_K, host: capacity.HostFacts | None = None) -> dict:
     """The metadata dict. ``node_facts``: az, runtimes, labels, api, peer, draining."""
     ranked = sorted(tenants.items(), key=lambda kv: (-kv[1], kv[0]))
     return {
@@ -36,6 +36,12 @@ def build(node_facts: dict, usage: capacity.Usage, limits: dict, tenants: dict[s
             "disk_gb": limits["disk_gb"],
             "disk_used_gb": usage.disk_used_gb,
             "containers": usage.containers,
+        },
+        # the host's own totals (what /v1/hosts shows); ``cap`` holds the
+        # schedulable limits after reservations and allocation ratios
+        "host": {} if host is None else {
+            "cpus": host.cpus, "mem_mb": host.mem_total_mb, "disk_gb": host.disk_total_gb,
+            "arch": host.architecture, "os": host.os, "kernel": host.kernel_version,
         },
         "tenants": dict(ranked[:top_k]),
         "tenants_truncated": len(ranked) > top_k,

@@ -14,7 +14,6 @@ Callers (the API layer) do policy and input validation first.
 
 from __future__ import annotations
 
-import datetime
 import traceback
 import uuid as uuidlib
 

@@ -47,6 +47,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from zund.common import errors
+from zund.runtimes.executor import TrackedCalls
 from zund.runtimes.base import (
     CAPABILITIES,
     LABEL_NODE,
@@ -255,8 +256,7 @@ class DockerRuntime:
         self._run_blocking = run_blocking
         self._client: docker.DockerClient | None = None
         self._network_mode = config.network_mode
-        self._in_flight: set[defer.Deferred] = set()
-        self._closing = False
+        self._blocking = TrackedCalls(run_blocking, self.name)
 
     # -- plumbing -----------------------------------------------------------
 
@@ -270,19 +270,6 @@ class DockerRuntime:
         if self._client is None:
             raise errors.RuntimeUnavailable(runtime=self.name, reason="runtime is not open")
         return self._client.api
-
-    async def _blocking(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` on the pool and track it so close() can wait for it."""
-        if self._closing:
-            raise errors.RuntimeUnavailable(runtime=self.name, reason="runtime is closing")
-        d = self._run_blocking(fn)
-        self._in_flight.add(d)
-
-        def _done(result):
-            self._in_flight.discard(d)
-            return result
-        d.addBoth(_done)
-        return await d
 
     def _translate(self, e: BaseException, uuid: str | None = None,
                    image: str | None = None) -> errors.ZundError:
@@ -336,7 +323,7 @@ class DockerRuntime:
                 raise
             return client, network_mode
 
-        self._closing = False
+        self._blocking.closing = False
         try:
             client, network_mode = await self._blocking(_connect)
         except Exception as e:
@@ -346,10 +333,7 @@ class DockerRuntime:
                  url=cfg.api_url, api=client.api.api_version, nm=network_mode)
 
     async def close(self) -> None:
-        self._closing = True
-        pending = list(self._in_flight)
-        if pending:
-            await defer.DeferredList(pending, consumeErrors=True)
+        await self._blocking.drain()
         client, self._client = self._client, None
         if client is not None:
             try:

@@ -39,3 +39,39 @@ def make_run_blocking(reactor, max_workers: int,
 def run_blocking_sync(fn: Callable[..., Any], *args, **kwargs) -> defer.Deferred:
     """Synchronous stand-in for unit tests: runs ``fn`` now, returns a fired Deferred."""
     return defer.maybeDeferred(fn, *args, **kwargs)
+
+
+class TrackedCalls:
+    """A runtime's blocking calls: refused once closing, and awaited on close.
+
+    ``await calls(fn)`` runs ``fn`` through ``run_blocking``; ``await calls.drain()``
+    stops new calls (RuntimeUnavailable) and waits for those in flight.
+    """
+
+    def __init__(self, run_blocking: RunBlocking, runtime_name: str):
+        self._run_blocking = run_blocking
+        self._runtime_name = runtime_name
+        self._in_flight: set[defer.Deferred] = set()
+        self.closing = False
+
+    async def __call__(self, fn: Callable[[], Any]) -> Any:
+        if self.closing:
+            from zund.common import errors
+
+            raise errors.RuntimeUnavailable(runtime=self._runtime_name,
+                                            reason="runtime is closing")
+        d = self._run_blocking(fn)
+        self._in_flight.add(d)
+
+        def _done(result):
+            self._in_flight.discard(d)
+            return result
+
+        d.addBoth(_done)
+        return await d
+
+    async def drain(self) -> None:
+        self.closing = True
+        pending = list(self._in_flight)
+        if pending:
+            await defer.DeferredList(pending, consumeErrors=True)

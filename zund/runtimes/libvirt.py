@@ -43,6 +43,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from zund.common import errors
+from zund.runtimes.executor import TrackedCalls
 from zund.runtimes.base import (
     ContainerSpec,
     IRuntime,
@@ -183,8 +184,7 @@ class LibvirtRuntime:
         self._images: DockerRuntime | None = None
         self._virt_type = config.virt_type
         self._image_locks: dict[str, defer.DeferredLock] = {}
-        self._in_flight: set[defer.Deferred] = set()
-        self._closing = False
+        self._blocking = TrackedCalls(run_blocking, self.name)
 
     @property
     def virt_type(self) -> str:
@@ -192,18 +192,6 @@ class LibvirtRuntime:
         return self._virt_type
 
     # -- plumbing ------------------------------------------------------------------
-
-    async def _blocking(self, fn: Callable[[], Any]) -> Any:
-        if self._closing:
-            raise errors.RuntimeUnavailable(runtime=self.name, reason="runtime is closing")
-        d = self._run_blocking(fn)
-        self._in_flight.add(d)
-
-        def _done(result):
-            self._in_flight.discard(d)
-            return result
-        d.addBoth(_done)
-        return await d
 
     def _translate(self, e: BaseException, uuid: str | None = None,
                    image: str | None = None) -> errors.ZundError:
@@ -301,7 +289,7 @@ class LibvirtRuntime:
         # libvirt-python prints every error to stderr by default; ours are
         # translated into domain errors instead.
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-        self._closing = False
+        self._blocking.closing = False
         try:
             conn, api, virt_type = await self._blocking(_connect)
         except Exception as e:
@@ -321,10 +309,7 @@ class LibvirtRuntime:
                  uri=cfg.uri, vt=virt_type, kernel=cfg.kernel_path)
 
     async def close(self) -> None:
-        self._closing = True
-        pending = list(self._in_flight)
-        if pending:
-            await defer.DeferredList(pending, consumeErrors=True)
+        await self._blocking.drain()
         conn, api, images = self._conn, self._docker_api, self._images
         self._conn = self._docker_api = self._images = None
         if images is not None:
