@@ -35,6 +35,8 @@ python3 -m pytest -q -p no:cacheprovider "$@" tests || status=$?
 if [ "$bench" = 1 ] && [ "$status" = 0 ]; then
     echo "run-tests: benchmarks"
     python3 bench/create_latency.py --runs 30 || status=$?
+    timeout 900 python3 bench/placement.py || status=$?
+    timeout 900 python3 bench/placement_real.py || status=$?
     timeout 900 python3 bench/gossip_sim.py || status=$?
     timeout 900 python3 bench/gossip_vs_serf.py || status=$?
     timeout 900 python3 -m bench.microvm --runs 10 || status=$?

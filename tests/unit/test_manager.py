@@ -335,3 +335,14 @@ def test_host_info_is_allocation_based(h):
     assert info["cpu_used"] == 2.0 and info["mem_used"] == 192
     assert info["total_containers"] == 2 and info["runtimes"] == ["runc"]
     assert info["hostname"] == "n1"
+
+
+def test_unplaced_records_hold_no_capacity(h):
+    """A record nobody hosts (NoValidHost keeps it on the entry node) allocates nothing."""
+    create(h, cpu=0.5, memory=64)
+    orphan = h.get(create(h, cpu=4, memory=4096).uuid)
+    orphan.host = None
+    h.run(h.store.save_container(orphan))
+    info = h.run(h.manager.host_info())
+    assert info["cpu_used"] == 0.5 and info["mem_used"] == 64
+    assert info["total_containers"] == 1

@@ -78,7 +78,7 @@ class MetadataAnnouncer:
     async def build(self) -> dict:
         records = await self._manager.store.list_containers()
         usage = capacity.usage_of(records)
-        tenants = Counter(r.project_id for r in records)
+        tenants = Counter(r.project_id for r in records if capacity.holds_capacity(r))
         facts = self._manager.host_facts or capacity.detect_host(self._manager.capacity_config)
         limits = capacity.limits(self._manager.capacity_config, facts)
         return metadata.build(self.node_facts, usage, limits, dict(tenants), host=facts)

@@ -35,6 +35,7 @@ from twisted.logger import Logger
 from zund.cluster import policies
 from zund.cluster.types import Bid, Decline, PlacementRequest
 from zund.common import errors
+from zund.compute import capacity
 
 log = Logger()
 
@@ -69,6 +70,8 @@ class Committed:
         uuids = set()
         for r in records:
             uuids.add(r.uuid)
+            if not capacity.holds_capacity(r):
+                continue
             cpu += r.cpu or 0
             mem += r.memory or 0
             disk += r.disk or 0

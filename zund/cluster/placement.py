@@ -210,7 +210,9 @@ class Coordinator:
                         snapshot = {k: v for k, v in decision.items() if k != "rounds"}
                         snapshot.update(winner=b.node, score=round(b.score, 6),
                                         why=self._why(b, ordered, i, round_no),
-                                        rounds=decision["rounds"])
+                                        rounds=decision["rounds"],
+                                        # filter + bid rounds, up to sending the commit
+                                        elapsed_s=round(self._clock.seconds() - started, 6))
                         record = await self._peers.commit(by_name[b.node], b.reservation_id,
                                                           ctx, dict(create, placement=snapshot),
                                                           run)

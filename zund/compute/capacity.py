@@ -90,10 +90,18 @@ class Usage:
     containers: int = 0
 
 
+def holds_capacity(record) -> bool:
+    """False for a record that never got a host (a create nobody could place keeps
+    an Error record on its entry node, but allocates nothing there)."""
+    return record.host is not None
+
+
 def usage_of(records) -> Usage:
-    """Sum the allocations of ``records`` (every record held on this node)."""
+    """Sum the allocations of the records hosted on this node."""
     cpu = mem = disk = n = 0
     for r in records:
+        if not holds_capacity(r):
+            continue
         cpu += r.cpu or 0
         mem += r.memory or 0
         disk += r.disk or 0
