@@ -2,10 +2,11 @@
 start/stop order.
 
 Start: store -> runtimes (those that fail to open are dropped and not advertised)
-       -> compute manager (recovery) -> API listening -> metadata + gossip join ->
-       control socket -> READY=1.
+       -> compute manager (recovery) -> cluster parts, peer RPC listening -> API
+       listening -> metadata + gossip join -> control socket -> READY=1.
 Stop:  STOPPING=1 -> API and control socket stop accepting -> gossip leaves (peers
-       stop sending work) -> manager finishes in-flight work -> runtimes -> store.
+       stop sending work) -> peer RPC stops -> manager finishes in-flight work ->
+       runtimes -> store.
 
 Components receive plain frozen config values built here, never the ConfigOpts.
 """
@@ -42,6 +43,7 @@ def manager_config(conf) -> ManagerConfig:
         sync_interval_s=float(conf.sync_container_state_interval),
         availability_zone=conf.default_availability_zone,
         shutdown_timeout_s=float(conf.shutdown_timeout),
+        labels=dict(conf.labels),
     )
 
 
@@ -156,7 +158,7 @@ class NodeService(service.MultiService):
         policy = load_policy(p.policy)
         limits = capacity.limits(manager.capacity_config, manager.host_facts)
         self.node_facts = {"az": conf.default_availability_zone,
-                           "runtimes": manager.runtime_names(), "labels": {},
+                           "runtimes": manager.runtime_names(), "labels": dict(conf.labels),
                            "api": "", "peer": "", "draining": False}
         parts.bidder = Bidder(node, limits, manager.store.list_containers, self.reactor,
                               p.reservation_ttl_s, policy, tenant_mode=p.tenant_isolation,

@@ -27,7 +27,8 @@ def cluster(tmp_path_factory, real_docker):
     wd = str(tmp_path_factory.mktemp("cluster"))
     # node 1 is too small for a 128 MiB container: what it takes must land elsewhere
     nodes = start_cluster(wd, 4, "c", memory_mb=[100, 1024, 1024, 1024],
-                          extra={"placement": {"tenant_isolation": "strict"}})
+                          extra={"placement": {"tenant_isolation": "strict"}},
+                          per_node={3: {"DEFAULT": {"labels": "disk:ssd,zone:blue"}}})
     yield nodes
     stop_cluster(nodes)
 
@@ -101,6 +102,21 @@ def test_list_from_any_node_is_the_whole_cloud(cluster, real_docker):
     services = cluster[1].api("GET", "/services").json()["services"]
     assert all(s["state"] == "up" for s in services) and len(services) == len(cluster)
     delete_all(cluster[0], made)
+
+
+@local_only
+def test_label_hint_places_on_the_labelled_node(cluster, real_docker):
+    """hints label:k=v only matches nodes carrying that label ([DEFAULT] labels)."""
+    c = create(cluster[0], real_docker, token="admin:labels", name="ssd", memory=32,
+               hints={"label:disk": "ssd"})
+    assert c["host"] == cluster[2].name
+    hosts = {h["hostname"]: h["labels"] for h in cluster[0].api("GET", "/hosts").json()["hosts"]}
+    assert hosts[cluster[2].name] == {"disk": "ssd", "zone": "blue"}
+    miss = create(cluster[0], real_docker, token="admin:labels", name="nvme", memory=32,
+                  hints={"label:disk": "nvme"})
+    got = cluster[0].api("GET", f"/containers/{miss['uuid']}", token="admin:labels").json()
+    assert got["status"] == "Error"
+    delete_all(cluster[0], [c["uuid"], miss["uuid"]])
 
 
 @local_only

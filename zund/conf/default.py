@@ -26,6 +26,9 @@ default_opts = [
     cfg.IntOpt("maximum_disk", default=160, help="GiB."),
     cfg.StrOpt("default_availability_zone", default="nova",
                help="Availability zone of this node."),
+    cfg.DictOpt("labels", default={},
+                help="Labels of this node (key:value,...). Shown in /v1/hosts and matched "
+                     "by the scheduler hint label:<key>=<value>."),
     cfg.IntOpt("sync_container_state_interval", default=60, min=1,
                help="Seconds between reconciliations of records with the runtime."),
     cfg.IntOpt("service_down_time", default=180,
