@@ -52,6 +52,19 @@ def delete_all(node, uuids, timeout_s=30.0):
             time.sleep(0.2)
 
 
+def wait_empty_in_view(entry, name, timeout_s=20.0):
+    """Until ``entry``'s gossip view shows node ``name`` hosting nothing (metadata
+    lags a delete by up to metadata_min_interval + dissemination, and strict
+    isolation filters candidates on it)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        hosts = {h["hostname"]: h for h in entry.api("GET", "/hosts").json()["hosts"]}
+        if hosts[name]["total_containers"] == 0:
+            return
+        assert time.monotonic() < deadline, f"{name} still hosts {hosts[name]}"
+        time.sleep(0.2)
+
+
 def test_create_through_node1_lands_elsewhere_and_is_reachable_everywhere(cluster, real_docker):
     """Placed through node 1 (too small), it runs on another node; show/logs/exec/
     stop/start/delete work through a third node."""
@@ -107,6 +120,7 @@ def test_list_from_any_node_is_the_whole_cloud(cluster, real_docker):
 @local_only
 def test_label_hint_places_on_the_labelled_node(cluster, real_docker):
     """hints label:k=v only matches nodes carrying that label ([DEFAULT] labels)."""
+    wait_empty_in_view(cluster[0], cluster[2].name)
     c = create(cluster[0], real_docker, token="admin:labels", name="ssd", memory=32,
                hints={"label:disk": "ssd"})
     assert c["host"] == cluster[2].name
@@ -122,6 +136,8 @@ def test_label_hint_places_on_the_labelled_node(cluster, real_docker):
 @local_only
 def test_strict_isolation_holds_across_projects(cluster, real_docker):
     """With tenant_isolation=strict, no node ever hosts two projects at once."""
+    for n in cluster:
+        wait_empty_in_view(cluster[0], n.name)
     made = []
     for i, project in enumerate(["pa", "pb", "pa", "pc", "pb", "pc"]):
         c = create(cluster[i % 4], real_docker, token=f"u{project}:{project}",
@@ -159,6 +175,7 @@ def test_kill9_of_a_node_then_new_requests_still_succeed(cluster, real_docker):
     n1 = cluster[0]
     # the admin-only `host` field (1.39) pins it; strict isolation would otherwise
     # keep the project on the node that already hosts it
+    wait_empty_in_view(n1, cluster[3].name)
     victim = create(n1, real_docker, token="admin:victims", name="victim", memory=128,
                     host=cluster[3].name)
     assert victim["host"] == cluster[3].name
