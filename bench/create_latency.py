@@ -28,16 +28,12 @@ import time
 import docker
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.stats import pct  # noqa: E402
 from tests.e2e.nodeproc import ZundProcess, remove_docker_objects  # noqa: E402
 
 IMAGE = "zund-test/busybox:latest"
 CMD = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
 
-
-def pct(values, p):
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, int(round(p / 100 * (len(s) - 1)))))
-    return s[k]
 
 
 def zund_once(node, i, poll_s):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -29,11 +30,13 @@ import time
 
 from twisted.python.failure import Failure
 
-from zund.cluster import policies
-from zund.cluster.placement import PlacementConfig
-from zund.cluster.simnet import SimCluster, run_until_done
-from zund.cluster.types import PlacementRequest
-from zund.gossip.memnet import HeapClock
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.stats import pct  # noqa: E402
+from zund.cluster import policies  # noqa: E402
+from zund.cluster.placement import PlacementConfig  # noqa: E402
+from zund.cluster.simnet import SimCluster, run_until_done  # noqa: E402
+from zund.cluster.types import PlacementRequest  # noqa: E402
+from zund.gossip.memnet import HeapClock  # noqa: E402
 
 NODE_TOTALS = {"cpus": 32.0, "mem_mb": 65536, "disk_gb": 500}
 CPU_CHOICES = (0.25, 0.5, 1.0, 2.0)
@@ -50,10 +53,6 @@ def request_mix(rng: random.Random, n: int, projects: int = 8, prefix: str = "r"
             cpu=rng.choice(CPU_CHOICES), memory_mb=rng.choice(MEM_CHOICES)))
     return out
 
-
-def pct(values: list, p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))]
 
 
 def node_load(totals: dict, cpu_used: float, mem_used: int) -> float:

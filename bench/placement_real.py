@@ -28,12 +28,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.stats import pct  # noqa: E402
 from tests.e2e.nodeproc import start_cluster, stop_cluster  # noqa: E402
 
-
-def pct(values, p):
-    s = sorted(values)
-    return s[max(0, min(len(s) - 1, int(round(p / 100 * (len(s) - 1)))))]
 
 
 def main(argv=None) -> int:

@@ -186,22 +186,31 @@ class NodeService(service.MultiService):
 
     def view(self) -> list:
         """The cluster as gossip sees it (this node included), as NodeViews."""
-        from zund.cluster import metadata
         from zund.cluster.types import NodeView
 
-        gossip = self.parts.gossip if self.parts else None
         out = []
-        for m in (gossip.members() if gossip is not None else []):
-            key = (m.name, m.meta_version, m.incarnation)
-            meta = self._meta_cache.get(key)
-            if meta is None:
-                meta = metadata.decode(m.meta) or {}
-                if len(self._meta_cache) > 4096:
-                    self._meta_cache.clear()
-                self._meta_cache[key] = meta
+        for m in self._members():
+            meta = self._meta_of(m)
             out.append(NodeView(name=m.name, state=m.state, api=meta.get("api", ""),
                                 peer=meta.get("peer", ""), meta=meta))
         return out
+
+    def _members(self) -> list:
+        gossip = self.parts.gossip if self.parts else None
+        return gossip.members() if gossip is not None else []
+
+    def _meta_of(self, member) -> dict:
+        """The member's decoded metadata ({} if none), decoded once per version."""
+        from zund.cluster import metadata
+
+        key = (member.name, member.meta_version, member.incarnation)
+        meta = self._meta_cache.get(key)
+        if meta is None:
+            meta = metadata.decode(member.meta) or {}
+            if len(self._meta_cache) > 4096:
+                self._meta_cache.clear()
+            self._meta_cache[key] = meta
+        return meta
 
     def _build_gossip(self):
         from zund.conf.gossip import gossip_keys
@@ -225,9 +234,8 @@ class NodeService(service.MultiService):
         from zund.cluster import metadata
 
         out = []
-        gossip = self.parts.gossip if self.parts else None
-        for m in (gossip.members() if gossip is not None else []):
-            meta = metadata.decode(m.meta)
+        for m in self._members():
+            meta = self._meta_of(m) or None
             out.append({"name": m.name, "addr": m.addr, "state": m.state,
                         "incarnation": m.incarnation, "last_change": m.state_changed_at,
                         "meta": meta, "summary": metadata.summary(meta)})

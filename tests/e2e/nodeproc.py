@@ -15,6 +15,8 @@ import time
 
 import requests
 
+from zund.cmd.devcluster import format_ini
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
@@ -49,11 +51,7 @@ class ZundProcess:
         for section, values in (extra or {}).items():
             sections.setdefault(section, {}).update(values)
         with open(self.conf_path, "w") as f:
-            for section, values in sections.items():
-                f.write(f"[{section}]\n")
-                for k, v in values.items():
-                    f.write(f"{k} = {v}\n")
-                f.write("\n")
+            f.write(format_ini(sections))
 
     @property
     def endpoint(self) -> str:

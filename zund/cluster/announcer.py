@@ -7,8 +7,6 @@ the announcer coalesces notifications and publishes at most every
 
 from __future__ import annotations
 
-from collections import Counter
-
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -78,10 +76,9 @@ class MetadataAnnouncer:
     async def build(self) -> dict:
         records = await self._manager.store.list_containers()
         usage = capacity.usage_of(records)
-        tenants = Counter(r.project_id for r in records if capacity.holds_capacity(r))
         facts = self._manager.host_facts or capacity.detect_host(self._manager.capacity_config)
         limits = capacity.limits(self._manager.capacity_config, facts)
-        return metadata.build(self.node_facts, usage, limits, dict(tenants), host=facts)
+        return metadata.build(self.node_facts, usage, limits, usage.tenants, host=facts)
 
     async def _publish(self) -> None:
         meta = await self.build()

@@ -64,19 +64,10 @@ class Committed:
 
     @classmethod
     def of(cls, records) -> "Committed":
-        cpu = 0.0
-        mem = disk = 0
-        tenants: Counter = Counter()
-        uuids = set()
-        for r in records:
-            uuids.add(r.uuid)
-            if not capacity.holds_capacity(r):
-                continue
-            cpu += r.cpu or 0
-            mem += r.memory or 0
-            disk += r.disk or 0
-            tenants[r.project_id] += 1
-        return cls(cpu, int(mem), int(disk), dict(tenants), frozenset(uuids))
+        records = list(records)
+        usage = capacity.usage_of(records)
+        return cls(usage.cpu_used, usage.mem_used_mb, usage.disk_used_gb,
+                   dict(usage.tenants), frozenset(r.uuid for r in records))
 
 
 def _new_id() -> str:

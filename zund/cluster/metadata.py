@@ -30,7 +30,7 @@ def build(node_facts: dict, usage: capacity.Usage, limits: dict, tenants: dict[s
         "peer": node_facts.get("peer", ""),
         "cap": {
             "cpus": limits["cpus"],
-            "cpu_used": usage.cpu_used,
+            "cpu_used": round(usage.cpu_used, 3),
             "mem_mb": limits["mem_mb"],
             "mem_used_mb": usage.mem_used_mb,
             "disk_gb": limits["disk_gb"],

@@ -34,6 +34,11 @@ def node_config(i: int, base: str, key: str, runtimes: str, cpus: int, memory_mb
     }
     for section, values in (extra or {}).items():
         sections.setdefault(section, {}).update(values)
+    return format_ini(sections)
+
+
+def format_ini(sections: dict) -> str:
+    """``{section: {key: value}}`` as an oslo.config file."""
     out = []
     for section, values in sections.items():
         out.append(f"[{section}]")

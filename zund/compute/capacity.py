@@ -84,10 +84,15 @@ def detect_host(config: CapacityConfig) -> HostFacts:
 
 @attrs.frozen
 class Usage:
+    """What the records held on this node add up to. ``cpu_used`` is the exact sum
+    (admission compares it); views round it."""
+
     cpu_used: float = 0.0
     mem_used_mb: int = 0
     disk_used_gb: int = 0
     containers: int = 0
+    #: project_id -> number of its containers here
+    tenants: dict = attrs.field(factory=dict)
 
 
 def holds_capacity(record) -> bool:
@@ -97,8 +102,11 @@ def holds_capacity(record) -> bool:
 
 
 def usage_of(records) -> Usage:
-    """Sum the allocations of the records hosted on this node."""
-    cpu = mem = disk = n = 0
+    """Sum the allocations (and count the projects) of the records hosted here.
+    The one place that decides which records hold capacity."""
+    cpu = 0.0
+    mem = disk = n = 0
+    tenants: dict = {}
     for r in records:
         if not holds_capacity(r):
             continue
@@ -106,8 +114,9 @@ def usage_of(records) -> Usage:
         mem += r.memory or 0
         disk += r.disk or 0
         n += 1
-    return Usage(cpu_used=round(cpu, 3), mem_used_mb=int(mem), disk_used_gb=int(disk),
-                 containers=n)
+        tenants[r.project_id] = tenants.get(r.project_id, 0) + 1
+    return Usage(cpu_used=cpu, mem_used_mb=int(mem), disk_used_gb=int(disk), containers=n,
+                 tenants=tenants)
 
 
 def limits(config: CapacityConfig, facts: HostFacts) -> dict:

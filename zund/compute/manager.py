@@ -784,7 +784,7 @@ class ContainerManager(service.Service):
             "mem_total": facts.mem_total_mb,
             "mem_used": used.mem_used_mb,
             "cpus": facts.cpus,
-            "cpu_used": used.cpu_used,
+            "cpu_used": round(used.cpu_used, 3),
             "disk_total": facts.disk_total_gb,
             "disk_used": used.disk_used_gb,
             "disk_quota_supported": False,
