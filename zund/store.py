@@ -26,6 +26,8 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from zund.common import errors
+from zund.records import (ActionEvent, ActionRecord, ContainerRecord, fmt_time,  # noqa: F401
+                          parse_time, utcnow)
 
 log = Logger()
 
@@ -84,118 +86,29 @@ MIGRATIONS = [
 ]
 
 
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-
-
-def fmt_time(t: datetime.datetime | None) -> str | None:
-    return None if t is None else t.isoformat(sep=" ", timespec="microseconds")
-
-
-def parse_time(s: str | None) -> datetime.datetime | None:
-    return None if s is None else datetime.datetime.fromisoformat(s)
-
-
 #: Columns that live outside the JSON blob (indexed / filterable).
 _COLUMNS = ("uuid", "name", "project_id", "user_id", "status", "task_state", "host")
 
 
-@attrs.define
-class ContainerRecord:
-    """One container as this node knows it. Field names follow Zun's object."""
+def _to_row(rec: ContainerRecord) -> dict:
+    data = attrs.asdict(rec, recurse=False)
+    for k in ("started_at", "finished_at", "created_at", "updated_at"):
+        data[k] = fmt_time(data[k])
+    data.pop("id")
+    row = {k: data[k] for k in _COLUMNS}
+    row["created_at"] = data["created_at"]
+    row["updated_at"] = data["updated_at"]
+    row["data"] = json.dumps(data, sort_keys=True)
+    return row
 
-    uuid: str
-    project_id: str
-    user_id: str
-    image: str
-    name: str | None = None
-    id: int | None = None  # insertion order, Zun's default sort key
-    status: str = "Creating"
-    status_reason: str | None = None
-    status_detail: str | None = None
-    task_state: str | None = None
-    command: list | None = None
-    entrypoint: list | None = None
-    cpu: float | None = None
-    memory: int | None = None  # MiB
-    disk: int | None = None  # GiB
-    cpu_policy: str = "shared"
-    workdir: str | None = None
-    hostname: str | None = None
-    environment: dict = attrs.field(factory=dict)
-    labels: dict = attrs.field(factory=dict)
-    restart_policy: dict | None = None
-    image_driver: str = "docker"
-    image_pull_policy: str | None = None
-    interactive: bool = False
-    tty: bool = False
-    auto_remove: bool = False
-    auto_heal: bool = False
-    privileged: bool = False
-    runtime: str | None = None
-    host: str | None = None
-    availability_zone: str | None = None
-    exposed_ports: dict = attrs.field(factory=dict)
-    ports: list = attrs.field(factory=list)
-    addresses: dict = attrs.field(factory=dict)
-    security_groups: list = attrs.field(factory=list)
-    healthcheck: dict = attrs.field(factory=dict)
-    hints: dict = attrs.field(factory=dict)
-    registry_id: str | None = None
-    container_id: str | None = None  # runtime id, never returned
-    exit_code: int | None = None
-    started_at: datetime.datetime | None = None
-    finished_at: datetime.datetime | None = None
-    created_at: datetime.datetime = attrs.field(factory=utcnow)
-    updated_at: datetime.datetime | None = None
-
-    def to_row(self) -> dict:
-        data = attrs.asdict(self, recurse=False)
-        for k in ("started_at", "finished_at", "created_at", "updated_at"):
-            data[k] = fmt_time(data[k])
-        data.pop("id")
-        row = {k: data[k] for k in _COLUMNS}
-        row["created_at"] = data["created_at"]
-        row["updated_at"] = data["updated_at"]
-        row["data"] = json.dumps(data, sort_keys=True)
-        return row
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "ContainerRecord":
-        data = json.loads(row["data"])
-        for k in ("started_at", "finished_at", "created_at", "updated_at"):
-            data[k] = parse_time(data.get(k))
-        known = {a.name for a in attrs.fields(cls)}
-        rec = cls(**{k: v for k, v in data.items() if k in known})
-        rec.id = row["id"]
-        return rec
-
-    def copy(self, **changes) -> "ContainerRecord":
-        return attrs.evolve(self, **changes)
-
-
-@attrs.define
-class ActionRecord:
-    container_uuid: str
-    action: str
-    request_id: str
-    user_id: str | None
-    project_id: str | None
-    start_time: datetime.datetime
-    finish_time: datetime.datetime | None = None
-    message: str | None = None
-    id: int | None = None
-    events: list = attrs.field(factory=list)
-
-
-@attrs.define
-class ActionEvent:
-    event: str
-    start_time: datetime.datetime
-    finish_time: datetime.datetime | None = None
-    result: str | None = None
-    traceback: str | None = None
-    details: Any = None
+def _from_row(row: sqlite3.Row) -> ContainerRecord:
+    data = json.loads(row["data"])
+    for k in ("started_at", "finished_at", "created_at", "updated_at"):
+        data[k] = parse_time(data.get(k))
+    known = {a.name for a in attrs.fields(ContainerRecord)}
+    rec = ContainerRecord(**{k: v for k, v in data.items() if k in known})
+    rec.id = row["id"]
+    return rec
 
 
 class Store:
@@ -310,7 +223,7 @@ class Store:
         """Insert ``rec`` (sets ``rec.id``). With ``action`` = (action, request_id,
         user_id, project_id, event), its first action is written in the same
         transaction; returns that action's id."""
-        row = rec.to_row()
+        row = _to_row(rec)
         now = fmt_time(utcnow())
 
         def fn(conn):
@@ -334,7 +247,7 @@ class Store:
     async def save_container(self, rec: ContainerRecord) -> ContainerRecord:
         """Persist every field of ``rec`` (bumps updated_at)."""
         rec.updated_at = utcnow()
-        row = rec.to_row()
+        row = _to_row(rec)
 
         def fn(conn):
             cur = conn.execute(
@@ -354,7 +267,7 @@ class Store:
             row = conn.execute("SELECT * FROM containers WHERE uuid=?", (uuid,)).fetchone()
             if row is None:
                 raise errors.ContainerNotFound(ident=uuid)
-            return ContainerRecord.from_row(row)
+            return _from_row(row)
 
         return await self._read(fn)
 
@@ -366,7 +279,7 @@ class Store:
                 rows = conn.execute(
                     "SELECT * FROM containers WHERE name=? AND project_id=?", (name, project_id)
                 )
-            return [ContainerRecord.from_row(r) for r in rows.fetchall()]
+            return [_from_row(r) for r in rows.fetchall()]
 
         return await self._read(fn)
 
@@ -392,7 +305,7 @@ class Store:
                 rows = conn.execute(
                     "SELECT * FROM containers WHERE project_id=? ORDER BY id", (project_id,)
                 )
-            return [ContainerRecord.from_row(r) for r in rows.fetchall()]
+            return [_from_row(r) for r in rows.fetchall()]
 
         return await self._read(fn)
 

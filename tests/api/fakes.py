@@ -16,7 +16,7 @@ import uuid as _uuid
 from zund.common import errors
 from zund.compute import states
 from zund.runtimes.base import ExecResult
-from zund.store import ActionEvent, ActionRecord, ContainerRecord
+from zund.records import ActionEvent, ActionRecord, ContainerRecord
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 T0 = datetime.datetime(2018, 3, 4, 19, 48, 49, 123456)

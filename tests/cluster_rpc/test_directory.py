@@ -11,7 +11,7 @@ from zund.cluster.directory import Directory
 from zund.common import errors
 from zund.common.context import RequestContext
 from zund.compute.manager import is_uuid_like
-from zund.store import ContainerRecord
+from zund.records import ContainerRecord
 
 from .conftest import node_view
 

@@ -13,7 +13,7 @@ from zund.cluster.peer_client import PeerClient
 from zund.cluster.types import Bid, Decline, IPeerClient, PlacementRequest
 from zund.common import errors
 from zund.runtimes.base import ExecResult
-from zund.store import ActionRecord, ContainerRecord
+from zund.records import ActionRecord, ContainerRecord
 
 from .conftest import ADMIN, CALLER, CTX, KEY, OTHER_CTX, SERVER, node_view
 

@@ -13,7 +13,7 @@ from zund.cluster.types import Bid, Decline
 from zund.common import errors
 from zund.common.context import RequestContext
 from zund.runtimes.base import ExecResult
-from zund.store import ActionEvent, ActionRecord, ContainerRecord
+from zund.records import ActionEvent, ActionRecord, ContainerRecord
 
 T0 = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456)
 

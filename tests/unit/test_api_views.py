@@ -4,7 +4,7 @@ import datetime
 
 from zund.api import views
 from zund.api.microversions import v
-from zund.store import ActionEvent, ActionRecord, ContainerRecord
+from zund.records import ActionEvent, ActionRecord, ContainerRecord
 
 BASE = "http://h:9517"
 T = datetime.datetime(2018, 3, 4, 19, 48, 49, 123456)

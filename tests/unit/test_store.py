@@ -5,7 +5,8 @@ import sqlite3
 import pytest
 
 from zund.common import errors
-from zund.store import SCHEMA_VERSION, ContainerRecord, Store
+from zund.records import ContainerRecord
+from zund.store import SCHEMA_VERSION, Store
 
 from .conftest import run_sync, sync_blocking
 

@@ -28,7 +28,7 @@ from zund.cluster.types import NodeView
 from zund.common import errors
 from zund.compute import states
 from zund.compute.manager import is_uuid_like
-from zund.store import ContainerRecord
+from zund.records import ContainerRecord
 
 log = Logger()
 

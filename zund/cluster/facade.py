@@ -17,7 +17,7 @@ from zund.cluster import wire
 from zund.cluster.types import NodeView, PlacementRequest
 from zund.common import errors
 from zund.compute import capacity, states
-from zund.store import ContainerRecord, utcnow
+from zund.records import ContainerRecord, utcnow
 
 log = Logger()
 

@@ -27,7 +27,7 @@ from zund.cluster import signing, wire
 from zund.cluster.types import Bid, Decline, IPeerClient, NodeView, PlacementRequest
 from zund.common import errors
 from zund.common.context import RequestContext
-from zund.store import ContainerRecord
+from zund.records import ContainerRecord
 
 log = Logger()
 

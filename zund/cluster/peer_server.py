@@ -35,7 +35,7 @@ from zope.interface import Attribute, Interface
 from zund.cluster import signing, wire
 from zund.cluster.types import PlacementRequest
 from zund.common import errors
-from zund.store import ContainerRecord
+from zund.records import ContainerRecord
 
 log = Logger()
 

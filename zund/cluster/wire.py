@@ -30,7 +30,7 @@ from zund.cluster.types import Bid, Decline, PlacementRequest  # noqa: F401 (re-
 from zund.common import errors
 from zund.common.context import RequestContext
 from zund.runtimes.base import ExecResult
-from zund.store import ActionEvent, ActionRecord, ContainerRecord
+from zund.records import ActionEvent, ActionRecord, ContainerRecord
 
 CONTENT_TYPE = "application/msgpack"
 DEFAULT_MAX_BYTES = 1024 * 1024

@@ -25,7 +25,8 @@ from twisted.logger import Logger
 from zund.common import errors
 from zund.compute import capacity, states
 from zund.runtimes.base import ContainerSpec, RuntimeState, runtime_object_name
-from zund.store import ContainerRecord, Store, utcnow
+from zund.records import ContainerRecord, utcnow
+from zund.store import Store
 
 log = Logger()
 
