@@ -18,6 +18,8 @@ setup(
         "attrs>=23.1",
         "jsonschema>=4.17",
         "zope.interface>=6.0",
+        "stevedore>=5.0",
+        "oslo.utils>=6.0",
     ],
     extras_require={
         "keystone": ["keystonemiddleware>=10.4"],
@@ -29,6 +31,8 @@ setup(
             "python-openstackclient>=6.0",
             "python-zunclient>=5.0",
             "openstacksdk>=1.0",
+            "keystonemiddleware>=10.4",
+            "fixtures>=4.0",
         ],
     },
     entry_points={

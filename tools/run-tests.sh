@@ -9,11 +9,14 @@ if [ "${1:-}" = "--bench" ]; then bench=1; shift; fi
 
 export ZUND_CI_DIR="${ZUND_CI_DIR:-$(mktemp -d /tmp/zund-ci.XXXXXX)}"
 bash tools/setup-host.sh
+# a stock Debian python3 (PEP 668): setup-host.sh made the tests a venv
+venv_bin="$(bash tools/test-python.sh)"
+if [ -n "$venv_bin" ]; then export PATH="$venv_bin:$PATH"; fi
 
 # Engines this run starts write their PIDs into the fresh $ZUND_CI_DIR; engines
 # that were already running are left alone. Only those PIDs are stopped at exit.
 cleanup() {
-    for name in libvirtd virtlogd dockerd; do
+    for name in keystone libvirtd virtlogd dockerd; do
         f="$ZUND_CI_DIR/$name.pid"
         [ -f "$f" ] || continue
         pid=$(cat "$f")
@@ -28,6 +31,10 @@ trap cleanup EXIT
 sh tools/start-dockerd.sh
 sh tools/build-test-image.sh
 bash tools/setup-libvirt.sh
+# a real Keystone on loopback (own venv, state in $ZUND_CI_DIR/keystone); the
+# tests with real tokens read its addresses from this file
+bash tools/keystone.sh start
+export ZUND_KEYSTONE_ENV="$ZUND_CI_DIR/keystone/keystone.env"
 
 status=0
 python3 -m pytest -q -p no:cacheprovider "$@" tests || status=$?

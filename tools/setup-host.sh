@@ -17,7 +17,34 @@ fi
 
 # Always (re)install: a fresh clone elsewhere must own the `zund` script and the
 # entry points (zund.runtimes, oslo.config.opts); pip is quick when deps are present.
-echo "setup-host: pip install -e .[test]"
-python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
-    | grep -v -E "^(WARNING|DEPRECATION)|Location .* is ignored" || true
-python3 -c "import zund" >/dev/null
+# A stock Debian python3 refuses `pip install` (PEP 668): the tests then get their own
+# venv (tools/test-python.sh says where; run-tests.sh puts it first on PATH).
+venv_bin="$(bash tools/test-python.sh)"
+if [ -n "$venv_bin" ]; then
+    venv="$(dirname "$venv_bin")"
+    if ! dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q "install ok installed"; then
+        echo "setup-host: apt-get install python3-venv"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    fi
+    if [ ! -x "$venv/bin/python3" ]; then
+        echo "setup-host: python3 is externally managed (PEP 668): test venv $venv"
+        python3 -m venv "$venv" || { echo "setup-host: FAILED: python3 -m venv $venv" >&2; exit 1; }
+    fi
+    export PATH="$venv_bin:$PATH"
+fi
+echo "setup-host: pip install -e .[test] ($(command -v python3))"
+log="$(mktemp)"
+if ! python3 -m pip install -q --disable-pip-version-check -e '.[test]' >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "setup-host: FAILED: pip install -e .[test] with $(command -v python3) (output above)." >&2
+    echo "setup-host: on a stock Debian python3 use a venv, e.g. bash tools/install.sh" >&2
+    exit 1
+fi
+grep -v -E "^(WARNING|DEPRECATION)|Location .* is ignored" "$log" || [ $? = 1 ]
+rm -f "$log"
+# from outside the tree, so the check sees the installed package, not ./zund
+(cd / && python3 -c "import zund.cmd.main") || {
+    echo "setup-host: FAILED: zund is not importable after pip install" >&2; exit 1; }
+command -v zund >/dev/null || { echo "setup-host: FAILED: no zund command on PATH" >&2; exit 1; }

@@ -76,6 +76,13 @@ class ContainerRecord:
     def copy(self, **changes) -> "ContainerRecord":
         return attrs.evolve(self, **changes)
 
+    @property
+    def placed(self) -> bool:
+        """Whether a node hosts this container. False for a create nobody could
+        place (Zun's NoValidHost): its entry node keeps the Error record for the
+        user to see, but it allocates nothing and has no runtime object anywhere."""
+        return self.host is not None
+
 
 @attrs.define
 class ActionRecord:

@@ -1,14 +1,22 @@
-"""Composition root: builds every object of a node from config and owns the
-start/stop order.
+"""Composition root: ``build_node`` builds every object of a node from config and
+parents them, as Twisted services, under one ``NodeService`` in dependency order.
 
-Start: store -> runtimes (those that fail to open are dropped and not advertised)
-       -> compute manager (recovery) -> cluster parts, peer RPC listening -> API
-       listening -> metadata + gossip join -> control socket -> READY=1.
-Stop:  STOPPING=1 -> API and control socket stop accepting -> gossip leaves (peers
-       stop sending work) -> peer RPC stops -> manager finishes in-flight work ->
-       runtimes -> store.
+Children, in start order (each waits for the one before it to have started;
+stop runs the same list backwards, each waiting for the one after it):
 
-Components receive plain frozen config values built here, never the ConfigOpts.
+    store -> runtimes (those that fail to open are dropped and not advertised)
+    -> compute manager (recovery) -> peer client -> peer RPC listening
+    -> API listening -> metadata announcer (first announcement, with the
+    addresses) -> gossip (join) -> control socket; then READY=1.
+
+So stopping is: STOPPING=1 -> control socket closes -> gossip leaves (peers stop
+sending work) -> announcer -> API and peer RPC stop accepting -> peer client
+closes -> manager finishes in-flight work -> runtimes -> store.
+
+Constructors do no I/O: sockets, files and engine connections open in the
+children's ``startService``. Components receive plain frozen config values built
+here, never the ConfigOpts. No domain work lives in the root: the gossip view is
+``zund.cluster.view.ClusterView``, this node's own facts ``LocalNode``.
 """
 
 from __future__ import annotations
@@ -16,28 +24,58 @@ from __future__ import annotations
 import os
 import random
 import socket
+import uuid as uuidlib
+from typing import Callable
 
 import attrs
-from importlib.metadata import entry_points
+from stevedore import driver
+from stevedore import exception as stevedore_exc
 from twisted.application import service
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from zund.common import errors, sdnotify, utils
+from zund.api import auth as api_auth
+from zund.api.app import ApiConfig, ZunAPI
+from zund.api.control import ControlAPI
+from zund.api.policy import make_enforcer
+from zund.cluster import signing
+from zund.cluster.announcer import MetadataAnnouncer
+from zund.cluster.bidding import Bidder
+from zund.cluster.directory import Directory
+from zund.cluster.facade import ClusterContainers
+from zund.cluster.handlers import NodeHandlers
+from zund.cluster.metadata import LocalNode, NodeFacts
+from zund.cluster.peer_client import PeerClient
+from zund.cluster.peer_server import PeerAPI
+from zund.cluster.placement import Coordinator, PlacementConfig
+from zund.cluster.policies import load_policy
+from zund.cluster.view import ClusterView
+from zund.common import errors, paths, sdnotify
 from zund.compute import capacity
+from zund.compute.local import LocalContainers
 from zund.compute.manager import ContainerManager, ManagerConfig
+from zund.conf import safety
+from zund.conf.gossip import gossip_keys
+from zund.conf.peer import peer_config
+from zund.gossip import config as gossip_config
+from zund.gossip.keyring import Keyring
+from zund.gossip.member import parse_addr
+from zund.gossip.service import GossipService
 from zund.store import Store
 
 log = Logger()
 
+RUNTIME_GROUP = "zund.runtimes"
+DEFAULT_GOSSIP_PORT = 9519
+
+
+# -- plain config values ---------------------------------------------------------------
 
 def manager_config(conf) -> ManagerConfig:
     return ManagerConfig(
         node=conf.host,
         default_runtime=conf.default_runtime,
-        default_cpu=conf.default_cpu,
-        default_memory_mb=conf.default_memory,
         unique_name_scope=conf.compute.unique_container_name_scope,
         image_pull_policy=conf.compute.image_pull_policy,
         sync_interval_s=float(conf.sync_container_state_interval),
@@ -62,186 +100,206 @@ def capacity_config(conf) -> capacity.CapacityConfig:
     )
 
 
-def load_runtime_factory(name: str):
-    """The ``zund.runtimes`` entry point called ``name``."""
-    for ep in entry_points(group="zund.runtimes"):
-        if ep.name == name:
-            return ep.load()
-    raise errors.RuntimeUnavailable(runtime=name, reason="no such runtime driver installed")
+def placement_config(conf) -> PlacementConfig:
+    p = conf.placement
+    return PlacementConfig(policy=p.policy, tenant_mode=p.tenant_isolation,
+                           reservation_ttl_s=p.reservation_ttl_s, probe_ratio=p.probe_ratio,
+                           probe_all_below=p.probe_all_below, bid_timeout_s=p.bid_timeout_s,
+                           max_rounds=p.max_rounds)
 
+
+def load_runtime_factory(name: str):
+    """The ``zund.runtimes`` entry point called ``name`` (loaded by stevedore)."""
+    try:
+        return driver.DriverManager(RUNTIME_GROUP, name, invoke_on_load=False).driver
+    except stevedore_exc.NoMatches as e:
+        raise errors.RuntimeUnavailable(
+            runtime=name, reason="no such runtime driver installed") from e
+
+
+# -- leaf services: one resource each, opened in startService ---------------------------
+
+class StoreService(service.Service):
+    """Opens the node's store (creating ``state_path``) and closes it last."""
+
+    name = "store"
+
+    def __init__(self, store: Store, state_path: str | None):
+        self.store = store
+        self._state_path = state_path
+
+    def startService(self):
+        super().startService()
+        if self._state_path:
+            os.makedirs(self._state_path, exist_ok=True)
+        return defer.Deferred.fromCoroutine(self.store.open())
+
+    def stopService(self):
+        super().stopService()
+        return defer.Deferred.fromCoroutine(self.store.close())
+
+
+class RuntimesService(service.Service):
+    """Opens every runtime; one that fails to open is dropped (``on_dropped(name)``)
+    and not advertised; with none left, start fails. ``on_ready(names)`` then
+    tells the node what it offers. Stop closes them, then runs ``closers``."""
+
+    name = "runtimes"
+
+    def __init__(self, runtimes: dict, closers: list, on_dropped: Callable[[str], None],
+                 on_ready: Callable[[list[str]], None]):
+        self.runtimes = runtimes
+        self._closers = closers
+        self._on_dropped = on_dropped
+        self._on_ready = on_ready
+
+    def startService(self):
+        super().startService()
+        return defer.Deferred.fromCoroutine(self._open())
+
+    async def _open(self) -> None:
+        wanted = ",".join(self.runtimes)
+        for name, rt in list(self.runtimes.items()):
+            try:
+                await rt.open()
+            except errors.ZundError as e:
+                # A node advertises (and bids for) only runtimes that work here.
+                log.error("node.runtime.unavailable runtime={runtime}: {reason}",
+                          runtime=name, reason=str(e))
+                del self.runtimes[name]
+                self._on_dropped(name)
+                continue
+            log.info("node.runtime.ready runtime={runtime}", runtime=name)
+        if not self.runtimes:
+            raise errors.RuntimeUnavailable(runtime=wanted,
+                                            reason="no enabled runtime could be opened")
+        self._on_ready(sorted(self.runtimes))
+
+    def stopService(self):
+        super().stopService()
+        return defer.Deferred.fromCoroutine(self._close())
+
+    async def _close(self) -> None:
+        for name, rt in self.runtimes.items():
+            try:
+                await rt.close()
+            except Exception:
+                log.failure("node.runtime.close_failed", runtime=name)
+        for close in self._closers:
+            await defer.maybeDeferred(close)
+
+
+class ClosingService(service.Service):
+    """Runs ``close()`` (sync or async) on stop: for parts with nothing to open."""
+
+    def __init__(self, name: str, close: Callable):
+        self.name = name
+        self._close = close
+
+    def stopService(self):
+        super().stopService()
+        return defer.maybeDeferred(self._close)
+
+
+class ListeningService(service.Service):
+    """Serves ``resource_factory()`` on ``endpoint`` from startService until stop.
+
+    ``endpoint=None``: nothing listens (an in-process node reached through
+    StubTreq or an in-memory transport); ``on_port(configured_port)`` still runs.
+    ``on_port(port)`` gets the port actually listened on (``0`` in the config
+    means "any free port").
+    """
+
+    def __init__(self, name: str, endpoint, resource_factory: Callable,
+                 configured_port: int, on_port: Callable[[int], None] | None = None):
+        self.name = name
+        self._endpoint = endpoint
+        self._resource_factory = resource_factory
+        self._configured_port = configured_port
+        self._on_port = on_port
+        self.port = None
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) listened on, or None."""
+        if self.port is None:
+            return None
+        addr = self.port.getHost()
+        return (getattr(addr, "host", None) or getattr(addr, "name", ""),
+                getattr(addr, "port", 0))
+
+    def startService(self):
+        super().startService()
+        return defer.Deferred.fromCoroutine(self._listen())
+
+    async def _listen(self) -> None:
+        number = self._configured_port
+        if self._endpoint is not None:
+            site = Site(self._resource_factory())
+            site.noisy = False
+            self.port = await self._endpoint.listen(site)
+            number = getattr(self.port.getHost(), "port", number)
+        if self._on_port is not None:
+            self._on_port(number)
+
+    def stopService(self):
+        super().stopService()
+        port, self.port = self.port, None
+        if port is None:
+            return None
+        return defer.maybeDeferred(port.stopListening)
+
+
+# -- the root -------------------------------------------------------------------------------
 
 @attrs.define
 class NodeParts:
-    """Everything a node is made of (useful to tests)."""
+    """Everything a node is made of, for tests and simulations to reach. Built by
+    ``build_node``; read-only for callers."""
 
+    local: LocalNode
     store: Store
     runtimes: dict
     manager: ContainerManager
-    api: object = None
-    gossip: object = None
-    announcer: object = None
-    bidder: object = None
-    coordinator: object = None
-    directory: object = None
-    peer_client: object = None
-    facade: object = None
-    closers: list = attrs.field(factory=list)
+    containers: LocalContainers
+    view: ClusterView
+    gossip: GossipService
+    announcer: MetadataAnnouncer
+    bidder: Bidder
+    coordinator: Coordinator
+    directory: Directory
+    peer_client: PeerClient
+    peer_api: PeerAPI
+    facade: ClusterContainers
+    api: ZunAPI
+    control: ControlAPI
 
 
 class NodeService(service.MultiService):
-    """One zund node. ``startService``/``stopService`` return Deferreds that the
-    command line waits for."""
+    """One zund node: a ``MultiService`` whose children (see the module docstring)
+    start strictly one after the other in the order they were parented, and stop
+    in reverse, each waiting for the previous one. ``startService`` returns (and
+    ``started`` fires with) a Deferred that fires once the node serves; then
+    ``api_address`` is the Zun API's (host, port) when it listens.
+
+    Built by ``build_node``; callers use startService/stopService only.
+    """
 
     name = "zund"
 
-    def __init__(self, conf, reactor, rng: random.Random | None = None,
-                 runtimes: dict | None = None):
+    def __init__(self, node_name: str, parts: NodeParts | None = None):
         super().__init__()
-        self.conf = conf
-        self.reactor = reactor
-        self.rng = rng or random.Random()
-        self._injected_runtimes = runtimes
-        self.parts: NodeParts | None = None
-        self._port = None
-        self._control_port = None
-        self._peer_port = None
-        self._meta_cache: dict = {}
-        self.api_address: tuple[str, int] | None = None
+        self.node_name = node_name
+        self.parts = parts
         self.started = defer.Deferred()
 
-    # building -----------------------------------------------------------------
-
-    def _build_runtimes(self) -> tuple[dict, list]:
-        if self._injected_runtimes is not None:
-            return dict(self._injected_runtimes), []
-        runtimes, closers = {}, []
-        for name in self.conf.enabled_runtimes:
-            factory = load_runtime_factory(name)
-            rt, close = factory(self.conf, self.reactor)
-            runtimes[rt.name] = rt
-            if close is not None:
-                closers.append(close)
-        return runtimes, closers
-
-    def build(self) -> NodeParts:
-        """The node-local parts. The cluster parts and the API follow in
-        ``_build_cluster`` once the host's capacity is known."""
-        conf = self.conf
-        store = Store(os.path.join(conf.state_path, "zund.sqlite"), reactor=self.reactor)
-        runtimes, closers = self._build_runtimes()
-        manager = ContainerManager(manager_config(conf), store, runtimes, self.reactor,
-                                   capacity_config=capacity_config(conf))
-        gossip = self._build_gossip()
-        return NodeParts(store=store, runtimes=runtimes, manager=manager, gossip=gossip,
-                         closers=closers)
-
-    def _build_cluster(self, parts: NodeParts) -> None:
-        from zund.api.app import ApiConfig, ZunAPI  # the API layer sits on top
-        from zund.api.policy import make_enforcer
-        from zund.cluster import signing
-        from zund.cluster.bidding import Bidder
-        from zund.cluster.directory import Directory
-        from zund.cluster.facade import ClusterContainers
-        from zund.cluster.handlers import NodeHandlers
-        from zund.cluster.peer_client import PeerClient
-        from zund.cluster.peer_server import PeerAPI
-        from zund.cluster.placement import Coordinator, PlacementConfig
-        from zund.cluster.policies import load_policy
-        from zund.conf.peer import peer_config
-
-        conf, node, manager = self.conf, self.conf.host, parts.manager
-        pc = peer_config(conf)
-        ring = signing.peer_keys(pc.gossip_keys, pc.cluster_name)
-        signer = signing.Signer(node, ring.keys, self.reactor)
-        verifier = signing.Verifier(node, ring.keys, self.reactor, skew_s=pc.clock_skew_s)
-        p = conf.placement
-        policy = load_policy(p.policy)
-        limits = capacity.limits(manager.capacity_config, manager.host_facts)
-        self.node_facts = {"az": conf.default_availability_zone,
-                           "runtimes": manager.runtime_names(), "labels": dict(conf.labels),
-                           "api": "", "peer": "", "draining": False}
-        parts.bidder = Bidder(node, limits, manager.store.list_containers, self.reactor,
-                              p.reservation_ttl_s, policy, tenant_mode=p.tenant_isolation,
-                              node_facts=self.node_facts)
-        parts.peer_client = PeerClient(
-            node, signer, timeout_s=pc.timeout_s, slow_timeout_s=pc.slow_call_timeout_s,
-            max_response_bytes=pc.max_response_bytes, clock=self.reactor, reactor=self.reactor)
-        parts.coordinator = Coordinator(
-            node, self.view, parts.peer_client,
-            PlacementConfig(policy=p.policy, tenant_mode=p.tenant_isolation,
-                            reservation_ttl_s=p.reservation_ttl_s, probe_ratio=p.probe_ratio,
-                            probe_all_below=p.probe_all_below, bid_timeout_s=p.bid_timeout_s,
-                            max_rounds=p.max_rounds),
-            self.reactor, self.rng, policy=policy)
-        parts.directory = Directory(manager, self.view, parts.peer_client, self.reactor,
-                                    local_node=node)
-        parts.facade = ClusterContainers(node, manager, parts.coordinator, parts.directory,
-                                         parts.peer_client, self.view, manager.store,
-                                         default_runtime=conf.default_runtime)
-        self.peer_api = PeerAPI(node, NodeHandlers(manager, parts.bidder), verifier,
-                                self.reactor, max_body_bytes=pc.max_body_bytes)
-        self.peer_config = pc
-        parts.api = ZunAPI(parts.facade, ApiConfig.from_conf(conf), make_enforcer(conf),
-                           clock=self.reactor, rng=self.rng)
-
-    def view(self) -> list:
-        """The cluster as gossip sees it (this node included), as NodeViews."""
-        from zund.cluster.types import NodeView
-
-        out = []
-        for m in self._members():
-            meta = self._meta_of(m)
-            out.append(NodeView(name=m.name, state=m.state, api=meta.get("api", ""),
-                                peer=meta.get("peer", ""), meta=meta))
-        return out
-
-    def _members(self) -> list:
-        gossip = self.parts.gossip if self.parts else None
-        return gossip.members() if gossip is not None else []
-
-    def _meta_of(self, member) -> dict:
-        """The member's decoded metadata ({} if none), decoded once per version."""
-        from zund.cluster import metadata
-
-        key = (member.name, member.meta_version, member.incarnation)
-        meta = self._meta_cache.get(key)
-        if meta is None:
-            meta = metadata.decode(member.meta) or {}
-            if len(self._meta_cache) > 4096:
-                self._meta_cache.clear()
-            self._meta_cache[key] = meta
-        return meta
-
-    def _build_gossip(self):
-        from zund.conf.gossip import gossip_keys
-        from zund.gossip import config as gconfig
-        from zund.gossip.keyring import Keyring
-        from zund.gossip.service import GossipService
-
-        g = self.conf.gossip
-        keys = gossip_keys(self.conf)  # empty: GossipService warns loudly at start
-        advertise_host = gconfig.resolve_advertise_host(
-            g.bind_host, g.advertise_host,
-            lambda: socket.gethostbyname(socket.gethostname()))
-        seeds = [utils.parse_hostport(s, 9519) for s in g.seeds]
-        return GossipService(
-            gconfig.from_values(g.profile, g.cluster_name), self.conf.host,
-            bind=(g.bind_host, g.bind_port), advertise=(advertise_host, g.bind_port),
-            seeds=seeds, keyring=Keyring.from_base64(keys), clock=self.reactor, rng=self.rng)
-
-    def peers(self) -> list[dict]:
-        """Members as `zund peers` shows them (this node included)."""
-        from zund.cluster import metadata
-
-        out = []
-        for m in self._members():
-            meta = self._meta_of(m) or None
-            out.append({"name": m.name, "addr": m.addr, "state": m.state,
-                        "incarnation": m.incarnation, "last_change": m.state_changed_at,
-                        "meta": meta, "summary": metadata.summary(meta)})
-        return out
-
-    # lifecycle ------------------------------------------------------------------
+    @property
+    def api_address(self) -> tuple[str, int] | None:
+        try:
+            child = self.getServiceNamed("api")
+        except KeyError:
+            return None
+        return child.address
 
     def startService(self):
         service.Service.startService(self)
@@ -249,105 +307,202 @@ class NodeService(service.MultiService):
         d.addCallbacks(self.started.callback, self.started.errback)
         return self.started
 
-    async def _start(self):
-        conf = self.conf
-        os.makedirs(conf.state_path, exist_ok=True)
-        self.parts = parts = self.build()
-        await parts.store.open()
-        for name, rt in list(parts.runtimes.items()):
-            try:
-                await rt.open()
-            except errors.ZundError as e:
-                # A node advertises (and bids for) only runtimes that work here.
-                log.error("node.runtime.unavailable runtime={runtime}: {reason}",
-                          runtime=name, reason=str(e))
-                del parts.runtimes[name]
-                parts.manager.runtimes.pop(name, None)
-                continue
-            log.info("node.runtime.ready runtime={runtime}", runtime=name)
-        if not parts.runtimes:
-            raise errors.RuntimeUnavailable(runtime=",".join(conf.enabled_runtimes),
-                                            reason="no enabled runtime could be opened")
-        await parts.manager.startService()
-        self._build_cluster(parts)
-        pc = self.peer_config
-        peer_ep = endpoints.TCP4ServerEndpoint(self.reactor, pc.port, interface=pc.host_ip)
-        self._peer_port = await peer_ep.listen(self.peer_api.site())
-        ep = endpoints.TCP4ServerEndpoint(self.reactor, conf.api.port,
-                                          interface=conf.api.host_ip)
-        site = Site(parts.api.resource())
-        site.noisy = False
-        self._port = await ep.listen(site)
-        addr = self._port.getHost()
-        self.api_address = (addr.host, addr.port)
-        await self._start_cluster(parts)
-        await self._start_control()
-        log.info("node.ready node={node} api={api}", node=conf.host,
-                 api=f"{addr.host}:{addr.port}")
+    async def _start(self) -> None:
+        for child in list(self):
+            await defer.maybeDeferred(child.startService)
+        log.info("node.ready node={node} api={api}", node=self.node_name,
+                 api=":".join(map(str, self.api_address or ("-",))))
         sdnotify.notify("READY=1\nSTATUS=serving the Zun API")
-
-    async def _start_cluster(self, parts: NodeParts) -> None:
-        from zund.cluster.announcer import MetadataAnnouncer
-
-        conf = self.conf
-        gossip_host = parts.gossip.local_member().addr.rsplit(":", 1)[0]
-
-        def reachable(host: str) -> str:
-            return gossip_host if host in ("0.0.0.0", "::", "") else host
-
-        self.node_facts["api"] = f"{reachable(conf.api.host_ip)}:{self.api_address[1]}"
-        peer_host = self.peer_config.advertise_host or reachable(self.peer_config.host_ip)
-        self.node_facts["peer"] = f"{peer_host}:{self._peer_port.getHost().port}"
-        parts.announcer = MetadataAnnouncer(parts.gossip, parts.manager, self.node_facts,
-                                            self.reactor, conf.gossip.metadata_min_interval)
-        await parts.announcer.publish_now()
-        parts.gossip.startService()
-        parts.announcer.start()
-
-    async def _start_control(self) -> None:
-        from zund.api.control import ControlAPI
-        from zund.cmd.peers import control_socket_path
-
-        path = control_socket_path(self.conf.state_path)
-        ep = endpoints.UNIXServerEndpoint(self.reactor, path, mode=0o600, wantPID=True)
-        site = Site(ControlAPI(self.peers).resource())
-        site.noisy = False
-        self._control_port = await ep.listen(site)
 
     def stopService(self):
         service.Service.stopService(self)
         return defer.Deferred.fromCoroutine(self._stop())
 
-    async def _stop(self):
+    async def _stop(self) -> None:
         sdnotify.notify("STOPPING=1")
-        log.info("node.stopping", node=self.conf.host)
-        if self._port is not None:
-            await self._port.stopListening()
-            self._port = None
-        if self._control_port is not None:
-            await self._control_port.stopListening()
-            self._control_port = None
-        parts = self.parts
-        if parts is None:
-            return
-        if parts.announcer is not None:
-            parts.announcer.stop()
-        if parts.gossip is not None and parts.gossip.running:
-            # leave first, so peers stop sending work while we drain
-            await parts.gossip.stopService()
-        if self._peer_port is not None:
-            await self._peer_port.stopListening()
-            self._peer_port = None
-        if parts.peer_client is not None:
-            await parts.peer_client.close()
-        if parts.manager.running:
-            await parts.manager.stopService()
-        for name, rt in parts.runtimes.items():
+        log.info("node.stopping node={node}", node=self.node_name)
+        for child in reversed(list(self)):
+            if not child.running:
+                continue
             try:
-                await rt.close()
+                await defer.maybeDeferred(child.stopService)
             except Exception:
-                log.failure("node.runtime.close_failed", runtime=name)
-        for close in parts.closers:
-            await defer.maybeDeferred(close)
-        await parts.store.close()
-        log.info("node.stopped", node=self.conf.host)
+                # one part failing to stop must not keep the store open
+                log.failure("node.stop_failed part={part}", part=child.name)
+        log.info("node.stopped node={node}", node=self.node_name)
+
+
+# -- the factory -------------------------------------------------------------------------------
+
+def _default_runtimes(conf, reactor) -> tuple[dict, list]:
+    runtimes, closers = {}, []
+    for name in conf.enabled_runtimes:
+        rt, close = load_runtime_factory(name)(conf, reactor)
+        runtimes[rt.name] = rt
+        if close is not None:
+            closers.append(close)
+    return runtimes, closers
+
+
+def _resolve_own_host() -> str:
+    return socket.gethostbyname(socket.gethostname())
+
+
+def _uuid_from(rng: random.Random) -> Callable[[], str]:
+    return lambda: str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
+
+
+def build_node(conf, reactor, rng: random.Random | None = None, *,
+               runtimes: dict | None = None,
+               host_facts: capacity.HostFacts | None = None,
+               store: Store | None = None,
+               gossip_transport_factory: Callable | None = None,
+               peer_http_client=None,
+               listen: bool = True,
+               enforcer=None,
+               id_rng: random.Random | None = None,
+               resolve_own_host: Callable[[], str] = _resolve_own_host) -> NodeService:
+    """Build one node from ``conf`` (a ``zund.conf.make_conf()`` ConfigOpts, parsed).
+
+    Nothing opens here; ``node.startService()`` starts the children in order.
+
+    ``reactor``: clock and reactor of every part (``IReactorTime``; the global
+        reactor in production, a ``task.Clock`` for a whole node in one process).
+    ``rng``: the node's randomness; each consumer gets its own ``Random`` seeded
+        from it, so a simulation replays from one seed. Default: OS-seeded.
+    ``runtimes``: name -> IRuntime to use instead of loading ``enabled_runtimes``
+        entry points (e.g. ``{"runc": FakeRuntime(...)}``); they are still opened
+        in start and closed in stop.
+    ``host_facts``: the host's cpus/memory/disk instead of inspecting /proc.
+    ``store``: a ``Store`` instead of ``<state_path>/zund.sqlite`` (e.g. an
+        in-memory one with a synchronous ``run_blocking``); ``state_path`` is then
+        not created.
+    ``gossip_transport_factory``: ``bind_addr -> transport`` for gossip
+        (``zund.gossip.memnet.MemoryNetwork.transport``) instead of UDP/TCP.
+    ``peer_http_client``: a treq-like client for peer RPC (in-memory transport)
+        instead of treq over TCP.
+    ``listen``: False = no API, peer RPC or control socket port is opened (reach
+        ``node.parts.api`` / ``node.parts.peer_api`` resources in memory); the
+        advertised addresses are then ``[api] host_ip:port`` / ``[peer]``'s.
+    ``enforcer``: a ``PolicyEnforcer`` instead of ``make_enforcer(conf)``.
+    ``id_rng``: draw container uuids, reservation ids and peer nonces from this
+        ``Random`` (simulations replay); default: uuid4 / ``secrets``.
+    ``resolve_own_host``: what this host's address is when gossip binds a
+        wildcard and no ``advertise_host`` is set (default: DNS of the hostname).
+    """
+    rng = rng if rng is not None else random.Random()
+    node = conf.host
+    # what this node may expose (noauth API and keyless clusters stay on loopback);
+    # UnsafeConfig propagates: `zund serve` prints it and exits non-zero
+    plan = safety.plan_from_conf(conf)
+    for warning in plan.warnings:
+        log.warn("{warning}", warning=warning)
+    new_id = _uuid_from(id_rng) if id_rng is not None else None
+    nonce_source = (lambda: "%032x" % id_rng.getrandbits(128)) if id_rng is not None else None
+
+    # this node's own facts: one cell, read by the bidder and the announcer
+    local = LocalNode(NodeFacts(az=conf.default_availability_zone, labels=dict(conf.labels)))
+
+    # node-local parts
+    if store is None:
+        store = Store(paths.store_path(conf.state_path), reactor=reactor)
+        state_path = conf.state_path
+    else:
+        state_path = None
+    if runtimes is None:
+        runtimes, closers = _default_runtimes(conf, reactor)
+    else:
+        runtimes, closers = dict(runtimes), []
+    manager_kwargs = {} if new_id is None else {"new_uuid": new_id}
+    manager = ContainerManager(manager_config(conf), store, runtimes, reactor,
+                               capacity_config=capacity_config(conf), host_facts=host_facts,
+                               **manager_kwargs)
+    enforcer = enforcer if enforcer is not None else make_enforcer(conf)
+    containers = LocalContainers(manager, enforcer)
+
+    # gossip and the view over it
+    g = conf.gossip
+    advertise_host = gossip_config.resolve_advertise_host(plan.gossip_host, g.advertise_host,
+                                                          resolve_own_host)
+    seeds = [parse_addr(s, DEFAULT_GOSSIP_PORT) for s in g.seeds]  # ValueError on junk
+    gossip = GossipService(
+        gossip_config.from_values(g.profile, g.cluster_name), node,
+        bind=(plan.gossip_host, g.bind_port), advertise=(advertise_host, g.bind_port),
+        seeds=seeds, keyring=Keyring.from_base64(gossip_keys(conf)),  # empty: warned at start
+        clock=reactor, rng=random.Random(rng.getrandbits(64)),
+        transport_factory=gossip_transport_factory)
+    view = ClusterView(gossip.members)
+
+    # the cluster parts
+    pc = peer_config(conf)
+    ring = signing.peer_keys(pc.gossip_keys, pc.cluster_name)
+    signer_kwargs = {} if nonce_source is None else {"nonce_source": nonce_source}
+    signer = signing.Signer(node, ring.keys, reactor, **signer_kwargs)
+    verifier = signing.Verifier(node, ring.keys, reactor, skew_s=pc.clock_skew_s)
+    pconf = placement_config(conf)
+    policy = load_policy(pconf.policy)
+    bidder_kwargs = {} if new_id is None else {"new_id": new_id}
+    bidder = Bidder(node, lambda: capacity.limits(manager.capacity_config, manager.host_facts),
+                    store.list_containers, reactor, pconf.reservation_ttl_s, policy,
+                    tenant_mode=pconf.tenant_mode, local=local, **bidder_kwargs)
+    peer_client = PeerClient(node, signer, peer_http_client, timeout_s=pc.timeout_s,
+                             slow_timeout_s=pc.slow_call_timeout_s,
+                             max_response_bytes=pc.max_response_bytes, clock=reactor,
+                             reactor=reactor)
+    coordinator = Coordinator(node, view.nodes, peer_client, pconf, reactor,
+                              random.Random(rng.getrandbits(64)), policy=policy)
+    directory = Directory(containers, view.nodes, peer_client, reactor, local_node=node)
+    facade = ClusterContainers(node, containers, coordinator, directory, peer_client,
+                               view.nodes, default_runtime=conf.default_runtime,
+                               rng=random.Random(rng.getrandbits(64)))
+    peer_api = PeerAPI(node, NodeHandlers(containers, bidder), verifier, reactor,
+                       max_body_bytes=pc.max_body_bytes)
+    authenticator, auth_service = api_auth.from_conf(conf, reactor)
+    api = ZunAPI(facade, ApiConfig.from_conf(conf), enforcer, clock=reactor,
+                 rng=random.Random(rng.getrandbits(64)), authenticator=authenticator)
+    announcer = MetadataAnnouncer(gossip, manager, local, reactor,
+                                  conf.gossip.metadata_min_interval)
+    control = ControlAPI(view.peers)
+
+    # addresses peers use: a wildcard bind is reached at the gossip address
+    def reachable(host: str) -> str:
+        return advertise_host if host in ("0.0.0.0", "::", "") else host
+
+    api_host = reachable(plan.api_host)
+    peer_host = pc.advertise_host or reachable(plan.peer_host)
+
+    if listen:
+        api_ep = endpoints.TCP4ServerEndpoint(reactor, conf.api.port, interface=plan.api_host)
+        peer_ep = endpoints.TCP4ServerEndpoint(reactor, pc.port, interface=plan.peer_host)
+        control_ep = endpoints.UNIXServerEndpoint(
+            reactor, paths.control_socket_path(conf.state_path), mode=0o600, wantPID=True)
+    else:
+        api_ep = peer_ep = control_ep = None
+
+    def dropped(name: str) -> None:
+        manager.runtimes.pop(name, None)
+
+    parts = NodeParts(local=local, store=store, runtimes=runtimes, manager=manager,
+                      containers=containers, view=view, gossip=gossip, announcer=announcer,
+                      bidder=bidder, coordinator=coordinator, directory=directory,
+                      peer_client=peer_client, peer_api=peer_api, facade=facade, api=api,
+                      control=control)
+    root = NodeService(node, parts)
+    children = [
+        StoreService(store, state_path),
+        RuntimesService(runtimes, closers, dropped,
+                        lambda names: local.update(runtimes=tuple(names))),
+        manager,
+        ClosingService("peer-client", peer_client.close),
+        ListeningService("peer-rpc", peer_ep, peer_api.resource, pc.port,
+                         lambda port: local.set_addresses(peer=f"{peer_host}:{port}")),
+        *([auth_service] if auth_service is not None else []),
+        ListeningService("api", api_ep, api.resource, conf.api.port,
+                         lambda port: local.set_addresses(api=f"{api_host}:{port}")),
+        announcer,
+        gossip,
+        ListeningService("control", control_ep, control.resource, 0),
+    ]
+    for child in children:
+        child.setServiceParent(root)
+    return root

@@ -31,7 +31,7 @@ from zund.records import (ActionEvent, ActionRecord, ContainerRecord, fmt_time, 
 
 log = Logger()
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS = [
     # 0 -> 1
@@ -83,6 +83,11 @@ MIGRATIONS = [
         data TEXT
     );
     """,
+    # 1 -> 2: the bidder keeps its reservations in memory (they live for seconds and
+    # must not outlive a restart); the table was never written
+    """
+    DROP TABLE IF EXISTS reservations;
+    """,
 ]
 
 
@@ -115,7 +120,7 @@ class Store:
     """SQLite-backed records. Open with :meth:`open`, close with :meth:`close`.
 
     ``run_blocking``: callable(fn, *a) -> Deferred; default is a private one-thread pool.
-    Only the compute manager and the bidder write here.
+    Only the compute manager writes here.
     """
 
     def __init__(self, path: str, reactor=None, run_blocking: Callable | None = None):
@@ -401,27 +406,6 @@ class Store:
                     details=json.loads(e["details"]) if e["details"] else None,
                 ))
             return act
-
-        return await self._read(fn)
-
-    # -- reservations (used by the bidder) --------------------------------------
-
-    async def put_reservation(self, rid: str, project_id: str, cpu: float, memory_mb: int,
-                              disk_gb: int, expires_at: float, data: dict | None = None) -> None:
-        def fn(conn):
-            conn.execute(
-                "INSERT OR REPLACE INTO reservations VALUES (?,?,?,?,?,?,?)",
-                (rid, project_id, cpu, memory_mb, disk_gb, expires_at, json.dumps(data or {})),
-            )
-
-        await self._tx(fn)
-
-    async def delete_reservation(self, rid: str) -> None:
-        await self._tx(lambda conn: conn.execute("DELETE FROM reservations WHERE id=?", (rid,)))
-
-    async def list_reservations(self) -> list[dict]:
-        def fn(conn):
-            return [dict(r) for r in conn.execute("SELECT * FROM reservations").fetchall()]
 
         return await self._read(fn)
 

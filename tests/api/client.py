@@ -1,4 +1,7 @@
-"""A synchronous test client for ZunAPI over treq's StubTreq (no sockets, no reactor)."""
+"""A synchronous test client for ZunAPI over treq's StubTreq (no sockets, no reactor).
+
+``pump``: called while an answer is pending (e.g. advancing the stack's
+task.Clock), up to a bound; without it answers must be synchronous."""
 
 from __future__ import annotations
 
@@ -31,18 +34,27 @@ class Response:
         return body["errors"][0]
 
 
-def _result(d):
+def _result(d, pump=None, max_steps: int = 5000):
     out = []
     d.addBoth(out.append)
-    assert out, "request did not complete synchronously"
+    for _ in range(max_steps if pump is not None else 0):
+        if out:
+            break
+        pump()
+    assert out, "request did not complete"
     if isinstance(out[0], Failure):
         out[0].raiseException()
     return out[0]
 
 
 class Client:
-    def __init__(self, resource):
+    def __init__(self, resource, pump=None):
         self.stub = StubTreq(resource)
+        self._pump = pump
+
+    def _step(self):
+        self._pump()
+        self.stub.flush()
 
     def request(self, method: str, path: str, *, json: Any = None, data: bytes | None = None,
                 version: str | None = "1.40", token: str | None = "notused",
@@ -61,10 +73,11 @@ class Client:
             data = _json.dumps(json).encode()
         d = self.stub.request(method, BASE + path, headers=hdrs, data=data)
         self.stub.flush()
-        resp = _result(d)
+        pump = self._step if self._pump is not None else None
+        resp = _result(d, pump)
         body_d = resp.content()
         self.stub.flush()
-        body = _result(body_d)
+        body = _result(body_d, pump)
         headers_out = {k.decode().lower(): v[-1].decode()
                        for k, v in resp.headers.getAllRawHeaders()}
         return Response(resp.code, headers_out, body)

@@ -2,8 +2,11 @@
 
 import pytest
 
-from tests.api.client import Client
+from zope.interface.verify import verifyObject
+
 from zund.api.app import ApiConfig, ZunAPI
+from zund.compute.interface import IContainers, Listing
+from zund.compute.local import LocalContainers
 
 
 def test_discovery_needs_no_token(client):
@@ -69,9 +72,9 @@ def test_malformed_version_header_is_406(client, header):
     assert r.status == 406 and r.error["status"] == 406
 
 
-def test_route_outside_its_versions_is_406(client, manager):
+def test_route_outside_its_versions_is_406(client, stack):
     """hosts need 1.4; rename is gone at 1.14; resize_container needs 1.19."""
-    rec = manager.add(name="c1", status="Running")
+    rec = stack.add(name="c1", status="Running")
     assert client.get("/v1/hosts", version="1.3").status == 406
     assert client.post(f"/v1/containers/{rec.uuid}/rename?name=xx", version="1.14").status == 406
     assert client.post(f"/v1/containers/{rec.uuid}/resize_container?cpu=1",
@@ -80,14 +83,16 @@ def test_route_outside_its_versions_is_406(client, manager):
 
 @pytest.mark.parametrize("path", ["/v1/containers", "/v1/containers/", "/containers",
                                   "/containers/"])
-def test_trailing_slash_and_unversioned_aliases(client, manager, path):
-    manager.add(name="c1")
+def test_trailing_slash_and_unversioned_aliases(client, stack, path):
+    """Collections answer with and without /v1 and a trailing slash."""
+    stack.add(name="c1")
     r = client.get(path + "?all_projects=1&limit=5&sort_key=name")
     assert r.status == 200 and len(r.json["containers"]) == 1
 
 
-def test_unversioned_action_path(client, manager):
-    rec = manager.add(name="c1", status="Stopped")
+def test_unversioned_action_path(client, stack):
+    """Actions answer without /v1 and with a trailing slash."""
+    rec = stack.add(name="c1", status="Stopped")
     assert client.post(f"/containers/{rec.uuid}/start/").status == 202
 
 
@@ -121,21 +126,22 @@ def test_malformed_json_is_400(client):
     assert r.status == 400 and "malformed JSON" in r.error["title"]
 
 
-def test_oversized_body_is_413(manager, enforcer):
-    api = ZunAPI(manager, ApiConfig(max_request_body_bytes=1024), enforcer)
-    r = Client(api.resource()).post("/v1/containers",
-                                    json={"image": "cirros", "labels": {"x": "y" * 2000}})
+def test_oversized_body_is_413(stack):
+    """A body over the limit is refused with 413 before anything is created."""
+    client = stack.client(stack.api(config=ApiConfig(max_request_body_bytes=1024)))
+    r = client.post("/v1/containers", json={"image": "cirros", "labels": {"x": "y" * 2000}})
     assert r.status == 413 and r.error["status"] == 413
-    assert manager.calls == []
+    assert stack.run(stack.store.list_containers()) == []
 
 
-def test_action_with_json_content_type_and_empty_body(client, manager):
+def test_action_with_json_content_type_and_empty_body(client, stack):
     """The client sends actions as query params with an empty application/json body."""
-    rec = manager.add(name="c1", status="Running")
+    rec = stack.add(name="c1", status="Running")
     r = client.post(f"/v1/containers/{rec.uuid}/stop?timeout=10", data=b"")
     assert r.status == 202
     assert r.body == b"null" and r.headers["content-type"] == "application/json"
-    assert ("stop_timeout", 10.0) in manager.calls
+    stack.settle()
+    assert stack.get(rec.uuid).status == "Stopped"
 
 
 def test_request_id_is_new_per_request(client):
@@ -144,11 +150,31 @@ def test_request_id_is_new_per_request(client):
     assert a != b and a.startswith("req-")
 
 
-@pytest.mark.allow_logged_errors
-def test_unexpected_error_is_500_with_correlation_id(client, manager):
-    async def broken(ctx, all_projects=False):
+class _BrokenList(LocalContainers):
+    """The real node-local containers, except that listing fails unexpectedly."""
+
+    async def list(self, ctx, all_projects=False):
         raise RuntimeError("database on fire")
-    manager.list = broken
+
+
+class _PartialList(LocalContainers):
+    """The real node-local containers, listing as a cluster with silent nodes would."""
+
+    async def list(self, ctx, all_projects=False):
+        listing = await super().list(ctx, all_projects)
+        return Listing(listing.records, frozenset({"node3", "node2"}))
+
+
+def test_doubles_provide_icontainers(stack):
+    """The test doubles below are checked against the interface like the real ones."""
+    for cls in (_BrokenList, _PartialList):
+        assert verifyObject(IContainers, cls(stack.manager, stack.enforcer))
+
+
+@pytest.mark.allow_logged_errors
+def test_unexpected_error_is_500_with_correlation_id(stack):
+    """An unexpected error is a 500 whose body names the request id, not the cause."""
+    client = stack.client(stack.api(_BrokenList(stack.manager, stack.enforcer)))
     r = client.get("/v1/containers")
     assert r.status == 500
     assert r.error["title"] == "Internal Server Error"
@@ -156,34 +182,27 @@ def test_unexpected_error_is_500_with_correlation_id(client, manager):
     assert "fire" not in r.body.decode()
 
 
-def test_keystone_strategy_reads_identity_headers(manager, enforcer):
-    api = ZunAPI(manager, ApiConfig(auth_strategy="keystone"), enforcer)
-    c = Client(api.resource())
-    manager.add(name="mine", project_id="p1")
-    manager.add(name="theirs", project_id="p2")
-    assert c.get("/v1/containers").status == 401
-    assert c.get("/", token=None).status == 200
-    r = c.get("/v1/containers", headers={"X-User-Id": "u1", "X-Project-Id": "p1",
-                                         "X-Roles": "member,reader"})
-    assert [x["name"] for x in r.json["containers"]] == ["mine"]
-    assert "host" not in r.json["containers"][0]
-    r = c.get("/v1/containers?all_projects=True",
-              headers={"X-User-Id": "u1", "X-Project-Id": "p1", "X-Roles": "admin"})
-    assert len(r.json["containers"]) == 2
-
-
 def test_double_slash_is_404_not_a_redirect(client):
     r = client.get("//v1//containers")
     assert r.status == 404 and r.error["status"] == 404
 
 
-def test_partial_cluster_list_names_missing_nodes(client, manager):
-    """A list object with partial_nodes yields the Zund-Partial-Nodes header."""
-    class Partial(list):
-        partial_nodes = ("node3", "node2")
-
-    async def listing(ctx, all_projects=False):
-        return Partial([manager.add(name="x")])
-    manager.list = listing
+def test_partial_cluster_list_names_missing_nodes(stack):
+    """A listing with partial nodes yields the Zund-Partial-Nodes header."""
+    stack.add(name="x")
+    client = stack.client(stack.api(_PartialList(stack.manager, stack.enforcer)))
     r = client.get("/v1/containers")
     assert r.status == 200 and r.headers["zund-partial-nodes"] == "node2,node3"
+    assert [c["name"] for c in r.json["containers"]] == ["x"]
+
+
+def test_complete_list_has_no_partial_header(client, stack):
+    """A listing every node answered has no Zund-Partial-Nodes header."""
+    stack.add(name="x")
+    assert "zund-partial-nodes" not in client.get("/v1/containers").headers
+
+
+def test_api_refuses_what_is_not_icontainers(stack):
+    """The API takes only an IContainers (no probing of what it was given)."""
+    with pytest.raises(TypeError):
+        ZunAPI(stack.manager, stack.config, stack.enforcer)

@@ -9,6 +9,7 @@ from twisted.python.failure import Failure
 
 from zund.cluster import policies
 from zund.cluster.bidding import Bidder, Committed
+from zund.cluster.metadata import NodeFacts
 from zund.cluster.simnet import SimRecord
 from zund.cluster.types import Bid, Decline, PlacementRequest
 from zund.common import errors
@@ -48,7 +49,7 @@ def make(clock=None, ttl=10.0, mode="off", facts=None, store=None, policy="sprea
     store = store or FakeStore()
     ids = iter(f"res-{i}" for i in range(10_000))
     b = Bidder("n1", TOTALS, store.view, clock, ttl, policies.load_policy(policy), mode,
-               facts if facts is not None else {"az": "nova", "runtimes": ["runc"]},
+               NodeFacts(**(facts if facts is not None else {"az": "nova", "runtimes": ["runc"]})),
                new_id=lambda: next(ids))
     return b, clock, store
 
@@ -180,7 +181,7 @@ def test_strict_isolation_holds_for_two_concurrent_bids_on_an_empty_node():
         return list(store.records)
     ids = iter(range(100))
     b = Bidder("n1", TOTALS, slow_view, clock, 10.0, policies.SpreadPolicy(), "strict",
-               {"runtimes": ["runc"]}, new_id=lambda: str(next(ids)))
+               NodeFacts(runtimes=["runc"]), new_id=lambda: str(next(ids)))
     d1 = defer.ensureDeferred(b.bid(req("a", project="A")))
     d2 = defer.ensureDeferred(b.bid(req("b", project="B")))
     gate.callback(None)
@@ -203,11 +204,11 @@ def test_bidder_rechecks_hard_filters_against_its_own_facts(request_kw, facts, c
 
 
 def test_draining_flag_is_read_live():
-    """Flipping node_facts['draining'] takes effect on the next bid."""
+    """Setting the node's draining fact takes effect on the next bid."""
     b, _, _ = make()
-    b.node_facts["draining"] = True
+    b.local.set_draining(True)
     assert isinstance(result(b.bid(req("a"))), Decline)
-    b.node_facts["draining"] = False
+    b.local.set_draining(False)
     assert isinstance(result(b.bid(req("a"))), Bid)
 
 
@@ -236,7 +237,7 @@ def test_store_view_may_return_running_sums():
         return Committed(cpu_used=1.5, mem_used_mb=0, disk_used_gb=0, tenants={"x": 1},
                          uuids={"old"})
     b = Bidder("n1", TOTALS, view, clock, 10.0, policies.SpreadPolicy(), "off",
-               {"runtimes": ["runc"]})
+               NodeFacts(runtimes=["runc"]))
     assert isinstance(result(b.bid(req("a", cpu=0.5))), Bid)
     assert isinstance(result(b.bid(req("b", cpu=0.5))), Decline)
 

@@ -77,7 +77,7 @@ def test_dead_and_draining_nodes_are_not_asked():
     """Nodes the view shows dead, or whose metadata says draining, get no BID."""
     c = cluster(n=4)
     c.nodes["node-1"].state = "dead"
-    c.nodes["node-2"].facts["draining"] = True
+    c.nodes["node-2"].local.set_draining(True)
     c.publish(c.nodes["node-2"])
     for i in range(6):
         _, decision = place_one(c, "node-0", req(i, cpu=0.5))

@@ -133,12 +133,14 @@ def test_load_policy_returns_builtins_and_refuses_unknown_names():
 
 
 def test_node_state_from_gossip_metadata():
-    """NodeState.from_meta reads the metadata dict built by zund.cluster.metadata."""
+    """NodeState.from_meta reads the NodeMeta a peer's blob decodes to."""
     from zund.cluster import metadata
     from zund.compute.capacity import Usage
-    meta = metadata.build({"az": "az1", "runtimes": ["runc"], "labels": {"a": "b"},
-                           "draining": True}, Usage(1.5, 100, 2, 3),
-                          {"cpus": 8.0, "mem_mb": 1000, "disk_gb": 20}, {"p": 3})
+    built = metadata.build(metadata.NodeFacts(az="az1", runtimes=["runc"], labels={"a": "b"},
+                                              draining=True), Usage(1.5, 100, 2, 3),
+                           {"cpus": 8.0, "mem_mb": 1000, "disk_gb": 20}, {"p": 3})
+    meta = metadata.decode(metadata.encode(built))
+    assert meta == built
     s = NodeState.from_meta("n9", meta)
     assert (s.cpu_free, s.mem_free_mb, s.disk_free_gb) == (6.5, 900, 18)
     assert (s.az, s.runtimes, s.labels, s.tenants, s.draining) == (
@@ -185,14 +187,14 @@ def test_filter_candidates_drops_dead_draining_metadata_less_and_full_nodes():
     lim = {"cpus": 4.0, "mem_mb": 4096, "disk_gb": 10}
 
     def meta(used_cpu=0.0, draining=False):
-        return metadata.build({"runtimes": ["runc"], "draining": draining},
+        return metadata.build(metadata.NodeFacts(runtimes=["runc"], draining=draining),
                               Usage(used_cpu, 0, 0, 0), lim, {})
     views = [NodeView("ok", "alive", "", "", meta()),
              NodeView("dead", "dead", "", "", meta()),
              NodeView("suspect", "suspect", "", "", meta()),
              NodeView("drain", "alive", "", "", meta(draining=True)),
              NodeView("full", "alive", "", "", meta(used_cpu=4.0)),
-             NodeView("blank", "alive", "", "", {})]
+             NodeView("blank", "alive", "", "", None)]
     chosen, filtered = filter_candidates(req(), views, "off", policies.SpreadPolicy())
     assert [v.name for v in chosen] == ["ok"]
     assert filtered == {"state-dead": 1, "state-suspect": 1, "draining": 1, "cpu": 1,

@@ -1,7 +1,7 @@
-"""Shared pieces for the peer RPC tests: one task.Clock, a real ContainerManager
-over the fake runtime (so the allow-listed calls are checked against the real
-method signatures), a fake placement handler, the PeerAPI behind StubTreq and a
-PeerClient using that StubTreq."""
+"""Shared pieces for the peer RPC tests: one task.Clock, the real node-local
+containers (LocalContainers over a ContainerManager and the fake runtime, so owner
+calls run the real code), a fake placement handler, the PeerAPI behind StubTreq
+and a PeerClient using that StubTreq."""
 
 from __future__ import annotations
 
@@ -12,13 +12,17 @@ import pytest
 from treq.testing import StubTreq
 from twisted.internet import defer, task
 
+from zund.api.policy import make_enforcer
 from zund.cluster import signing, wire
 from zund.cluster.peer_client import PeerClient
 from zund.cluster.peer_server import PeerAPI
 from zund.cluster.types import Bid, Decline, NodeView
 from zund.common import errors
 from zund.common.context import RequestContext
+from zund.compute import capacity
+from zund.compute.local import LocalContainers
 from zund.compute.manager import ContainerManager, ManagerConfig
+from zund.records import CreateRequest
 from zund.runtimes.fake import TEST_IMAGE, FakeRuntime
 from zund.store import Store
 
@@ -31,6 +35,20 @@ CTX = RequestContext(user_id="u1", project_id="p1")
 OTHER_CTX = RequestContext(user_id="u2", project_id="p2")
 ADMIN = RequestContext.admin("p1")
 RUNNER = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
+HOST_FACTS = capacity.HostFacts(cpus=8, mem_total_mb=16384, disk_total_gb=100,
+                                architecture="x86_64", os="Linux", kernel_version="6.1")
+ENFORCER = make_enforcer()
+_names = itertools.count(1)
+
+
+def create_request(run: bool = True, **fields) -> CreateRequest:
+    """A complete create request, as the API builds it."""
+    fields.setdefault("image", TEST_IMAGE)
+    fields.setdefault("command", RUNNER)
+    fields.setdefault("name", f"c-{next(_names)}")
+    fields.setdefault("cpu", 1.0)
+    fields.setdefault("memory", 512)
+    return CreateRequest.from_dict(dict(fields, run=run))
 
 
 def sync_blocking(fn, *a, **kw):
@@ -39,16 +57,16 @@ def sync_blocking(fn, *a, **kw):
 
 def node_view(name: str, state: str = "alive", peer: str | None = None) -> NodeView:
     return NodeView(name=name, state=state, api=f"{name}:9517", peer=peer or f"{name}:9518",
-                    meta={})
+                    meta=None)
 
 
 class FakeHandlers:
-    """The placement half of IPeerHandlers, with real-manager commits.
+    """IPeerHandlers with a fake bidder and the real node-local containers.
 
     ``answers`` maps a request uuid to the Bid/Decline to give (default: a bid)."""
 
-    def __init__(self, manager: ContainerManager, node: str = SERVER):
-        self.manager = manager
+    def __init__(self, containers: LocalContainers, node: str = SERVER):
+        self.containers = containers
         self.node = node
         self.reservations: dict[str, object] = {}
         self.released: list[str] = []
@@ -63,11 +81,11 @@ class FakeHandlers:
         self.reservations[rid] = request
         return Bid(node=self.node, reservation_id=rid, score=0.5, expires_at=10.0)
 
-    async def commit(self, reservation_id, ctx, create, run):
+    async def commit(self, reservation_id, ctx, uuid, placement, request):
         if reservation_id not in self.reservations:
             raise errors.ServiceUnavailable(reason=f"reservation {reservation_id} expired")
         del self.reservations[reservation_id]
-        return await self.manager.create(ctx, create, run)
+        return await self.containers.create(ctx, request, uuid=uuid, placement=placement)
 
     async def release(self, reservation_id):
         self.released.append(reservation_id)
@@ -110,10 +128,8 @@ class Harness:
     def signer(self, name: str = CALLER, key: bytes = KEY) -> signing.Signer:
         return signing.Signer(name, [key], self.clock)
 
-    def create(self, ctx=CTX, run=True, **req):
-        req.setdefault("image", TEST_IMAGE)
-        req.setdefault("command", RUNNER)
-        rec = self.run(self.manager.create(ctx, req, run))
+    def create(self, ctx=CTX, run=True, **fields):
+        rec = self.run(self.manager.create(ctx, create_request(run, **fields)))
         self.settle()
         return self.run(self.store.get_container(rec.uuid))
 
@@ -143,8 +159,8 @@ def h(tmp_path):
     store = Store(str(tmp_path / "zund.sqlite"), run_blocking=sync_blocking)
     runtime = FakeRuntime(SERVER, clock=clock)
     manager = ContainerManager(ManagerConfig(node=SERVER, sync_interval_s=3600.0), store,
-                               {"runc": runtime}, clock)
-    handlers = FakeHandlers(manager)
+                               {"runc": runtime}, clock, host_facts=HOST_FACTS)
+    handlers = FakeHandlers(LocalContainers(manager, ENFORCER))
     verifier = signing.Verifier(SERVER, [KEY, OTHER_KEY], clock, skew_s=30.0)
     api = PeerAPI(SERVER, handlers, verifier, clock, max_body_bytes=64 * 1024)
     stub = StubTreq(api.resource())

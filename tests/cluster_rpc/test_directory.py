@@ -1,16 +1,18 @@
-"""Directory: local store first, then the placement cache, then every live peer;
-dead owners reported as Unknown; list_all names the nodes that did not answer."""
+"""Directory: local store first, then the placement cache (no call at all), then
+every live peer (LOCATE, no runtime round trip); dead owners reported as Unknown;
+list_all names the nodes that did not answer."""
 
 import datetime
 
 import pytest
 from twisted.internet import defer, task
 
-from zund.cluster import wire
+from oslo_utils.uuidutils import is_uuid_like
+
 from zund.cluster.directory import Directory
 from zund.common import errors
 from zund.common.context import RequestContext
-from zund.compute.manager import is_uuid_like
+from zund.compute.interface import Listing
 from zund.records import ContainerRecord
 
 from .conftest import node_view
@@ -34,7 +36,7 @@ class Store:
         self.records = {r.uuid: r for r in records}
         self.fail = None
 
-    async def lookup(self, ctx, ident, all_projects=False):
+    async def locate(self, ctx, ident, all_projects=False):
         if self.fail:
             raise self.fail
         if is_uuid_like(ident):
@@ -57,20 +59,13 @@ class Store:
                 if (all_projects and ctx.is_admin) or r.project_id == ctx.project_id]
 
 
-class FakeManager(Store):
-    class config:
-        node = "n0"
+class FakeLocal(Store):
+    """The directory's view of LocalContainers: locate, list (a Listing), node."""
 
-    def __init__(self, *records):
-        super().__init__(*records)
-        self.calls = []
+    node = "n0"
 
-    async def stop(self, ctx, rec, timeout_s=None):
-        self.calls.append(("stop", rec.uuid, timeout_s))
-
-    async def refresh(self, rec):
-        self.calls.append(("refresh", rec.uuid))
-        return rec
+    async def list(self, ctx, all_projects=False):
+        return Listing(await super().list(ctx, all_projects))
 
 
 class FakeClient:
@@ -89,12 +84,11 @@ class FakeClient:
             raise errors.ServiceUnavailable(reason=f"{node.name} down")
         return self.nodes[node.name]
 
-    async def locate(self, node, ctx, ident, refresh=False):
-        assert refresh, "the directory asks owners for fresh records"
+    async def locate(self, node, ctx, ident, all_projects=False):
         store = self._node(node)
         if node.name in self.hang:
             await defer.Deferred()
-        return await store.lookup(ctx, ident)
+        return await store.locate(ctx, ident)
 
     async def list_containers(self, node, ctx, all_projects=False):
         store = self._node(node)
@@ -102,19 +96,15 @@ class FakeClient:
             await defer.Deferred()
         return await store.list(ctx, all_projects)
 
-    async def call(self, node, ctx, uuid, method, **kwargs):
-        self.calls.append((node.name, uuid, method, kwargs))
-        return "done"
-
 
 class World:
     def __init__(self):
         self.clock = task.Clock()
-        self.manager = FakeManager()
+        self.local = FakeLocal()
         self.stores = {"n1": Store(), "n2": Store(), "n3": Store()}
         self.client = FakeClient(self.stores)
         self.states = {"n0": "alive", "n1": "alive", "n2": "alive", "n3": "alive"}
-        self.directory = Directory(self.manager, self.peers, self.client, self.clock,
+        self.directory = Directory(self.local, self.peers, self.client, self.clock,
                                    cache_ttl_s=300.0)
 
     def peers(self):
@@ -137,69 +127,70 @@ def w():
 
 def test_local_hit_asks_nobody(w):
     """A container in the local store is returned with owner None, no peer asked."""
-    w.manager.records[U[0]] = record(U[0], host="n0")
-    node, rec = w.run(w.directory.locate(CTX, U[0]))
-    assert node is None and rec.uuid == U[0] and w.client.asked == []
+    w.local.records[U[0]] = record(U[0], host="n0")
+    found = w.run(w.directory.find(CTX, U[0]))
+    assert found.node is None and found.record.uuid == U[0] and w.client.asked == []
 
 
-def test_cache_hit_asks_only_the_cached_owner(w):
-    """After remember(), a uuid lookup goes straight to the owner."""
-    w.stores["n2"].records[U[1]] = record(U[1], host="n2")
+def test_cache_hit_asks_nobody(w):
+    """After remember(), a uuid's owner comes from the cache without any call (the
+    caller's one owner call goes straight there)."""
     w.directory.remember(U[1], "n2")
-    node, rec = w.run(w.directory.locate(CTX, U[1]))
-    assert node.name == "n2" and rec.uuid == U[1] and w.client.asked == ["n2"]
+    found = w.run(w.directory.find(CTX, U[1]))
+    assert found.node.name == "n2" and found.uuid == U[1] and found.from_cache
+    assert w.client.asked == []
 
 
 def test_peer_hit_is_cached(w):
     """An unknown uuid is asked of every live peer; the owner is then cached."""
     w.stores["n3"].records[U[2]] = record(U[2], host="n3")
-    node, _ = w.run(w.directory.locate(CTX, U[2]))
-    assert node.name == "n3" and sorted(w.client.asked) == ["n1", "n2", "n3"]
+    found = w.run(w.directory.find(CTX, U[2]))
+    assert found.node.name == "n3" and sorted(w.client.asked) == ["n1", "n2", "n3"]
     w.client.asked.clear()
-    w.run(w.directory.locate(CTX, U[2]))
-    assert w.client.asked == ["n3"]
+    again = w.run(w.directory.find(CTX, U[2]))
+    assert again.node.name == "n3" and again.record.uuid == U[2] and w.client.asked == []
 
 
 def test_dead_and_suspect_nodes(w):
     """Dead nodes are not asked; suspect ones are."""
     w.states.update(n1="dead", n2="suspect")
     w.stores["n2"].records[U[3]] = record(U[3], host="n2")
-    node, _ = w.run(w.directory.locate(CTX, U[3]))
-    assert node.name == "n2" and "n1" not in w.client.asked
+    found = w.run(w.directory.find(CTX, U[3]))
+    assert found.node.name == "n2" and "n1" not in w.client.asked
 
 
 def test_dead_owner_reports_last_record_as_unknown(w):
     """A cached container whose owner is dead is reported with status Unknown."""
     w.stores["n1"].records[U[4]] = record(U[4], host="n1")
-    w.run(w.directory.locate(CTX, U[4]))  # learn it
+    w.run(w.directory.find(CTX, U[4]))  # learn it
     w.states["n1"] = "dead"
     w.client.asked.clear()
-    node, rec = w.run(w.directory.locate(CTX, U[4]))
-    assert node.name == "n1" and node.state == "dead"
-    assert rec.status == "Unknown" and rec.uuid == U[4] and w.client.asked == []
+    found = w.run(w.directory.find(CTX, U[4]))
+    assert found.gone and found.node.name == "n1" and found.node.state == "dead"
+    assert found.record.status == "Unknown" and w.client.asked == []
 
 
 def test_owner_gone_from_the_view_is_reported_from_the_placement_record(w):
-    """remember() with the commit's wire dict is enough to report Unknown later."""
-    w.directory.remember(U[5], node_view("n9"), wire.record_to_dict(record(U[5], host="n9")))
-    node, rec = w.run(w.directory.locate(CTX, U[5]))
-    assert node.name == "n9" and rec.status == "Unknown"
+    """remember() with the commit's record is enough to report Unknown later."""
+    w.directory.remember(U[5], node_view("n9"), record(U[5], host="n9"))
+    found = w.run(w.directory.find(CTX, U[5]))
+    assert found.node.name == "n9" and found.record.status == "Unknown"
 
 
 def test_unknown_record_keeps_project_scoping(w):
     """Another project cannot see a dead node's cached container."""
     w.directory.remember(U[5], "n9", record(U[5], host="n9", project="p1"))
     with pytest.raises(errors.ContainerNotFound):
-        w.run(w.directory.locate(OTHER, U[5]))
+        w.run(w.directory.find(OTHER, U[5]))
+    assert w.directory.last_known(OTHER, U[5]) is None
 
 
-def test_unreachable_cached_owner_reports_unknown(w):
-    """The owner is alive in gossip but does not answer: Unknown from the cache."""
+def test_last_known_record_of_an_unanswering_owner_is_unknown(w):
+    """For an owner that is alive in gossip but does not answer, the cache gives the
+    last record with status Unknown."""
     w.stores["n1"].records[U[6]] = record(U[6], host="n1")
-    w.run(w.directory.locate(CTX, U[6]))
-    w.client.down.add("n1")
-    _, rec = w.run(w.directory.locate(CTX, U[6]))
-    assert rec.status == "Unknown"
+    w.run(w.directory.find(CTX, U[6]))
+    assert w.directory.last_known(CTX, U[6]).status == "Unknown"
 
 
 def test_cache_expires(w):
@@ -208,28 +199,37 @@ def test_cache_expires(w):
     w.directory.remember(U[1], "n2")
     w.clock.advance(301)
     assert w.directory.cached_owner(U[1]) is None
-    w.run(w.directory.locate(CTX, U[1]))
+    w.run(w.directory.find(CTX, U[1]))
     assert sorted(w.client.asked) == ["n1", "n2", "n3"]
 
 
-def test_stale_cache_entry_falls_back_to_asking_everyone(w):
-    """The cached owner says not found: forget it and scatter."""
+def test_relocation_without_the_cache_asks_everyone(w):
+    """A stale cache entry (the caller's owner call said not found) is bypassed."""
     w.stores["n3"].records[U[7]] = record(U[7], host="n3")
     w.directory.remember(U[7], "n1")
-    node, _ = w.run(w.directory.locate(CTX, U[7]))
-    assert node.name == "n3"
+    assert w.run(w.directory.find(CTX, U[7])).node.name == "n1"
+    found = w.run(w.directory.find(CTX, U[7], use_cache=False))
+    assert found.node.name == "n3" and not found.from_cache
+
+
+def test_unplaceable_record_is_found_where_it_is_kept(w):
+    """A record nobody could host (host None) is routed to the node that holds it."""
+    w.stores["n2"].records[U[9]] = record(U[9], host=None, status="Error")
+    found = w.run(w.directory.find(CTX, U[9]))
+    assert found.node.name == "n2"
 
 
 def test_not_found_anywhere(w):
+    """Nobody holds it: ContainerNotFound."""
     with pytest.raises(errors.ContainerNotFound):
-        w.run(w.directory.locate(CTX, U[8]))
+        w.run(w.directory.find(CTX, U[8]))
 
 
 def test_not_found_but_a_node_did_not_answer_is_service_unavailable(w):
     """Never a silent 404 when a live node could hold the container."""
     w.client.down.add("n2")
     with pytest.raises(errors.ServiceUnavailable, match="n2"):
-        w.run(w.directory.locate(CTX, U[8]))
+        w.run(w.directory.find(CTX, U[8]))
 
 
 def test_name_on_two_nodes_conflicts(w):
@@ -237,28 +237,29 @@ def test_name_on_two_nodes_conflicts(w):
     w.stores["n1"].records[U[1]] = record(U[1], name="dup", host="n1")
     w.stores["n2"].records[U[2]] = record(U[2], name="dup", host="n2")
     with pytest.raises(errors.Conflicts):
-        w.run(w.directory.locate(CTX, "dup"))
+        w.run(w.directory.find(CTX, "dup"))
 
 
 def test_name_on_one_node_is_found_and_scoped(w):
+    """A name is found in the caller's scope only."""
     w.stores["n2"].records[U[2]] = record(U[2], name="db", host="n2")
     w.stores["n1"].records[U[1]] = record(U[1], name="db", host="n1", project="p2")
-    node, rec = w.run(w.directory.locate(CTX, "db"))
-    assert node.name == "n2" and rec.uuid == U[2]
+    found = w.run(w.directory.find(CTX, "db"))
+    assert found.node.name == "n2" and found.record.uuid == U[2]
 
 
 def test_list_all_merges_and_names_partial_nodes(w):
     """Local and peer records are merged; a failing and a hanging node are named."""
-    w.manager.records[U[0]] = record(U[0], host="n0")
+    w.local.records[U[0]] = record(U[0], host="n0")
     w.stores["n1"].records[U[1]] = record(U[1], host="n1")
     w.stores["n1"].records[U[2]] = record(U[2], host="n1", project="p2")
     w.client.down.add("n2")
     w.states["n3"] = "dead"
-    records, partial = w.run(w.directory.list_all(CTX))
-    assert sorted(r.uuid for r in records) == [U[0], U[1]]
-    assert partial == ["n2"]
-    records, _ = w.run(w.directory.list_all(ADMIN, all_projects=True))
-    assert sorted(r.uuid for r in records) == [U[0], U[1], U[2]]
+    listing = w.run(w.directory.list_all(CTX))
+    assert sorted(r.uuid for r in listing.records) == [U[0], U[1]]
+    assert listing.partial_nodes == {"n2"}
+    listing = w.run(w.directory.list_all(ADMIN, all_projects=True))
+    assert sorted(r.uuid for r in listing.records) == [U[0], U[1], U[2]]
     assert w.directory.cached_owner(U[1]) == "n1"
 
 
@@ -276,39 +277,29 @@ def test_list_all_with_a_real_timeout():
     clock.advance(START)
     client = PeerClient("n0", signing.Signer("n0", [b"k" * 32], clock), Never(),
                         timeout_s=2.0, clock=clock)
-    manager = FakeManager(record(U[0], host="n0"))
-    directory = Directory(manager, lambda: [node_view("n0"), node_view("n1")], client, clock)
+    local = FakeLocal(record(U[0], host="n0"))
+    directory = Directory(local, lambda: [node_view("n0"), node_view("n1")], client, clock)
     d = defer.Deferred.fromCoroutine(directory.list_all(CTX))
     out = []
     d.addBoth(out.append)
     assert out == []
     clock.advance(2.1)
-    records, partial = out[0]
-    assert [r.uuid for r in records] == [U[0]] and partial == ["n1"]
+    listing = out[0]
+    assert [r.uuid for r in listing.records] == [U[0]] and listing.partial_nodes == {"n1"}
 
 
 def test_local_list_failure_is_raised(w):
-    w.manager.fail = errors.RuntimeFailure(reason="disk")
+    """A failing local store fails the list (it is not a partial answer)."""
+    w.local.fail = errors.RuntimeFailure(reason="disk")
     with pytest.raises(errors.RuntimeFailure):
         w.run(w.directory.list_all(CTX))
 
 
-def test_forward_runs_locally_or_over_rpc(w):
-    """forward() calls the local manager for owner None, else the peer client."""
-    rec = record(U[0], host="n0")
-    w.run(w.directory.forward(CTX, None, rec, "stop", timeout_s=3))
-    w.run(w.directory.forward(CTX, None, rec, "refresh"))
-    assert w.manager.calls == [("stop", U[0], 3), ("refresh", U[0])]
-    assert w.run(w.directory.forward(CTX, node_view("n1"), rec, "stop")) == "done"
-    assert w.client.calls == [("n1", U[0], "stop", {})]
-    with pytest.raises(errors.ServiceUnavailable):
-        w.run(w.directory.forward(CTX, node_view("n1", "dead"), rec, "stop"))
-
-
 def test_remember_ignores_the_local_node_and_is_bounded(w):
+    """This node is never cached; the cache keeps at most max_cache_entries."""
     w.directory.remember(U[0], "n0")
     assert w.directory.cached_owner(U[0]) is None
-    small = Directory(w.manager, w.peers, w.client, w.clock, max_cache_entries=2)
+    small = Directory(w.local, w.peers, w.client, w.clock, max_cache_entries=2)
     for u in U[:3]:
         small.remember(u, "n1")
     assert small.cached_owner(U[0]) is None and small.cached_owner(U[2]) == "n1"

@@ -14,7 +14,9 @@ REQ = PlacementRequest(request_id="req-1", uuid="11111111-1111-4111-8111-1111111
 
 
 class Handlers:
-    class manager:
+    """A minimal IPeerHandlers: a bidder that always bids and a node's host info."""
+
+    class containers:
         @staticmethod
         async def host_info():
             return {"hostname": "n2"}
@@ -32,7 +34,7 @@ async def test_signed_calls_over_a_real_socket():
     keys = signing.peer_keys([], "zund-test").keys
     api = PeerAPI("n2", Handlers(), signing.Verifier("n2", keys, reactor), reactor)
     port = reactor.listenTCP(0, api.site(), interface="127.0.0.1")
-    node = NodeView("n2", "alive", "", f"127.0.0.1:{port.getHost().port}", {})
+    node = NodeView("n2", "alive", "", f"127.0.0.1:{port.getHost().port}", None)
     client = PeerClient("n1", signing.Signer("n1", keys, reactor), timeout_s=5.0, clock=reactor)
     intruder = PeerClient("evil", signing.Signer("evil", [b"x" * 32], reactor), timeout_s=5.0,
                           clock=reactor)

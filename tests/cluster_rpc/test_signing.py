@@ -158,8 +158,29 @@ def test_peer_keys_derive_from_gossip_keys():
     k1, k2 = base64.b64encode(KEY).decode(), base64.b64encode(NEW_KEY).decode()
     ring = signing.peer_keys([k1, k2], "zund")
     assert ring.secure is True
-    assert ring.keys == (signing.derive_key(KEY), signing.derive_key(NEW_KEY))
-    assert KEY not in ring.keys
+    assert ring.keys == (signing.derive_key(KEY, "zund"), signing.derive_key(NEW_KEY, "zund"))
+    assert KEY not in ring.keys and NEW_KEY not in ring.keys
+    assert all(len(k) == 32 for k in ring.keys)
+
+
+def test_every_node_of_a_cluster_derives_the_same_key_and_other_clusters_do_not():
+    """HKDF over the gossip key with the cluster name: same inputs, same key; another
+    cluster sharing the gossip key gets another peer key."""
+    k1 = base64.b64encode(KEY).decode()
+    node_a, node_b = signing.peer_keys([k1], "zund"), signing.peer_keys([k1], "zund")
+    other = signing.peer_keys([k1], "other")
+    assert node_a.keys == node_b.keys
+    assert node_a.keys != other.keys
+
+
+def test_derive_key_is_rfc5869_hkdf_sha256():
+    """The derivation is the standard HKDF (RFC 5869 test case 1), not a hand-made hash."""
+    ikm = bytes.fromhex("0b" * 22)
+    salt = bytes.fromhex("000102030405060708090a0b0c")
+    info = bytes.fromhex("f0f1f2f3f4f5f6f7f8f9")
+    okm = signing.derive_key(ikm, salt.decode("ascii"), info)  # the salt is the cluster name
+    assert okm == bytes.fromhex(
+        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf")
 
 
 def test_no_gossip_keys_means_an_insecure_cluster_name_key():

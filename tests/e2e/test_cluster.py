@@ -164,7 +164,8 @@ def test_too_big_for_any_node_ends_in_error(cluster, real_docker):
     c = create(cluster[1], real_docker, name="huge", memory=4096)
     got = cluster[1].api("GET", f"/containers/{c['uuid']}").json()
     assert got["status"] == "Error"
-    assert got["status_reason"] == "There are not enough hosts available."
+    assert got["status_reason"].startswith("There are not enough hosts available: ")
+    assert "lacked memory (needed 4096 MiB" in got["status_reason"]
     delete_all(cluster[1], [c["uuid"]])
 
 

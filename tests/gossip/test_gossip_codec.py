@@ -98,13 +98,24 @@ def test_unknown_future_message_types_are_skipped():
     assert decoded.messages == (Ack(9),) and decoded.unknown_messages == 1
 
 
+MESSAGE_TYPES = (Ping, IndirectPing, Ack, Nack, Suspect, Alive, Dead, PushPull)
+DROP_COUNTERS = {"dropped_decrypt", "dropped_decode", "dropped_cluster", "dropped_version",
+                 "dropped_oversize"}
+
+
 @given(st.binary(max_size=1500))
 @settings(max_examples=2000, deadline=None)
 def test_random_bytes_never_raise(data):
-    """Fuzz: arbitrary bytes decode to a drop, never an exception."""
+    """Fuzz: arbitrary bytes decode without raising, to a counted drop with no
+    messages or to well-typed messages; with a key ring, never to messages."""
     for ring in (None, Keyring([KEY1])):
         decoded = codec.decode_packet(data, "zund", ring, LIMITS)
-        assert decoded.error is not None or isinstance(decoded.messages, tuple)
+        if decoded.error is None:
+            assert all(isinstance(m, MESSAGE_TYPES) for m in decoded.messages)
+        else:
+            assert decoded.error in DROP_COUNTERS and decoded.messages == ()
+        if ring is not None:
+            assert decoded.error is not None  # unauthenticated bytes never pass
 
 
 def test_mutated_packets_never_raise():
@@ -162,3 +173,25 @@ def test_keyring_validates_keys():
     import base64
     assert Keyring.from_base64([base64.b64encode(KEY1).decode()]).primary == KEY1
     assert not Keyring().enabled
+
+
+@pytest.mark.parametrize("text, default, expected", [
+    ("127.0.0.1:9519", None, ("127.0.0.1", 9519)),
+    (" 127.0.0.2 ", 9519, ("127.0.0.2", 9519)),
+    ("[::1]:7946", None, ("::1", 7946)),
+    ("node-1.example:1", 9519, ("node-1.example", 1)),
+    ("127.0.0.1", None, ValueError),     # no port and no default
+    ("127.0.0.1:0", None, ValueError),
+    ("127.0.0.1:65536", None, ValueError),
+    ("host:port", None, ValueError),
+    ("[::1", 9519, ValueError),
+    (":9519", None, ValueError),
+])
+def test_addresses_parse_or_are_refused(text, default, expected):
+    """Seeds and bind addresses: host:port and [v6]:port parse; junk is a ValueError."""
+    from zund.gossip.member import parse_addr
+    if expected is ValueError:
+        with pytest.raises(ValueError):
+            parse_addr(text, default)
+    else:
+        assert parse_addr(text, default) == expected

@@ -44,7 +44,11 @@ PROJECT = "contract-project"
 _TS_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z (.*)$")
 
 
-def _sleep(seconds: float) -> defer.Deferred:
+#: How often a wait re-probes the runtime; it paces the poll, the condition ends it.
+POLL_S = 0.05
+
+
+def _pause(seconds: float) -> defer.Deferred:
     return task.deferLater(reactor, seconds, lambda: None)
 
 
@@ -53,17 +57,51 @@ def _parse_log_ts(stamp: str, frac: str | None) -> float:
     return dt.timestamp() + float("0." + (frac or "0"))
 
 
+async def eventually(probe, done, what: str, timeout_s: float = WAIT_S):
+    """Await ``probe()`` until ``done(result)`` holds and return that result; fail
+    naming ``what`` and the last result once ``timeout_s`` has passed. Every wait
+    in this suite goes through here: tests wait on conditions, never on time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await probe()
+        if done(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout_s:g}s waiting for {what}; last saw {result!r}")
+        await _pause(POLL_S)
+
+
 async def wait_for(runtime, uuid: str, predicate, timeout_s: float = WAIT_S, what: str = ""):
     """Poll ``inspect`` until ``predicate(state)``; returns that state."""
-    deadline = time.monotonic() + timeout_s
-    state = None
-    while True:
-        state = await runtime.inspect(uuid)
-        if predicate(state):
-            return state
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or 'condition'}; last state {state}")
-        await _sleep(0.05)
+    return await eventually(lambda: runtime.inspect(uuid), predicate,
+                            f"container {uuid} to be {what or 'as expected'}", timeout_s)
+
+
+async def wait_gone(runtime, uuid: str, timeout_s: float = WAIT_S) -> None:
+    """Poll ``inspect`` until the runtime no longer knows the container."""
+    async def present() -> bool:
+        try:
+            await runtime.inspect(uuid)
+        except errors.RuntimeObjectNotFound:
+            return False
+        return True
+
+    await eventually(present, lambda p: not p, f"container {uuid} to vanish", timeout_s)
+
+
+async def wait_for_logs(runtime, uuid: str, predicate, timeout_s: float = WAIT_S) -> str:
+    """Poll the whole log (both streams) until ``predicate(text)``; returns the text."""
+    return await eventually(lambda: runtime.logs(uuid, True, True, False, None, None),
+                            predicate, f"the logs of container {uuid}", timeout_s)
+
+
+async def wait_clock_past(moment: datetime.datetime) -> None:
+    """Until the wall clock (naive UTC, as RuntimeState times) is later than ``moment``."""
+    async def utcnow() -> datetime.datetime:
+        return datetime.datetime.utcnow()
+
+    await eventually(utcnow, lambda now: now > moment, f"the clock to pass {moment}")
 
 
 async def wait_exited(runtime, uuid: str, timeout_s: float = WAIT_S):
@@ -288,9 +326,11 @@ class RuntimeContract:
 
     @pytest_twisted.ensureDeferred
     async def test_interactive_keeps_stdin_open(self, runtime, node):
-        """interactive=True keeps the image's shell waiting on stdin."""
+        """interactive=True keeps the image's shell waiting on stdin: started first, it
+        still runs after its twin without stdin has read EOF and exited."""
         uuid = await self.run(runtime, node, interactive=True)
-        await _sleep(0.5)
+        twin = await self.run(runtime, node)
+        assert (await wait_exited(runtime, twin)).exit_code == 0
         assert (await runtime.inspect(uuid)).status == RuntimeStatus.RUNNING
 
     @pytest_twisted.ensureDeferred
@@ -375,7 +415,7 @@ class RuntimeContract:
         """restart of a running container leaves it running with a new start time."""
         uuid = await self.long_runner(runtime, node)
         first = (await runtime.inspect(uuid)).started_at
-        await _sleep(0.05)
+        await wait_clock_past(first)
         await runtime.restart(uuid, STOP_TIMEOUT_S)
         state = await wait_for(runtime, uuid, lambda s: s.status == RuntimeStatus.RUNNING)
         assert state.started_at > first
@@ -447,14 +487,7 @@ class RuntimeContract:
     async def test_auto_remove_container_vanishes_after_exit(self, runtime, node):
         """auto_remove: the engine deletes the container once it exits."""
         uuid = await self.run(runtime, node, command=("true",), auto_remove=True)
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            try:
-                await runtime.inspect(uuid)
-            except errors.RuntimeObjectNotFound:
-                break
-            assert time.monotonic() < deadline, "auto_remove container still present"
-            await _sleep(0.05)
+        await wait_gone(runtime, uuid)
 
     # -- logs -------------------------------------------------------------------------------------------
 
@@ -640,14 +673,3 @@ class RuntimeContract:
             for call in calls[capability]:
                 with pytest.raises(errors.NotSupportedByRuntime):
                     await call()
-
-
-async def wait_for_logs(runtime, uuid: str, predicate, timeout_s: float = WAIT_S) -> str:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        text = await runtime.logs(uuid, True, True, False, None, None)
-        if predicate(text):
-            return text
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for logs; last {text!r}")
-        await _sleep(0.05)

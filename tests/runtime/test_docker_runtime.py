@@ -17,7 +17,6 @@ from zund.runtimes.docker import (
     DockerConfig,
     DockerRuntime,
     exposed_port_numbers,
-    normalize_signal,
     parse_docker_time,
     state_from_inspect,
     zun_stats,
@@ -32,14 +31,6 @@ def test_parse_docker_time_to_naive_utc():
     assert parse_docker_time("2024-03-04T21:48:49+02:00") == datetime.datetime(2024, 3, 4, 19, 48, 49)
     assert parse_docker_time("0001-01-01T00:00:00Z") is None
     assert parse_docker_time("") is None
-
-
-def test_signal_spellings():
-    """Zun's signal spellings reach the engine in one form."""
-    assert normalize_signal(None) is None
-    assert normalize_signal("kill") == "SIGKILL"
-    assert normalize_signal("SIGTERM") == "SIGTERM"
-    assert normalize_signal("9") == 9
 
 
 def test_state_from_inspect_maps_status_and_labels():

@@ -139,3 +139,16 @@ def test_tokenizer_rejects_unsupported_syntax():
         parse(tokenize("if true; then echo; fi", {}))
     with pytest.raises(ShellSyntaxError):
         tokenize("echo 'unterminated", {})
+
+
+def test_trap_accepts_every_spelling_of_a_signal():
+    """A trap set as `15` runs on kill("SIGTERM"); a trap on a non-signal fails like sh's."""
+    fake = FakeRuntime("n1")
+    started(fake, "a", command=("sh", "-c",
+                                'trap "echo bye; exit 3" 15; trap : NOPE || echo refused; '
+                                'while true; do sleep 1; done'))
+    run(fake.kill("a", "SIGTERM"))
+    state = run(fake.inspect("a"))
+    assert (state.status, state.exit_code) == (RuntimeStatus.EXITED, 3)
+    assert run(fake.logs("a", True, True, False, None, None)) == \
+        "trap: NOPE: invalid signal specification\nrefused\nbye\n"

@@ -14,7 +14,8 @@ def test_unhandled_errors_fail_the_test(tmp_path):
     """An unhandled Deferred error or callLater exception fails the test; the marker allows it."""
     (tmp_path / "test_guard.py").write_text(textwrap.dedent("""
         import pytest, pytest_twisted
-        from twisted.internet import defer, reactor, task
+        from twisted.internet import defer, reactor
+        from twisted.logger import globalLogPublisher
 
         def test_unhandled_deferred():
             d = defer.Deferred()
@@ -23,8 +24,20 @@ def test_unhandled_errors_fail_the_test(tmp_path):
 
         @pytest_twisted.ensureDeferred
         async def test_calllater_error():
-            reactor.callLater(0, lambda: 1 / 0)
-            await task.deferLater(reactor, 0.05, lambda: None)
+            # Wait until the reactor has logged the callLater's error (the harness's
+            # guard observed it first: it subscribed earlier), with a deadline.
+            logged = defer.Deferred()
+
+            def observer(event):
+                if event.get("log_failure") is not None and not logged.called:
+                    logged.callback(None)
+
+            globalLogPublisher.addObserver(observer)
+            try:
+                reactor.callLater(0, lambda: 1 / 0)
+                await logged.addTimeout(10, reactor)
+            finally:
+                globalLogPublisher.removeObserver(observer)
 
         @pytest.mark.allow_logged_errors
         def test_allowed():

@@ -1,12 +1,16 @@
 """ContainerManager over the fake runtime on one task.Clock: status vs
 task_state, serialisation, background progress, sync, start-up recovery."""
 
+import itertools
+
 import pytest
 from twisted.internet import defer, task
 
 from zund.common import errors
 from zund.common.context import RequestContext
 from zund.compute.manager import ContainerManager, ManagerConfig
+from zund.compute.reconcile import STALE
+from zund.records import CreateRequest
 from zund.runtimes.fake import FakeRuntime
 from zund.store import Store
 
@@ -15,6 +19,7 @@ from .conftest import sync_blocking
 IMAGE = "zund-test/busybox:latest"
 RUNNER = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
 CTX = RequestContext(user_id="u1", project_id="p1")
+UUID = "5b8e5a59-3c51-4d8e-9e43-6f6c1e1b0a01"
 ADMIN = RequestContext.admin("p1")
 
 
@@ -67,10 +72,21 @@ def h(tmp_path):
     h.stop()
 
 
-def create(h, run=True, **req):
-    req.setdefault("image", IMAGE)
-    req.setdefault("command", RUNNER)
-    return h.run(h.manager.create(CTX, req, run))
+def request(run=True, **fields) -> CreateRequest:
+    """A complete create request, as the API builds it (defaults applied, named)."""
+    fields.setdefault("image", IMAGE)
+    fields.setdefault("command", RUNNER)
+    fields.setdefault("name", f"container-{next(_names)}")
+    fields.setdefault("cpu", 1.0)
+    fields.setdefault("memory", 512)
+    return CreateRequest.from_dict(dict(fields, run=run))
+
+
+_names = itertools.count(1)
+
+
+def create(h, run=True, ctx=CTX, uuid=None, placement=None, **fields):
+    return h.run(h.manager.create(ctx, request(run, **fields), uuid=uuid, placement=placement))
 
 
 def test_create_returns_creating_then_runs_in_background(h):
@@ -157,6 +173,49 @@ def test_delete_removes_record_and_runtime_object(h):
     with pytest.raises(errors.ContainerNotFound):
         h.get(rec.uuid)
     assert h.run(h.runtime.list("n1")) == []
+
+
+def test_stop_then_delete_with_a_copy_read_before_running_does_not_refuse_itself(h):
+    """DELETE ?stop=true with the record read while the create was still starting
+    (Created) deletes the container that is Running by now (issue 10: a stale-status
+    409 "in Running state")."""
+    rec = create(h)
+    stale = h.get(rec.uuid)
+    stale.status, stale.task_state = "Created", None  # what a reader saw mid-create
+    h.settle()
+    assert h.get(rec.uuid).status == "Running"
+    h.run(h.manager.delete(CTX, stale, stop=True))
+    h.settle()
+    with pytest.raises(errors.ContainerNotFound):
+        h.get(rec.uuid)
+    assert h.run(h.runtime.list("n1")) == []
+
+
+def test_stop_then_delete_of_a_container_stopped_meanwhile_deletes_it(h):
+    """DELETE ?stop=true with a copy that said Running, of a container that stopped
+    meanwhile, deletes it too (the stop is then a no-op)."""
+    rec = create(h)
+    h.settle()
+    stale = h.get(rec.uuid)
+    h.runtime.exit_process(rec.uuid, 0)
+    h.run(h.manager.sync_all())
+    assert h.get(rec.uuid).status == "Stopped"
+    h.run(h.manager.delete(CTX, stale, stop=True))
+    h.settle()
+    with pytest.raises(errors.ContainerNotFound):
+        h.get(rec.uuid)
+
+
+def test_plain_delete_still_refuses_a_running_container_read_stale(h):
+    """Without stop, a Running container (by the store, whatever the copy says) is
+    refused with Zun's 409 naming its real status."""
+    rec = create(h)
+    stale = h.get(rec.uuid)
+    stale.status, stale.task_state = "Stopped", None
+    h.settle()
+    with pytest.raises(errors.InvalidStateException) as info:
+        h.run(h.manager.delete(CTX, stale))
+    assert "Running" in str(info.value)
 
 
 def test_sync_marks_exited_container_stopped_with_exit_code(h):
@@ -313,6 +372,44 @@ def test_recovery_clears_other_interrupted_task_and_resyncs(tmp_path):
     h.stop()
 
 
+def test_recovery_syncs_idle_records_before_serving(tmp_path):
+    """Start-up: a container that stopped while the node was down reads Stopped in
+    the store (what list serves) as soon as start-up is done, before any show."""
+    h = Harness(tmp_path)
+    h.start()
+    rec = create(h)
+    h.settle()
+    h.stop()
+    h.runtime.exit_process(rec.uuid, 137)  # changed behind zund's back
+    h.new_manager()
+    h.start()
+    got = h.get(rec.uuid)
+    assert (got.status, got.exit_code) == ("Stopped", 137)
+    assert got.status_detail.startswith("Exited(137)")
+    h.stop()
+
+
+def test_recovery_marks_records_stale_when_the_runtime_cannot_answer(tmp_path):
+    """Start-up with the engine not answering: records keep their last status but
+    list and show both say it is unconfirmed; the next sync that reaches the engine
+    clears the mark."""
+    h = Harness(tmp_path)
+    h.start()
+    rec = create(h)
+    h.settle()
+    h.stop()
+    h.runtime.fail_next("list", errors.RuntimeUnavailable(runtime="runc",
+                                                             reason="engine down"))
+    h.new_manager()
+    h.start()
+    got = h.get(rec.uuid)
+    assert got.status == "Running" and got.status_reason == STALE
+    shown = h.run(h.manager.refresh(h.get(rec.uuid)))
+    assert shown.status == "Running" and shown.status_reason is None
+    assert h.get(rec.uuid).status_reason is None
+    h.stop()
+
+
 def test_unsupported_capability_is_refused(tmp_path):
     """A runtime without exec answers execute with NotSupportedByRuntime."""
     clock = task.Clock()
@@ -337,12 +434,106 @@ def test_host_info_is_allocation_based(h):
     assert info["hostname"] == "n1"
 
 
-def test_unplaced_records_hold_no_capacity(h):
+def test_unplaceable_record_holds_no_capacity(h):
     """A record nobody hosts (NoValidHost keeps it on the entry node) allocates nothing."""
     create(h, cpu=0.5, memory=64)
-    orphan = h.get(create(h, cpu=4, memory=4096).uuid)
-    orphan.host = None
-    h.run(h.store.save_container(orphan))
+    h.run(h.manager.record_unplaceable(CTX, request(cpu=4, memory=4096), UUID, "No valid host"))
     info = h.run(h.manager.host_info())
     assert info["cpu_used"] == 0.5 and info["mem_used"] == 64
     assert info["total_containers"] == 1
+
+
+def test_create_does_not_apply_defaults(h):
+    """The record carries exactly what the request says (the API applied defaults)."""
+    rec = create(h, name="exact", cpu=0.25, memory=32, environment={"A": "1"},
+                 labels={"k": "v"}, hints={"h": "1"})
+    got = h.get(rec.uuid)
+    assert (got.name, got.cpu, got.memory) == ("exact", 0.25, 32)
+    assert (got.environment, got.labels, got.hints) == ({"A": "1"}, {"k": "v"}, {"h": "1"})
+    assert (got.runtime, got.availability_zone) == ("runc", "nova")
+
+
+def test_create_with_uuid_records_placement_and_a_repeat_returns_the_record(h):
+    """An entry node's uuid is used; its decision is the create action's schedule
+    event; a retried commit of that uuid returns the record instead of a twin."""
+    decision = {"winner": "n1", "why": "spread", "candidates": ["n1", "n2"]}
+    rec = create(h, uuid=UUID, placement=decision, name="web")
+    assert rec.uuid == UUID
+    again = create(h, uuid=UUID, placement=decision, name="web")
+    assert again.uuid == UUID and len(h.run(h.store.list_containers())) == 1
+    h.settle()
+    action = h.run(h.store.get_action(UUID, CTX.request_id))
+    events = {e.event: e for e in action.events}
+    assert events["compute__schedule_container"].result == "Success"
+    assert events["compute__schedule_container"].details == decision
+    assert events["compute__do_container_create"].result == "Success"
+
+
+def test_create_with_another_projects_uuid_is_a_conflict(h):
+    """A uuid already used by another project is refused, not returned."""
+    create(h, uuid=UUID)
+    other = RequestContext(user_id="u2", project_id="p2")
+    with pytest.raises(errors.ContainerAlreadyExists):
+        create(h, ctx=other, uuid=UUID)
+
+
+def test_create_on_a_runtime_this_node_lacks_is_invalid_input(h):
+    """A runtime not enabled here is refused naming the available ones."""
+    with pytest.raises(errors.InvalidInput, match="available: runc"):
+        create(h, runtime="microvm")
+    assert h.run(h.store.list_containers()) == []
+
+
+def test_record_unplaceable_keeps_an_error_record_with_the_decision(h):
+    """Zun's NoValidHost: the record ends in Error with the reason, no host, and a
+    create action whose schedule event failed with the decision as details."""
+    decision = {"why": "no node has 64 cpus", "candidates": []}
+    rec = h.run(h.manager.record_unplaceable(CTX, request(cpu=64, name="big"), UUID,
+                                             "No valid host was found.", decision))
+    got = h.get(UUID)
+    assert got == rec
+    assert (got.status, got.status_reason, got.host, got.task_state) == (
+        "Error", "No valid host was found.", None, None)
+    assert (got.name, got.cpu, got.project_id) == ("big", 64.0, "p1")
+    action = h.run(h.manager.get_action(CTX, got, CTX.request_id))
+    assert action.action == "create" and action.message == "No valid host was found."
+    assert [(e.event, e.result, e.details) for e in action.events] == [
+        ("compute__schedule_container", "Error", decision)]
+    assert h.run(h.manager.lookup(CTX, "big")).uuid == UUID
+
+
+def test_unplaceable_record_is_left_alone_by_sync_and_recovery(tmp_path):
+    """Sync and start-up recovery keep the unplaceable record exactly as it was."""
+    h = Harness(tmp_path)
+    h.start()
+    h.run(h.manager.record_unplaceable(CTX, request(), UUID, "No valid host"))
+    h.run(h.manager.sync_all())
+    h.stop()
+    h.new_manager()
+    h.start()
+    got = h.get(UUID)
+    assert (got.status, got.status_reason, got.task_state) == ("Error", "No valid host", None)
+    h.stop()
+
+
+def test_unplaceable_record_of_a_runtime_not_here_can_be_deleted(h):
+    """Deleting a record that never reached a runtime needs no runtime."""
+    rec = h.run(h.manager.record_unplaceable(CTX, request(runtime="microvm"), UUID,
+                                             "No valid host"))
+    h.run(h.manager.delete(CTX, rec))
+    h.settle()
+    with pytest.raises(errors.ContainerNotFound):
+        h.get(UUID)
+
+
+def test_record_unplaceable_repeat_returns_the_record(h):
+    """A repeated unplaceable answer for one uuid keeps one record."""
+    first = h.run(h.manager.record_unplaceable(CTX, request(), UUID, "No valid host"))
+    again = h.run(h.manager.record_unplaceable(CTX, request(), UUID, "No valid host"))
+    assert again.uuid == first.uuid and len(h.run(h.store.list_containers())) == 1
+
+
+def test_lookup_accepts_any_uuid_spelling(h):
+    """A uuid in upper case (Zun accepts any spelling oslo.utils does) is found."""
+    rec = create(h, uuid=UUID)
+    assert h.run(h.manager.lookup(CTX, UUID.upper())).uuid == rec.uuid

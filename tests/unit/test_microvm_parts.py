@@ -145,17 +145,21 @@ def test_render_logs_streams_tail_timestamps():
         "1970-01-01T00:00:01.000000000Z c"
 
 
-def test_resources_and_signals_map_to_the_guest():
-    """cpu rounds up to whole vCPUs; memory has a floor; signal names normalise."""
-    from zund.common import errors
-    from zund.runtimes.libvirt import guest_memory_mb, guest_vcpus, signal_name
+def test_resources_map_to_the_guest():
+    """cpu rounds up to whole vCPUs; memory has a floor."""
+    from zund.runtimes.libvirt import guest_memory_mb, guest_vcpus
 
     assert guest_vcpus(0.5, 1) == 1 and guest_vcpus(1.5, 1) == 2 and guest_vcpus(None, 3) == 3
     assert guest_memory_mb(None, 256, 96) == 256 and guest_memory_mb(4, 256, 96) == 96
-    assert signal_name(None) == "KILL" and signal_name("sigterm") == "TERM"
-    assert signal_name(9) == "9"
-    with pytest.raises(errors.InvalidInput):
-        signal_name("TERM; reboot")
+
+
+def test_image_initramfs_path_changes_with_image_and_busybox(tmp_path):
+    """The cached initramfs is addressed by image id and busybox content, under images_path."""
+    a = initramfs.image_initramfs_path(str(tmp_path), "sha256:aa", b"BUSYBOX")
+    assert a.startswith(str(tmp_path) + "/") and a.endswith(".cpio.gz")
+    assert a == initramfs.image_initramfs_path(str(tmp_path), "sha256:aa", b"BUSYBOX")
+    assert a != initramfs.image_initramfs_path(str(tmp_path), "sha256:bb", b"BUSYBOX")
+    assert a != initramfs.image_initramfs_path(str(tmp_path), "sha256:aa", b"OTHER")
 
 
 def test_kvm_usable_is_false_for_a_non_kvm_device(tmp_path):

@@ -107,3 +107,43 @@ def test_actions_and_events(store):
     assert [(e.event, e.result) for e in act.events] == [("do_stop", "Error")]
     with pytest.raises(errors.ActionNotFound):
         run_sync(store.get_action(rec.uuid, "req-x"))
+
+
+def test_v1_store_upgrades_dropping_the_reservations_table(tmp_path):
+    """A v1 file (with the never-used reservations table) opens as the current schema:
+    the table is gone and the records are kept."""
+    path = str(tmp_path / "z.sqlite")
+    s = Store(path, run_blocking=sync_blocking)
+    run_sync(s.open())
+    run_sync(s.create_container(_rec()))
+    run_sync(s.close())
+    # what v1 had on top of v2
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE reservations (id TEXT PRIMARY KEY, project_id TEXT NOT NULL,"
+        " cpu REAL NOT NULL, memory_mb INTEGER NOT NULL, disk_gb INTEGER NOT NULL,"
+        " expires_at REAL NOT NULL, data TEXT);"
+        " INSERT INTO reservations VALUES ('r1', 'p1', 1.0, 512, 0, 0.0, '{}');"
+        " PRAGMA user_version=1;")
+    conn.close()
+    s2 = Store(path, run_blocking=sync_blocking)
+    run_sync(s2.open())
+    assert run_sync(s2.get_container(_rec().uuid)).name == "web"
+    run_sync(s2.close())
+    conn = sqlite3.connect(path)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert "reservations" not in tables and {"containers", "actions", "action_events"} <= tables
+    conn.close()
+
+
+def test_new_store_has_no_reservations_table(tmp_path):
+    """A store created from scratch never has the reservations table."""
+    path = str(tmp_path / "z.sqlite")
+    s = Store(path, run_blocking=sync_blocking)
+    run_sync(s.open())
+    run_sync(s.close())
+    conn = sqlite3.connect(path)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "reservations" not in tables
+    conn.close()

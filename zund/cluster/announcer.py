@@ -7,21 +7,31 @@ the announcer coalesces notifications and publishes at most every
 
 from __future__ import annotations
 
+from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from zund.cluster import metadata
+from zund.cluster.metadata import LocalNode
 from zund.compute import capacity
 
 log = Logger()
 
 
-class MetadataAnnouncer:
-    def __init__(self, gossip, manager, node_facts: dict, clock, min_interval_s: float = 0.5):
-        """``node_facts``: az, runtimes, labels, api, peer, draining (plain values)."""
+class MetadataAnnouncer(service.Service):
+    """A child of the node's service tree, started before gossip joins (so the first
+    join already carries this node's metadata) and stopped after gossip left.
+
+    ``local``: this node's ``LocalNode``; a change of its facts (addresses known,
+    draining) is announced like a change of allocations.
+    """
+
+    name = "announcer"
+
+    def __init__(self, gossip, manager, local: LocalNode, clock, min_interval_s: float = 0.5):
         self._gossip = gossip
         self._manager = manager
-        self.node_facts = node_facts  # shared: a draining flag flipped elsewhere shows
+        self.local = local
         self._clock = clock
         self._min_interval_s = min_interval_s
         self._last_published = float("-inf")
@@ -30,16 +40,24 @@ class MetadataAnnouncer:
         self._dirty = False
         self.published = 0
 
-    def start(self) -> defer.Deferred:
+    def startService(self) -> defer.Deferred:
+        super().startService()
         self._manager.listeners.append(self._on_change)
+        self.local.listeners.append(self._on_facts)
         return self.publish_now()
 
-    def stop(self) -> None:
+    def stopService(self) -> None:
+        super().stopService()
         if self._on_change in self._manager.listeners:
             self._manager.listeners.remove(self._on_change)
+        if self._on_facts in self.local.listeners:
+            self.local.listeners.remove(self._on_facts)
         if self._pending is not None and self._pending.active():
             self._pending.cancel()
         self._pending = None
+
+    def _on_facts(self, facts) -> None:
+        self.changed()
 
     def _on_change(self, event: str, rec) -> None:
         self.changed()
@@ -73,16 +91,16 @@ class MetadataAnnouncer:
         d.addErrback(lambda f: log.failure("cluster.metadata.publish_failed", f))
         return d
 
-    async def build(self) -> dict:
+    async def build(self) -> metadata.NodeMeta:
         records = await self._manager.store.list_containers()
         usage = capacity.usage_of(records)
         facts = self._manager.host_facts or capacity.detect_host(self._manager.capacity_config)
         limits = capacity.limits(self._manager.capacity_config, facts)
-        return metadata.build(self.node_facts, usage, limits, usage.tenants, host=facts)
+        return metadata.build(self.local.facts, usage, limits, usage.tenants, host=facts)
 
     async def _publish(self) -> None:
         meta = await self.build()
         self._gossip.set_metadata(metadata.encode(meta))
         self._last_published = self._clock.seconds()
         self.published += 1
-        log.debug("cluster.metadata.published", containers=meta["cap"]["containers"])
+        log.debug("cluster.metadata.published", containers=meta.cap.containers)

@@ -33,6 +33,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from zund.cluster import policies
+from zund.cluster.metadata import LocalNode, NodeFacts
 from zund.cluster.types import Bid, Decline, PlacementRequest
 from zund.common import errors
 from zund.compute import capacity
@@ -77,30 +78,36 @@ def _new_id() -> str:
 class Bidder:
     """This node's side of the bid round. One per node; the only writer of its reservations.
 
-    ``capacity_totals``: ``capacity.limits()`` — {cpus, mem_mb, disk_gb}.
+    ``capacity_totals``: ``capacity.limits()`` — {cpus, mem_mb, disk_gb} — or a
+    callable returning it (read on every bid: the totals are known only once the
+    host has been inspected at start).
     ``store_view``: ``async () -> records | Committed``: every record held here
     (``store.list_containers``; records need ``uuid``, ``project_id``, ``cpu``,
     ``memory``, ``disk``), or their sums as a ``Committed``.
-    ``node_facts``: az, runtimes, labels, draining; read on every bid, so a caller
-    may flip ``bidder.node_facts["draining"]`` at any time.
+    ``local``: this node's ``LocalNode`` (az, runtimes, labels, draining); its
+    ``facts`` are read on every bid, so ``local.set_draining(True)`` shows at once.
+    A plain ``NodeFacts`` is accepted for nodes whose facts never change.
     ``clock``: ``IReactorTime``. ``new_id``: reservation id factory (uuid4; injectable
     so simulations replay).
     """
 
-    def __init__(self, node_name: str, capacity_totals: dict,
+    def __init__(self, node_name: str, capacity_totals: dict | Callable[[], dict],
                  store_view: Callable[[], Awaitable[list]], clock, ttl_s: float, policy,
-                 tenant_mode: str = "off", node_facts: dict | None = None,
+                 tenant_mode: str = "off", local: LocalNode | NodeFacts | None = None,
                  new_id: Callable[[], str] = _new_id):
         if tenant_mode not in policies.TENANT_MODES:
             raise ValueError(f"tenant_mode must be one of {policies.TENANT_MODES}")
         self.node_name = node_name
-        self.capacity_totals = dict(capacity_totals)
+        self._totals = capacity_totals if callable(capacity_totals) else (
+            lambda t=dict(capacity_totals): t)
         self._store_view = store_view
         self._clock = clock
         self.ttl_s = float(ttl_s)
         self.policy = policy
         self.tenant_mode = tenant_mode
-        self.node_facts = node_facts if node_facts is not None else {}
+        if not isinstance(local, LocalNode):
+            local = LocalNode(local)
+        self.local = local
         self._new_id = new_id
         self._lock = defer.DeferredLock()
         self._reservations: dict[str, Reservation] = {}
@@ -109,6 +116,11 @@ class Bidder:
         self.stats = Counter()
 
     # -- read-only views ----------------------------------------------------------
+
+    @property
+    def capacity_totals(self) -> dict:
+        """{cpus, mem_mb, disk_gb} as of now."""
+        return dict(self._totals())
 
     def reservations(self) -> list[Reservation]:
         """Live reservations (expired ones already dropped)."""
@@ -137,16 +149,16 @@ class Bidder:
             mem += req.memory_mb
             disk += req.disk_gb or 0
             tenants[req.project_id] += 1
-        facts = self.node_facts
+        facts = self.local.facts
+        totals = self._totals()
         return policies.NodeState(
             name=self.node_name,
-            cpus=float(self.capacity_totals.get("cpus", 0)),
-            mem_mb=int(self.capacity_totals.get("mem_mb", 0)),
-            disk_gb=int(self.capacity_totals.get("disk_gb", 0)),
+            cpus=float(totals.get("cpus", 0)),
+            mem_mb=int(totals.get("mem_mb", 0)),
+            disk_gb=int(totals.get("disk_gb", 0)),
             cpu_used=cpu, mem_used_mb=int(mem), disk_used_gb=int(disk),
-            tenants=dict(tenants), az=facts.get("az", "nova"),
-            runtimes=tuple(facts.get("runtimes", ())), labels=dict(facts.get("labels", {})),
-            draining=bool(facts.get("draining", False)))
+            tenants=dict(tenants), az=facts.az, runtimes=tuple(facts.runtimes),
+            labels=dict(facts.labels), draining=facts.draining)
 
     # -- the protocol ---------------------------------------------------------------
 

@@ -1,215 +1,260 @@
-"""One cloud from any node: the object the API talks to in a cluster.
+"""One cloud from any node: ``IContainers`` for the whole cluster.
 
-It has the ContainerManager's interface (the API cannot tell the difference):
-creates are placed by the bid coordinator; every read and action on a container
-goes to its owner — the local manager when ``rec.host`` is this node, else the
-owner's peer RPC with the caller's context; lists are a scatter-gather.
+Creates are placed by the bid coordinator (a request nobody can host becomes an
+Error record kept by this node, through the manager). Every owner call (show and
+each action) runs on the node that HOLDS the record — found by the
+``Directory`` (this node's store → recent-placement cache → ask the peers) — as
+ONE ``OWNER_CALL`` round trip carrying the caller's context: the owner looks the
+record up, checks the policy rule against it and acts. A cached owner that
+answers not found (stale cache) is relocated once. Lists are a scatter-gather.
+
+Which methods are owner calls, and which are slow, is declared once in
+``zund.compute.interface.IContainers``; every method is written out here.
 """
 
 from __future__ import annotations
 
 import datetime
+import random
 import uuid as uuidlib
 
+import attrs
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from zund.cluster import wire
-from zund.cluster.types import NodeView, PlacementRequest
+from zund.cluster.directory import GONE_STATES, LIVE_STATES, Located
+from zund.cluster.metadata import NodeMeta
+from zund.cluster.types import PlacementRequest
 from zund.common import errors
-from zund.compute import capacity, states
-from zund.records import ContainerRecord, utcnow
+from zund.compute import capacity, interface
+from zund.compute.interface import ContainerRef, IContainers, Listing, ServiceState
+from zund.records import ContainerRecord, CreateRequest
 
 log = Logger()
 
-_ROUTED = ("delete", "start", "stop", "reboot", "pause", "unpause", "kill", "logs",
-           "execute", "top", "stats", "update", "resize_container", "get_archive",
-           "put_archive", "commit", "list_actions", "get_action")
+
+def hint_labels(hints: dict) -> dict:
+    """``label:k=v`` scheduler hints (either spelling) -> {k: v} for placement."""
+    labels = {}
+    for k, v in (hints or {}).items():
+        if isinstance(k, str) and k.startswith("label:"):
+            labels[k[len("label:"):]] = str(v)
+        elif isinstance(v, str) and v.startswith("label:") and "=" in v:
+            lk, _, lv = v[len("label:"):].partition("=")
+            labels[lk] = lv
+    return labels
 
 
-class PartialList(list):
-    """A merged list that remembers which nodes did not answer."""
+def _utc(seconds: float | None) -> datetime.datetime | None:
+    if seconds is None:
+        return None
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).replace(tzinfo=None)
 
-    partial_nodes: list = []
 
-
+@implementer(IContainers)
 class ClusterContainers:
-    def __init__(self, node: str, manager, coordinator, directory, client, view, store,
-                 default_runtime: str = "runc"):
-        """``view()`` -> list[NodeView] from gossip (this node included)."""
+    """The containers of the whole cluster, as seen from node ``node``.
+
+    ``local``: this node's ``zund.compute.local.LocalContainers``;
+    ``coordinator``: ``zund.cluster.placement.Coordinator``;
+    ``directory``: ``zund.cluster.directory.Directory``;
+    ``client``: ``zund.cluster.peer_client.PeerClient`` (owner calls);
+    ``view``: ``() -> list[NodeView]`` from gossip (this node included);
+    ``default_runtime``: the runtime a request without one is placed for;
+    ``rng``: random.Random for new container uuids (a seeded simulation replays).
+    """
+
+    def __init__(self, node: str, local, coordinator, directory, client, view,
+                 default_runtime: str = "runc", rng: random.Random | None = None):
         self.node = node
-        self.manager = manager
+        self.local = local
         self.coordinator = coordinator
         self.directory = directory
         self.client = client
         self.view = view
-        self.store = store
         self.default_runtime = default_runtime
-        self.listeners = manager.listeners
-
-    def __getattr__(self, name):
-        if name in _ROUTED:
-            return self._routed(name)
-        raise AttributeError(name)
+        self._rng = rng or random.Random()
 
     # -- routing -----------------------------------------------------------------
 
-    def _node(self, name: str | None) -> NodeView | None:
-        for n in self.view():
-            if n.name == name:
-                return n
-        return None
+    async def _at_owner(self, ctx, ref: ContainerRef, local_call, **args):
+        """Run the owner call ``local_call`` (a bound method of ``self.local``,
+        whose name is the IContainers operation) where the record lives: here, or
+        as one OWNER_CALL on its owner."""
+        operation = local_call.__name__
+        if operation not in interface.owner_operations():
+            raise TypeError(f"{operation} is not an IContainers owner call")
+        found = await self.directory.find(ctx, ref.ident, ref.all_projects)
+        if found.node is None:
+            return await local_call(ctx, ref, **args)
+        try:
+            return await self._remote(ctx, ref, found, operation, args)
+        except errors.ContainerNotFound:
+            if not found.from_cache:
+                raise
+        # a stale cache: the container moved or went; ask everyone once
+        self.directory.forget(found.uuid)
+        found = await self.directory.find(ctx, ref.ident, ref.all_projects, use_cache=False)
+        if found.node is None:
+            return await local_call(ctx, ref, **args)
+        return await self._remote(ctx, ref, found, operation, args)
 
-    def _is_local(self, rec: ContainerRecord) -> bool:
-        return rec.host in (None, self.node)
+    async def _remote(self, ctx, ref: ContainerRef, found: Located, operation: str,
+                      args: dict):
+        node = found.node
+        if found.gone or node.state in GONE_STATES:
+            raise errors.ServiceUnavailable(
+                reason=f"node {node.name} hosting container {found.uuid} is {node.state}")
+        # the owner is asked for exactly the record found (a name may be ambiguous
+        # across nodes; the uuid is not)
+        result = await self.client.owner_call(node, ctx, operation,
+                                              attrs.evolve(ref, ident=found.uuid), args)
+        if isinstance(result, ContainerRecord):
+            self.directory.remember(result.uuid, node, result)
+        return result
 
-    def _routed(self, method: str):
-        async def call(ctx, rec, *args, **kwargs):
-            if self._is_local(rec):
-                return await getattr(self.manager, method)(ctx, rec, *args, **kwargs)
-            owner = self._node(rec.host)
-            if owner is None or owner.state in ("dead", "left"):
-                raise errors.ServiceUnavailable(
-                    reason=f"host {rec.host} of container {rec.uuid} is unreachable")
-            params = _kwargs_of(method, args, kwargs)
-            return await self.client.call(owner, ctx, rec.uuid, method, **params)
+    # -- not about one container -------------------------------------------------------
 
-        return call
-
-    # -- lookups ----------------------------------------------------------------------
-
-    async def lookup(self, ctx, ident: str, all_projects: bool = False) -> ContainerRecord:
-        _owner, rec = await self.directory.locate(ctx, ident)
-        return rec
-
-    async def refresh(self, rec: ContainerRecord) -> ContainerRecord:
-        if self._is_local(rec):
-            return await self.manager.refresh(rec)
-        return rec  # a remote owner refreshed it while answering the lookup
-
-    async def list(self, ctx, all_projects: bool = False):
-        records, partial = await self.directory.list_all(ctx, all_projects)
-        out = PartialList(sorted(records, key=lambda r: (r.created_at, r.id or 0)))
-        out.partial_nodes = list(partial)
-        return out
-
-    # -- create -------------------------------------------------------------------------
-
-    async def create(self, ctx, request: dict, run: bool) -> ContainerRecord:
-        u = str(uuidlib.uuid4())
-        labels = {}
-        for k, v in (request.get("hints") or {}).items():
-            if isinstance(k, str) and k.startswith("label:"):
-                labels[k[len("label:"):]] = str(v)
-            elif isinstance(v, str) and v.startswith("label:") and "=" in v:
-                lk, _, lv = v[len("label:"):].partition("=")
-                labels[lk] = lv
+    async def create(self, ctx, request: CreateRequest) -> ContainerRecord:
+        u = str(uuidlib.UUID(int=self._rng.getrandbits(128), version=4))
         preq = PlacementRequest(
             request_id=ctx.request_id, uuid=u, project_id=ctx.project_id, user_id=ctx.user_id,
-            cpu=float(request.get("cpu") or self.manager.config.default_cpu),
-            memory_mb=int(request.get("memory") or self.manager.config.default_memory_mb),
-            disk_gb=int(request.get("disk") or 0),
-            runtime=request.get("runtime") or self.default_runtime,
-            availability_zone=request.get("availability_zone"),
-            labels=labels, requested_host=request.get("host"))
-        create = dict(request)
-        create["uuid"] = u
+            cpu=float(request.cpu), memory_mb=int(request.memory),
+            disk_gb=int(request.disk or 0),
+            runtime=request.runtime or self.default_runtime,
+            availability_zone=request.availability_zone,
+            labels=hint_labels(request.hints), requested_host=request.host)
         try:
-            record, decision = await self.coordinator.place(preq, ctx.to_dict(), create, run)
+            record, decision = await self.coordinator.place(preq, ctx, request)
         except errors.NoValidHost as e:
-            return await self._unplaceable(ctx, request, u, str(e),
-                                           getattr(e, "decision", None))
-        if isinstance(record, dict):
-            record = wire.record_from_dict(record)
+            decision = getattr(e, "decision", None)
+            log.warn("cluster.placement.no_valid_host uuid={uuid} why={why}", uuid=u,
+                     why=(decision or {}).get("why"))
+            return await self.local.record_unplaceable(ctx, request, u, str(e), decision)
         self.directory.remember(u, decision["winner"], record)
         log.info("cluster.placed uuid={uuid} winner={winner} why={why}", uuid=u,
                  winner=decision["winner"], why=decision.get("why"))
         return record
 
-    async def _unplaceable(self, ctx, request: dict, u: str, reason: str,
-                           decision: dict | None = None) -> ContainerRecord:
-        """Zun: a container nobody can host ends in Error with the scheduler's
-        reason. The entry node keeps that record (host None)."""
-        rec = ContainerRecord(
-            uuid=u, project_id=ctx.project_id, user_id=ctx.user_id, image=request["image"],
-            name=request.get("name"), status=states.ERROR, status_reason=reason,
-            command=request.get("command"), entrypoint=request.get("entrypoint"),
-            cpu=float(request.get("cpu") or self.manager.config.default_cpu),
-            memory=int(request.get("memory") or self.manager.config.default_memory_mb),
-            environment=dict(request.get("environment") or {}),
-            labels=dict(request.get("labels") or {}),
-            runtime=request.get("runtime") or self.default_runtime, host=None,
-            auto_remove=bool(request.get("auto_remove")))
-        action_id = await self.store.create_container(
-            rec, action=("create", ctx.request_id, ctx.user_id, ctx.project_id, None))
-        await self.store.add_event(action_id, "compute__schedule_container", result="Error",
-                                   details=decision)
-        await self.store.finish_action(action_id, message=reason, result="Error")
-        log.warn("cluster.placement.no_valid_host", uuid=u, reason=reason,
-                 why=(decision or {}).get("why"))
-        return rec
-
-    # -- node / cluster info ----------------------------------------------------------------
+    async def list(self, ctx, all_projects=False) -> Listing:
+        listing = await self.directory.list_all(ctx, all_projects)
+        ordered = sorted(listing.records, key=lambda r: (r.created_at, r.id or 0))
+        return Listing(ordered, listing.partial_nodes)
 
     def runtime_names(self) -> list[str]:
-        return self.manager.runtime_names()
+        return self.local.runtime_names()
 
     async def host_info(self) -> dict:
-        return await self.manager.host_info()
+        return await self.local.host_info()
 
-    async def list_hosts(self) -> list[dict]:
+    async def hosts(self) -> list[dict]:
         """Every node gossip knows: exact numbers for this node, gossiped numbers
         (allocation-based, as Zun's) for the others."""
         out = []
         for n in self.view():
             if n.name == self.node:
-                out.append(await self.manager.host_info())
+                out.append(await self.local.host_info())
                 continue
-            cap = (n.meta or {}).get("cap", {})
-            hw = (n.meta or {}).get("host", {})
+            meta = n.meta or NodeMeta()
+            cap, hw = meta.cap, meta.hardware
             out.append({
                 "uuid": capacity.node_uuid(n.name), "hostname": n.name,
-                "mem_total": hw.get("mem_mb", cap.get("mem_mb", 0)),
-                "mem_used": cap.get("mem_used_mb", 0),
-                "cpus": hw.get("cpus", int(cap.get("cpus", 0))),
-                "cpu_used": cap.get("cpu_used", 0.0),
-                "disk_total": hw.get("disk_gb", cap.get("disk_gb", 0)),
-                "disk_used": cap.get("disk_used_gb", 0),
-                "disk_quota_supported": False, "total_containers": cap.get("containers", 0),
-                "architecture": hw.get("arch"), "os_type": "linux", "os": hw.get("os"),
-                "kernel_version": hw.get("kernel"),
-                "labels": dict((n.meta or {}).get("labels", {})),
-                "runtimes": list((n.meta or {}).get("runtimes", [])),
+                "mem_total": hw.mem_mb, "mem_used": cap.mem_used_mb,
+                "cpus": hw.cpus, "cpu_used": cap.cpu_used,
+                "disk_total": hw.disk_gb, "disk_used": cap.disk_used_gb,
+                "disk_quota_supported": False, "total_containers": cap.containers,
+                "architecture": hw.arch, "os_type": "linux", "os": hw.os,
+                "kernel_version": hw.kernel,
+                "labels": dict(meta.labels), "runtimes": list(meta.runtimes),
                 "enable_cpu_pinning": False,
             })
         return out
 
-    async def list_services(self) -> list[dict]:
-        """One zun-compute service per node; state from gossip."""
-        out = []
-        for n in self.view():
-            out.append({"host": n.name, "state": "up" if n.state in ("alive", "suspect") else "down",
-                        "availability_zone": (n.meta or {}).get("az") or "nova",
-                        "changed_at": datetime.datetime.fromtimestamp(
-                            n.changed_at, datetime.timezone.utc).replace(tzinfo=None)
-                        if getattr(n, "changed_at", None) else utcnow()})
-        return out
+    async def services(self) -> list[ServiceState]:
+        """One zun-compute service per node: up while gossip says alive or suspect,
+        down otherwise, and when that state last changed."""
+        return [ServiceState(host=n.name, state="up" if n.state in LIVE_STATES else "down",
+                             availability_zone=n.meta.az if n.meta else "nova",
+                             changed_at=_utc(n.changed_at))
+                for n in self.view()]
 
+    # -- owner calls -----------------------------------------------------------------------
 
-_POSITIONAL = {
-    "delete": ("force", "stop"),
-    "stop": ("timeout_s",), "reboot": ("timeout_s",), "kill": ("signal",),
-    "logs": ("stdout", "stderr", "timestamps", "tail", "since"),
-    "execute": ("argv",), "top": ("ps_args",), "update": ("patch",),
-    "resize_container": ("cpu", "memory"), "get_archive": ("path",),
-    "put_archive": ("path", "data"), "commit": ("repository", "tag"),
-    "get_action": ("request_id",),
-}
+    async def show(self, ctx, ref):
+        try:
+            return await self._at_owner(ctx, ref, self.local.show)
+        except errors.ServiceUnavailable:
+            # the owner is gone or did not answer: report its last known state
+            # (status Unknown) rather than hide the container
+            found = await self.directory.find(ctx, ref.ident, ref.all_projects)
+            if found.gone and found.record is not None:
+                return found.record
+            last = self.directory.last_known(ctx, found.uuid)
+            if last is None:
+                raise
+            return last
 
+    async def find(self, ctx, ref):
+        return await self._at_owner(ctx, ref, self.local.find)
 
-def _kwargs_of(method: str, args: tuple, kwargs: dict) -> dict:
-    names = _POSITIONAL.get(method, ())
-    if len(args) > len(names):
-        raise TypeError(f"{method}: too many positional arguments")
-    out = dict(zip(names, args))
-    out.update(kwargs)
-    return out
+    async def delete(self, ctx, ref, force=False, stop=False):
+        return await self._at_owner(ctx, ref, self.local.delete, force=force, stop=stop)
+
+    async def start(self, ctx, ref):
+        return await self._at_owner(ctx, ref, self.local.start)
+
+    async def stop(self, ctx, ref, timeout_s=None):
+        return await self._at_owner(ctx, ref, self.local.stop, timeout_s=timeout_s)
+
+    async def reboot(self, ctx, ref, timeout_s=None):
+        return await self._at_owner(ctx, ref, self.local.reboot, timeout_s=timeout_s)
+
+    async def pause(self, ctx, ref):
+        return await self._at_owner(ctx, ref, self.local.pause)
+
+    async def unpause(self, ctx, ref):
+        return await self._at_owner(ctx, ref, self.local.unpause)
+
+    async def kill(self, ctx, ref, signal=None):
+        return await self._at_owner(ctx, ref, self.local.kill, signal=signal)
+
+    async def rebuild(self, ctx, ref, image=None, image_driver=None):
+        return await self._at_owner(ctx, ref, self.local.rebuild, image=image,
+                                    image_driver=image_driver)
+
+    async def logs(self, ctx, ref, stdout=True, stderr=True, timestamps=False, tail=None,
+                   since=None):
+        return await self._at_owner(ctx, ref, self.local.logs, stdout=stdout, stderr=stderr,
+                                    timestamps=timestamps, tail=tail, since=since)
+
+    async def execute(self, ctx, ref, argv):
+        return await self._at_owner(ctx, ref, self.local.execute, argv=list(argv))
+
+    async def top(self, ctx, ref, ps_args=None):
+        return await self._at_owner(ctx, ref, self.local.top, ps_args=ps_args)
+
+    async def stats(self, ctx, ref):
+        return await self._at_owner(ctx, ref, self.local.stats)
+
+    async def update(self, ctx, ref, patch):
+        return await self._at_owner(ctx, ref, self.local.update, patch=dict(patch))
+
+    async def resize_container(self, ctx, ref, cpu=None, memory=None):
+        return await self._at_owner(ctx, ref, self.local.resize_container, cpu=cpu,
+                                    memory=memory)
+
+    async def get_archive(self, ctx, ref, path):
+        return await self._at_owner(ctx, ref, self.local.get_archive, path=path)
+
+    async def put_archive(self, ctx, ref, path, data):
+        return await self._at_owner(ctx, ref, self.local.put_archive, path=path, data=data)
+
+    async def commit(self, ctx, ref, repository, tag=None):
+        return await self._at_owner(ctx, ref, self.local.commit, repository=repository,
+                                    tag=tag)
+
+    async def list_actions(self, ctx, ref):
+        return await self._at_owner(ctx, ref, self.local.list_actions)
+
+    async def get_action(self, ctx, ref, request_id):
+        return await self._at_owner(ctx, ref, self.local.get_action, request_id=request_id)

@@ -1,8 +1,9 @@
 """The peer RPC client: signed msgpack POSTs to other nodes (see peer_server).
 
 Implements ``zund.cluster.types.IPeerClient`` (bid / commit / release) plus the
-calls the directory and the API need on other nodes (list, locate, forwarded
-actions, host info).
+calls the directory and the cluster containers need on other nodes (list,
+locate, owner calls, host info). Every call sends one typed, versioned message
+(``zund.cluster.messages``) to ``POST /v1/peer``.
 
 Failure contract:
 - a peer that answers with an error object: the same zund error class is raised
@@ -23,18 +24,17 @@ from twisted.internet import defer, error
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from zund.cluster import signing, wire
+from zund.cluster import messages, signing, wire
 from zund.cluster.types import Bid, Decline, IPeerClient, NodeView, PlacementRequest
 from zund.common import errors
 from zund.common.context import RequestContext
-from zund.records import ContainerRecord
+from zund.compute.interface import ContainerRef
+from zund.records import ContainerRecord, CreateRequest
 
 log = Logger()
 
-#: forwarded actions that may legitimately take long (they run synchronously on
-#: the owner); they get ``slow_timeout_s`` instead of ``timeout_s``.
-SLOW_METHODS = frozenset({"execute", "commit", "get_archive", "put_archive", "logs", "top",
-                          "stats"})
+#: the one peer RPC endpoint (the operation is in the message)
+PATH = "/v1/peer"
 
 
 class _TooLarge(Exception):
@@ -113,42 +113,39 @@ class PeerClient:
         await treq.collect(response, collect)
         return response.code, b"".join(chunks)
 
-    async def _post(self, node: NodeView, path: str, payload: dict,
-                    timeout_s: float | None = None) -> dict:
-        """One call; the decoded answer map. Raises the peer's zund error, or
-        ServiceUnavailable when the peer did not answer usefully."""
-        body = wire.pack(payload)
-        d = defer.Deferred.fromCoroutine(self._exchange(node, path, body))
-        d.addTimeout(self.timeout_s if timeout_s is None else timeout_s, self._clock)
+    async def _send(self, node: NodeView, msg):
+        """One call; the typed answer. Raises the peer's zund error, or
+        ServiceUnavailable when the peer did not answer usefully. Owner calls that
+        IContainers marks slow get ``slow_timeout_s``."""
+        slow = isinstance(msg, messages.OwnerCall) and msg.slow
+        timeout_s = self.slow_timeout_s if slow else self.timeout_s
+        what = f"{msg.OP.name.lower()}"
+        body = wire.pack(messages.encode_request(msg))
+        d = defer.Deferred.fromCoroutine(self._exchange(node, PATH, body))
+        d.addTimeout(timeout_s, self._clock)
         try:
             status, data = await d
         except (error.TimeoutError, defer.TimeoutError, defer.CancelledError) as e:
             raise PeerTimeout(
-                reason=f"peer {node.name} ({node.peer}) did not answer {path} in time") from e
+                reason=f"peer {node.name} ({node.peer}) did not answer {what} in time") from e
         except Exception as e:  # connect refused, reset, too large, ...
             raise PeerUnreachable(
-                reason=f"peer {node.name} ({node.peer}) failed {path}: "
+                reason=f"peer {node.name} ({node.peer}) failed {what}: "
                        f"{type(e).__name__}: {e}") from e
         try:
             answer = wire.unpack_map(data, self.max_response_bytes)
         except wire.WireError as e:
             raise PeerUnreachable(
-                reason=f"peer {node.name} answered {path} with HTTP {status} and an "
+                reason=f"peer {node.name} answered {what} with HTTP {status} and an "
                        f"undecodable body") from e
-        if "error" in answer:
-            raise wire.error_from_dict(answer["error"])
-        if status != 200:
+        if "error" not in answer and status != 200:
             raise errors.ServiceUnavailable(
-                reason=f"peer {node.name} answered {path} with HTTP {status}")
-        return answer
-
-    @staticmethod
-    def _expect(answer: dict, key: str, types, node: NodeView):
-        value = answer.get(key)
-        if not isinstance(value, types):
+                reason=f"peer {node.name} answered {what} with HTTP {status}")
+        try:
+            return messages.decode_answer(msg, answer, self.node_name)
+        except wire.WireError as e:
             raise errors.ServiceUnavailable(
-                reason=f"peer {node.name} sent a malformed answer (no {key!r})")
-        return value
+                reason=f"peer {node.name} sent a malformed {what} answer: {e}") from e
 
     # -- IPeerClient -----------------------------------------------------------------
 
@@ -156,66 +153,54 @@ class PeerClient:
         """Bid or Decline. Decline reasons for failures start with ``timeout:``,
         ``unreachable:`` or ``error:`` (the coordinator keys on these prefixes)."""
         try:
-            answer = await self._post(node, "/v1/peer/bid", {"request": request.to_wire()})
-            return wire.bid_from_dict(answer)
+            return await self._send(node, messages.BidRequest(request))
         except PeerTimeout as e:
             return Decline(node=node.name, reason=f"timeout: {e}")
         except PeerUnreachable as e:
             return Decline(node=node.name, reason=f"unreachable: {e}")
         except errors.ZundError as e:
             return Decline(node=node.name, reason=f"error: {type(e).__name__}: {e}")
-        except wire.WireError as e:
-            return Decline(node=node.name, reason=f"error: malformed bid answer: {e}")
 
-    async def commit(self, node: NodeView, reservation_id: str, ctx, create: dict,
-                     run: bool) -> dict:
-        """The created record as a wire dict (``wire.record_from_dict`` rebuilds it)."""
-        answer = await self._post(node, "/v1/peer/commit", {
-            "reservation_id": reservation_id, "ctx": wire.context_to_dict(ctx),
-            "create": create, "run": bool(run)})
-        rec = answer.get("record")
-        if isinstance(rec, ContainerRecord):
-            return wire.record_to_dict(rec)
-        return self._expect(answer, "record", dict, node)
+    async def commit(self, node: NodeView, reservation_id: str, ctx, uuid: str,
+                     placement: dict | None, request: CreateRequest) -> ContainerRecord:
+        """The record the winner created."""
+        return await self._send(node, messages.CommitRequest(
+            reservation_id=reservation_id, ctx=_context(ctx), uuid=uuid, request=request,
+            placement=placement))
 
     async def release(self, node: NodeView, reservation_id: str) -> None:
         try:
-            await self._post(node, "/v1/peer/release", {"reservation_id": reservation_id})
+            await self._send(node, messages.ReleaseRequest(reservation_id))
         except Exception as e:  # best effort: an unreleased reservation expires
             log.info("peer.release_failed node={node} reservation={rid} reason={reason}",
                      node=node.name, rid=reservation_id, reason=str(e))
 
     # -- containers ------------------------------------------------------------------
 
-    async def list_containers(self, node: NodeView, ctx: RequestContext | dict,
+    async def list_containers(self, node: NodeView, ctx: RequestContext,
                               all_projects: bool = False) -> list[ContainerRecord]:
-        answer = await self._post(node, "/v1/peer/containers/list", {
-            "ctx": wire.context_to_dict(ctx), "all_projects": bool(all_projects)})
-        records = self._expect(answer, "records", list, node)
-        if not all(isinstance(r, ContainerRecord) for r in records):
-            raise errors.ServiceUnavailable(reason=f"peer {node.name} sent a malformed list")
-        return records
+        return await self._send(node, messages.ListRequest(_context(ctx), bool(all_projects)))
 
-    async def locate(self, node: NodeView, ctx: RequestContext | dict, ident: str,
-                     refresh: bool = False) -> ContainerRecord:
-        """The record ``ident`` (uuid or name) on ``node``, scoped by ``ctx``;
-        ContainerNotFound / Conflicts as the owner raises them. ``refresh``: the
-        owner re-reads live state from its runtime first (ContainerManager.refresh)."""
-        answer = await self._post(node, "/v1/peer/containers/locate", {
-            "ctx": wire.context_to_dict(ctx), "ident": ident, "refresh": bool(refresh)})
-        return self._expect(answer, "record", ContainerRecord, node)
+    async def locate(self, node: NodeView, ctx: RequestContext, ident: str,
+                     all_projects: bool = False) -> ContainerRecord:
+        """The record ``ident`` (uuid or name) on ``node``, scoped by ``ctx``, as
+        stored (no runtime round trip); ContainerNotFound / Conflicts as the owner
+        raises them."""
+        return await self._send(node, messages.LocateRequest(_context(ctx), ident,
+                                                             bool(all_projects)))
 
-    async def call(self, node: NodeView, ctx: RequestContext | dict, uuid: str, method: str,
-                   **kwargs):
-        """Invoke ``ContainerManager.<method>(ctx, rec, **kwargs)`` on the owner of
-        ``uuid``; returns what the method returns (records, ExecResult, bytes,
-        tuples, dicts, lists of ActionRecord)."""
-        timeout = self.slow_timeout_s if method in SLOW_METHODS else self.timeout_s
-        answer = await self._post(node, "/v1/peer/containers/call", {
-            "ctx": wire.context_to_dict(ctx), "uuid": uuid, "method": method,
-            "kwargs": kwargs}, timeout_s=timeout)
-        return answer.get("result")
+    async def owner_call(self, node: NodeView, ctx: RequestContext, operation: str,
+                         ref: ContainerRef, args: dict):
+        """``IContainers.<operation>(ctx, ref, **args)`` on the owner ``node``:
+        lookup, policy on the record and the action in one round trip; returns
+        what the operation returns (records, ExecResult, bytes, tuples, dicts,
+        lists of ActionRecord)."""
+        return await self._send(node, messages.OwnerCall(_context(ctx), operation, ref,
+                                                         dict(args)))
 
     async def host(self, node: NodeView) -> dict:
-        answer = await self._post(node, "/v1/peer/host", {})
-        return self._expect(answer, "host", dict, node)
+        return await self._send(node, messages.HostRequest())
+
+
+def _context(ctx) -> RequestContext:
+    return ctx if isinstance(ctx, RequestContext) else RequestContext.from_dict(ctx)

@@ -78,19 +78,109 @@ def filter_candidates(req: PlacementRequest, views: list[NodeView], mode: str,
     """
     chosen: list[NodeView] = []
     filtered: Counter = Counter()
+    for v, category in classify(req, views, mode, policy):
+        if category is None:
+            chosen.append(v)
+        else:
+            filtered[category] += 1
+    return chosen, filtered
+
+
+def classify(req: PlacementRequest, views: list[NodeView], mode: str,
+             policy) -> list[tuple[NodeView, str | None]]:
+    """Each view with the category word of why it is filtered out (None: a candidate).
+
+    Categories: ``state-<state>``, ``no-metadata``, or the first word of a policy
+    reason (``cpu``, ``memory``, ``disk``, ``runtime``, ``az``, ``labels``, ...)."""
+    out: list[tuple[NodeView, str | None]] = []
     for v in views:
         if v.state != "alive":
-            filtered[f"state-{v.state}"] += 1
-            continue
-        if not v.meta:
-            filtered["no-metadata"] += 1
-            continue
-        reason = policies.admit(req, policies.NodeState.from_meta(v.name, v.meta), mode, policy)
-        if reason is not None:
-            filtered[reason.split(":", 1)[0]] += 1
-            continue
-        chosen.append(v)
-    return chosen, filtered
+            out.append((v, f"state-{v.state}"))
+        elif not v.meta:
+            out.append((v, "no-metadata"))
+        else:
+            reason = policies.admit(req, policies.NodeState.from_meta(v.name, v.meta), mode,
+                                    policy)
+            out.append((v, None if reason is None else category_of(reason)))
+    return out
+
+
+def category_of(reason: str) -> str:
+    """The stable category word a filter or decline reason starts with ("cpu: ...")."""
+    return reason.split(":", 1)[0]
+
+
+#: categories that are a shortage of one resource -> (request field, NodeState free
+#: attribute, unit shown after the number)
+RESOURCES = {
+    "cpu": ("cpu", "cpu_free", ""),
+    "memory": ("memory_mb", "mem_free_mb", " MiB"),
+    "disk": ("disk_gb", "disk_free_gb", " GiB"),
+}
+
+
+def most_free(classified: list[tuple[NodeView, str | None]]) -> dict[str, float]:
+    """For each resource category, the most of it free on any node filtered out for
+    lack of it (by gossip metadata: the hint the filter used)."""
+    out: dict[str, float] = {}
+    for v, category in classified:
+        if category in RESOURCES:
+            free = getattr(policies.NodeState.from_meta(v.name, v.meta), RESOURCES[category][1])
+            out[category] = max(out.get(category, free), max(0, free))
+    return out
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def _phrase(category: str, count: int, req: PlacementRequest, free: dict) -> str:
+    """How the explanation says that ``count`` nodes ended with ``category``."""
+    be = "was" if count == 1 else "were"
+    if category in RESOURCES:
+        field, _, unit = RESOURCES[category]
+        needed = f"needed {_num(getattr(req, field) or 0)}{unit}"
+        if category in free:
+            needed += f", most free {_num(free[category])}{unit}"
+        return f"lacked {category} ({needed})"
+    if category.startswith("state-"):
+        return f"{be} {category[len('state-'):]}"
+    labels = ", ".join(f"{k}={v}" for k, v in sorted((req.labels or {}).items()))
+    fixed = {
+        "no-metadata": "had not announced their capacity yet",
+        "draining": f"{be} draining",
+        "host": f"{be} not the requested host {req.requested_host}",
+        "runtime": f"did not offer runtime {req.runtime}",
+        "az": f"{be} not in availability zone {req.availability_zone}",
+        "labels": f"did not match the labels {labels}",
+        "tenant": "hosted another project (tenant_isolation strict)",
+        "timeout": "did not answer the bid in time",
+        "unreachable": f"{be} unreachable",
+        "error": "failed to answer the bid",
+        "exists": "already held this container",
+        "commit": "bid but could not commit the reservation",
+        "not-tried": f"bid but {be} not tried (fallbacks failed first)",
+        "not-asked": f"passed the filters but {be} not asked (sampled out)",
+    }
+    return fixed.get(category, f"declined ({category})")
+
+
+def explain_no_host(req: PlacementRequest, verdicts: dict[str, str], free: dict) -> str:
+    """Zun's NoValidHost message with what a user can act on: how many nodes were
+    considered and why each group could not take the request, e.g. "There are not
+    enough hosts available: 3 nodes considered, 3 lacked cpu (needed 8, most free 2)".
+
+    ``verdicts``: node name -> the category of its last refusal; ``free``: see
+    ``most_free``. Pure; groups are listed largest first."""
+    head = errors.NoValidHost.message.rstrip(".")
+    if not verdicts:
+        return f"{head}: no node is known yet (this node has not joined a cluster)"
+    n = len(verdicts)
+    parts = [f"{n} node{'' if n == 1 else 's'} considered"]
+    for category, count in sorted(Counter(verdicts.values()).items(),
+                                  key=lambda kv: (-kv[1], kv[0])):
+        parts.append(f"{count} {_phrase(category, count, req, free)}")
+    return f"{head}: " + ", ".join(parts)
 
 
 def probe_size(n_candidates: int, probe_ratio: float, probe_all_below: int, round_no: int = 1,
@@ -148,9 +238,11 @@ class Coordinator:
             getattr(config, "policy", "spread"))
         self.stats = Counter()
 
-    async def place(self, req: PlacementRequest, ctx: dict, create: dict,
-                    run: bool) -> tuple[dict, dict]:
-        """Place ``req``: returns (the record's wire dict from the winner, decision).
+    async def place(self, req: PlacementRequest, ctx, create) -> tuple[object, dict]:
+        """Place ``req`` for the RequestContext ``ctx``, committing the
+        ``zund.records.CreateRequest`` ``create`` (the uuid is ``req.uuid``; the
+        decision travels beside it in the commit): returns (the winner's
+        ContainerRecord, decision).
 
         Raises ``NoValidHost`` (with ``.decision``) when no round produced a commit;
         a commit error outside ``FALLBACK_ERRORS`` propagates (after releasing the
@@ -164,9 +256,20 @@ class Coordinator:
         }
         asked: set[str] = set()
         timed_out: set[str] = set()
+        #: node -> category of its latest refusal; resource -> most free (for the
+        #: NoValidHost message)
+        verdicts: dict[str, str] = {}
+        free: dict[str, float] = {}
+        seen: set[str] = set()
         for round_no in range(1, cfg.max_rounds + 1):
             views = list(self._view())
-            candidates, filtered = filter_candidates(req, views, cfg.tenant_mode, self.policy)
+            classified = classify(req, views, cfg.tenant_mode, self.policy)
+            candidates = [v for v, category in classified if category is None]
+            filtered = Counter(category for _, category in classified if category is not None)
+            verdicts.update((v.name, category) for v, category in classified
+                            if category is not None)
+            free.update(most_free(classified))
+            seen.update(v.name for v in views)
             pool = [v for v in candidates if v.name not in asked]
             if not pool and round_no > 1:
                 # Everyone was asked already (a small cluster): declines for capacity or
@@ -193,12 +296,14 @@ class Coordinator:
                     rnd["bids"][a.node] = round(a.score, 6)
                 else:
                     rnd["declines"][a.node] = _short(a.reason)
+                    verdicts[a.node] = category_of(a.reason)
                     if a.reason.startswith(("timeout", "unreachable", "error")):
                         timed_out.add(a.node)
             ordered = order_bids(bids, self._rng)
             # Keep only the best bid and KEEP_FALLBACK_BIDS next ones reserved while
             # committing; every held reservation makes other coordinators' bids decline.
             for b in ordered[1 + KEEP_FALLBACK_BIDS:]:
+                verdicts[b.node] = "not-tried"
                 self._release(by_name[b.node], b)
             ordered = ordered[:1 + KEEP_FALLBACK_BIDS]
             self.stats["bids"] += len(bids)
@@ -214,10 +319,10 @@ class Coordinator:
                                         # filter + bid rounds, up to sending the commit
                                         elapsed_s=round(self._clock.seconds() - started, 6))
                         record = await self._peers.commit(by_name[b.node], b.reservation_id,
-                                                          ctx, dict(create, placement=snapshot),
-                                                          run)
+                                                          ctx, req.uuid, snapshot, create)
                     except FALLBACK_ERRORS as e:
                         rnd["commit_failures"][b.node] = _short(f"{type(e).__name__}: {e}")
+                        verdicts[b.node] = "commit"
                         self.stats["commit_failures"] += 1
                         # Best effort: frees it now if the failure was on the way back.
                         self._release(by_name[b.node], b)
@@ -241,7 +346,9 @@ class Coordinator:
         decision["why"] = self._why_not(decision)
         decision["elapsed_s"] = round(self._clock.seconds() - started, 6)
         self.stats["no_valid_host"] += 1
-        exc = errors.NoValidHost()
+        # the message becomes the unplaceable record's status_reason: say why
+        verdicts.update((name, "not-asked") for name in seen - verdicts.keys())
+        exc = errors.NoValidHost(explain_no_host(req, verdicts, free))
         exc.decision = decision
         raise exc
 

@@ -18,10 +18,11 @@ recovers the tier.
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
-
 import attrs
+from stevedore import driver
+from stevedore import exception as stevedore_exc
 
+from zund.cluster.metadata import NodeMeta
 from zund.cluster.types import PlacementRequest
 
 #: ``[placement] tenant_isolation`` values.
@@ -70,19 +71,14 @@ class NodeState:
         return self.disk_gb - self.disk_used_gb
 
     @classmethod
-    def from_meta(cls, name: str, meta: dict) -> "NodeState":
-        """From a gossip metadata dict (``zund.cluster.metadata.build``)."""
-        cap = meta.get("cap") or {}
+    def from_meta(cls, name: str, meta: NodeMeta) -> "NodeState":
+        """From a node's decoded gossip metadata (``zund.cluster.metadata.NodeMeta``)."""
+        cap = meta.cap
         return cls(
-            name=name,
-            cpus=float(cap.get("cpus", 0) or 0), mem_mb=int(cap.get("mem_mb", 0) or 0),
-            disk_gb=int(cap.get("disk_gb", 0) or 0),
-            cpu_used=float(cap.get("cpu_used", 0) or 0),
-            mem_used_mb=int(cap.get("mem_used_mb", 0) or 0),
-            disk_used_gb=int(cap.get("disk_used_gb", 0) or 0),
-            tenants=dict(meta.get("tenants") or {}), az=meta.get("az"),
-            runtimes=tuple(meta.get("runtimes") or ()), labels=dict(meta.get("labels") or {}),
-            draining=bool(meta.get("draining", False)))
+            name=name, cpus=cap.cpus, mem_mb=cap.mem_mb, disk_gb=cap.disk_gb,
+            cpu_used=cap.cpu_used, mem_used_mb=cap.mem_used_mb, disk_used_gb=cap.disk_used_gb,
+            tenants=dict(meta.tenants), az=meta.az, runtimes=tuple(meta.runtimes),
+            labels=dict(meta.labels), draining=meta.draining)
 
 
 # -- filters: each returns None (passes) or a short reason ---------------------------
@@ -217,20 +213,15 @@ class BinpackPolicy(WeightedFreePolicy):
         return 1.0 - self.free_fraction(req, state)
 
 
-BUILTIN_POLICIES = {"spread": SpreadPolicy, "binpack": BinpackPolicy}
-
 POLICY_GROUP = "zund.placement.policies"
 
 
 def load_policy(name: str):
-    """An instance of the policy called ``name`` (entry point group ``zund.placement.policies``).
-
-    Falls back to the built-ins when the installed package metadata does not list
-    them yet (an old ``pip install -e``). Unknown names raise ``ValueError``.
-    """
-    for ep in entry_points(group=POLICY_GROUP):
-        if ep.name == name:
-            return ep.load()()
-    if name in BUILTIN_POLICIES:
-        return BUILTIN_POLICIES[name]()
-    raise ValueError(f"unknown placement policy {name!r} (entry point group {POLICY_GROUP})")
+    """An instance of the policy called ``name``: the entry point of that name in group
+    ``zund.placement.policies``, loaded by stevedore. Unknown names raise ``ValueError``."""
+    try:
+        manager = driver.DriverManager(POLICY_GROUP, name, invoke_on_load=True)
+    except stevedore_exc.NoMatches as e:
+        raise ValueError(
+            f"unknown placement policy {name!r} (entry point group {POLICY_GROUP})") from e
+    return manager.driver

@@ -31,6 +31,8 @@ import secrets
 from typing import Callable, Mapping, Sequence
 
 import attrs
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from twisted.logger import Logger
 
 log = Logger()
@@ -45,8 +47,10 @@ HEADER_SIGNATURE = "Zund-Peer-Signature"
 
 _MAX_NONCE_LEN = 64
 _MAX_NODE_LEN = 255
-_PURPOSE = b"zund peer rpc hmac v1"
-_INSECURE_LABEL = b"zund insecure peer key v1 for cluster "
+#: HKDF ``info`` labels: what a derived key is for (bump the version to rotate all)
+_PURPOSE = b"zund peer rpc hmac v2"
+_INSECURE_PURPOSE = b"zund insecure peer rpc hmac v2"
+_INSECURE_MATERIAL = b"zund: no [gossip] keys configured"
 
 
 class SignatureInvalid(Exception):
@@ -68,9 +72,13 @@ class PeerKeys:
     secure: bool
 
 
-def derive_key(gossip_key: bytes) -> bytes:
-    """HMAC key for peer RPC from one gossip (AES-GCM) key: domain separation."""
-    return hmac.new(gossip_key, _PURPOSE, hashlib.sha256).digest()
+def derive_key(key_material: bytes, cluster_name: str, purpose: bytes = _PURPOSE) -> bytes:
+    """A 32-byte HMAC key for peer RPC: HKDF-SHA256 (RFC 5869) of ``key_material``
+    with the cluster name as salt and ``purpose`` as info. Domain separation: the
+    AES-GCM gossip key is never used directly for a second purpose, and the same
+    key in two clusters yields two peer keys. Every node derives the same key."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=cluster_name.encode("utf-8"),
+                info=purpose).derive(key_material)
 
 
 def peer_keys(gossip_keys_b64: Sequence[str], cluster_name: str) -> PeerKeys:
@@ -84,8 +92,9 @@ def peer_keys(gossip_keys_b64: Sequence[str], cluster_name: str) -> PeerKeys:
         except (binascii.Error, ValueError) as e:
             raise ValueError("gossip key is not valid base64") from e
     if raw:
-        return PeerKeys(tuple(derive_key(k) for k in raw), secure=True)
-    insecure = hashlib.sha256(_INSECURE_LABEL + cluster_name.encode("utf-8")).digest()
+        return PeerKeys(tuple(derive_key(k, cluster_name) for k in raw), secure=True)
+    # no secret at all: the key material is public (the cluster name is the salt)
+    insecure = derive_key(_INSECURE_MATERIAL, cluster_name, _INSECURE_PURPOSE)
     log.warn("peer.insecure_key: [gossip] keys is empty, so peer RPC is signed with a key "
              "derived from the cluster name {cluster_name!r}. This is NOT secure: anyone who "
              "can reach port 9518 and knows the name can create, read and delete containers. "

@@ -23,10 +23,12 @@ from zope.interface import implementer
 
 from zund.cluster import metadata, policies
 from zund.cluster.bidding import Bidder, Committed
+from zund.cluster.metadata import LocalNode, NodeFacts, NodeMeta
 from zund.cluster.placement import Coordinator, PlacementConfig
 from zund.cluster.types import Decline, IPeerClient, NodeView, PlacementRequest
 from zund.common import errors
 from zund.compute import capacity
+from zund.records import CreateRequest
 
 
 @attrs.define
@@ -40,6 +42,11 @@ class SimRecord:
     disk: int
     host: str
 
+    @property
+    def placed(self) -> bool:
+        """Always: a simulated commit only ever records a placed container."""
+        return True
+
     def to_wire(self) -> dict:
         return attrs.asdict(self)
 
@@ -48,13 +55,13 @@ class SimRecord:
 class SimNode:
     name: str
     totals: dict
-    facts: dict
+    local: LocalNode                # its facts (az, runtimes, labels, draining)
     records: list = attrs.field(factory=list)
     state: str = "alive"            # what the gossip view says about it
     reachable: bool = True          # False: calls fail after the peer timeout
     extra_delay: tuple = (0.0, 0.0)  # added to every hop towards it (a slow node)
     create_delay: tuple = (0.0, 0.0)  # time do_create takes (under the bidder's lock)
-    meta: dict = attrs.field(factory=dict)  # last published gossip metadata
+    meta: NodeMeta | None = None    # last published gossip metadata
     bidder: Bidder | None = None
     coordinator: Coordinator | None = None
     pending_publish: object = None
@@ -179,11 +186,11 @@ class InMemoryPeerClient:
         self.cluster.check(sim)  # a new reservation must keep the invariants too
         return answer
 
-    async def commit(self, node: NodeView, reservation_id: str, ctx: dict, create: dict,
-                     run: bool):
+    async def commit(self, node: NodeView, reservation_id: str, ctx, uuid: str,
+                     placement: dict, request):
         sim = self.cluster.nodes[node.name]
         self.calls[("commit", node.name)] += 1
-        do_create = self.cluster.do_create_for(sim, ctx, create, run)
+        do_create = self.cluster.do_create_for(sim, ctx, request, request.run)
         return await self._remote(sim, lambda: sim.bidder.commit(reservation_id, do_create))
 
     async def release(self, node: NodeView, reservation_id: str) -> None:
@@ -224,20 +231,20 @@ class SimCluster:
         for i in range(n_nodes):
             t = dict(node_totals[i]) if node_totals else dict(
                 totals or {"cpus": 16.0, "mem_mb": 32768, "disk_gb": 100})
-            self.add_node(f"node-{i}", t, {"az": "nova", "runtimes": list(runtimes),
-                                          "labels": {}, "draining": False})
+            self.add_node(f"node-{i}", t, NodeFacts(az="nova", runtimes=runtimes,
+                                                    api=f"node-{i}:9517", peer=f"node-{i}:9518"))
 
     def _new_id(self) -> str:
         return "%032x" % self._ids.getrandbits(128)
 
-    def add_node(self, name: str, totals: dict, facts: dict) -> SimNode:
-        node = SimNode(name=name, totals=totals, facts=facts)
+    def add_node(self, name: str, totals: dict, facts: NodeFacts) -> SimNode:
+        node = SimNode(name=name, totals=totals, local=LocalNode(facts))
 
         async def store_view(_node=node):
             return _node.committed()
 
         node.bidder = Bidder(name, totals, store_view, self.clock, self.config.reservation_ttl_s,
-                             self.policy, self.config.tenant_mode, facts, new_id=self._new_id)
+                             self.policy, self.config.tenant_mode, node.local, new_id=self._new_id)
         node.coordinator = Coordinator(name, self.view, self.client, self.config, self.clock,
                                        random.Random(self.rng.random()), policy=self.policy)
         self.nodes[name] = node
@@ -248,9 +255,8 @@ class SimCluster:
 
     def publish(self, node: SimNode) -> None:
         node.pending_publish = None
-        node.meta = metadata.build(dict(node.facts, api=f"{node.name}:9517",
-                                        peer=f"{node.name}:9518"),
-                                   node.usage(), node.totals, dict(node.tenants))
+        node.meta = metadata.build(node.local.facts, node.usage(), node.totals,
+                                   dict(node.tenants))
 
     def changed(self, node: SimNode) -> None:
         if self.meta_lag_s is None:
@@ -315,8 +321,10 @@ class SimCluster:
     def place(self, entry: str, req: PlacementRequest) -> defer.Deferred:
         """Start placing ``req`` at ``entry``; the Deferred fires with (record, decision)."""
         coord = self.nodes[entry].coordinator
+        create = CreateRequest(image="busybox", name=f"sim-{req.uuid}", cpu=req.cpu,
+                               memory=req.memory_mb, run=True)
         return defer.Deferred.fromCoroutine(coord.place(req, {"project_id": req.project_id},
-                                                        {"image": "busybox"}, True))
+                                                        create))
 
     def allocations(self) -> dict:
         return {n.name: capacity.usage_of(n.records) for n in self.nodes.values()}

@@ -56,7 +56,10 @@ class NodeView:
     state: str           # alive | suspect | dead | left
     api: str             # host:port of its Zun API
     peer: str            # host:port of its peer RPC
-    meta: dict           # zund.cluster.metadata dict (may be {} if unknown)
+    meta: object         # zund.cluster.metadata.NodeMeta, or None if unknown
+    #: when its gossip state last changed (epoch seconds on the gossip clock);
+    #: None when unknown
+    changed_at: float | None = None
 
 
 class IPeerClient(Interface):
@@ -65,10 +68,13 @@ class IPeerClient(Interface):
     async def bid(node: NodeView, request: PlacementRequest):
         """-> Bid | Decline. Network failure/timeouts -> Decline(reason=...)."""
 
-    async def commit(node: NodeView, reservation_id: str, ctx: dict, create: dict, run: bool):
-        """Turn the reservation into a container record on ``node``; returns the record
-        as a wire dict. Raises zund.common.errors.ZundError subclasses on refusal
-        (e.g. ReservationExpired) and ServiceUnavailable on network failure."""
+    async def commit(node: NodeView, reservation_id: str, ctx, uuid: str, placement: dict,
+                     request):
+        """Turn the reservation into the container ``uuid`` on ``node``, created from
+        the ``zund.records.CreateRequest`` ``request`` for the RequestContext ``ctx``;
+        ``placement`` is the entry node's decision. Returns the ContainerRecord.
+        Raises zund.common.errors.ZundError subclasses on refusal (e.g.
+        ReservationExpired) and ServiceUnavailable on network failure."""
 
     async def release(node: NodeView, reservation_id: str) -> None:
         """Best effort; never raises."""

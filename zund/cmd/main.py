@@ -1,4 +1,4 @@
-"""``zund`` command line: ``serve``, ``peers``, ``dev-cluster``.
+"""``zund`` command line: ``serve``, ``peers``, ``dev-cluster``, ``keygen``, ``--version``.
 
 The only module that touches the global reactor.
 """
@@ -6,24 +6,12 @@ The only module that touches the global reactor.
 from __future__ import annotations
 
 import argparse
+import base64
 import logging
 import os
 import sys
 
-DEFAULT_CONFIG = "/etc/zund/zund.conf"
-
-
-def load_conf(argv: list[str], description: str):
-    """Parse oslo.config options (``--config-file``, ``--config-dir``) from argv."""
-    from zund import conf as zconf
-
-    conf = zconf.make_conf()
-    default_files = [DEFAULT_CONFIG] if os.path.exists(DEFAULT_CONFIG) else []
-    conf.register_cli_opt(
-        __import__("oslo_config").cfg.BoolOpt("debug", default=False, help="Log debug events."))
-    conf(argv, project="zund", prog="zund", description=description,
-         default_config_files=default_files)
-    return conf
+from zund.conf import load_conf
 
 
 def format_event_kv(event: dict) -> str:
@@ -79,14 +67,21 @@ def _start_logging(debug: bool) -> None:
 
 def serve(argv: list[str]) -> int:
     conf = load_conf(argv, "Run a zund node.")
+    from zund.conf.safety import UnsafeConfig, plan_from_conf
+
+    try:
+        plan_from_conf(conf)  # build_node applies it; refuse before anything starts
+    except UnsafeConfig as e:
+        print(f"zund: refusing to start: {e}", file=sys.stderr)
+        return 2
     _start_logging(conf.debug)
     from twisted.internet import reactor
     from twisted.logger import Logger
 
-    from zund.service import NodeService
+    from zund.service import build_node
 
     log = Logger(namespace="zund.cmd")
-    node = NodeService(conf, reactor)
+    node = build_node(conf, reactor)
     exit_code = [0]
 
     def start():
@@ -105,13 +100,40 @@ def serve(argv: list[str]) -> int:
     return exit_code[0]
 
 
+def version() -> str:
+    """The installed distribution's version (the package's own when run from a tree)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("zund")
+    except metadata.PackageNotFoundError:
+        from zund import __version__
+
+        return __version__
+
+
+def keygen(out=None, random_bytes=os.urandom) -> int:
+    """Print a fresh cluster key: base64 of 32 random bytes, the format of
+    ``[gossip] keys`` (AES-256-GCM for gossip; peer RPC keys are derived from it)."""
+    out = out if out is not None else sys.stdout
+    key = random_bytes(32)
+    out.write(base64.b64encode(key).decode("ascii") + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="zund", description="zund node daemon and tools.")
-    parser.add_argument("command", choices=["serve", "peers", "dev-cluster"])
+    parser = argparse.ArgumentParser(
+        prog="zund", description="zund node daemon and tools.",
+        epilog="serve: run a node; peers: a running node's view of the cluster; "
+               "dev-cluster: N local nodes; keygen: print a new [gossip] keys value.")
+    parser.add_argument("command", choices=["serve", "peers", "dev-cluster", "keygen"])
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"zund {version()}")
+        return 0
     ns, rest = parser.parse_known_args(argv[:1])
     rest = argv[1:]
     if ns.command == "serve":
@@ -120,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         from zund.cmd import peers
 
         return peers.main(rest)
+    if ns.command == "keygen":
+        argparse.ArgumentParser(prog="zund keygen",
+                                description=keygen.__doc__.split("\n\n")[0]).parse_args(rest)
+        return keygen()
     if ns.command == "dev-cluster":
         from zund.cmd import devcluster
 

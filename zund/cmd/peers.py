@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import socket
 import sys
 import time
+
+from zund.common.paths import control_socket_path
+from zund.conf import load_conf
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
@@ -25,10 +27,6 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         s.settimeout(self.timeout)
         s.connect(self._path)
         self.sock = s
-
-
-def control_socket_path(state_path: str) -> str:
-    return os.path.join(state_path, "control.sock")
 
 
 def fetch_peers(sock_path: str, timeout: float = 5.0) -> list[dict]:
@@ -81,8 +79,6 @@ def main(argv: list[str]) -> int:
     ns, rest = ap.parse_known_args(argv)
     sock = ns.socket
     if sock is None:
-        from zund.cmd.main import load_conf
-
         conf = load_conf(rest, "Show this node's peers.")
         sock = control_socket_path(conf.state_path)
     try:

@@ -194,3 +194,19 @@ class ReservationExpired(Conflict):
     """A COMMIT named a reservation the bidder no longer holds (expired, released, unknown)."""
 
     message = "Reservation {reservation_id} has expired or is unknown on node {node}."
+
+
+# -- added for versioned peer messages (zund/cluster/messages.py) ------------------
+
+class UnsupportedPeerVersion(ServiceUnavailable):
+    """A peer message of a protocol version this node does not speak (to the
+    caller that node cannot serve the call: 503, a placement tries the next bid)."""
+
+    message = ("Peer message version {version} is not supported by node {node} "
+               "(it speaks version {supported}).")
+
+
+class UnsupportedPeerOperation(ServiceUnavailable):
+    """A peer message naming an operation this node does not know or allow."""
+
+    message = "Peer operation {operation} is not supported by node {node}."

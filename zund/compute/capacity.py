@@ -96,9 +96,10 @@ class Usage:
 
 
 def holds_capacity(record) -> bool:
-    """False for a record that never got a host (a create nobody could place keeps
-    an Error record on its entry node, but allocates nothing there)."""
-    return record.host is not None
+    """Only a placed record allocates: a create nobody could place keeps an Error
+    record on its entry node (``ContainerRecord.placed`` is False), which holds
+    nothing there."""
+    return record.placed
 
 
 def usage_of(records) -> Usage:
@@ -127,4 +128,28 @@ def limits(config: CapacityConfig, facts: HostFacts) -> dict:
                              * config.ram_allocation_ratio)),
         "disk_gb": max(0, int((facts.disk_total_gb - config.reserved_host_disk_mb / 1024)
                               * config.disk_allocation_ratio)),
+    }
+
+
+def host_info(node: str, facts: HostFacts, used: Usage, labels: dict,
+              runtimes: list[str]) -> dict:
+    """This node as ``/v1/hosts`` shows it (Zun's compute node fields, in Zun's units)."""
+    return {
+        "uuid": node_uuid(node),
+        "hostname": node,
+        "mem_total": facts.mem_total_mb,
+        "mem_used": used.mem_used_mb,
+        "cpus": facts.cpus,
+        "cpu_used": round(used.cpu_used, 3),
+        "disk_total": facts.disk_total_gb,
+        "disk_used": used.disk_used_gb,
+        "disk_quota_supported": False,
+        "total_containers": used.containers,
+        "architecture": facts.architecture,
+        "os_type": "linux",
+        "os": facts.os,
+        "kernel_version": facts.kernel_version,
+        "labels": dict(labels),
+        "runtimes": list(runtimes),
+        "enable_cpu_pinning": False,
     }

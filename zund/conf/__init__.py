@@ -7,8 +7,12 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 from oslo_config import cfg
+
+#: read when it exists and no ``--config-file`` is given
+DEFAULT_CONFIG = "/etc/zund/zund.conf"
 
 #: modules under zund.conf that define options; each has register_opts/list_opts.
 _MODULES = ("default", "api", "noauth", "docker", "libvirt", "compute", "gossip", "peer", "placement")
@@ -38,3 +42,14 @@ def list_opts():
     for mod in _modules():
         out.extend(mod.list_opts())
     return out
+
+
+def load_conf(argv: list[str], description: str) -> cfg.ConfigOpts:
+    """A ``ConfigOpts`` parsed from argv (``--config-file``, ``--config-dir``,
+    ``--debug``), for the command line tools."""
+    conf = make_conf()
+    default_files = [DEFAULT_CONFIG] if os.path.exists(DEFAULT_CONFIG) else []
+    conf.register_cli_opt(cfg.BoolOpt("debug", default=False, help="Log debug events."))
+    conf(argv, project="zund", prog="zund", description=description,
+         default_config_files=default_files)
+    return conf

@@ -19,6 +19,11 @@ gossip_opts = [
     cfg.ListOpt("keys", default=[], secret=True,
                 help="Base64 32-byte AES-GCM keys. The first encrypts, all decrypt (rotation). "
                      "Empty means PLAINTEXT gossip, which is logged as a warning."),
+    cfg.BoolOpt("allow_insecure", default=False,
+                help="With no keys, still bind gossip and peer RPC to non-loopback addresses "
+                     "and join non-loopback seeds (plaintext gossip; peer RPC signed with a key "
+                     "derived from cluster_name, which anyone can compute). Without it a node "
+                     "with no keys binds 127.0.0.1 and refuses non-loopback seeds."),
     cfg.StrOpt("profile", default="lan", choices=["lan", "local", "wan"],
                help="Timing preset, after memberlist's DefaultLANConfig/LocalConfig/WANConfig."),
     cfg.FloatOpt("metadata_min_interval", default=0.5, min=0.0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 
 import attrs
+from oslo_utils import netutils
 
 Address = tuple  # (host: str, port: int)
 
@@ -30,25 +31,18 @@ def format_addr(addr: Address) -> str:
 
 
 def parse_addr(text: str, default_port: int | None = None) -> Address:
-    """Parse ``host:port`` (``[v6]:port``); raises ValueError on junk."""
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep:
-            raise ValueError(f"bad address {text!r}")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep:
-            host, port_text = text, ""
-    if not port_text:
-        if default_port is None:
-            raise ValueError(f"address {text!r} has no port")
-        return (host, default_port)
-    port = int(port_text)
-    if not 0 < port < 65536:
+    """Parse ``host:port`` (``[v6]:port``; oslo.utils' parser); raises ValueError on junk."""
+    try:
+        host, port = netutils.parse_host_port(text.strip(), default_port=default_port)
+    except ValueError as e:
+        raise ValueError(f"bad address {text!r}") from e
+    if not host:
+        raise ValueError(f"bad address {text!r}")
+    if port is None:
+        raise ValueError(f"address {text!r} has no port")
+    if not 0 < int(port) < 65536:
         raise ValueError(f"bad port in {text!r}")
-    return (host, port)
+    return (host, int(port))
 
 
 @attrs.define

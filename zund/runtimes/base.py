@@ -21,14 +21,20 @@ from __future__ import annotations
 
 import datetime
 import enum
+import signal
 
 import attrs
 from zope.interface import Attribute, Interface
+
+from zund.common import errors
 
 #: Optional operations a runtime may support.
 CAPABILITIES = frozenset(
     {"exec", "archive", "commit", "pause", "top", "stats", "update", "logs_since"}
 )
+
+#: ``image_pull_policy`` values, canonical spelling.
+PULL_POLICIES = ("ifnotpresent", "always", "never")
 
 LABEL_UUID = "zund.uuid"
 LABEL_NODE = "zund.node"
@@ -37,6 +43,65 @@ LABEL_PROJECT = "zund.project"
 
 def runtime_object_name(uuid: str) -> str:
     return "zun-" + uuid
+
+
+def exposed_port_numbers(exposed: dict | None) -> tuple[int, ...]:
+    """``{"80/tcp": {}, "53/udp": {}}`` (docker's ExposedPorts) -> ``(53, 80)``."""
+    ports = set()
+    for key in exposed or {}:
+        num = str(key).split("/", 1)[0]
+        if num.isdigit():
+            ports.add(int(num))
+    return tuple(sorted(ports))
+
+
+def pull_policy(value: str | None) -> str:
+    """The policy in its canonical spelling (``IfNotPresent`` -> ``ifnotpresent``);
+    None or ``""`` means ``ifnotpresent``. Anything else is InvalidInput."""
+    policy = (value or "ifnotpresent").lower()
+    if policy not in PULL_POLICIES:
+        raise errors.InvalidInput(field="image_pull_policy",
+                                  reason=f"must be one of {', '.join(PULL_POLICIES)}")
+    return policy
+
+
+def image_missing(image: str, policy: str) -> errors.ImageNotFound:
+    """The error of an image that is not local and may not be pulled: it names the
+    image, the pull policy and what to do (issue 10: reasons a user can act on)."""
+    return errors.ImageNotFound(
+        f"Image {image} could not be found: it is not present on this node and "
+        f"image_pull_policy is '{policy}', so it was not pulled (pull it on the node, "
+        f"or create with image_pull_policy 'ifnotpresent').",
+        image=image, policy=policy)
+
+
+def image_pull_failed(image: str, policy: str, cause: str) -> errors.ImagePullFailed:
+    """The error of a failed pull: the image, why it was pulled (the pull policy)
+    and the engine's or registry's cause."""
+    why = "not present on this node" if policy == "ifnotpresent" else "pulled on every create"
+    return errors.ImagePullFailed(
+        f"Failed to pull image {image} (image_pull_policy '{policy}': {why}): {cause}",
+        image=image, policy=policy, reason=cause)
+
+
+def parse_signal(value: str | int | None) -> signal.Signals:
+    """Zun's spellings of a signal (``kill``, ``SIGKILL``, ``KILL``, ``9``) as the
+    standard :class:`signal.Signals`; ``None`` or ``""`` is SIGKILL, docker's default
+    for kill. Every runtime parses signals here, so they accept the same set.
+
+    Raises ``InvalidInput(field="signal")`` for anything that names no signal
+    (real-time signals other than SIGRTMIN/SIGRTMAX have no member, so are refused).
+    """
+    if value is None or str(value).strip() == "":
+        return signal.SIGKILL
+    text = str(value).strip()
+    try:
+        if text.isdigit():
+            return signal.Signals(int(text))
+        name = text.upper()
+        return signal.Signals[name if name.startswith("SIG") else "SIG" + name]
+    except (KeyError, ValueError) as e:
+        raise errors.InvalidInput(field="signal", reason=f"unknown signal {value!r}") from e
 
 
 class RuntimeStatus(str, enum.Enum):
@@ -166,3 +231,22 @@ class IRuntime(Interface):
 
     async def commit(uuid: str, repository: str, tag: str | None) -> str:
         """Snapshot to an image; returns the image id (capability ``commit``)."""
+
+
+class MissingRuntime:
+    """Stands in for a runtime whose Python package is not installed, so building
+    the node never fails on an import: its ``open`` raises ``RuntimeUnavailable``
+    naming the package extra, and the node drops it like an unreachable engine.
+    Only ``open`` and ``close`` are ever called (a dropped runtime gets no work)."""
+
+    capabilities = frozenset()
+
+    def __init__(self, name: str, reason: str):
+        self.name = name
+        self.reason = reason
+
+    async def open(self) -> None:
+        raise errors.RuntimeUnavailable(runtime=self.name, reason=self.reason)
+
+    async def close(self) -> None:
+        return None

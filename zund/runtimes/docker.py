@@ -41,7 +41,6 @@ import attrs
 import docker
 import docker.errors
 import requests.exceptions
-from docker.utils import parse_repository_tag
 from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -58,13 +57,15 @@ from zund.runtimes.base import (
     IRuntime,
     RuntimeState,
     RuntimeStatus,
+    exposed_port_numbers,
+    parse_signal,
     runtime_object_name,
 )
+from zund.runtimes.images import DockerImageSource, explain
 
 log = Logger()
 
 RUNTIME_NAME = "runc"
-PULL_POLICIES = ("ifnotpresent", "always", "never")
 
 
 @attrs.frozen
@@ -108,16 +109,6 @@ def parse_docker_time(value: str | None) -> datetime.datetime | None:
         hours, minutes = int(tz[1:3]), int(tz[4:6])
         dt -= sign * datetime.timedelta(hours=hours, minutes=minutes)
     return dt
-
-
-def exposed_port_numbers(exposed: dict | None) -> tuple[int, ...]:
-    """``{"80/tcp": {}, "53/udp": {}}`` -> ``(53, 80)``."""
-    ports = set()
-    for key in exposed or {}:
-        num = str(key).split("/", 1)[0]
-        if num.isdigit():
-            ports.add(int(num))
-    return tuple(sorted(ports))
 
 
 def state_from_inspect(attrs_: dict) -> RuntimeState:
@@ -218,23 +209,6 @@ def memory_limits(memory_mb: int) -> dict:
     return {"mem_limit": f"{int(memory_mb)}M", "memswap_limit": f"{int(memory_mb)}M"}
 
 
-def normalize_signal(signal: str | int | None) -> str | int | None:
-    """``kill``/``SIGKILL``/``KILL``/``9`` -> what the engine accepts; None = default (KILL)."""
-    if signal is None or signal == "":
-        return None
-    s = str(signal).strip()
-    if s.isdigit():
-        return int(s)
-    s = s.upper()
-    return s if s.startswith("SIG") else "SIG" + s
-
-
-def image_reference(image: str) -> tuple[str, str]:
-    """``repo[:tag|@digest]`` -> ``(repo, tag_or_digest)``, tag defaulting to latest."""
-    repo, tag = parse_repository_tag(image)
-    return repo, tag or "latest"
-
-
 # -- the runtime ---------------------------------------------------------------
 
 @implementer(IRuntime)
@@ -257,6 +231,7 @@ class DockerRuntime:
         self._client: docker.DockerClient | None = None
         self._network_mode = config.network_mode
         self._blocking = TrackedCalls(run_blocking, self.name)
+        self._images = DockerImageSource(lambda: self._api, self._blocking, self.name)
 
     # -- plumbing -----------------------------------------------------------
 
@@ -281,9 +256,9 @@ class DockerRuntime:
                 return errors.RuntimeObjectNotFound(name=runtime_object_name(uuid))
             if image is not None:
                 return errors.ImageNotFound(image=image)
-            return errors.RuntimeFailure(reason=_explain(e))
+            return errors.RuntimeFailure(reason=explain(e))
         if isinstance(e, docker.errors.APIError):
-            return errors.RuntimeFailure(reason=_explain(e))
+            return errors.RuntimeFailure(reason=explain(e))
         if isinstance(e, requests.exceptions.Timeout):
             return errors.RuntimeFailure(reason=f"engine call timed out: {e}")
         if isinstance(e, (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError)):
@@ -327,7 +302,7 @@ class DockerRuntime:
         try:
             client, network_mode = await self._blocking(_connect)
         except Exception as e:
-            raise errors.RuntimeUnavailable(runtime=self.name, reason=_explain(e)) from e
+            raise errors.RuntimeUnavailable(runtime=self.name, reason=explain(e)) from e
         self._client, self._network_mode = client, network_mode
         log.info("runtime.docker.open url={url} api={api} network_mode={nm!r}",
                  url=cfg.api_url, api=client.api.api_version, nm=network_mode)
@@ -344,43 +319,7 @@ class DockerRuntime:
     # -- images ------------------------------------------------------------------
 
     async def ensure_image(self, image: str, pull_policy: str) -> None:
-        policy = (pull_policy or "ifnotpresent").lower()
-        if policy not in PULL_POLICIES:
-            raise errors.InvalidInput(field="image_pull_policy",
-                                      reason=f"must be one of {', '.join(PULL_POLICIES)}")
-        api = self._api
-        if policy != "always":
-            try:
-                await self._call(lambda: api.inspect_image(image), image=image)
-                return
-            except errors.ImageNotFound:
-                if policy == "never":
-                    raise
-        await self._pull(image)
-
-    async def _pull(self, image: str) -> None:
-        repo, tag = image_reference(image)
-        api = self._api
-
-        def _pull():
-            # Consume the progress stream ourselves: the engine reports a failed
-            # pull as an ``error`` record inside a 200 stream, which the
-            # high-level ``images.pull`` would swallow.
-            for record in api.pull(repo, tag=tag, stream=True, decode=True):
-                if isinstance(record, dict) and record.get("error"):
-                    return str(record.get("error"))
-            return None
-
-        try:
-            failure = await self._blocking(_pull)
-        except Exception as e:
-            if isinstance(e, (docker.errors.APIError, docker.errors.DockerException,
-                              requests.exceptions.RequestException)):
-                raise errors.ImagePullFailed(image=image, reason=_explain(e)) from e
-            raise
-        if failure:
-            raise errors.ImagePullFailed(image=image, reason=failure)
-        log.info("runtime.docker.image.pulled image={image}", image=image)
+        await self._images.ensure(image, pull_policy)
 
     # -- containers ---------------------------------------------------------------
 
@@ -450,11 +389,8 @@ class DockerRuntime:
 
     async def kill(self, uuid: str, signal: str | None) -> None:
         api, name = self._api, runtime_object_name(uuid)
-        sig = normalize_signal(signal)
-        if sig is None:
-            await self._call(lambda: api.kill(name), uuid=uuid)
-        else:
-            await self._call(lambda: api.kill(name, signal=sig), uuid=uuid)
+        sig = parse_signal(signal).name
+        await self._call(lambda: api.kill(name, signal=sig), uuid=uuid)
 
     async def pause(self, uuid: str) -> None:
         self._require("pause", "pause")
@@ -654,10 +590,3 @@ def _text(data: Any) -> str:
     if isinstance(data, bytes):
         return data.decode("utf-8", errors="replace")
     return "" if data is None else str(data)
-
-
-def _explain(e: BaseException) -> str:
-    explanation = getattr(e, "explanation", None)
-    if explanation:
-        return str(explanation)
-    return str(e) or type(e).__name__

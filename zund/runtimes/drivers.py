@@ -7,6 +7,8 @@ runtime closed (e.g. stopping its thread pool). Only ``zund/service.py`` calls t
 
 from __future__ import annotations
 
+from zund.runtimes.base import MissingRuntime
+
 
 def docker(conf, reactor):
     from zund.runtimes.docker import DockerConfig, DockerRuntime
@@ -29,9 +31,22 @@ def fake(conf, reactor):
     return FakeRuntime(conf.host, clock=reactor), None
 
 
+#: API name of the micro-VM runtime (``zund.runtimes.libvirt.RUNTIME_NAME``; repeated
+#: here because that module cannot be imported without libvirt-python).
+MICROVM_NAME = "microvm"
+
+
 def libvirt(conf, reactor):
     from zund.runtimes.executor import make_run_blocking
-    from zund.runtimes.libvirt import LibvirtConfig, LibvirtRuntime
+
+    try:
+        from zund.runtimes.libvirt import LibvirtConfig, LibvirtRuntime
+    except ImportError as e:
+        # A missing optional package is a runtime that is not available on this
+        # host, like an unreachable libvirtd: dropped at start with one line.
+        return MissingRuntime(MICROVM_NAME, (
+            f"libvirt-python is not installed ({e}); install the extra with "
+            "`pip install 'zund[libvirt]'`")), None
 
     run_blocking, pool = make_run_blocking(reactor, conf.libvirt.max_workers,
                                            name="zund-libvirt")

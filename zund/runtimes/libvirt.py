@@ -15,10 +15,15 @@ Capabilities: ``pause`` only. exec, archive, commit, top, stats, update and
 logs_since need an in-guest agent zund does not have yet; those calls raise
 ``NotSupportedByRuntime`` (the manager answers 409).
 
-Blocking work (libvirt calls, the docker SDK used to read images, building an
-initramfs, reading console files) goes through the injected ``run_blocking``.
-libvirt errors are translated by error code (``VIR_ERR_NO_DOMAIN`` →
-``RuntimeObjectNotFound``), never by message text.
+Images come from the local Docker engine through the same image source as the
+Docker runtime (:class:`zund.runtimes.images.DockerImageSource`: pull with
+policy, inspect, export of the root filesystem), which translates the engine's
+errors; this module only owns the engine connection it hands that source.
+
+Blocking work (libvirt calls, image reads, building an initramfs, reading
+console files) goes through the injected ``run_blocking``. libvirt errors are
+translated by error code (``VIR_ERR_NO_DOMAIN`` → ``RuntimeObjectNotFound``),
+never by message text.
 """
 
 from __future__ import annotations
@@ -28,16 +33,14 @@ import fcntl
 import json
 import math
 import os
+import signal as signal_module
 import stat
 import socket
 import time
 from typing import Any, Callable
 
 import attrs
-import docker
-import docker.errors
 import libvirt
-import requests.exceptions
 from twisted.internet import defer, task
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -49,9 +52,11 @@ from zund.runtimes.base import (
     IRuntime,
     RuntimeState,
     RuntimeStatus,
+    exposed_port_numbers,
+    parse_signal,
     runtime_object_name,
 )
-from zund.runtimes.docker import DockerConfig, DockerRuntime, exposed_port_numbers
+from zund.runtimes.images import DockerImageSource, connect_api
 from zund.runtimes.microvm import domain_xml as dx
 from zund.runtimes.microvm import initramfs
 from zund.runtimes.microvm.init import ConsoleRun, parse_console
@@ -127,18 +132,6 @@ def guest_memory_mb(memory_mb: int | None, default: int, floor: int) -> int:
     return max(int(memory_mb) if memory_mb else int(default), int(floor))
 
 
-def signal_name(signal: str | int | None) -> str:
-    """``kill``/``SIGKILL``/``KILL``/``9`` -> ``KILL``/``9``; None -> ``KILL``."""
-    if signal is None or str(signal).strip() == "":
-        return "KILL"
-    s = str(signal).strip().upper()
-    if s.startswith("SIG"):
-        s = s[3:]
-    if not s.isalnum():
-        raise errors.InvalidInput(field="signal", reason=f"unknown signal {signal!r}")
-    return s
-
-
 def _utc_naive(ts: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).replace(tzinfo=None)
 
@@ -177,14 +170,13 @@ class LibvirtRuntime:
                  run_blocking: Callable[..., defer.Deferred], clock):
         self.config = config
         self.node_name = node_name
-        self._run_blocking = run_blocking
         self._clock = clock
         self._conn: libvirt.virConnect | None = None
-        self._docker_api: docker.APIClient | None = None
-        self._images: DockerRuntime | None = None
+        self._docker_api = None  # docker.APIClient once open
         self._virt_type = config.virt_type
         self._image_locks: dict[str, defer.DeferredLock] = {}
         self._blocking = TrackedCalls(run_blocking, self.name)
+        self._images = DockerImageSource(self._image_api, self._blocking, self.name)
 
     @property
     def virt_type(self) -> str:
@@ -193,8 +185,7 @@ class LibvirtRuntime:
 
     # -- plumbing ------------------------------------------------------------------
 
-    def _translate(self, e: BaseException, uuid: str | None = None,
-                   image: str | None = None) -> errors.ZundError:
+    def _translate(self, e: BaseException, uuid: str | None = None) -> errors.ZundError:
         if isinstance(e, libvirt.libvirtError):
             code = e.get_error_code()
             if code == libvirt.VIR_ERR_NO_DOMAIN and uuid is not None:
@@ -203,24 +194,21 @@ class LibvirtRuntime:
                 return errors.RuntimeUnavailable(runtime=self.name,
                                                  reason=e.get_error_message() or str(e))
             return errors.RuntimeFailure(reason=e.get_error_message() or str(e))
-        if isinstance(e, docker.errors.ImageNotFound):
-            return errors.ImageNotFound(image=image or "?")
-        if isinstance(e, docker.errors.NotFound) and image is not None:
-            return errors.ImageNotFound(image=image)
-        if isinstance(e, (docker.errors.DockerException, requests.exceptions.RequestException)):
-            return errors.RuntimeFailure(reason=f"reading image: {e}")
-        if isinstance(e, OSError):
-            return errors.RuntimeFailure(reason=f"{type(e).__name__}: {e}")
         return errors.RuntimeFailure(reason=f"{type(e).__name__}: {e}")
 
-    async def _call(self, fn: Callable[[], Any], uuid: str | None = None,
-                    image: str | None = None) -> Any:
+    async def _call(self, fn: Callable[[], Any], uuid: str | None = None) -> Any:
         try:
             return await self._blocking(fn)
         except errors.ZundError:
             raise
         except Exception as e:
-            raise self._translate(e, uuid=uuid, image=image) from e
+            raise self._translate(e, uuid=uuid) from e
+
+    def _image_api(self):
+        """The engine client the image source uses (RuntimeUnavailable until open)."""
+        if self._docker_api is None:
+            raise errors.RuntimeUnavailable(runtime=self.name, reason="runtime is not open")
+        return self._docker_api
 
     @property
     def _c(self) -> libvirt.virConnect:
@@ -279,8 +267,7 @@ class LibvirtRuntime:
                                   f"cannot read the guests' files under {d}")
             conn = libvirt.open(cfg.uri)
             try:
-                api = docker.APIClient(base_url=cfg.docker_url, version="auto",
-                                       timeout=cfg.docker_timeout_s)
+                api = connect_api(cfg.docker_url, "auto", cfg.docker_timeout_s)
             except BaseException:
                 conn.close()
                 raise
@@ -295,25 +282,14 @@ class LibvirtRuntime:
         except Exception as e:
             reason = e.get_error_message() if isinstance(e, libvirt.libvirtError) else str(e)
             raise errors.RuntimeUnavailable(runtime=self.name, reason=reason) from e
-        images = DockerRuntime(DockerConfig(api_url=cfg.docker_url,
-                                            default_timeout_s=cfg.docker_timeout_s),
-                               self.node_name, self._run_blocking)
-        try:
-            await images.open()
-        except errors.ZundError:
-            await self._blocking(conn.close)
-            api.close()
-            raise
-        self._conn, self._docker_api, self._images, self._virt_type = conn, api, images, virt_type
+        self._conn, self._docker_api, self._virt_type = conn, api, virt_type
         log.info("runtime.microvm.open uri={uri} virt_type={vt} kernel={kernel}",
                  uri=cfg.uri, vt=virt_type, kernel=cfg.kernel_path)
 
     async def close(self) -> None:
         await self._blocking.drain()
-        conn, api, images = self._conn, self._docker_api, self._images
-        self._conn = self._docker_api = self._images = None
-        if images is not None:
-            await images.close()
+        conn, api = self._conn, self._docker_api
+        self._conn = self._docker_api = None
         for closer in ((conn.close if conn else None), (api.close if api else None)):
             if closer is not None:
                 try:
@@ -325,18 +301,33 @@ class LibvirtRuntime:
 
     async def ensure_image(self, image: str, pull_policy: str) -> None:
         """Images come from the local Docker store (pulled there when needed)."""
-        if self._images is None:
-            raise errors.RuntimeUnavailable(runtime=self.name, reason="runtime is not open")
-        await self._images.ensure_image(image, pull_policy)
+        await self._images.ensure(image, pull_policy)
 
     async def _image_initramfs(self, image: str) -> tuple:
-        api, cfg = self._docker_api, self.config
+        """``(cached image initramfs path, image config)``; the initramfs is built
+        once per (image id, init version, busybox) and reused by every guest."""
+        cfg = self.config
         lock = self._image_locks.setdefault(image, defer.DeferredLock())
         await lock.acquire()
         try:
-            return await self._call(
-                lambda: initramfs.ensure_image_initramfs(api, image, cfg.busybox_path,
-                                                         cfg.images_path), image=image)
+            info = await self._images.inspect(image)
+
+            def _cached():
+                with open(cfg.busybox_path, "rb") as f:
+                    busybox = f.read()
+                out = initramfs.image_initramfs_path(cfg.images_path, info.id, busybox)
+                return busybox, out, os.path.exists(out)
+
+            busybox, out, cached = await self._call(_cached)
+            if not cached:
+                tar_path = await self._call(lambda: initramfs.new_export_path(cfg.images_path))
+                try:
+                    await self._images.export_rootfs(image, tar_path)
+                    await self._call(
+                        lambda: initramfs.build_image_initramfs(tar_path, busybox, out))
+                finally:
+                    await self._call(lambda: _unlink(tar_path))
+            return out, info.config
         finally:
             lock.release()
             if not lock.locked and not lock.waiting:
@@ -537,19 +528,20 @@ class LibvirtRuntime:
 
     async def kill(self, uuid: str, signal: str | None) -> None:
         """KILL destroys the guest (exit 137); other signals go to the command."""
-        sig = signal_name(signal)
+        sig = parse_signal(signal)
 
         def _kill():
             dom = self._lookup(uuid)
             if not dom.isActive():
                 raise errors.RuntimeFailure(reason=f"container {uuid} is not running")
-            if sig in ("KILL", "9"):
+            if sig == signal_module.SIGKILL:
                 dom.destroy()
                 return
             state, _ = dom.state()
             if state == libvirt.VIR_DOMAIN_PAUSED:
                 raise errors.RuntimeFailure(reason=f"container {uuid} is paused")
-            if not self._signal_blocking(uuid, sig):
+            # The guest's control line takes a bare name (``TERM``), for busybox kill.
+            if not self._signal_blocking(uuid, sig.name.removeprefix("SIG")):
                 raise errors.RuntimeFailure(reason="the guest's control line is unavailable")
         await self._call(_kill, uuid=uuid)
 

@@ -3,8 +3,8 @@
 A guest's initrd is three concatenated gzip'd newc cpio archives (the kernel
 unpacks them in order; a later path replaces an earlier one):
 
-1. the image's root filesystem (``docker export`` of a created, never started
-   container: the flattened layers);
+1. the image's root filesystem (its flattened layers, exported by the image
+   source, :meth:`zund.runtimes.images.DockerImageSource.export_rootfs`);
 2. zund's layer: ``/init`` (:data:`~zund.runtimes.microvm.init.INIT_SCRIPT`),
    ``/.zund/busybox`` (static), ``/dev/console``;
 3. the container's layer: ``/.zund/config.sh`` (hostname, workdir, argv with the
@@ -14,8 +14,9 @@ unpacks them in order; a later path replaces an earlier one):
 built once and cached under a content-addressed name; (3) is a few hundred bytes
 appended per container.
 
-Everything here is blocking (files, the docker SDK): callers run it through
+Everything here that touches files is blocking: callers run it through
 ``run_blocking``. The pure helpers (argv/env resolution, config text) do no I/O.
+Nothing here talks to an engine.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ from zund.runtimes.microvm.init import INIT_SCRIPT, INIT_VERSION
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 GUEST_BUSYBOX = "/.zund/busybox"
-#: Label on the throw-away container used to export an image's filesystem.
-EXPORT_LABEL = "zund.microvm.export"
 
 
 # -- pure helpers ----------------------------------------------------------------
@@ -225,39 +224,18 @@ def write_container_initrd(base_path: str, config_sh: str, out_path: str) -> Non
     _atomic_write(out_path, _write)
 
 
-# -- the docker side ----------------------------------------------------------------
+# -- the image cache ----------------------------------------------------------------
 
-def export_image_rootfs(api, image: str, dest_path: str) -> None:
-    """Write ``image``'s flattened filesystem as a tarball to ``dest_path``, through a
-    created-and-never-started container that is removed again. ``api`` is a
-    ``docker.APIClient``."""
-    created = api.create_container(image=image, command=["/.zund-export"],
-                                   network_disabled=True, labels={EXPORT_LABEL: "1"})
-    cid = created["Id"]
-    try:
-        with open(dest_path, "wb") as f:
-            for chunk in api.export(cid):
-                f.write(chunk)
-    finally:
-        api.remove_container(cid, force=True)
+def image_initramfs_path(images_path: str, image_id: str, busybox: bytes) -> str:
+    """Where the initramfs of (image, init version, busybox) is cached."""
+    key = image_cache_key(image_id, hashlib.sha256(busybox).hexdigest())
+    return os.path.join(images_path, f"{key}.cpio.gz")
 
 
-def ensure_image_initramfs(api, image: str, busybox_path: str, images_path: str) -> tuple:
-    """Return ``(initramfs_path, image_config)`` for ``image``, building and caching the
-    initramfs when its content-addressed file is missing. Safe to call concurrently
-    for the same image (last writer wins an identical file)."""
-    info = api.inspect_image(image)
-    with open(busybox_path, "rb") as f:
-        busybox = f.read()
-    key = image_cache_key(info["Id"], hashlib.sha256(busybox).hexdigest())
-    out = os.path.join(images_path, f"{key}.cpio.gz")
-    if not os.path.exists(out):
-        os.makedirs(images_path, exist_ok=True)
-        fd, tar_path = tempfile.mkstemp(dir=images_path, prefix=".export-", suffix=".tar")
-        os.close(fd)
-        try:
-            export_image_rootfs(api, image, tar_path)
-            build_image_initramfs(tar_path, busybox, out)
-        finally:
-            os.unlink(tar_path)
-    return out, dict(info.get("Config") or {})
+def new_export_path(images_path: str) -> str:
+    """A fresh empty file under ``images_path`` to receive an image's rootfs tarball
+    (same filesystem as the cache, so nothing large crosses devices)."""
+    os.makedirs(images_path, exist_ok=True)
+    fd, tar_path = tempfile.mkstemp(dir=images_path, prefix=".export-", suffix=".tar")
+    os.close(fd)
+    return tar_path

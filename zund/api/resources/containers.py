@@ -1,0 +1,361 @@
+"""Containers and their actions (zun-api.md §5.1, §5.2, §7)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from zund.api import schemas, views
+from zund.api.microversions import v
+from zund.common import errors
+from zund.records import CreateRequest
+from zund.api.pipeline import JSON, ApiRequest, Reply, paginate, route
+
+
+class ContainersResource:
+    """Routes of ``/containers``; mixed into ``zund.api.app.ZunAPI`` (uses ``ApiBase``)."""
+
+    def _generate_name(self) -> str:
+        return f"{self._rng.choice(_GREEK)}-{self._rng.randint(1, 24)}-container"
+
+    # -- containers: CRUD ------------------------------------------------------------
+
+    @route("/containers", ["POST"])
+    async def container_create(self, req: ApiRequest):
+        ctype = (req.header("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != JSON:
+            raise errors.UnsupportedMediaType(content_type=ctype or "(none)")
+        ctx = req.ctx
+        self._policy.authorize(ctx, "container:create")
+        body = req.body if req.body is not None else {}
+        request = schemas.validate_create(body, req.version, self._limits)
+        if request.get("runtime") is not None:
+            self._policy.authorize(ctx, "container:create:runtime")
+        if request.get("privileged"):
+            self._policy.authorize(ctx, "container:create:privileged")
+        if request.get("host") is not None:
+            self._policy.authorize(ctx, "container:create:requested_destination")
+        if request.get("image_pull_policy") is not None:
+            self._policy.authorize(ctx, "container:create:image_pull_policy")
+        request.setdefault("name", self._generate_name())
+        request["run"] = schemas.optional_bool(self._query(req.raw), "run", False)
+        rec = await self._containers.create(ctx, CreateRequest.from_dict(request))
+        location = f"{req.base_url}/v1/containers/{rec.uuid}"
+        return Reply(202, self._container_view(req, rec), {"Location": location})
+
+    @route("/containers", ["GET"])
+    async def container_list(self, req: ApiRequest):
+        query = schemas.parse_list_query(
+            req.params, max_limit=self._config.max_limit,
+            sort_keys=schemas.CONTAINER_SORT_KEYS, default_sort_key="id",
+            filters=schemas.CONTAINER_FILTERS, extra=("all_projects",))
+        ctx = req.ctx
+        self._policy.authorize(ctx, "container:get_all")
+        if query.all_projects:
+            self._policy.authorize(ctx, "container:get_all_all_projects")
+        listed = await self._containers.list(ctx, query.all_projects)
+        # a cluster-wide list names the nodes that did not answer in time
+        partial = listed.partial_nodes
+        recs = [r for r in listed.records if _matches(r, query.filters)]
+        page = paginate(recs, query, lambda r, k: getattr(r, k, None), lambda r: r.uuid)
+        items = [self._container_view(req, r) for r in page]
+        next_url = views.next_link(req.base_url, "containers", items, query.limit,
+                                   query.sort_key, query.sort_dir)
+        body = views.collection("containers", items, next_url)
+        if partial:
+            return Reply(200, body, {"Zund-Partial-Nodes": ",".join(sorted(partial))})
+        return body
+
+    @route("/containers/<ident>", ["GET"])
+    async def container_show(self, req: ApiRequest, ident: str):
+        ref = self._ref(req, ident, "container:get_one", "container:get_one_all_projects")
+        rec = await self._containers.show(req.ctx, ref)
+        return self._container_view(req, rec)
+
+    @route("/containers/<ident>", ["DELETE"])
+    async def container_delete(self, req: ApiRequest, ident: str):
+        force = schemas.optional_bool(req.params, "force", False)
+        stop = schemas.optional_bool(req.params, "stop", False)
+        if req.version < v("1.12"):
+            stop = False  # `stop` exists from 1.12; older clients never mean it
+        extra = ("container:delete_force",) if force and req.version >= v("1.7") else ()
+        ref = self._ref(req, ident, "container:delete", "container:delete_all_projects",
+                        extra_rules=extra)
+        await self._containers.delete(req.ctx, ref, force=force, stop=stop)
+        return Reply(204)
+
+    @route("/containers/<ident>", ["PATCH"])
+    async def container_update(self, req: ApiRequest, ident: str):
+        patch = schemas.validate_update(req.body if req.body is not None else {}, self._limits)
+        ref = self._ref(req, ident, "container:update")
+        rec = await self._containers.update(req.ctx, ref, patch)
+        return self._container_view(req, rec)
+
+    # -- containers: asynchronous actions (202, body null) ----------------------------------
+
+    @route("/containers/<ident>/start", ["POST"])
+    async def container_start(self, req: ApiRequest, ident: str):
+        await self._containers.start(req.ctx, self._ref(req, ident, "container:start"))
+        return Reply(202, None)
+
+    @route("/containers/<ident>/stop", ["POST"])
+    async def container_stop(self, req: ApiRequest, ident: str):
+        timeout = _timeout(req.params)
+        await self._containers.stop(req.ctx, self._ref(req, ident, "container:stop"),
+                                   timeout_s=timeout)
+        return Reply(202, None)
+
+    @route("/containers/<ident>/reboot", ["POST"])
+    async def container_reboot(self, req: ApiRequest, ident: str):
+        timeout = _timeout(req.params)
+        await self._containers.reboot(req.ctx, self._ref(req, ident, "container:reboot"),
+                                   timeout_s=timeout)
+        return Reply(202, None)
+
+    @route("/containers/<ident>/pause", ["POST"])
+    async def container_pause(self, req: ApiRequest, ident: str):
+        await self._containers.pause(req.ctx, self._ref(req, ident, "container:pause"))
+        return Reply(202, None)
+
+    @route("/containers/<ident>/unpause", ["POST"])
+    async def container_unpause(self, req: ApiRequest, ident: str):
+        await self._containers.unpause(req.ctx, self._ref(req, ident, "container:unpause"))
+        return Reply(202, None)
+
+    @route("/containers/<ident>/kill", ["POST"])
+    async def container_kill(self, req: ApiRequest, ident: str):
+        signal = schemas.not_none(req.params.get("signal"))
+        if signal is not None:
+            signal = str(signal)
+        await self._containers.kill(req.ctx, self._ref(req, ident, "container:kill"),
+                                    signal=signal)
+        return Reply(202, None)
+
+    @route("/containers/<ident>/rebuild", ["POST"])
+    async def container_rebuild(self, req: ApiRequest, ident: str):
+        image = schemas.not_none(req.params.get("image"))
+        image_driver = schemas.not_none(req.params.get("image_driver"))
+        if image_driver not in (None, "docker"):
+            raise errors.InvalidInput(field="image_driver",
+                                      reason=f"{image_driver!r} is not supported; use docker.")
+        if image is not None and (not isinstance(image, str) or len(image) < 2):
+            raise errors.InvalidInput(field="image", reason=f"{image!r} is not an image name.")
+        await self._containers.rebuild(req.ctx, self._ref(req, ident, "container:rebuild"),
+                                       image=image, image_driver=image_driver)
+        return Reply(202, None)
+
+    @route("/containers/<ident>/commit", ["POST"])
+    async def container_commit(self, req: ApiRequest, ident: str):
+        repository = schemas.not_none(req.params.get("repository"))
+        tag = schemas.not_none(req.params.get("tag"))
+        if not repository or not isinstance(repository, str):
+            raise errors.InvalidInput(field="repository", reason="a repository is required.")
+        if tag is None and ":" in repository.rsplit("/", 1)[-1]:
+            repository, tag = repository.rsplit(":", 1)
+        image_id = await self._containers.commit(
+            req.ctx, self._ref(req, ident, "container:commit"), repository, tag)
+        return Reply(202, {"uuid": image_id})
+
+    @route("/containers/<ident>/resize_container", ["POST"], min_version="1.19")
+    async def container_resize_container(self, req: ApiRequest, ident: str):
+        cpu = schemas.not_none(req.params.get("cpu"))
+        memory = schemas.not_none(req.params.get("memory"))
+        if cpu is None and memory is None:
+            raise errors.InvalidInput(field="cpu", reason="give cpu and/or memory.")
+        cpu = None if cpu is None else schemas.parse_cpu(cpu, self._limits)
+        memory = None if memory is None else schemas.parse_memory(memory, self._limits)
+        rec = await self._containers.resize_container(
+            req.ctx, self._ref(req, ident, "container:resize_container"), cpu=cpu,
+            memory=memory)
+        return Reply(202, self._container_view(req, rec))
+
+    # -- containers: synchronous actions ------------------------------------------------------
+
+    @route("/containers/<ident>/logs", ["GET"])
+    async def container_logs(self, req: ApiRequest, ident: str):
+        p = req.params
+        stdout = schemas.optional_bool(p, "stdout", True)
+        stderr = schemas.optional_bool(p, "stderr", True)
+        if not stdout and not stderr:
+            stdout = stderr = True  # Zun: asking for neither means both
+        timestamps = schemas.optional_bool(p, "timestamps", False)
+        tail = schemas.parse_tail(p.get("tail"))
+        since = schemas.parse_since(p.get("since"))
+        text = await self._containers.logs(
+            req.ctx, self._ref(req, ident, "container:logs"), stdout=stdout, stderr=stderr,
+            timestamps=timestamps, tail=tail, since=since)
+        return text
+
+    @route("/containers/<ident>/execute", ["POST"])
+    async def container_execute(self, req: ApiRequest, ident: str):
+        p = req.params
+        run = schemas.optional_bool(p, "run", True)
+        interactive = schemas.optional_bool(p, "interactive", False)
+        if "command" not in p or schemas.not_none(p.get("command")) is None:
+            raise errors.InvalidInput(field="command", reason="a command is required.")
+        argv = schemas.split_command(p["command"])
+        ref = self._ref(req, ident, "container:execute")
+        if interactive or not run:
+            await self._containers.find(req.ctx, ref)
+            raise errors.InteractiveNotSupported(what="Interactive exec (interactive=true or "
+                                                      "run=false)")
+        result = await self._containers.execute(req.ctx, ref, argv)
+        return {"output": result.output, "exit_code": result.exit_code, "exec_id": None,
+                "proxy_url": None}
+
+    @route("/containers/<ident>/execute_resize", ["POST"])
+    async def container_execute_resize(self, req: ApiRequest, ident: str):
+        await self._containers.find(req.ctx,
+                                    self._ref(req, ident, "container:execute_resize"))
+        raise errors.InteractiveNotSupported(what="Resizing an exec TTY")
+
+    @route("/containers/<ident>/resize", ["POST"])
+    async def container_resize(self, req: ApiRequest, ident: str):
+        await self._containers.find(req.ctx,
+                                    self._ref(req, ident, "container:resize"))
+        raise errors.InteractiveNotSupported(what="Resizing a container TTY")
+
+    @route("/containers/<ident>/attach", ["GET"])
+    async def container_attach(self, req: ApiRequest, ident: str):
+        await self._containers.find(req.ctx,
+                                    self._ref(req, ident, "container:attach"))
+        raise errors.InteractiveNotSupported(what="Attaching to a container")
+
+    @route("/containers/<ident>/top", ["GET"])
+    async def container_top(self, req: ApiRequest, ident: str):
+        ps_args = schemas.not_none(req.params.get("ps_args"))
+        return await self._containers.top(req.ctx, self._ref(req, ident, "container:top"),
+                                          ps_args=ps_args)
+
+    @route("/containers/<ident>/stats", ["GET"])
+    async def container_stats(self, req: ApiRequest, ident: str):
+        return await self._containers.stats(req.ctx, self._ref(req, ident, "container:stats"))
+
+    @route("/containers/<ident>/get_archive", ["GET"])
+    async def container_get_archive(self, req: ApiRequest, ident: str):
+        path = schemas.not_none(req.params.get("path"))
+        if not path:
+            raise errors.InvalidInput(field="path", reason="a path is required.")
+        data, stat = await self._containers.get_archive(
+            req.ctx, self._ref(req, ident, "container:get_archive"), path)
+        if req.version >= v("1.25"):
+            encoded = base64.b64encode(data).decode("ascii")
+        else:
+            encoded = data.decode("latin-1")
+        return {"data": encoded, "stat": stat}
+
+    @route("/containers/<ident>/put_archive", ["POST"])
+    async def container_put_archive(self, req: ApiRequest, ident: str):
+        path = schemas.not_none(req.params.get("path"))
+        data = req.params.get("data")
+        if not path:
+            raise errors.InvalidInput(field="path", reason="a path is required.")
+        if not isinstance(data, str):
+            raise errors.InvalidInput(field="data", reason="a tar archive is required.")
+        if req.version >= v("1.25"):
+            try:
+                raw = base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError) as e:
+                raise errors.InvalidInput(field="data", reason=f"not base64: {e}.") from e
+        else:
+            raw = data.encode("latin-1")
+        await self._containers.put_archive(
+            req.ctx, self._ref(req, ident, "container:put_archive"), path, raw)
+        return Reply(200, None)
+
+    @route("/containers/<ident>/rename", ["POST"], max_version="1.13")
+    async def container_rename(self, req: ApiRequest, ident: str):
+        name = schemas.validate_name(req.params.get("name"))
+        rec = await self._containers.update(
+            req.ctx, self._ref(req, ident, "container:rename"), {"name": name})
+        return self._container_view(req, rec)
+
+    @route("/containers/<ident>/network_list", ["GET"], min_version="1.13")
+    async def container_network_list(self, req: ApiRequest, ident: str):
+        rec = await self._containers.find(req.ctx,
+                                          self._ref(req, ident, "container:network_list"))
+        return {"networks": _networks(rec.addresses or {}, req.version >= v("1.18"))}
+
+    @route("/containers/<ident>/network_attach", ["POST"], min_version="1.8")
+    async def container_network_attach(self, req: ApiRequest, ident: str):
+        await self._containers.find(req.ctx,
+                                    self._ref(req, ident, "container:network_attach"))
+        raise errors.InvalidInput(message="network_attach is not supported: zund has no "
+                                          "Neutron networks.", field="network")
+
+    @route("/containers/<ident>/network_detach", ["POST"], min_version="1.6")
+    async def container_network_detach(self, req: ApiRequest, ident: str):
+        await self._containers.find(req.ctx,
+                                    self._ref(req, ident, "container:network_detach"))
+        raise errors.InvalidInput(message="network_detach is not supported: zund has no "
+                                          "Neutron networks.", field="network")
+
+    @route("/containers/<ident>/add_security_group", ["POST"], max_version="1.14")
+    async def container_add_security_group(self, req: ApiRequest, ident: str):
+        await self._containers.find(req.ctx,
+                                    self._ref(req, ident, "container:add_security_group"))
+        raise errors.InvalidInput(message="Security groups are not supported: zund has no "
+                                          "Neutron.", field="name")
+
+    @route("/containers/<ident>/remove_security_group", ["POST"], max_version="1.14")
+    async def container_remove_security_group(self, req: ApiRequest, ident: str):
+        await self._containers.find(req.ctx,
+                                    self._ref(req, ident, "container:remove_security_group"))
+        raise errors.InvalidInput(message="Security groups are not supported: zund has no "
+                                          "Neutron.", field="name")
+
+    @route("/containers/<ident>/container_actions", ["GET"])
+    async def container_actions(self, req: ApiRequest, ident: str):
+        acts = await self._containers.list_actions(
+            req.ctx, self._ref(req, ident, "container:actions"))
+        return {"containerActions": [views.action(a, req.version) for a in acts]}
+
+    @route("/containers/<ident>/container_actions/<request_id>", ["GET"])
+    async def container_action_show(self, req: ApiRequest, ident: str, request_id: str):
+        # the owner blanks the tracebacks unless container:action:events allows
+        # them on the record
+        act = await self._containers.get_action(
+            req.ctx, self._ref(req, ident, "container:actions"), request_id)
+        return views.action_with_events(act, req.version, show_traceback=True)
+
+
+_GREEK = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota",
+          "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau",
+          "upsilon", "phi", "chi", "psi", "omega")
+
+def _matches(rec, filters: dict) -> bool:
+    for key, wanted in filters.items():
+        value = getattr(rec, key, None)
+        if key == "memory":
+            if value is None or str(value) != str(wanted):
+                return False
+        elif key == "auto_remove":
+            if bool(value) != wanted:
+                return False
+        elif value != wanted:
+            return False
+    return True
+
+
+def _timeout(params: dict) -> float | None:
+    value = schemas.not_none(params.get("timeout"))
+    if value is None:
+        return None
+    return float(schemas.parse_int(value, "timeout", minimum=0))
+
+
+def _networks(addresses: dict, nested: bool) -> list[dict]:
+    out = []
+    for net_id, addrs in addresses.items():
+        if nested:
+            out.append({"net_id": net_id,
+                        "port_id": addrs[0].get("port") if addrs else None,
+                        "fixed_ips": [{"subnet_id": a.get("subnet_id"),
+                                       "version": a.get("version"),
+                                       "ip_address": a.get("addr")} for a in addrs]})
+        else:
+            for a in addrs:
+                out.append({"net_id": net_id, "subnet_id": a.get("subnet_id"),
+                            "port_id": a.get("port"), "version": a.get("version"),
+                            "ip_address": a.get("addr")})
+    return out

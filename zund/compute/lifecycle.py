@@ -1,0 +1,467 @@
+"""Lifecycle of this node's containers: create, the state-changing actions, delete.
+
+Invariants (the manager's module docstring states them for callers):
+- The record is written (status Creating) before the runtime object exists, and
+  removed only after the runtime object is gone.
+- One task per container at a time: an action first claims the container by
+  persisting its ``task_state`` (under the per-container lock, after checking the
+  status, Zun's VALID_STATES); a second action meanwhile gets ``ContainerBusy``.
+- A create request arrives complete (``records.CreateRequest``: defaults applied and
+  the name chosen by the API); a record is built only with ``records.new_record``.
+
+Only ``ContainerManager`` (and the reconciler, for recovery) call into this module.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Callable
+
+from oslo_utils import uuidutils
+from twisted.logger import Logger
+
+from zund.common import errors
+from zund.compute import states
+from zund.compute.tasks import BackgroundTasks, ContainerLocks
+from zund.records import ContainerRecord, CreateRequest, new_record, utcnow
+from zund.runtimes.base import ContainerSpec, RuntimeState
+from zund.store import Store
+
+log = Logger()
+
+#: Zun's event of the scheduling step in a create action
+SCHEDULE_EVENT = "compute__schedule_container"
+
+
+def spec_of(rec: ContainerRecord, node: str, image_pull_policy: str) -> ContainerSpec:
+    """What the runtime is asked to create for ``rec`` (no I/O).
+    ``image_pull_policy``: used when the record names none."""
+    rp = rec.restart_policy
+    if rp:
+        rp = {"Name": rp.get("Name", "no"),
+              "MaximumRetryCount": int(rp.get("MaximumRetryCount") or 0)}
+    return ContainerSpec(
+        uuid=rec.uuid, image=rec.image, node=node, project_id=rec.project_id,
+        name=rec.name or "", user_id=rec.user_id,
+        command=tuple(rec.command) if rec.command is not None else None,
+        entrypoint=tuple(rec.entrypoint) if rec.entrypoint is not None else None,
+        cpu=rec.cpu, memory_mb=rec.memory, environment=dict(rec.environment),
+        labels=dict(rec.labels), workdir=rec.workdir, hostname=rec.hostname,
+        restart_policy=rp, auto_remove=rec.auto_remove, interactive=rec.interactive,
+        tty=rec.tty, privileged=rec.privileged,
+        image_pull_policy=rec.image_pull_policy or image_pull_policy,
+        exposed_ports=dict(rec.exposed_ports),
+    )
+
+
+def check_state(rec: ContainerRecord, action: str) -> None:
+    """Zun's VALID_STATES check: ``InvalidStateException`` when ``action`` is not
+    accepted in the record's status."""
+    if not states.is_allowed(action, rec.status):
+        raise errors.InvalidStateException(action=action, uuid=rec.uuid, status=rec.status)
+
+
+def delete_allowed(status: str, *, force: bool, stop: bool) -> bool:
+    """Zun's VALID_STATES for a delete: ``force`` takes any status; ``stop`` (stop,
+    then delete) takes what a plain delete takes plus Running."""
+    if force:
+        return states.is_allowed("delete_force", status)
+    if stop and states.is_allowed("delete_after_stop", status):
+        return True
+    return states.is_allowed("delete", status)
+
+
+class Lifecycle:
+    """Create, act on and delete this node's containers.
+
+    ``runtimes``: the node's runtimes by name (the same dict the manager exposes;
+    the service may drop a runtime that failed to start). ``notify(event, rec)``:
+    called after a change of allocation (created / deleted / resized).
+    ``new_uuid``: uuid factory (``uuid4`` in production; injectable for tests).
+    """
+
+    def __init__(self, config, store: Store, runtimes: dict, clock, tasks: BackgroundTasks,
+                 locks: ContainerLocks, notify: Callable, new_uuid: Callable[[], str]):
+        self.config = config
+        self.store = store
+        self.runtimes = runtimes
+        self.clock = clock
+        self.tasks = tasks
+        self.locks = locks
+        self.notify = notify
+        self.new_uuid = new_uuid
+        #: False until start-up recovery is done, and again from stopService on
+        self.accepting = False
+        #: uuid -> clock time of the last reconcile with the runtime
+        self.synced_at: dict[str, float] = {}
+
+    # -- runtimes -----------------------------------------------------------------
+
+    def runtime(self, rec: ContainerRecord):
+        rt = self.runtimes.get(rec.runtime or self.config.default_runtime)
+        if rt is None:
+            raise errors.RuntimeUnavailable(runtime=rec.runtime, reason="not enabled on this node")
+        return rt
+
+    def require(self, rec: ContainerRecord, capability: str, action: str):
+        """The record's runtime, if it has ``capability``; else NotSupportedByRuntime."""
+        rt = self.runtime(rec)
+        if capability not in rt.capabilities:
+            raise errors.NotSupportedByRuntime(action=action, runtime=rt.name)
+        return rt
+
+    def apply_state(self, rec: ContainerRecord, state: RuntimeState) -> None:
+        """Copy what the runtime says into the record (no I/O); stamps the sync time."""
+        self.synced_at[rec.uuid] = self.clock.seconds()
+        rec.status = states.status_from_runtime(rec.status, state.status)
+        rec.exit_code = state.exit_code
+        rec.started_at = state.started_at
+        rec.finished_at = state.finished_at
+        if state.hostname and not rec.hostname:
+            rec.hostname = state.hostname
+        if state.ports:
+            rec.ports = sorted(state.ports)
+        if rec.status not in (states.ERROR,):
+            rec.status_reason = None
+        rec.status_detail = states.status_detail(
+            rec.status, rec.exit_code, rec.started_at, rec.finished_at, utcnow())
+
+    def _require_accepting(self) -> None:
+        if not self.accepting:
+            raise errors.ServiceUnavailable(reason="node is shutting down")
+
+    # -- create -------------------------------------------------------------------
+
+    async def _existing(self, ctx, uuid: str) -> ContainerRecord | None:
+        """A repeat of a create with the same uuid (a retry after a lost reply)
+        returns the record instead of a twin; another project's uuid is a conflict."""
+        if not uuidutils.is_uuid_like(uuid):
+            raise errors.InvalidInput(field="uuid", reason=f"{uuid!r} is not a uuid")
+        try:
+            existing = await self.store.get_container(uuid)
+        except errors.ContainerNotFound:
+            return None
+        if existing.project_id != ctx.project_id:
+            raise errors.ContainerAlreadyExists(field="uuid", value=uuid)
+        return existing
+
+    async def create(self, ctx, request: CreateRequest, *, uuid: str | None = None,
+                     placement: dict | None = None) -> ContainerRecord:
+        self._require_accepting()
+        if uuid is not None:
+            existing = await self._existing(ctx, uuid)
+            if existing is not None:
+                return existing
+        u = uuid or self.new_uuid()
+        runtime = request.runtime or self.config.default_runtime
+        if runtime not in self.runtimes:
+            raise errors.InvalidInput(
+                field="runtime",
+                reason=f"runtime {runtime} is not available on this node "
+                       f"(available: {', '.join(sorted(self.runtimes))})")
+        await self.check_name(ctx, request.name, None)
+        # the container lives in this node's zone: placement only chose this node
+        # if it was in the requested one
+        rec = new_record(u, ctx.project_id, ctx.user_id, request, host=self.config.node,
+                         runtime=runtime,
+                         availability_zone=request.availability_zone
+                         or self.config.availability_zone,
+                         status=states.CREATING, task_state="container_creating")
+        action_id = await self.store.create_container(
+            rec, action=("create", ctx.request_id, ctx.user_id, ctx.project_id,
+                         "compute__do_container_create"))
+        if placement:
+            # the entry node's decision: candidates, bids, winner, why
+            await self.store.add_event(action_id, SCHEDULE_EVENT, result="Success",
+                                       details=placement)
+        self.notify("created", rec)
+        self.tasks.spawn(self._do_create(rec.uuid, request.run, action_id), "create")
+        return rec
+
+    async def record_unplaceable(self, ctx, request: CreateRequest, uuid: str, reason: str,
+                                 decision: dict | None = None) -> ContainerRecord:
+        """Zun: a container nobody can host ends in Error with the scheduler's reason.
+        This node (the entry node) keeps that record: status Error, no host, a create
+        action whose schedule event is Error with ``decision`` as details. It holds
+        no capacity (``ContainerRecord.placed`` is False) and never reaches a runtime."""
+        self._require_accepting()
+        existing = await self._existing(ctx, uuid)
+        if existing is not None:
+            return existing
+        rec = new_record(uuid, ctx.project_id, ctx.user_id, request, host=None,
+                         runtime=request.runtime or self.config.default_runtime,
+                         availability_zone=request.availability_zone,
+                         status=states.ERROR, status_reason=reason)
+        action_id = await self.store.create_container(
+            rec, action=("create", ctx.request_id, ctx.user_id, ctx.project_id, None))
+        await self.store.add_event(action_id, SCHEDULE_EVENT, result="Error", details=decision)
+        await self.store.finish_action(action_id, message=reason, result="Error")
+        log.warn("compute.container.unplaceable", uuid=uuid, reason=reason,
+                 why=(decision or {}).get("why"))
+        return rec
+
+    async def check_name(self, ctx, name: str, exclude: str | None) -> None:
+        """``[compute] unique_container_name_scope``: "" (no check), "project", "global"."""
+        scope = self.config.unique_name_scope
+        if not scope:
+            return
+        project = ctx.project_id if scope == "project" else None
+        if await self.store.name_taken(name, project, exclude=exclude):
+            raise errors.ContainerAlreadyExists(field="name", value=name)
+
+    async def _do_create(self, uuid: str, run: bool, action_id: int) -> None:
+        async with self.locks[uuid]:
+            try:
+                rec = await self.store.get_container(uuid)
+            except errors.ContainerNotFound:
+                return  # deleted meanwhile
+            t0 = self.clock.seconds()
+            marks = {}
+            try:
+                rt = self.runtime(rec)
+                spec = spec_of(rec, self.config.node, self.config.image_pull_policy)
+                rec.task_state = "image_pulling"
+                await self.store.save_container(rec)
+                await rt.ensure_image(spec.image, spec.image_pull_policy)
+                marks["image_ms"] = self.clock.seconds()
+                rec.task_state = "container_creating"
+                await self.store.save_container(rec)
+                state = await rt.create(spec)
+                marks["create_ms"] = self.clock.seconds()
+                rec.container_id = state.runtime_id
+                rec.ports = sorted(state.ports)
+                if state.hostname and not rec.hostname:
+                    rec.hostname = state.hostname
+                rec.status = states.CREATED
+                rec.status_detail = "Created"
+                if run:
+                    rec.task_state = "container_starting"
+                    await self.store.save_container(rec)
+                    await rt.start(uuid)
+                    marks["start_ms"] = self.clock.seconds()
+                    self.apply_state(rec, await rt.inspect(uuid))
+                rec.task_state = None
+                await self.store.save_container(rec)
+                await self.store.finish_action(action_id)
+            except errors.ContainerNotFound:
+                return  # deleted (forcibly) meanwhile
+            except errors.ZundError as e:
+                await self.fail(rec, e, action_id, "create")
+                return
+            prev, took = t0, {}
+            for k, t in marks.items():
+                took[k] = round((t - prev) * 1000, 1)
+                prev = t
+            took["total_ms"] = round((self.clock.seconds() - t0) * 1000, 1)
+            log.info("compute.container.created uuid={uuid} status={status} {took}",
+                     uuid=uuid, status=rec.status, took=took)
+
+    async def fail(self, rec: ContainerRecord, e: Exception, action_id: int | None,
+                   what: str) -> None:
+        """The task on ``rec`` failed: status Error with the reason, task cleared."""
+        log.warn("compute.container.{what}_failed", what=what, uuid=rec.uuid, reason=str(e))
+        rec.status = states.ERROR
+        rec.status_reason = str(e)
+        rec.status_detail = None
+        rec.task_state = None
+        await self.store.save_container(rec)
+        if action_id is not None:
+            await self.store.finish_action(action_id, message=str(e), result="Error",
+                                           traceback=traceback.format_exc())
+
+    # -- state-changing actions ---------------------------------------------------------
+
+    async def _claim(self, ctx, rec: ContainerRecord, action: str,
+                     task_state: str | None) -> tuple[ContainerRecord, int]:
+        """Check the status and persist the task_state, atomically per container.
+        Returns the fresh record and the action id."""
+        self._require_accepting()
+        await self._fail_fast_if_busy(rec.uuid, action)
+        async with self.locks[rec.uuid]:
+            fresh = await self.store.get_container(rec.uuid)
+            if fresh.task_state is not None:
+                raise errors.ContainerBusy(action=action, uuid=fresh.uuid,
+                                           task_state=fresh.task_state)
+            check_state(fresh, action)
+            if task_state is not None:
+                fresh.task_state = task_state
+                await self.store.save_container(fresh)
+            recorded = states.RECORDED_ACTION.get(action, action)
+            action_id = await self.store.start_action(
+                fresh.uuid, recorded, ctx.request_id, ctx.user_id, ctx.project_id,
+                event=f"compute__do_container_{recorded}")
+            return fresh, action_id
+
+    async def _fail_fast_if_busy(self, uuid: str, action: str) -> None:
+        """A task holds the container lock for its whole run; answer 409 at once
+        instead of queueing behind it (re-checked under the lock afterwards)."""
+        current = await self.store.get_container(uuid)
+        if current.task_state is not None:
+            raise errors.ContainerBusy(action=action, uuid=uuid, task_state=current.task_state)
+
+    async def _act(self, ctx, rec, action: str, op) -> None:
+        fresh, action_id = await self._claim(ctx, rec, action, states.TASK_OF_ACTION[action])
+        self.tasks.spawn(self.run_action(fresh.uuid, action, op, action_id), action)
+
+    async def run_action(self, uuid: str, action: str, op, action_id: int) -> None:
+        """The background half of a claimed action: ``await op(runtime, uuid)``, then
+        the status the runtime reports; the task_state is cleared either way."""
+        async with self.locks[uuid]:
+            rec = await self.store.get_container(uuid)
+            rt = self.runtime(rec)
+            try:
+                await op(rt, uuid)
+                self.apply_state(rec, await rt.inspect(uuid))
+                rec.task_state = None
+                await self.store.save_container(rec)
+                await self.store.finish_action(action_id)
+                log.info("compute.container.{action}", action=action, uuid=uuid,
+                         status=rec.status)
+            except errors.RuntimeObjectNotFound as e:
+                await self.fail(rec, e, action_id, action)
+            except errors.ZundError as e:
+                # the action failed but the container is what the runtime says it is
+                rec.task_state = None
+                try:
+                    self.apply_state(rec, await rt.inspect(uuid))
+                except errors.ZundError:
+                    pass
+                rec.status_reason = str(e)
+                await self.store.save_container(rec)
+                await self.store.finish_action(action_id, message=str(e), result="Error",
+                                               traceback=traceback.format_exc())
+                log.warn("compute.container.action_failed", action=action, uuid=uuid,
+                         reason=str(e))
+
+    def op_for(self, action: str, timeout_s: float | None = None):
+        """``op(runtime, uuid)`` of a resumable action (start-up recovery redoes it)."""
+        t = self.config.stop_timeout_s if timeout_s is None else timeout_s
+        return {
+            "start": lambda rt, u: rt.start(u),
+            "stop": lambda rt, u: rt.stop(u, t),
+            "reboot": lambda rt, u: rt.restart(u, t),
+            "pause": lambda rt, u: rt.pause(u),
+            "unpause": lambda rt, u: rt.unpause(u),
+        }[action]
+
+    async def start(self, ctx, rec):
+        await self._act(ctx, rec, "start", self.op_for("start"))
+
+    async def stop(self, ctx, rec, timeout_s: float | None = None):
+        await self._act(ctx, rec, "stop", self.op_for("stop", timeout_s))
+
+    async def reboot(self, ctx, rec, timeout_s: float | None = None):
+        await self._act(ctx, rec, "reboot", self.op_for("reboot", timeout_s))
+
+    async def pause(self, ctx, rec):
+        self.require(rec, "pause", "pause")
+        await self._act(ctx, rec, "pause", self.op_for("pause"))
+
+    async def unpause(self, ctx, rec):
+        self.require(rec, "pause", "unpause")
+        await self._act(ctx, rec, "unpause", self.op_for("unpause"))
+
+    async def kill(self, ctx, rec, signal: str | None = None):
+        await self._act(ctx, rec, "kill", lambda rt, u: rt.kill(u, signal))
+
+    # -- delete ----------------------------------------------------------------------
+
+    async def delete(self, ctx, rec, force: bool = False, stop: bool = False):
+        """Mark the container Deleting and remove it in the background.
+
+        The status rule is checked against the record read under the lock, never
+        against ``rec`` (the caller's copy, read before the lock): a create with
+        run=true may have reached Running meanwhile, and a stop-then-delete must
+        not refuse itself for a status it would stop anyway (issue 10 item 8)."""
+        if not force:
+            await self._fail_fast_if_busy(rec.uuid, "delete")
+        async with self.locks[rec.uuid]:
+            fresh = await self.store.get_container(rec.uuid)
+            if fresh.task_state is not None and not force:
+                raise errors.ContainerBusy(action="delete", uuid=fresh.uuid,
+                                           task_state=fresh.task_state)
+            if not delete_allowed(fresh.status, force=force, stop=stop):
+                raise errors.InvalidStateException(action="delete", uuid=fresh.uuid,
+                                                   status=fresh.status)
+            fresh.status = states.DELETING
+            fresh.task_state = "container_deleting"
+            await self.store.save_container(fresh)
+        log.info("compute.container.deleting", uuid=rec.uuid, force=force, stop=stop)
+        self.tasks.spawn(self.do_delete(rec.uuid, stop or force), "delete")
+
+    async def do_delete(self, uuid: str, stop_first: bool) -> None:
+        """Remove the runtime object, then the record (a crash in between leaves a
+        Deleting record that start-up recovery finishes)."""
+        async with self.locks[uuid]:
+            try:
+                try:
+                    rec = await self.store.get_container(uuid)
+                except errors.ContainerNotFound:
+                    return
+                if rec.placed:
+                    try:
+                        rt = self.runtime(rec)
+                        if stop_first:
+                            try:
+                                await rt.stop(uuid, self.config.stop_timeout_s)
+                            except errors.RuntimeObjectNotFound:
+                                pass
+                        await rt.remove(uuid, force=True)
+                    except errors.ZundError as e:
+                        await self.fail(rec, e, None, "delete")
+                        return
+                await self.store.delete_container(uuid)
+                self.synced_at.pop(uuid, None)
+                log.info("compute.container.deleted", uuid=uuid)
+                self.notify("deleted", rec)
+            finally:
+                self.locks.forget(uuid)
+
+    # -- update -------------------------------------------------------------------------
+
+    async def recorded(self, ctx, rec, action: str, coro_fn):
+        """Run a synchronous action and record it in container_actions."""
+        recorded = states.RECORDED_ACTION.get(action, action)
+        action_id = await self.store.start_action(
+            rec.uuid, recorded, ctx.request_id, ctx.user_id, ctx.project_id,
+            event=f"compute__do_container_{recorded}")
+        try:
+            result = await coro_fn()
+        except errors.ZundError as e:
+            await self.store.finish_action(action_id, message=str(e), result="Error")
+            raise
+        await self.store.finish_action(action_id)
+        return result
+
+    async def update(self, ctx, rec, patch: dict) -> ContainerRecord:
+        async with self.locks[rec.uuid]:
+            fresh = await self.store.get_container(rec.uuid)
+            resources = {k: patch[k] for k in ("cpu", "memory") if patch.get(k) is not None}
+            if resources:
+                if fresh.task_state is not None:
+                    raise errors.ContainerBusy(action="update", uuid=fresh.uuid,
+                                               task_state=fresh.task_state)
+                check_state(fresh, "update")
+                rt = self.require(fresh, "update", "update")
+
+                async def apply():
+                    await rt.update(fresh.uuid, resources.get("cpu"), resources.get("memory"))
+
+                await self.recorded(ctx, fresh, "update", apply)
+                if "cpu" in resources:
+                    fresh.cpu = float(resources["cpu"])
+                if "memory" in resources:
+                    fresh.memory = int(resources["memory"])
+            if patch.get("name") is not None and patch["name"] != fresh.name:
+                await self.check_name(ctx, patch["name"], fresh.uuid)
+                fresh.name = patch["name"]
+            if patch.get("auto_heal") is not None:
+                fresh.auto_heal = bool(patch["auto_heal"])
+            await self.store.save_container(fresh)
+        if resources:
+            self.notify("resized", fresh)
+        return fresh
+
+    async def resize_container(self, ctx, rec, cpu=None, memory=None) -> ContainerRecord:
+        check_state(rec, "resize_container")
+        return await self.update(ctx, rec, {"cpu": cpu, "memory": memory})

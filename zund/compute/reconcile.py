@@ -1,0 +1,254 @@
+"""Reconciling this node's records with its runtimes: start-up recovery (Zun's
+compute ``init_containers``) and the periodic sync (Zun's
+``sync_container_state``).
+
+Invariants:
+- Periodic sync never overwrites the status of a container with a task in flight
+  (it skips records with a ``task_state`` and re-checks under the container lock).
+- Every runtime object labelled as this node's that has no record is removed — the
+  record is always written before the object exists, so such an object is a
+  leftover, never a create in progress.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import task
+from twisted.logger import Logger
+
+from zund.common import errors
+from zund.compute import states
+from zund.compute.lifecycle import Lifecycle
+from zund.records import ContainerRecord
+from zund.runtimes.base import RuntimeState, runtime_object_name
+
+log = Logger()
+
+CREATE_FAILED = "Container failed to create correctly."
+
+#: ``status_reason`` of a record whose runtime could not be asked at start-up: list
+#: and show then serve the same last-recorded status, marked as such; the next
+#: sync that reaches the runtime (a show, or the periodic sync) clears it.
+STALE = ("Status not confirmed: the runtime did not answer when zund started; "
+         "this is the status last recorded.")
+
+#: interrupted task_state -> action redone on start-up recovery
+RESUMABLE = {
+    "container_starting": "start",
+    "container_stopping": "stop",
+    "container_rebooting": "reboot",
+    "container_pausing": "pause",
+    "container_unpausing": "unpause",
+}
+
+
+class Reconciler:
+    """Start-up recovery and the periodic sync loop of one node's containers.
+
+    Shares the lifecycle's store, runtimes, locks and background tasks.
+    """
+
+    def __init__(self, lifecycle: Lifecycle, sync_interval_s: float,
+                 refresh_min_interval_s: float):
+        self.lifecycle = lifecycle
+        self.store = lifecycle.store
+        self.sync_interval_s = sync_interval_s
+        self.refresh_min_interval_s = refresh_min_interval_s
+        self._loop: task.LoopingCall | None = None
+
+    # -- the periodic loop ----------------------------------------------------------
+
+    def start_loop(self) -> None:
+        self._loop = task.LoopingCall(self._tick)
+        self._loop.clock = self.lifecycle.clock
+        self._loop.start(self.sync_interval_s, now=False)
+
+    def stop_loop(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+    def _tick(self):
+        return self.lifecycle.tasks.spawn(self.sync_all(), "sync")
+
+    # -- start-up recovery ------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Start-up recovery (Zun's compute init_containers):
+        interrupted create -> Error (and the half-made runtime object is removed);
+        interrupted delete -> finish it; interrupted start/stop/reboot/pause/unpause
+        -> done again; other interrupted tasks -> cleared and re-synced; runtime
+        objects of this node without a record -> removed.
+
+        Every idle record is reconciled with its runtime here, before the manager
+        accepts work and before the API is started (the service tree starts it
+        later): ``list`` (the store) and ``show`` (the store after a refresh) then
+        agree from the first request on, whatever changed while zund was down
+        (issue 10 item 7). A record whose runtime cannot answer keeps its status,
+        marked ``STALE``."""
+        lc = self.lifecycle
+        records = await self.store.list_containers()
+        known = {r.uuid for r in records}
+        idle: list[ContainerRecord] = []
+        for rec in records:
+            if rec.status == states.DELETING or rec.task_state == "container_deleting":
+                log.info("compute.recover.finish_delete", uuid=rec.uuid)
+                lc.tasks.spawn(lc.do_delete(rec.uuid, True), "delete")
+            elif rec.status == states.CREATING or rec.task_state in (
+                    "image_pulling", "container_creating"):
+                log.warn("compute.recover.interrupted_create", uuid=rec.uuid)
+                try:
+                    await lc.runtime(rec).remove(rec.uuid, force=True)
+                except errors.ZundError as e:
+                    log.warn("compute.recover.remove_failed", uuid=rec.uuid, reason=str(e))
+                rec.status = states.ERROR
+                rec.status_reason = CREATE_FAILED
+                rec.task_state = None
+                await self.store.save_container(rec)
+            elif rec.task_state in RESUMABLE:
+                # Zun's compute init: an interrupted start/stop/... is done again, so
+                # an accepted `run` still ends up Running.
+                action = RESUMABLE[rec.task_state]
+                log.info("compute.recover.resume", uuid=rec.uuid, action=action)
+                action_id = await self.store.start_action(
+                    rec.uuid, action, "req-recovery-" + lc.new_uuid(), None, None,
+                    event=f"compute__do_container_{action}")
+                lc.tasks.spawn(lc.run_action(rec.uuid, action, lc.op_for(action), action_id),
+                               action)
+            elif rec.task_state is not None:
+                rec.task_state = None
+                await self.store.save_container(rec)
+                await self.sync_one(rec)
+            else:
+                idle.append(rec)
+        observed = await self._observe()
+        for rec in idle:
+            await self._sync_observed(rec, observed)
+        await self._reap_orphans(known, observed)
+
+    async def _observe(self) -> dict[str, dict | None]:
+        """Runtime name -> {uuid: RuntimeState} of this node's objects (one ``list``
+        per runtime), or None for a runtime that could not answer."""
+        lc = self.lifecycle
+        observed: dict[str, dict | None] = {}
+        for name, rt in list(lc.runtimes.items()):
+            try:
+                objects = await rt.list(lc.config.node)
+            except errors.ZundError as e:
+                log.warn("compute.recover.list_failed", runtime=name, reason=str(e))
+                observed[name] = None
+                continue
+            observed[name] = {state.uuid: state for state in objects}
+        return observed
+
+    async def _sync_observed(self, rec: ContainerRecord, observed: dict) -> None:
+        """Start-up sync of one idle record from what its runtime listed."""
+        if not rec.placed or (rec.status == states.ERROR and rec.container_id is None):
+            return  # never made it to a runtime
+        lc = self.lifecycle
+        objects = observed.get(rec.runtime or lc.config.default_runtime)
+        async with lc.locks[rec.uuid]:
+            if objects is None:  # runtime not answering, or not enabled any more
+                if rec.status != states.ERROR and rec.status_reason != STALE:
+                    rec.status_reason = STALE
+                    await self.store.save_container(rec)
+                log.warn("compute.recover.unconfirmed", uuid=rec.uuid, status=rec.status)
+                return
+            # a missing object is found out (and recorded) by inspect
+            await self.sync_one(rec, objects.get(rec.uuid))
+
+    async def _reap_orphans(self, known: set[str], observed: dict | None = None) -> None:
+        """Remove this node's runtime objects that have no record. ``observed``:
+        what ``_observe`` listed just before (else each runtime is listed now)."""
+        lc = self.lifecycle
+        for name, rt in list(lc.runtimes.items()):
+            if observed is not None and name in observed:
+                if observed[name] is None:
+                    continue  # could not list: nothing is known to be an orphan
+                objects = list(observed[name].values())
+            else:
+                try:
+                    objects = await rt.list(lc.config.node)
+                except errors.ZundError as e:
+                    log.warn("compute.reap.list_failed", runtime=name, reason=str(e))
+                    continue
+            for state in objects:
+                if state.uuid not in known:
+                    log.warn("compute.reap.orphan", uuid=state.uuid,
+                             object=runtime_object_name(state.uuid))
+                    try:
+                        await rt.remove(state.uuid, force=True)
+                    except errors.ZundError as e:
+                        log.warn("compute.reap.remove_failed", uuid=state.uuid, reason=str(e))
+
+    # -- sync -----------------------------------------------------------------------------
+
+    async def sync_all(self) -> None:
+        """Periodic reconcile: every idle record against the runtime, then orphans."""
+        records = await self.store.list_containers()
+        for rec in records:
+            if rec.task_state is not None or rec.status in (states.CREATING, states.DELETING):
+                continue
+            async with self.lifecycle.locks[rec.uuid]:
+                try:
+                    fresh = await self.store.get_container(rec.uuid)
+                except errors.ContainerNotFound:
+                    continue
+                if fresh.task_state is None:
+                    await self.sync_one(fresh)
+        # Records are re-read here: anything created since the list above already
+        # had its record written before its runtime object existed.
+        known = {r.uuid for r in await self.store.list_containers()}
+        await self._reap_orphans(known)
+
+    async def refresh(self, rec: ContainerRecord) -> ContainerRecord:
+        """Re-read live state from the runtime (unless a task is in flight, or the
+        record was reconciled less than ``refresh_min_interval_s`` ago: clients poll
+        show in tight loops, and an inspect per poll only steals CPU from the engine)."""
+        if rec.task_state is not None or rec.status in (states.CREATING, states.DELETING):
+            return rec
+        lc = self.lifecycle
+        now = lc.clock.seconds()
+        if now - lc.synced_at.get(rec.uuid, float("-inf")) < self.refresh_min_interval_s:
+            return rec
+        async with lc.locks[rec.uuid]:
+            try:
+                fresh = await self.store.get_container(rec.uuid)
+            except errors.ContainerNotFound:
+                return rec
+            return await self.sync_one(fresh)
+
+    async def sync_one(self, rec: ContainerRecord,
+                       state: RuntimeState | None = None) -> ContainerRecord:
+        """Reconcile one record with the runtime (``state``: what the runtime just
+        reported for it, else it is inspected). Caller holds the container lock."""
+        lc = self.lifecycle
+        if not rec.placed or (rec.status == states.ERROR and rec.container_id is None):
+            return rec  # never made it to a runtime
+        try:
+            if state is None:
+                state = await lc.runtime(rec).inspect(rec.uuid)
+        except errors.RuntimeObjectNotFound as e:
+            if rec.auto_remove:
+                await self.store.delete_container(rec.uuid)
+                lc.synced_at.pop(rec.uuid, None)
+                log.info("compute.sync.auto_removed", uuid=rec.uuid)
+                lc.notify("deleted", rec)
+                rec.status = states.DELETED
+                return rec
+            if rec.status != states.ERROR or rec.status_reason != str(e):
+                rec.status = states.ERROR
+                rec.status_reason = str(e)
+                rec.status_detail = None
+                await self.store.save_container(rec)
+                log.warn("compute.sync.vanished", uuid=rec.uuid)
+            return rec
+        except errors.ZundError as e:
+            log.warn("compute.sync.inspect_failed", uuid=rec.uuid, reason=str(e))
+            return rec
+        before = (rec.status, rec.status_reason, rec.exit_code, rec.started_at, rec.finished_at,
+                  rec.status_detail)
+        lc.apply_state(rec, state)
+        after = (rec.status, rec.status_reason, rec.exit_code, rec.started_at, rec.finished_at,
+                 rec.status_detail)
+        if before != after:
+            await self.store.save_container(rec)
+        return rec
