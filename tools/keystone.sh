@@ -48,7 +48,8 @@ install_venv() {
 }
 
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 wait_for() {  # url, seconds
@@ -152,7 +153,7 @@ start() {
     mkdir -p "$RUN"
     configure
     OS_KEYSTONE_CONFIG_DIR="$RUN" setsid "$VENV/bin/gunicorn" --chdir "$RUN" \
-        --bind "127.0.0.1:$PORT" --workers 2 --timeout 60 \
+        --bind "127.0.0.1:$PORT" --workers 2 --timeout 60 --graceful-timeout 5 \
         --error-logfile "$RUN/gunicorn.log" zund_keystone_wsgi:application \
         </dev/null >>"$RUN/gunicorn.log" 2>&1 &
     echo $! > "$PIDFILE"

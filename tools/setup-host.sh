@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install what zund and its tests need on a fresh Debian 12 machine (idempotent).
-#   apt: docker.io, busybox-static (+ serf for the gossip benchmark)
+#   apt: docker.io, busybox-static (+ serf for the gossip benchmark), python3-venv
 #   pip: zund itself (editable) with its test extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in docker.io busybox-static serf; do
+for pkg in docker.io busybox-static serf python3 python3-venv; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ "${#need_apt[@]}" -gt 0 ]; then
@@ -22,11 +22,6 @@ fi
 venv_bin="$(bash tools/test-python.sh)"
 if [ -n "$venv_bin" ]; then
     venv="$(dirname "$venv_bin")"
-    if ! dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q "install ok installed"; then
-        echo "setup-host: apt-get install python3-venv"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-    fi
     if [ ! -x "$venv/bin/python3" ]; then
         echo "setup-host: python3 is externally managed (PEP 668): test venv $venv"
         python3 -m venv "$venv" || { echo "setup-host: FAILED: python3 -m venv $venv" >&2; exit 1; }
@@ -39,7 +34,7 @@ if ! python3 -m pip install -q --disable-pip-version-check -e '.[test]' >"$log" 
     cat "$log" >&2
     rm -f "$log"
     echo "setup-host: FAILED: pip install -e .[test] with $(command -v python3) (output above)." >&2
-    echo "setup-host: on a stock Debian python3 use a venv, e.g. bash tools/install.sh" >&2
+    echo "setup-host: (a stock Debian python3 gets the venv ${ZUND_TEST_VENV:-/opt/zund-test}; see tools/test-python.sh)" >&2
     exit 1
 fi
 grep -v -E "^(WARNING|DEPRECATION)|Location .* is ignored" "$log" || [ $? = 1 ]

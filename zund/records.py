@@ -72,6 +72,16 @@ class ContainerRecord:
     finished_at: datetime.datetime | None = None
     created_at: datetime.datetime = attrs.field(factory=utcnow)
     updated_at: datetime.datetime | None = None
+    #: increases with every change of the record in its owner's store (the store
+    #: sets it); replica copies and tombstones are ordered by it
+    generation: int = 0
+    #: the create asked to start it (``run=true``): start-up recovery resumes an
+    #: interrupted create up to there (added by issue 11 item 1)
+    run_on_create: bool = False
+    #: the create's ``mounts`` as validated (``zund.compute.volumes`` reads them;
+    #: never shown by the API): kept so that a rebuild and a resumed create mount the
+    #: same volumes and inject the same files (added by issue 12 item 5)
+    mounts: list = attrs.field(factory=list)
 
     def copy(self, **changes) -> "ContainerRecord":
         return attrs.evolve(self, **changes)
@@ -146,6 +156,14 @@ class CreateRequest:
     healthcheck: dict = attrs.field(factory=dict)
     hints: dict = attrs.field(factory=dict)
     run: bool = False
+    #: the private registry (uuid, resolved in the caller's project by the API) the
+    #: image is pulled from; its credentials are fetched by the owner at pull time
+    registry_id: str | None = None
+    #: validated mounts (``zund.api.schemas``): ``{"type": "volume", "source": name or
+    #: None, "destination", "size": GiB or None}``, ``{"type": "bind", "destination",
+    #: "content": base64}`` (file injection) or ``{"type": "bind", "source": host
+    #: path, "destination"}`` (admin only)
+    mounts: tuple = ()
 
     @classmethod
     def from_dict(cls, values: dict) -> "CreateRequest":
@@ -158,6 +176,8 @@ class CreateRequest:
         for key in ("command", "entrypoint"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
+        if values.get("mounts") is not None:
+            values["mounts"] = tuple(dict(m) for m in values["mounts"])
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -165,6 +185,7 @@ class CreateRequest:
         for key in ("command", "entrypoint"):
             if out[key] is not None:
                 out[key] = list(out[key])
+        out["mounts"] = [dict(m) for m in out["mounts"]]
         return out
 
 
@@ -187,4 +208,6 @@ def new_record(uuid: str, project_id: str, user_id: str, request: CreateRequest,
         tty=request.tty, auto_remove=request.auto_remove, auto_heal=request.auto_heal,
         privileged=request.privileged, runtime=runtime, host=host,
         availability_zone=availability_zone, exposed_ports=dict(request.exposed_ports),
-        healthcheck=dict(request.healthcheck), hints=dict(request.hints))
+        healthcheck=dict(request.healthcheck), hints=dict(request.hints),
+        run_on_create=request.run, registry_id=request.registry_id,
+        mounts=[dict(m) for m in request.mounts])

@@ -6,12 +6,14 @@ stop runs the same list backwards, each waiting for the one after it):
 
     store -> runtimes (those that fail to open are dropped and not advertised)
     -> compute manager (recovery) -> peer client -> peer RPC listening
-    -> API listening -> metadata announcer (first announcement, with the
-    addresses) -> gossip (join) -> control socket; then READY=1.
+    -> API listening -> record replicator (zund.cluster.replicas) -> metadata
+    announcer (first announcement, with the addresses) -> gossip (join, from
+    the seeds and the member snapshot) -> control socket; then READY=1.
 
 So stopping is: STOPPING=1 -> control socket closes -> gossip leaves (peers stop
-sending work) -> announcer -> API and peer RPC stop accepting -> peer client
-closes -> manager finishes in-flight work -> runtimes -> store.
+sending work) -> announcer -> replicator (its running repair pass ends) -> API
+and peer RPC stop accepting -> peer client closes -> manager finishes in-flight
+work -> runtimes -> store.
 
 Constructors do no I/O: sockets, files and engine connections open in the
 children's ``startService``. Components receive plain frozen config values built
@@ -39,7 +41,7 @@ from zund.api import auth as api_auth
 from zund.api.app import ApiConfig, ZunAPI
 from zund.api.control import ControlAPI
 from zund.api.policy import make_enforcer
-from zund.cluster import signing
+from zund.cluster import messages, sealing, signing, wire
 from zund.cluster.announcer import MetadataAnnouncer
 from zund.cluster.bidding import Bidder
 from zund.cluster.directory import Directory
@@ -49,19 +51,27 @@ from zund.cluster.metadata import LocalNode, NodeFacts
 from zund.cluster.peer_client import PeerClient
 from zund.cluster.peer_server import PeerAPI
 from zund.cluster.placement import Coordinator, PlacementConfig
+from zund.cluster.quota import QuotaConfig, QuotaService
+from zund.cluster.registries import RegistryService
+from zund.registries import NodeKey
+from zund.cluster.replicas import ReplicaHolder, Replicator
 from zund.cluster.policies import load_policy
 from zund.cluster.view import ClusterView
 from zund.common import errors, paths, sdnotify
+from zund.common.http import FixedBodyLimit, HardenedSite, Refusal
 from zund.compute import capacity
 from zund.compute.local import LocalContainers
 from zund.compute.manager import ContainerManager, ManagerConfig
 from zund.conf import safety
+from zund.conf.cluster import replica_config
 from zund.conf.gossip import gossip_keys
+from zund.conf.listeners import listener_limits
 from zund.conf.peer import peer_config
 from zund.gossip import config as gossip_config
 from zund.gossip.keyring import Keyring
 from zund.gossip.member import parse_addr
 from zund.gossip.service import GossipService
+from zund.images.wiring import build_images
 from zund.store import Store
 
 log = Logger()
@@ -211,10 +221,13 @@ class ListeningService(service.Service):
     """
 
     def __init__(self, name: str, endpoint, resource_factory: Callable,
-                 configured_port: int, on_port: Callable[[int], None] | None = None):
+                 configured_port: int, on_port: Callable[[int], None] | None = None,
+                 site_factory: Callable | None = None):
         self.name = name
         self._endpoint = endpoint
         self._resource_factory = resource_factory
+        #: resource -> Site (zund.common.http.HardenedSite for public listeners)
+        self._site_factory = site_factory or Site
         self._configured_port = configured_port
         self._on_port = on_port
         self.port = None
@@ -235,7 +248,7 @@ class ListeningService(service.Service):
     async def _listen(self) -> None:
         number = self._configured_port
         if self._endpoint is not None:
-            site = Site(self._resource_factory())
+            site = self._site_factory(self._resource_factory())
             site.noisy = False
             self.port = await self._endpoint.listen(site)
             number = getattr(self.port.getHost(), "port", number)
@@ -248,6 +261,12 @@ class ListeningService(service.Service):
         if port is None:
             return None
         return defer.maybeDeferred(port.stopListening)
+
+
+def _peer_refusal(limit: int) -> Refusal:
+    """413 for an oversized peer request, as a peer protocol error the caller decodes."""
+    return Refusal(413, wire.CONTENT_TYPE, wire.pack(messages.encode_error(
+        errors.RequestEntityTooLarge(limit=limit))))
 
 
 # -- the root -------------------------------------------------------------------------------
@@ -273,6 +292,8 @@ class NodeParts:
     facade: ClusterContainers
     api: ZunAPI
     control: ControlAPI
+    replicator: Replicator | None = None
+    replica_holder: ReplicaHolder | None = None
 
 
 class NodeService(service.MultiService):
@@ -361,7 +382,8 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
                listen: bool = True,
                enforcer=None,
                id_rng: random.Random | None = None,
-               resolve_own_host: Callable[[], str] = _resolve_own_host) -> NodeService:
+               resolve_own_host: Callable[[], str] = _resolve_own_host,
+               gossip_snapshot_path: str | None = None) -> NodeService:
     """Build one node from ``conf`` (a ``zund.conf.make_conf()`` ConfigOpts, parsed).
 
     Nothing opens here; ``node.startService()`` starts the children in order.
@@ -389,6 +411,9 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
         ``Random`` (simulations replay); default: uuid4 / ``secrets``.
     ``resolve_own_host``: what this host's address is when gossip binds a
         wildcard and no ``advertise_host`` is set (default: DNS of the hostname).
+    ``gossip_snapshot_path``: where gossip keeps its last known members (default:
+        ``<state_path>/gossip-members.json``; none with an injected ``store``
+        unless given here).
     """
     rng = rng if rng is not None else random.Random()
     node = conf.host
@@ -430,7 +455,9 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
         bind=(plan.gossip_host, g.bind_port), advertise=(advertise_host, g.bind_port),
         seeds=seeds, keyring=Keyring.from_base64(gossip_keys(conf)),  # empty: warned at start
         clock=reactor, rng=random.Random(rng.getrandbits(64)),
-        transport_factory=gossip_transport_factory)
+        transport_factory=gossip_transport_factory,
+        snapshot_path=gossip_snapshot_path or (
+            paths.gossip_snapshot_path(state_path) if state_path else None))
     view = ClusterView(gossip.members)
 
     # the cluster parts
@@ -439,27 +466,54 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
     signer_kwargs = {} if nonce_source is None else {"nonce_source": nonce_source}
     signer = signing.Signer(node, ring.keys, reactor, **signer_kwargs)
     verifier = signing.Verifier(node, ring.keys, reactor, skew_s=pc.clock_skew_s)
+    sealer = sealing.sealer_for(ring)  # None without [gossip] keys: plaintext, warned
     pconf = placement_config(conf)
     policy = load_policy(pconf.policy)
     bidder_kwargs = {} if new_id is None else {"new_id": new_id}
     bidder = Bidder(node, lambda: capacity.limits(manager.capacity_config, manager.host_facts),
                     store.list_containers, reactor, pconf.reservation_ttl_s, policy,
-                    tenant_mode=pconf.tenant_mode, local=local, **bidder_kwargs)
+                    tenant_mode=pconf.tenant_mode, local=local,
+                    volumes_view=manager.volumes_held, **bidder_kwargs)
     peer_client = PeerClient(node, signer, peer_http_client, timeout_s=pc.timeout_s,
                              slow_timeout_s=pc.slow_call_timeout_s,
                              max_response_bytes=pc.max_response_bytes, clock=reactor,
-                             reactor=reactor)
+                             reactor=reactor, sealer=sealer)
     coordinator = Coordinator(node, view.nodes, peer_client, pconf, reactor,
                               random.Random(rng.getrandbits(64)), policy=policy)
-    directory = Directory(containers, view.nodes, peer_client, reactor, local_node=node)
+    rc = replica_config(conf)
+    replica_holder = ReplicaHolder(node, store)
+    replicator = Replicator(node, store, view.nodes, peer_client, reactor,
+                            replicas=rc.replicas, queue_limit=rc.queue_limit,
+                            anti_entropy_interval_s=rc.anti_entropy_interval_s)
+    directory = Directory(containers, view.nodes, peer_client, reactor, local_node=node,
+                          replicas=replica_holder)
+    quota = QuotaService(node, QuotaConfig.from_conf(conf), reactor,
+                         local_records=store.list_containers, view=view.nodes,
+                         client=peer_client, list_remote=peer_client.list_containers,
+                         store=store)
     facade = ClusterContainers(node, containers, coordinator, directory, peer_client,
                                view.nodes, default_runtime=conf.default_runtime,
-                               rng=random.Random(rng.getrandbits(64)))
-    peer_api = PeerAPI(node, NodeHandlers(containers, bidder), verifier, reactor,
-                       max_body_bytes=pc.max_body_bytes)
+                               rng=random.Random(rng.getrandbits(64)), quota=quota)
+    # images: records on the node that pulled them, reached through the cluster
+    images = build_images(conf, reactor, node, store, runtimes, manager.tasks, peer_client,
+                          view.nodes, state_path, new_uuid=new_id)
+    manager.lifecycle.glance = images.local.glance
+    # private registries: per project on 3 rendezvous nodes, passwords encrypted
+    # at rest with this node's key (zund.cluster.registries)
+    registries = RegistryService(
+        node, reactor, view=view.nodes, client=peer_client, store=store,
+        key=NodeKey(os.path.join(state_path, "registry.key") if state_path else None),
+        new_id=new_id)
+    manager.lifecycle.registries = registries
+    peer_api = PeerAPI(node, NodeHandlers(containers, bidder, replica_holder, quota=quota,
+                                          images=images.local, registries=registries),
+                       verifier,
+                       reactor,
+                       max_body_bytes=pc.max_body_bytes, sealer=sealer)
     authenticator, auth_service = api_auth.from_conf(conf, reactor)
     api = ZunAPI(facade, ApiConfig.from_conf(conf), enforcer, clock=reactor,
-                 rng=random.Random(rng.getrandbits(64)), authenticator=authenticator)
+                 rng=random.Random(rng.getrandbits(64)), authenticator=authenticator,
+                 quotas=quota, images=images.cluster, registries=registries)
     announcer = MetadataAnnouncer(gossip, manager, local, reactor,
                                   conf.gossip.metadata_min_interval)
     control = ControlAPI(view.peers)
@@ -486,19 +540,28 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
                       containers=containers, view=view, gossip=gossip, announcer=announcer,
                       bidder=bidder, coordinator=coordinator, directory=directory,
                       peer_client=peer_client, peer_api=peer_api, facade=facade, api=api,
-                      control=control)
+                      control=control, replicator=replicator, replica_holder=replica_holder)
     root = NodeService(node, parts)
     children = [
         StoreService(store, state_path),
         RuntimesService(runtimes, closers, dropped,
                         lambda names: local.update(runtimes=tuple(names))),
         manager,
+        images.service,
+        quota,  # loads this node's limit replicas from the store
+        registries,  # loads this node's registry copies from the store
         ClosingService("peer-client", peer_client.close),
         ListeningService("peer-rpc", peer_ep, peer_api.resource, pc.port,
-                         lambda port: local.set_addresses(peer=f"{peer_host}:{port}")),
+                         lambda port: local.set_addresses(peer=f"{peer_host}:{port}"),
+                         site_factory=lambda resource: HardenedSite(
+                             resource, FixedBodyLimit(pc.max_body_bytes, _peer_refusal),
+                             listener_limits(conf, "peer"), reactor, name="peer-rpc")),
         *([auth_service] if auth_service is not None else []),
         ListeningService("api", api_ep, api.resource, conf.api.port,
-                         lambda port: local.set_addresses(api=f"{api_host}:{port}")),
+                         lambda port: local.set_addresses(api=f"{api_host}:{port}"),
+                         site_factory=lambda resource: HardenedSite(
+                             resource, api, listener_limits(conf, "api"), reactor, name="api")),
+        replicator,
         announcer,
         gossip,
         ListeningService("control", control_ep, control.resource, 0),

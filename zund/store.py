@@ -31,7 +31,7 @@ from zund.records import (ActionEvent, ActionRecord, ContainerRecord, fmt_time, 
 
 log = Logger()
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 6
 
 MIGRATIONS = [
     # 0 -> 1
@@ -88,6 +88,60 @@ MIGRATIONS = [
     """
     DROP TABLE IF EXISTS reservations;
     """,
+    # 2 -> 3: copies of other nodes' records (zund.cluster.replicas). One row per
+    # container uuid; ``deleted`` rows are tombstones that keep the generation so
+    # a late copy cannot resurrect a deleted container.
+    """
+    CREATE TABLE IF NOT EXISTS replicas (
+        uuid TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        name TEXT,
+        project_id TEXT,
+        received_at TEXT NOT NULL,
+        data TEXT
+    );
+    CREATE INDEX IF NOT EXISTS replicas_owner ON replicas(owner);
+    CREATE INDEX IF NOT EXISTS replicas_name ON replicas(name);
+    """,
+    # 3 -> 4: images this node pulled or loaded (zund.images.local), one row per
+    # image record; (repo, tag) is unique on a node, as in Zun
+    """
+    CREATE TABLE IF NOT EXISTS images (
+        uuid TEXT PRIMARY KEY,
+        repo TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        data TEXT NOT NULL,
+        UNIQUE (repo, tag)
+    );
+    """,
+    # 4 -> 5: this node's replicas of quota limits (zund.cluster.quota), one row per
+    # key ("project:<id>" | "class:<name>"); the version (seconds, node) decides
+    # which copy is newer, so a restart serves what it acknowledged
+    """
+    CREATE TABLE IF NOT EXISTS quota_limits (
+        key TEXT PRIMARY KEY,
+        limits TEXT NOT NULL,
+        version_s REAL NOT NULL,
+        version_node TEXT NOT NULL
+    );
+    """,
+    # 5 -> 6: this node's copies of private registries (zund.cluster.registries), one
+    # row per registry uuid; ``data`` holds the password encrypted with the node key
+    # (never plaintext); a deleted registry stays as a tombstone of a newer version
+    """
+    CREATE TABLE IF NOT EXISTS registries (
+        uuid TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL,
+        version_s REAL NOT NULL,
+        version_node TEXT NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS registries_project ON registries(project_id);
+    """,
 ]
 
 
@@ -107,20 +161,48 @@ def _to_row(rec: ContainerRecord) -> dict:
     return row
 
 def _from_row(row: sqlite3.Row) -> ContainerRecord:
-    data = json.loads(row["data"])
+    rec = _from_data(row["data"])
+    rec.id = row["id"]
+    return rec
+
+
+def _from_data(text: str) -> ContainerRecord:
+    data = json.loads(text)
     for k in ("started_at", "finished_at", "created_at", "updated_at"):
         data[k] = parse_time(data.get(k))
     known = {a.name for a in attrs.fields(ContainerRecord)}
-    rec = ContainerRecord(**{k: v for k, v in data.items() if k in known})
-    rec.id = row["id"]
-    return rec
+    return ContainerRecord(**{k: v for k, v in data.items() if k in known})
+
+
+@attrs.frozen
+class RecordChange:
+    """One committed change of this node's records, for :meth:`Store.add_listener`.
+    ``record`` None: the container ``uuid`` was deleted at ``generation``."""
+
+    uuid: str
+    generation: int
+    record: ContainerRecord | None
+
+
+@attrs.frozen
+class ReplicaCopy:
+    """A copy of another node's record (or its tombstone, ``record`` None)."""
+
+    uuid: str
+    owner: str
+    generation: int
+    record: ContainerRecord | None
 
 
 class Store:
     """SQLite-backed records. Open with :meth:`open`, close with :meth:`close`.
 
     ``run_blocking``: callable(fn, *a) -> Deferred; default is a private one-thread pool.
-    Only the compute manager writes here.
+    Only the compute manager writes this node's containers; only the replicator
+    (``zund.cluster.replicas``) writes the ``replicas`` table.
+
+    Every write of a container bumps its ``generation``; listeners added with
+    :meth:`add_listener` hear of each committed change (``RecordChange``).
     """
 
     def __init__(self, path: str, reactor=None, run_blocking: Callable | None = None):
@@ -130,6 +212,25 @@ class Store:
         self._pool: ThreadPool | None = None
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[RecordChange], None]] = []
+
+    # -- change listeners ------------------------------------------------------
+
+    def add_listener(self, listener: Callable[[RecordChange], None]) -> None:
+        """``listener(change)`` after every committed create, save and delete of a
+        container, on the caller's (reactor) thread; it must not block. Its
+        exceptions are logged, never raised into the write."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener) -> None:
+        self._listeners.remove(listener)
+
+    def _changed(self, change: RecordChange) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:
+                log.failure("store.listener_failed uuid={uuid}", uuid=change.uuid)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -225,9 +326,10 @@ class Store:
     async def create_container(self, rec: ContainerRecord,
                                action: tuple[str, str, str | None, str | None, str] | None = None
                                ) -> int | None:
-        """Insert ``rec`` (sets ``rec.id``). With ``action`` = (action, request_id,
-        user_id, project_id, event), its first action is written in the same
-        transaction; returns that action's id."""
+        """Insert ``rec`` (sets ``rec.id``; its generation is at least 1). With
+        ``action`` = (action, request_id, user_id, project_id, event), its first
+        action is written in the same transaction; returns that action's id."""
+        rec.generation = max(1, rec.generation)
         row = _to_row(rec)
         now = fmt_time(utcnow())
 
@@ -247,24 +349,32 @@ class Store:
             return rowid, action_id
 
         rec.id, action_id = await self._tx(fn)
+        self._changed(RecordChange(rec.uuid, rec.generation, rec.copy()))
         return action_id
 
     async def save_container(self, rec: ContainerRecord) -> ContainerRecord:
-        """Persist every field of ``rec`` (bumps updated_at)."""
+        """Persist every field of ``rec`` (bumps updated_at and the generation: one
+        more than the stored one, so two copies of a record saved in turn still
+        count up)."""
         rec.updated_at = utcnow()
-        row = _to_row(rec)
 
         def fn(conn):
-            cur = conn.execute(
+            stored = conn.execute("SELECT data FROM containers WHERE uuid=?",
+                                  (rec.uuid,)).fetchone()
+            if stored is None:
+                raise errors.ContainerNotFound(ident=rec.uuid)
+            current = json.loads(stored[0]).get("generation") or 0
+            rec.generation = max(current, rec.generation) + 1
+            row = _to_row(rec)
+            conn.execute(
                 "UPDATE containers SET name=:name, project_id=:project_id, user_id=:user_id,"
                 " status=:status, task_state=:task_state, host=:host, updated_at=:updated_at,"
                 " data=:data WHERE uuid=:uuid",
                 row,
             )
-            if cur.rowcount != 1:
-                raise errors.ContainerNotFound(ident=rec.uuid)
 
         await self._tx(fn)
+        self._changed(RecordChange(rec.uuid, rec.generation, rec.copy()))
         return rec
 
     async def get_container(self, uuid: str) -> ContainerRecord:
@@ -316,12 +426,123 @@ class Store:
 
     async def delete_container(self, uuid: str) -> None:
         def fn(conn):
+            stored = conn.execute("SELECT data FROM containers WHERE uuid=?",
+                                  (uuid,)).fetchone()
             ids = [r[0] for r in conn.execute(
                 "SELECT id FROM actions WHERE container_uuid=?", (uuid,)).fetchall()]
             for i in ids:
                 conn.execute("DELETE FROM action_events WHERE action_id=?", (i,))
             conn.execute("DELETE FROM actions WHERE container_uuid=?", (uuid,))
             conn.execute("DELETE FROM containers WHERE uuid=?", (uuid,))
+            return None if stored is None else (json.loads(stored[0]).get("generation") or 0)
+
+        generation = await self._tx(fn)
+        if generation is not None:
+            self._changed(RecordChange(uuid, generation + 1, None))
+
+    # -- replicas of other nodes' records ------------------------------------------
+
+    async def apply_replicas(self, copies: list[ReplicaCopy]) -> int:
+        """Keep each copy unless a copy (or tombstone) of the same uuid with a
+        generation at least as high is already kept; returns how many were kept."""
+        now = fmt_time(utcnow())
+
+        def fn(conn):
+            kept = 0
+            for c in copies:
+                row = conn.execute("SELECT generation FROM replicas WHERE uuid=?",
+                                   (c.uuid,)).fetchone()
+                if row is not None and row[0] >= c.generation:
+                    continue
+                rec = c.record
+                data = None if rec is None else _to_row(rec)["data"]
+                conn.execute(
+                    "INSERT OR REPLACE INTO replicas (uuid, owner, generation, deleted, name,"
+                    " project_id, received_at, data) VALUES (?,?,?,?,?,?,?,?)",
+                    (c.uuid, c.owner, c.generation, 1 if rec is None else 0,
+                     None if rec is None else rec.name,
+                     None if rec is None else rec.project_id, now, data))
+                kept += 1
+            return kept
+
+        return await self._tx(fn)
+
+    async def sync_replicas(self, owner: str, digest: dict[str, int],
+                            tombstone_ttl_s: float = 3600.0) -> list[str]:
+        """``owner`` says which of its records this node should hold (uuid ->
+        generation): copies of ``owner`` not in ``digest`` are dropped, tombstones
+        of ``owner`` older than ``tombstone_ttl_s`` are forgotten; returns the
+        uuids whose kept generation is lower than the digest's (or missing)."""
+        cutoff = fmt_time(utcnow() - datetime.timedelta(seconds=tombstone_ttl_s))
+
+        def fn(conn):
+            held = {r[0]: (r[1], r[2]) for r in conn.execute(
+                "SELECT uuid, generation, deleted FROM replicas WHERE owner=?", (owner,))}
+            for uuid, (_gen, deleted) in held.items():
+                if uuid not in digest and not deleted:
+                    conn.execute("DELETE FROM replicas WHERE uuid=?", (uuid,))
+            conn.execute("DELETE FROM replicas WHERE owner=? AND deleted=1 AND received_at<?",
+                         (owner, cutoff))
+            wanted = []
+            for uuid, generation in digest.items():
+                row = conn.execute("SELECT generation FROM replicas WHERE uuid=?",
+                                   (uuid,)).fetchone()
+                if row is None or row[0] < generation:
+                    wanted.append(uuid)
+            return wanted
+
+        return await self._tx(fn)
+
+    async def list_replicas(self, owners: list[str] | None = None,
+                            project_id: str | None = None, *,
+                            except_owners: list[str] = (),
+                            name: str | None = None,
+                            uuid: str | None = None) -> list[ReplicaCopy]:
+        """Kept copies (no tombstones), of ``owners`` when given, of no owner in
+        ``except_owners``, of one project when given, with one ``name`` or
+        ``uuid`` when given."""
+
+        def fn(conn):
+            q = "SELECT * FROM replicas WHERE deleted=0"
+            args: list = []
+            if owners is not None:
+                q += f" AND owner IN ({','.join('?' * len(owners))})"
+                args.extend(owners)
+            if except_owners:
+                q += f" AND owner NOT IN ({','.join('?' * len(except_owners))})"
+                args.extend(except_owners)
+            if project_id is not None:
+                q += " AND project_id=?"
+                args.append(project_id)
+            if name is not None:
+                q += " AND name=?"
+                args.append(name)
+            if uuid is not None:
+                q += " AND uuid=?"
+                args.append(uuid)
+            out = []
+            for r in conn.execute(q + " ORDER BY uuid", args).fetchall():
+                out.append(ReplicaCopy(r["uuid"], r["owner"], r["generation"],
+                                       _from_data(r["data"])))
+            return out
+
+        return await self._read(fn)
+
+    async def replica_owners(self) -> dict[str, int]:
+        """owner -> how many live copies of its records this node keeps."""
+
+        def fn(conn):
+            return {r[0]: r[1] for r in conn.execute(
+                "SELECT owner, count(*) FROM replicas WHERE deleted=0 GROUP BY owner")}
+
+        return await self._read(fn)
+
+    async def drop_replicas(self, uuids: list[str]) -> None:
+        """Forget copies (and tombstones) of ``uuids`` (this node owns them now)."""
+
+        def fn(conn):
+            for u in uuids:
+                conn.execute("DELETE FROM replicas WHERE uuid=?", (u,))
 
         await self._tx(fn)
 
@@ -406,6 +627,116 @@ class Store:
                     details=json.loads(e["details"]) if e["details"] else None,
                 ))
             return act
+
+        return await self._read(fn)
+
+
+    # -- images (zund.images.local) ----------------------------------------------
+
+    async def put_image(self, rec) -> None:
+        """Insert or replace the image record ``rec`` (a ``zund.images.records.
+        ImageRecord``); the row of the same (repo, tag) is replaced."""
+        data = json.dumps(rec.to_dict(), sort_keys=True)
+
+        def fn(conn):
+            conn.execute("DELETE FROM images WHERE repo=? AND tag=? AND uuid<>?",
+                         (rec.repo, rec.tag, rec.uuid))
+            conn.execute("INSERT OR REPLACE INTO images (uuid, repo, tag, created_at, data) "
+                         "VALUES (?, ?, ?, ?, ?)",
+                         (rec.uuid, rec.repo, rec.tag, fmt_time(rec.created_at or utcnow()),
+                          data))
+
+        await self._tx(fn)
+
+    async def get_image(self, uuid: str):
+        """The image record ``uuid``, or None."""
+        from zund.images.records import ImageRecord
+
+        def fn(conn):
+            row = conn.execute("SELECT data FROM images WHERE uuid=?", (uuid,)).fetchone()
+            return None if row is None else ImageRecord.from_dict(json.loads(row["data"]))
+
+        return await self._read(fn)
+
+    async def find_image(self, repo: str, tag: str):
+        """The image record of ``repo:tag``, or None."""
+        from zund.images.records import ImageRecord
+
+        def fn(conn):
+            row = conn.execute("SELECT data FROM images WHERE repo=? AND tag=?",
+                               (repo, tag)).fetchone()
+            return None if row is None else ImageRecord.from_dict(json.loads(row["data"]))
+
+        return await self._read(fn)
+
+    async def list_images(self) -> list:
+        from zund.images.records import ImageRecord
+
+        def fn(conn):
+            rows = conn.execute("SELECT data FROM images ORDER BY created_at, uuid").fetchall()
+            return [ImageRecord.from_dict(json.loads(r["data"])) for r in rows]
+
+        return await self._read(fn)
+
+    async def delete_image(self, uuid: str) -> None:
+        await self._tx(lambda conn: conn.execute("DELETE FROM images WHERE uuid=?", (uuid,)))
+
+    # -- quota limits (zund.cluster.quota) ------------------------------------------
+
+    async def put_quota_limits(self, key: str, limits: dict, version: tuple) -> bool:
+        """Keep ``limits`` for ``key`` at ``version`` (``(seconds, node)``) unless a
+        copy of the same or a newer version is held; True when written. Durable on
+        return (a replica acknowledges only what a restart will serve)."""
+        def fn(conn):
+            row = conn.execute("SELECT version_s, version_node FROM quota_limits "
+                               "WHERE key=?", (key,)).fetchone()
+            if row is not None and (row["version_s"], row["version_node"]) >= tuple(version):
+                return False
+            conn.execute("INSERT OR REPLACE INTO quota_limits (key, limits, version_s, "
+                         "version_node) VALUES (?, ?, ?, ?)",
+                         (key, json.dumps(limits, sort_keys=True), float(version[0]),
+                          str(version[1])))
+            return True
+
+        return await self._tx(fn)
+
+    async def list_quota_limits(self) -> dict:
+        """Every quota limits copy held: key -> (limits, (seconds, node))."""
+        def fn(conn):
+            rows = conn.execute("SELECT key, limits, version_s, version_node "
+                                "FROM quota_limits").fetchall()
+            return {r["key"]: (json.loads(r["limits"]), (r["version_s"], r["version_node"]))
+                    for r in rows}
+
+        return await self._read(fn)
+
+
+    # -- private registries (zund.cluster.registries) -------------------------------
+
+    async def put_registry(self, data: dict) -> bool:
+        """Keep the registry copy ``data`` (a ``RegistryEntry.to_wire()`` whose
+        password the caller has already encrypted) unless a copy of the same or a
+        newer ``version`` is held; True when written. Durable on return."""
+        version = (float(data["version"][0]), str(data["version"][1]))
+
+        def fn(conn):
+            row = conn.execute("SELECT version_s, version_node FROM registries "
+                               "WHERE uuid=?", (data["uuid"],)).fetchone()
+            if row is not None and (row["version_s"], row["version_node"]) >= version:
+                return False
+            conn.execute("INSERT OR REPLACE INTO registries (uuid, project_id, version_s, "
+                         "version_node, deleted, data) VALUES (?, ?, ?, ?, ?, ?)",
+                         (data["uuid"], data["project_id"], version[0], version[1],
+                          int(bool(data.get("deleted"))), json.dumps(data, sort_keys=True)))
+            return True
+
+        return await self._tx(fn)
+
+    async def list_registries(self) -> list:
+        """Every registry copy held (tombstones included), as stored."""
+        def fn(conn):
+            rows = conn.execute("SELECT data FROM registries ORDER BY uuid").fetchall()
+            return [json.loads(r["data"]) for r in rows]
 
         return await self._read(fn)
 

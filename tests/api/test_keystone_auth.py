@@ -114,3 +114,20 @@ def test_underscore_spelling_of_identity_headers_is_ignored(stack, tmp_path, tok
     forged = {"X_Roles": "admin", "X_Project_Id": "p2", "X_Identity_Status": "Confirmed"}
     assert c.get("/v1/hosts", token="tok-member", headers=forged).status == 403
     assert c.get("/v1/containers", token="tok-member", headers=forged).json["containers"] == []
+
+
+def test_unreachable_keystone_is_503(stack, tmp_path):
+    """Keystone down (nothing listens on its loopback port): 503, not 401 or 500."""
+    c = _client(stack, _conf(tmp_path, auth_type="password", auth_url="http://127.0.0.1:1/v3",
+                             username="zund", password="x", project_name="service",
+                             user_domain_name="Default", project_domain_name="Default",
+                             http_request_max_retries="0", http_connect_timeout="2"))
+    r = c.get("/v1/containers", token="some-token")
+    assert r.status == 503 and r.error["status"] == 503
+
+
+def test_token_without_project_scope_is_401(stack, tmp_path, tokens):
+    """A valid but unscoped token names no project to act in: 401."""
+    tokens.add_token_data(token_id="tok-unscoped", user_id="u1", role_list=["member"])
+    c = _client(stack, _conf(tmp_path))
+    assert c.get("/v1/containers", token="tok-unscoped").status == 401

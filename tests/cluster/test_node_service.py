@@ -24,8 +24,8 @@ from zund.store import Store
 GOSSIP_KEY = base64.b64encode(b"k" * 32).decode()
 HOST = capacity.HostFacts(cpus=4, mem_total_mb=4096, disk_total_gb=50, architecture="x86_64",
                           os="SimOS", kernel_version="6.0-sim")
-START_ORDER = ["store", "runtimes", "compute", "peer-client", "peer-rpc", "api", "announcer",
-               "gossip", "control"]
+START_ORDER = ["store", "runtimes", "compute", "images", "quota", "registries", "peer-client",
+               "peer-rpc", "api", "replicator", "announcer", "gossip", "control"]
 
 
 def node_conf(i: int, seeds=()):
@@ -81,8 +81,9 @@ def world():
 
 
 def test_the_factory_parents_the_children_in_dependency_order(world):
-    """store -> runtimes -> compute -> peer client -> peer RPC -> API -> announcer ->
-    gossip -> control: the order Twisted starts them (and stops them reversed)."""
+    """store -> runtimes -> compute -> peer client -> peer RPC -> API -> replicator ->
+    announcer -> gossip -> control: the order Twisted starts them (and stops them
+    reversed)."""
     clock, net = world
     node = make_node(1, clock, net)
     assert [child.name for child in node] == START_ORDER

@@ -31,8 +31,8 @@ OTHER_KEY = b"o" * 32
 START = 1_700_000_000.0  # a realistic epoch for the shared clock
 SERVER = "n2"
 CALLER = "n1"
-CTX = RequestContext(user_id="u1", project_id="p1")
-OTHER_CTX = RequestContext(user_id="u2", project_id="p2")
+CTX = RequestContext(user_id="u1", project_id="p1", roles=("member", "reader"))
+OTHER_CTX = RequestContext(user_id="u2", project_id="p2", roles=("member", "reader"))
 ADMIN = RequestContext.admin("p1")
 RUNNER = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
 HOST_FACTS = capacity.HostFacts(cpus=8, mem_total_mb=16384, disk_total_gb=100,

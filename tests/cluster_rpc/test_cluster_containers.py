@@ -28,7 +28,7 @@ from .conftest import CALLER, CTX, ENFORCER, HOST_FACTS, SERVER, START, create_r
 
 ENTRY = CALLER  # n1
 MISSING = "99999999-9999-4999-8999-999999999999"
-ALICE = RequestContext(user_id="alice", project_id="projA")
+ALICE = RequestContext(user_id="alice", project_id="projA", roles=("member", "reader"))
 
 
 class NoHostCoordinator:

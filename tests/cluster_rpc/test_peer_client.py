@@ -279,3 +279,28 @@ def test_constructor_does_no_io(h):
     client = PeerClient(CALLER, h.signer(), clock=h.clock, reactor=reactor)
     assert h.run(client.close()) is None
     assert reactor.touched == []
+
+
+def test_the_owner_decides_with_the_forwarded_roles(h):
+    """An owner call reaches the owner with the caller's roles: a reader of the
+    project may show but not stop (refused by the owner, whatever the sender), a
+    role-less user of the project may do neither, a member may stop."""
+    from zund.common.context import RequestContext
+
+    rec = h.create(CTX, name="web")
+    reader = RequestContext(user_id="r1", project_id="p1", roles=("reader",))
+    nobody = RequestContext(user_id="n1", project_id="p1")
+
+    def call(ctx, op, rule):
+        return h.run(h.client.owner_call(h.node, ctx, op, _ref(rec.uuid, rule), {}))
+
+    assert call(reader, "show", "container:get_one").uuid == rec.uuid
+    for ctx, op, rule in ((reader, "stop", "container:stop"),
+                          (nobody, "show", "container:get_one")):
+        with pytest.raises(errors.PolicyNotAuthorized) as e:
+            call(ctx, op, rule)
+        assert rule in str(e.value)
+    assert h.run(h.store.get_container(rec.uuid)).status == "Running"
+    call(CTX, "stop", "container:stop")
+    h.settle()
+    assert h.run(h.store.get_container(rec.uuid)).status == "Stopped"

@@ -149,9 +149,11 @@ def remove_docker_objects(node: str) -> None:
 
 def start_cluster(workdir: str, n: int, tag: str, memory_mb=None, cpus: int = 4,
                   extra: dict | None = None, runtimes: str = "docker",
-                  per_node: dict | None = None) -> list["ZundProcess"]:
+                  per_node: dict | None = None,
+                  token: str = "admin:demo") -> list["ZundProcess"]:
     """n nodes on 127.0.0.1..n, one shared gossip port, node 1 as seed, a fresh
-    cluster key, declared capacities (``memory_mb`` may be a list per node)."""
+    cluster key, declared capacities (``memory_mb`` may be a list per node);
+    ``token`` (an admin's) is what the convergence check sends."""
     import base64
 
     gport = free_port("127.0.0.1")
@@ -179,7 +181,8 @@ def start_cluster(workdir: str, n: int, tag: str, memory_mb=None, cpus: int = 4,
             node.start()
         deadline = time.monotonic() + 30
         while True:
-            views = [node.api("GET", "/hosts").json().get("hosts", []) for node in nodes]
+            views = [node.api("GET", "/hosts", token=token).json().get("hosts", [])
+                     for node in nodes]
             if all(len(v) == n for v in views):
                 break
             if time.monotonic() > deadline:

@@ -30,7 +30,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from zund.common import errors
-from zund.runtimes.base import CAPABILITIES, ContainerSpec, IRuntime, RuntimeStatus
+from zund.runtimes.base import CAPABILITIES, ContainerSpec, IRuntime, Mount, RuntimeStatus
 
 TEST_IMAGE = "zund-test/busybox:latest"
 #: A registry on a closed loopback port: any pull fails at once, and nothing
@@ -649,6 +649,63 @@ class RuntimeContract:
         finally:
             await self.forget_image(runtime, f"{repository}:v1")
 
+    # -- volumes and injected files (capability ``volumes``; issue 12 item 5) ------------------------
+
+    async def _volume(self, runtime, node: str) -> str:
+        name = f"zund-contract-{uuidlib.uuid4().hex[:12]}"
+        self._volumes = getattr(self, "_volumes", [])
+        self._volumes.append(name)
+        info = await runtime.create_volume(name, {"zund.project": PROJECT, "zund.node": node})
+        assert info.name == name and info.labels.get("zund.project") == PROJECT
+        return name
+
+    async def _drop_volumes(self, runtime) -> None:
+        for name in getattr(self, "_volumes", []):
+            await runtime.remove_volume(name)
+
+    @pytest_twisted.ensureDeferred
+    async def test_volume_is_made_inspected_and_removed(self, runtime, node):
+        """A volume keeps its labels, is found by name, and is gone after remove_volume
+        (removing it again is a no-op)."""
+        self.needs(runtime, "volumes")
+        name = await self._volume(runtime, node)
+        again = await runtime.create_volume(name, {"zund.project": "someone-else"})
+        assert again.labels.get("zund.project") == PROJECT
+        assert (await runtime.inspect_volume(name)).labels.get("zund.node") == node
+        await runtime.remove_volume(name)
+        with pytest.raises(errors.RuntimeObjectNotFound):
+            await runtime.inspect_volume(name)
+        await runtime.remove_volume(name)
+
+    @pytest_twisted.ensureDeferred
+    async def test_volume_data_outlives_its_container(self, runtime, node):
+        """What a container writes in a volume is there for the next container that
+        mounts it, after the first one is removed."""
+        self.needs(runtime, "volumes")
+        name = await self._volume(runtime, node)
+        try:
+            mount = (Mount("volume", "/data", name),)
+            first, _ = await self.run_to_exit(
+                runtime, node, mounts=mount, command=("sh", "-c", "echo kept > /data/f"))
+            await runtime.remove(first, True)
+            second = await self.run(runtime, node, mounts=mount,
+                                    command=("sh", "-c", "cat /data/f; echo done"))
+            logs = await wait_for_logs(runtime, second, lambda t: "done" in t)
+            assert "kept" in logs
+            await runtime.remove(second, True)
+        finally:
+            await self._drop_volumes(runtime)
+
+    @pytest_twisted.ensureDeferred
+    async def test_injected_file_is_there_at_first_start(self, runtime, node):
+        """A ``file`` mount's content is at its destination when the container starts."""
+        self.needs(runtime, "volumes")
+        mounts = (Mount("file", "/etc/app.conf", content=b"answer=42\n"),)
+        uuid = await self.run(runtime, node, mounts=mounts,
+                              command=("sh", "-c", "cat /etc/app.conf; echo done"))
+        logs = await wait_for_logs(runtime, uuid, lambda t: "done" in t)
+        assert "answer=42" in logs
+
     # -- capabilities --------------------------------------------------------------------------------
 
     @pytest_twisted.ensureDeferred
@@ -668,6 +725,9 @@ class RuntimeContract:
             "stats": [lambda: runtime.stats(uuid)],
             "update": [lambda: runtime.update(uuid, 1.0, 128)],
             "logs_since": [lambda: runtime.logs(uuid, True, True, False, None, time.time() - 60)],
+            "volumes": [lambda: runtime.create_volume("zund-never", {}),
+                        lambda: runtime.inspect_volume("zund-never"),
+                        lambda: runtime.remove_volume("zund-never")],
         }
         for capability in sorted(missing):
             for call in calls[capability]:

@@ -96,14 +96,20 @@ class SimNode:
         return f"{self.host}:{PEER_PORT}"
 
 
-def peer_operation(path: str, body: bytes) -> str:
+def peer_operation(path: str, body: bytes, sender: str | None = None,
+                   target: str | None = None) -> str:
     """The peer operation a request carries (``"COMMIT"``, ``"BID"``, ...), for
-    faults per kind of call; ``"?"`` for anything else."""
-    from zund.cluster import messages, wire
+    faults per kind of call; ``"?"`` for anything else. Peer bodies are sealed
+    with the cluster key, which the simulation knows: it opens them as the target
+    would (sender and target are part of the seal)."""
+    from zund.cluster import messages, sealing, signing, wire
 
     try:
+        ring = signing.peer_keys([base64.b64encode(GOSSIP_KEY).decode()], "sim")
+        body = sealing.sealer_for(ring).open(body, sealing.request_aad(sender or "",
+                                                                       target or ""))
         return messages.Op(wire.unpack_map(body, len(body) + 1)["op"]).name
-    except (wire.WireError, KeyError, ValueError, TypeError):
+    except (sealing.Unsealable, wire.WireError, KeyError, ValueError, TypeError):
         return "?"
 
 
@@ -144,11 +150,13 @@ def node_conf(cfg: SimConfig, index: int):
     return conf
 
 
-def build_node(sim: "SimCluster", index: int) -> SimNode:
+def build_node(sim: "SimCluster", index: int, runtime=None, store=None) -> SimNode:
     """The one place that composes a simulated node: ``zund.service.build_node``
     with the fake runtime, an in-memory synchronous store, gossip on the memnet,
     peer RPC through the loopback network, nothing listening, and every random
-    choice (ids and nonces included) drawn from the run's seed. No I/O here."""
+    choice (ids and nonces included) drawn from the run's seed. No I/O here.
+    ``runtime``/``store``: a restarted node's engine (it outlives zund, as Docker
+    does) and its store (what was durable at the crash); default: new ones."""
     from zund.compute import capacity
     from zund.runtimes.fake import FakeRuntime
     from zund.service import build_node as build_service_tree
@@ -156,7 +164,7 @@ def build_node(sim: "SimCluster", index: int) -> SimNode:
 
     cfg, clock = sim.config, sim.clock
     name, host = node_name(index), node_host(index)
-    runtime = FakeRuntime(name, clock=clock)
+    runtime = runtime if runtime is not None else FakeRuntime(name, clock=clock)
     host_facts = capacity.HostFacts(cpus=cfg.of_node(index, "cpus"),
                                     mem_total_mb=cfg.of_node(index, "memory_mb"),
                                     disk_total_gb=cfg.of_node(index, "disk_gb"),
@@ -164,7 +172,7 @@ def build_node(sim: "SimCluster", index: int) -> SimNode:
     root = build_service_tree(
         node_conf(cfg, index), clock, random.Random(sim.rng.getrandbits(64)),
         runtimes={runtime.name: runtime}, host_facts=host_facts,
-        store=Store(":memory:", run_blocking=sync_blocking),
+        store=store if store is not None else Store(":memory:", run_blocking=sync_blocking),
         gossip_transport_factory=sim.gossip_net.transport,
         peer_http_client=sim.peers.peer_client(name, host), listen=False,
         enforcer=sim.enforcer, id_rng=random.Random(sim.rng.getrandbits(64)),
@@ -191,7 +199,7 @@ class SimCluster:
     """N nodes on one clock. ``seed`` decides every random choice of the run."""
 
     def __init__(self, seed: int, config: SimConfig | None = None,
-                 faults: LinkFaults | None = None):
+                 faults: LinkFaults | None = None, enforcer=None):
         from zund.api.policy import make_enforcer
 
         self.seed = seed
@@ -203,7 +211,8 @@ class SimCluster:
                                      faults or LinkFaults(), classify=peer_operation)
         self.gossip_net = MemoryNetwork(self.clock, random.Random(self.rng.getrandbits(64)),
                                         latency=self.config.gossip_latency)
-        self.enforcer = make_enforcer()
+        # every node's policy (default: the in-code rules; tests may load a file)
+        self.enforcer = enforcer if enforcer is not None else make_enforcer()
         self._http = self.peers.http_client()
         self.nodes: list[SimNode] = [build_node(self, i) for i in range(self.config.nodes)]
 

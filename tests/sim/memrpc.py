@@ -20,7 +20,7 @@ seeded ``random.Random`` and in a fixed order of draws, whether to
 - lose the answer: ``drop_reply`` → the target did the work, the caller never hears.
 
 Faults are set for all calls, or per kind of call (``kind_faults``, keyed by what
-the ``classify(path, body)`` callable says, e.g. the peer operation ``"COMMIT"``),
+the ``classify(path, body, sender, target)`` callable says, e.g. the peer operation ``"COMMIT"``),
 so a test can lose exactly the commit answers. Everything is counted in ``stats``.
 """
 
@@ -178,7 +178,7 @@ class LoopbackNetwork:
     """
 
     def __init__(self, clock, rng: random.Random, faults: LinkFaults = NO_FAULTS,
-                 classify: Callable[[str, bytes], str] | None = None):
+                 classify: Callable[[str, bytes, str | None, str | None], str] | None = None):
         self.clock = clock
         self.rng = rng
         self.faults = faults
@@ -228,9 +228,11 @@ class LoopbackNetwork:
     def peer_client(self, node: str, client_host: str) -> "PeerHttpClient":
         return PeerHttpClient(self, node, self.http_client(client_host))
 
-    def faults_for(self, path: str, body: bytes) -> LinkFaults:
+    def faults_for(self, path: str, body: bytes, sender: str | None = None,
+                   target: str | None = None) -> LinkFaults:
         if self.kind_faults and self._classify is not None:
-            rule = self.kind_faults.get(self._classify(path, body))
+            # sender and target: a sealed body opens only with both (sealing.request_aad)
+            rule = self.kind_faults.get(self._classify(path, body, sender, target))
             if rule is not None:
                 return rule
         return self.faults
@@ -249,7 +251,7 @@ class PeerHttpClient:
         net, rng, stats = self._net, self._net.rng, self._net.stats
         parts = urlsplit(url)
         address, path = parts.netloc, parts.path
-        faults = net.faults_for(path, data)
+        faults = net.faults_for(path, data, self.node, net.node_of.get(address))
         # the draws happen in a fixed order whatever the outcome, so one fault
         # setting never shifts the random stream of the others
         lose_request = faults.drop_request and rng.random() < faults.drop_request

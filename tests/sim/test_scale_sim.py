@@ -20,6 +20,10 @@ def test_twenty_nodes_place_five_hundred_creates_within_budget(make_cluster, rec
     land once, run, and list through one node, within 60 s of wall time."""
     started = time.perf_counter()
     c = make_cluster(SimConfig(nodes=NODES))
+    for p in range(5):  # 100 containers per project: past Zun's default quota (40)
+        r = c.api(p, "PUT", f"/quotas/p{p}", token="admin:demo",
+                  json={"containers": -1, "cpu": -1, "memory": -1, "disk": -1})
+        assert r.status == 200, r.body
     uuids = []
     for wave in range(0, CREATES, WAVE):
         ds = [c.request_async((wave + i) % NODES, "POST", "/containers?run=true",

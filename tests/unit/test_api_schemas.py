@@ -67,10 +67,13 @@ def test_defaults_fill_cpu_and_memory():
     ({"image": "cirros", "exposed_ports": {"http": {}}}, "exposed_ports"),
     ({"image": "cirros", "exposed_ports": {"70000/tcp": {}}}, "exposed_ports"),
     ({"image": "cirros", "nets": [{"network": "n"}]}, "nets"),
-    ({"image": "cirros", "mounts": [{"source": "v", "destination": "/d"}]}, "mounts"),
+    ({"image": "cirros", "mounts": [{"source": "v", "destination": "/d", "size": "0"}]},
+     "mounts[0].size"),
+    ({"image": "cirros", "mounts": [{"source": "v", "destination": "d"}]},
+     "mounts[0].destination"),
     ({"image": "cirros", "security_groups": ["default"]}, "security_groups"),
     ({"image": "cirros", "image_pull_policy": "sometimes"}, "image_pull_policy"),
-    ({"image": "cirros", "image_driver": "glance"}, "image_driver"),
+    ({"image": "cirros", "image_driver": "nfs"}, "image_driver"),
 ])
 def test_bad_create_bodies_name_the_field(body, field):
     """Each invalid body is a 400 InvalidInput naming the offending field."""

@@ -294,21 +294,73 @@ def test_update_renames_and_resizes(h):
     assert h.get(rec.uuid).name == "web2"
 
 
-def test_recovery_interrupted_create_becomes_error_and_object_removed(tmp_path):
-    """Start-up: a record left in Creating becomes Error and its half-made object goes."""
+def _acknowledged_create(h, run=True, runtime="runc", uuid=None):
+    """What a create leaves when its node dies right after answering: the record
+    (Creating) and its open create action, nothing done on the runtime yet."""
+    from zund.records import new_record
+
+    rec = new_record(uuid or "7c0e1d2a-4b5f-4c6d-8e9f-0a1b2c3d4e5f", "p1", "u1", request(run),
+                     host="n1", runtime=runtime, availability_zone=None, status="Creating",
+                     task_state="container_creating")
+    h.run(h.store.create_container(rec, action=("create", "req-crash", "u1", "p1",
+                                                "compute__do_container_create")))
+    return rec
+
+
+def _create_action(h, uuid):
+    return [a for a in h.run(h.store.list_actions(uuid)) if a.action == "create"][0]
+
+
+def test_recovery_resumes_an_acknowledged_create_that_never_reached_the_runtime(tmp_path):
+    """Start-up: a create acknowledged before a crash is done after the restart
+    (Running, one runtime object, its create action finished), never Error."""
     h = Harness(tmp_path)
+    rec = _acknowledged_create(h)
     h.start()
-    rec = create(h)
     h.settle()
-    cur = h.get(rec.uuid)
-    cur.status, cur.task_state = "Creating", "container_creating"
-    h.run(h.store.save_container(cur))
+    got = h.get(rec.uuid)
+    assert (got.status, got.task_state, got.status_reason) == ("Running", None, None)
+    assert [s.uuid for s in h.run(h.runtime.list("n1"))] == [rec.uuid]
+    assert _create_action(h, rec.uuid).finish_time is not None
     h.stop()
-    h.new_manager()
+
+
+def test_recovery_adopts_the_object_an_interrupted_create_made(tmp_path):
+    """Start-up: the runtime object made before the crash (found by the container's
+    uuid) is adopted and started, not made a second time."""
+    from zund.compute.lifecycle import spec_of
+
+    h = Harness(tmp_path)
+    rec = _acknowledged_create(h)
+    made = h.run(h.runtime.create(spec_of(rec, "n1", "ifnotpresent")))
     h.start()
+    h.settle()
+    got = h.get(rec.uuid)
+    assert (got.status, got.task_state) == ("Running", None)
+    assert got.container_id == made.runtime_id
+    assert [s.uuid for s in h.run(h.runtime.list("n1"))] == [rec.uuid]
+    h.stop()
+
+
+def test_recovery_resumes_a_create_without_run_to_created(tmp_path):
+    """Start-up: an interrupted create that did not ask to run ends Created."""
+    h = Harness(tmp_path)
+    rec = _acknowledged_create(h, run=False)
+    h.start()
+    h.settle()
+    assert (h.get(rec.uuid).status, h.get(rec.uuid).task_state) == ("Created", None)
+    h.stop()
+
+
+def test_recovery_interrupted_create_of_a_runtime_gone_becomes_error(tmp_path):
+    """Start-up: an interrupted create whose runtime this node no longer offers
+    cannot resume: Error, "Container failed to create correctly."."""
+    h = Harness(tmp_path)
+    rec = _acknowledged_create(h, runtime="microvm")
+    h.start()
+    h.settle()
     got = h.get(rec.uuid)
     assert got.status == "Error" and got.status_reason == "Container failed to create correctly."
-    assert h.run(h.runtime.list("n1")) == []
     h.stop()
 
 

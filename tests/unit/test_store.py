@@ -132,8 +132,9 @@ def test_v1_store_upgrades_dropping_the_reservations_table(tmp_path):
     run_sync(s2.close())
     conn = sqlite3.connect(path)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
-    assert "reservations" not in tables and {"containers", "actions", "action_events"} <= tables
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert "reservations" not in tables
+    assert {"containers", "actions", "action_events", "replicas"} <= tables
     conn.close()
 
 

@@ -2,8 +2,8 @@
 
 Strategies (``[DEFAULT] auth_strategy``):
 
-* ``noauth`` (default, development) — ``X-Auth-Token: user:project`` names the
-  caller (user ``admin`` is admin). Any other token (OSC's "none" auth type sends
+* ``noauth`` (default, development) — ``X-Auth-Token: user:project[:roles]`` names
+  the caller (user ``admin`` is admin; roles default to ``member,reader``). Any other token (OSC's "none" auth type sends
   ``notused``) or none at all is the configured ``[noauth] user_id``/``project_id``
   with admin rights.
 * ``keystone`` — the step IS keystonemiddleware's ``auth_token``
@@ -75,11 +75,16 @@ class NoAuth:
 
     async def authenticate(self, request, request_id: str) -> RequestContext:
         token = (_header(request, "X-Auth-Token") or "").strip()
-        user, sep, project = token.partition(":")
+        user, sep, rest = token.partition(":")
+        # ``user:project[:role,role]``: without roles, a user is a project member
+        # (with Keystone's implied reader), as a Keystone member token would say
+        project, _, role_text = rest.partition(":")
         if sep and user and project:
-            is_admin = user == "admin"
+            roles = tuple(r for r in role_text.split(",") if r) or (
+                ("admin", "member", "reader") if user == "admin" else ("member", "reader"))
+            is_admin = "admin" in roles
             return RequestContext(
-                user_id=user, project_id=project, roles=("admin",) if is_admin else (),
+                user_id=user, project_id=project, roles=roles,
                 is_admin=is_admin, request_id=request_id, user_name=user,
                 project_name=project, auth_token=token)
         return RequestContext(
@@ -216,13 +221,19 @@ class KeystoneAuth:
             user_id=user_id, project_id=project_id, roles=roles,
             is_admin=bool(self.admin_roles.intersection(r.lower() for r in roles)),
             request_id=request_id, user_name=get("X-User-Name"),
-            project_name=get("X-Project-Name"), auth_token=get("X-Auth-Token"))
+            project_name=get("X-Project-Name"), auth_token=get("X-Auth-Token"),
+            user_domain_id=get("X-User-Domain-Id"),
+            project_domain_id=get("X-Project-Domain-Id"))
 
 
 def keystone_auth_filter(conf) -> Callable[[WSGIApp], WSGIApp]:
     """``app -> AuthProtocol(app)`` reading ``[keystone_authtoken]`` (and the auth
     plugin section it names) from ``conf``, zund's own ConfigOpts."""
-    from keystonemiddleware import auth_token
+    try:
+        from keystonemiddleware import auth_token
+    except ImportError as e:
+        raise RuntimeError("auth_strategy = keystone needs keystonemiddleware: "
+                           "pip install 'zund[keystone]'") from e
 
     def wrap(app: WSGIApp) -> WSGIApp:
         return auth_token.AuthProtocol(app, {"oslo_config_config": conf})

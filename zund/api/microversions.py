@@ -20,7 +20,7 @@ SERVICE_TYPES = ("container", "application-container")
 #: the service token zund writes in response headers
 SERVICE_TYPE = "container"
 
-_VERSION_RE = re.compile(r"^([0-9]+)\.([0-9]+)$")
+_VERSION_RE = re.compile(r"^([0-9]{1,9})\.([0-9]{1,9})$")  # bounded: int() of 5000 digits raises
 
 
 @attrs.frozen(order=True)

@@ -16,11 +16,13 @@ import json
 import random
 import time
 from typing import Any, Callable
+from urllib.parse import unquote, urlsplit
 
 import attrs
 from klein import Klein
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.resource import Resource
 from werkzeug.exceptions import HTTPException
 
 from zund.api import auth as api_auth
@@ -29,7 +31,8 @@ from zund.api import microversions, schemas, views
 from zund.api.microversions import APIVersion, v
 from zund.api.policy import PolicyEnforcer
 from zund.common import errors
-from zund.common.context import new_request_id
+from zund.common.context import GLOBAL_REQUEST_ID_HEADER, new_request_id, valid_request_id
+from zund.common.http import Refusal
 from zund.compute.interface import ContainerRef, IContainers
 
 log = Logger()
@@ -45,6 +48,8 @@ class ApiConfig:
     availability_zone: str = "nova"
     max_limit: int = 1000
     max_request_body_bytes: int = 114688
+    #: the one route with a large body: POST …/put_archive (a base64 tar)
+    max_archive_body_bytes: int = 1024 * 1024
     auth_strategy: str = "noauth"
     noauth_user_id: str = "admin"
     noauth_project_id: str = "demo"
@@ -58,6 +63,8 @@ class ApiConfig:
     max_disk_gb: int = 160
     default_cpu: float = 1.0
     default_memory_mb: int = 512
+    #: image driver of a create that names none ([glance] default_image_driver)
+    default_image_driver: str = "docker"
 
     def limits(self) -> schemas.Limits:
         return schemas.Limits(
@@ -72,12 +79,14 @@ class ApiConfig:
         return cls(
             node=conf.host, availability_zone=conf.default_availability_zone,
             max_limit=conf.api.max_limit, max_request_body_bytes=conf.api.max_request_body_bytes,
+            max_archive_body_bytes=conf.api.max_archive_body_bytes,
             auth_strategy=conf.auth_strategy, noauth_user_id=conf.noauth.user_id,
             noauth_project_id=conf.noauth.project_id, public_url=conf.api.public_url,
             min_cpu=conf.minimum_cpus, max_cpu=conf.maximum_cpus,
             min_memory_mb=conf.minimum_memory, max_memory_mb=conf.maximum_memory,
             min_disk_gb=conf.minimum_disk, max_disk_gb=conf.maximum_disk,
-            default_cpu=conf.default_cpu, default_memory_mb=conf.default_memory)
+            default_cpu=conf.default_cpu, default_memory_mb=conf.default_memory,
+            default_image_driver=conf.glance.default_image_driver)
 
 
 @attrs.frozen
@@ -112,9 +121,13 @@ class _RouteSpec:
     public: bool = False
     min_version: APIVersion | None = None
     max_version: APIVersion | None = None
+    #: which body limit applies: "request" (max_request_body_bytes) or "archive"
+    body: str = "request"
 
 
 APP = Klein()
+#: Klein endpoint name -> its route's spec (the listener asks it for body limits)
+_SPECS: dict[str, _RouteSpec] = {}
 # Every spelling is registered explicitly (see _variants); werkzeug must not answer
 # with redirects of its own, which zunclient would not follow.
 APP.url_map.merge_slashes = False
@@ -130,11 +143,15 @@ def _variants(path: str, versioned: bool) -> list[str]:
 
 
 def route(path: str, methods: list[str], *, versioned: bool = True, public: bool = False,
-          min_version: str | None = None, max_version: str | None = None):
-    """Register an ``async def handler(self, req: ApiRequest, **url_args)``."""
+          min_version: str | None = None, max_version: str | None = None,
+          body: str = "request"):
+    """Register an ``async def handler(self, req: ApiRequest, **url_args)``.
+    ``body="archive"`` gives the route the large body limit."""
+    if body not in ("request", "archive"):
+        raise ValueError(f"unknown body limit {body!r}")
     spec = _RouteSpec(versioned=versioned, public=public,
                       min_version=v(min_version) if min_version else None,
-                      max_version=v(max_version) if max_version else None)
+                      max_version=v(max_version) if max_version else None, body=body)
 
     def deco(handler):
         async def endpoint(self, request, **kwargs):
@@ -143,9 +160,15 @@ def route(path: str, methods: list[str], *, versioned: bool = True, public: bool
         endpoint.__name__ = handler.__name__
         for i, url in enumerate(_variants(path, versioned)):
             APP.route(url, methods=methods, endpoint=f"{handler.__name__}_{i}")(endpoint)
+            _SPECS[f"{handler.__name__}_{i}"] = spec
         return handler
 
     return deco
+
+
+def _refuse_constant(name: str):
+    """JSON has no NaN or Infinity (Python's json module accepts them)."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def sort_value(value: Any) -> tuple:
@@ -173,6 +196,25 @@ def policy_target(rec) -> dict:
     return {"project_id": rec.project_id, "user_id": rec.user_id}
 
 
+class _Utf8Guard(Resource):
+    """In front of Klein's resource: only URLs Klein can decode reach it."""
+
+    isLeaf = True
+
+    def __init__(self, api: "ApiBase", inner):
+        super().__init__()
+        self._api = api
+        self._inner = inner
+
+    def render(self, request):
+        try:
+            b"/".join(request.prepath + request.postpath).decode("utf-8")
+            request.getRequestHostname().decode("utf-8")
+        except UnicodeDecodeError:
+            return self._api._refuse_undecodable(request)
+        return self._inner.render(request)
+
+
 class ApiBase:
     """The pipeline and the helpers every resource shares (see ``zund.api.app.ZunAPI``
     for the constructor's arguments)."""
@@ -180,7 +222,8 @@ class ApiBase:
     app = APP
 
     def __init__(self, containers, config: ApiConfig, policy_enforcer: PolicyEnforcer,
-                 clock=None, rng: random.Random | None = None, authenticator=None):
+                 clock=None, rng: random.Random | None = None, authenticator=None,
+                 quotas=None, images=None, registries=None):
         if not IContainers.providedBy(containers):
             raise TypeError(f"{type(containers).__name__} does not provide IContainers")
         self._containers = containers
@@ -194,10 +237,49 @@ class ApiBase:
             config.auth_strategy, config.noauth_user_id, config.noauth_project_id)
         self._started_at = self._now()
         self._admin_keys_cache: dict = {}
+        # quotas: a zund.cluster.quota.QuotaService (None: /v1/quotas answers 501)
+        self._quotas = quotas
+        # images: a zund.images.interface.IImages (None: /v1/images is empty and
+        # the other image routes answer 501)
+        self._images = images
+        # registries: a zund.cluster.registries.RegistryService (None: 501)
+        self._registries = registries
 
     def resource(self):
         """The twisted.web resource serving this API."""
-        return self.app.resource()
+        return _Utf8Guard(self, self.app.resource())
+
+    def _refuse_undecodable(self, request) -> bytes:
+        """A URL or Host that is not UTF-8: 400 in Zun's format (Klein would answer
+        plain text and log an error)."""
+        request_id = new_request_id()
+        reply = self._error_reply(Failure(errors.InvalidInput(
+            field="url", reason="the path or Host header is not valid UTF-8.")), request_id)
+        return self._finish(request, request_id, None, None, reply)
+
+    # -- body limits (zund.common.http.BodyPolicy, asked by the listener) --------------
+
+    def _body_limit(self, spec: _RouteSpec | None) -> int:
+        if spec is not None and spec.body == "archive":
+            return self._config.max_archive_body_bytes
+        return self._config.max_request_body_bytes
+
+    def limit_for(self, method: bytes, target: bytes) -> int:
+        """Largest body of the route a request line names, asked before the body
+        is read; an unknown route gets the ordinary limit (it will be a 404)."""
+        try:
+            path = unquote(urlsplit(target.decode("latin-1")).path, errors="replace")
+            endpoint, _ = APP.url_map.bind("localhost").match(
+                path or "/", method=method.decode("ascii"))
+        except Exception:  # not found, not allowed, undecodable: the default
+            return self._body_limit(None)
+        return self._body_limit(_SPECS.get(endpoint))
+
+    def refusal(self, limit: int) -> Refusal:
+        """413 in Zun's errors format, sent by the listener for an oversized body."""
+        status, body = api_errors.to_response(errors.RequestEntityTooLarge(limit=limit),
+                                              new_request_id())
+        return Refusal(status, JSON, json.dumps(body).encode("utf-8"))
 
     # -- pipeline ----------------------------------------------------------------
 
@@ -233,11 +315,12 @@ class ApiBase:
                 out[k.decode("utf-8", "replace")] = values[-1].decode("utf-8", "replace")
         return out
 
-    def _read_body(self, request, header) -> Any:
-        """Decoded JSON body or None. Size is checked before reading."""
-        limit = self._config.max_request_body_bytes
-        length = header("Content-Length")
-        if length is not None and length.strip().isdigit() and int(length) > limit:
+    def _read_body(self, request, header, limit: int) -> Any:
+        """Decoded JSON body or None. Size is checked before reading (the listener
+        refused larger bodies before buffering them; this covers other transports).
+        Nothing a store or peer cannot carry gets past (``schemas.check_storable``)."""
+        length = (header("Content-Length") or "").strip()
+        if length.isascii() and length.isdigit() and (len(length) > 18 or int(length) > limit):
             raise errors.RequestEntityTooLarge(limit=limit)
         content = request.content
         if content is None:
@@ -253,9 +336,14 @@ class ApiBase:
         if ctype != JSON and not ctype.endswith("+json"):
             return None  # e.g. DELETE with application/octet-stream: nothing for us
         try:
-            return json.loads(raw)
+            body = json.loads(raw, parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError) as e:
             raise errors.InvalidInput(field="body", reason=f"malformed JSON: {e}") from e
+        except RecursionError as e:
+            raise errors.InvalidInput(field="body", reason="malformed JSON: nested too "
+                                                           "deeply.") from e
+        schemas.check_storable(body)
+        return body
 
     def _finish(self, request, request_id: str, spec: _RouteSpec | None,
                 version: APIVersion | None, reply: Reply) -> bytes:
@@ -292,11 +380,14 @@ class ApiBase:
                 version = microversions.from_header(header(microversions.HEADER))
                 if not version.matches(spec.min_version, spec.max_version):
                     raise errors.VersionNotAllowed(version=str(version))
-            body = self._read_body(request, header)
+            body = self._read_body(request, header, self._body_limit(spec))
             params = self._query(request)
             if request.method != b"GET" and isinstance(body, dict):
                 params.update(body)
             ctx = None if spec.public else await self._auth.authenticate(request, request_id)
+            if ctx is not None:  # oslo.middleware: an inbound req-<uuid> is the global id
+                ctx = attrs.evolve(ctx, global_request_id=valid_request_id(
+                    header(GLOBAL_REQUEST_ID_HEADER)))
             req = ApiRequest(request_id=request_id, version=version, ctx=ctx, params=params,
                              body=body, base_url=self._base_url(request), header=header,
                              raw=request)

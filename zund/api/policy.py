@@ -15,14 +15,32 @@ from zund.common import errors
 from zund.common.context import RequestContext
 
 ADMIN = "rule:context_is_admin"
-ADMIN_OR_OWNER = "rule:admin_or_owner"
 ADMIN_API = "rule:admin_api"
+#: act on a project's containers: an administrator, or a member of the project
+ADMIN_OR_MEMBER = "rule:admin_or_member"
+#: look at a project's containers: an administrator, or a reader (or member) of it
+ADMIN_OR_READER = "rule:admin_or_reader"
 NOBODY = "rule:deny_everybody"
 
+# Zun's defaults (zun/common/policies/*.py) with Keystone's default roles: Zun
+# has one "admin or owner" rule; Keystone's personas split the owner into
+# ``member`` (may act) and ``reader`` (may look). Neither relies on role
+# implication (a token may carry ``member`` without the implied ``reader``), so
+# the reader rule accepts both. ``admin_or_owner`` stays for operator files that
+# name it, now meaning a member.
 _BASE = [
     oslo_policy.RuleDefault("context_is_admin", "role:admin", "Who is an administrator."),
-    oslo_policy.RuleDefault("admin_or_owner", "is_admin:True or project_id:%(project_id)s",
+    oslo_policy.RuleDefault("project_member", "role:member and project_id:%(project_id)s",
+                            "Members of the resource's project."),
+    oslo_policy.RuleDefault("project_reader",
+                            "(role:reader or role:member) and project_id:%(project_id)s",
+                            "Readers (or members) of the resource's project."),
+    oslo_policy.RuleDefault("admin_or_member", "rule:context_is_admin or rule:project_member",
                             "Administrators, or members of the resource's project."),
+    oslo_policy.RuleDefault("admin_or_reader", "rule:context_is_admin or rule:project_reader",
+                            "Administrators, or readers of the resource's project."),
+    oslo_policy.RuleDefault("admin_or_owner", ADMIN_OR_MEMBER,
+                            "Zun's name for admin_or_member (kept for policy files)."),
     oslo_policy.RuleDefault("admin_api", "rule:context_is_admin", "Administrator APIs."),
     oslo_policy.RuleDefault("deny_everybody", "!", "Nobody."),
 ]
@@ -38,50 +56,63 @@ _C = "/v1/containers"
 _CI = "/v1/containers/{container_ident}"
 
 _CONTAINER = [
-    _c("container:create", ADMIN_OR_OWNER, "Create a container.", "POST", _C),
-    _c("container:create:runtime", ADMIN, "Create a container with a given runtime.", "POST", _C),
+    _c("container:create", ADMIN_OR_MEMBER, "Create a container.", "POST", _C),
+    _c("container:create:runtime", ADMIN_API, "Create a container with a given runtime.",
+       "POST", _C),
     _c("container:create:privileged", NOBODY, "Create a privileged container.", "POST", _C),
-    _c("container:create:requested_destination", ADMIN,
+    _c("container:create:requested_destination", ADMIN_API,
        "Create a container on a requested host.", "POST", _C),
-    _c("container:create:image_pull_policy", ADMIN,
+    _c("container:create:host_mount", ADMIN_API,
+       "Create a container that bind-mounts a host path.", "POST", _C),
+    _c("container:create:image_pull_policy", ADMIN_API,
        "Create a container with an image pull policy.", "POST", _C),
-    _c("container:delete", ADMIN_OR_OWNER, "Delete a container.", "DELETE", _CI),
-    _c("container:delete_all_projects", ADMIN,
+    _c("container:delete", ADMIN_OR_MEMBER, "Delete a container.", "DELETE", _CI),
+    _c("container:delete_all_projects", ADMIN_API,
        "Delete a container of any project.", "DELETE", _CI),
-    _c("container:delete_force", ADMIN, "Forcibly delete a container.", "DELETE", _CI),
-    _c("container:get_one", ADMIN_OR_OWNER, "Show a container.", "GET", _CI),
-    _c("container:get_one_all_projects", ADMIN,
+    _c("container:delete_force", ADMIN_API, "Forcibly delete a container.", "DELETE", _CI),
+    _c("container:get_one", ADMIN_OR_READER, "Show a container.", "GET", _CI),
+    _c("container:get_one_all_projects", ADMIN_API,
        "Show a container of any project.", "GET", _CI),
-    _c("container:get_one:host", ADMIN, "See a container's host.", "GET", _CI),
-    _c("container:get_one:runtime", ADMIN, "See a container's runtime.", "GET", _CI),
-    _c("container:get_one:privileged", ADMIN, "See whether a container is privileged.",
+    _c("container:get_one:host", ADMIN_API, "See a container's host.", "GET", _CI),
+    _c("container:get_one:runtime", ADMIN_API, "See a container's runtime.", "GET", _CI),
+    _c("container:get_one:privileged", ADMIN_API, "See whether a container is privileged.",
        "GET", _CI),
-    _c("container:get_one:image_pull_policy", ADMIN,
+    _c("container:get_one:image_pull_policy", ADMIN_API,
        "See a container's image pull policy.", "GET", _CI),
-    _c("container:get_all", ADMIN_OR_OWNER, "List containers.", "GET", _C),
-    _c("container:get_all_all_projects", ADMIN, "List containers of every project.",
+    _c("container:get_all", ADMIN_OR_READER, "List containers.", "GET", _C),
+    _c("container:get_all_all_projects", ADMIN_API, "List containers of every project.",
        "GET", _C),
-    _c("container:update", ADMIN_OR_OWNER, "Update a container.", "PATCH", _CI),
-    _c("container:rename", ADMIN_OR_OWNER, "Rename a container (<= 1.13).", "POST",
+    _c("container:update", ADMIN_OR_MEMBER, "Update a container.", "PATCH", _CI),
+    _c("container:rename", ADMIN_OR_MEMBER, "Rename a container (<= 1.13).", "POST",
        _CI + "/rename"),
 ]
 
+# (action, method, check). Readers may look (top, stats, networks); everything
+# that changes a container or reads what it holds (logs, archives, exec: they
+# may carry the project's secrets, as nova keeps console output for members)
+# needs a member.
 _ACTIONS = [
-    ("start", "POST"), ("stop", "POST"), ("reboot", "POST"), ("pause", "POST"),
-    ("unpause", "POST"), ("logs", "GET"), ("execute", "POST"), ("execute_resize", "POST"),
-    ("kill", "POST"), ("attach", "GET"), ("resize", "POST"), ("resize_container", "POST"),
-    ("top", "GET"), ("get_archive", "GET"), ("put_archive", "POST"), ("stats", "GET"),
-    ("commit", "POST"), ("rebuild", "POST"), ("network_list", "GET"),
-    ("network_attach", "POST"), ("network_detach", "POST"),
-    ("add_security_group", "POST"), ("remove_security_group", "POST"),
+    ("start", "POST", ADMIN_OR_MEMBER), ("stop", "POST", ADMIN_OR_MEMBER),
+    ("reboot", "POST", ADMIN_OR_MEMBER), ("pause", "POST", ADMIN_OR_MEMBER),
+    ("unpause", "POST", ADMIN_OR_MEMBER), ("logs", "GET", ADMIN_OR_MEMBER),
+    ("execute", "POST", ADMIN_OR_MEMBER), ("execute_resize", "POST", ADMIN_OR_MEMBER),
+    ("kill", "POST", ADMIN_OR_MEMBER), ("attach", "GET", ADMIN_OR_MEMBER),
+    ("resize", "POST", ADMIN_OR_MEMBER), ("resize_container", "POST", ADMIN_OR_MEMBER),
+    ("top", "GET", ADMIN_OR_READER), ("get_archive", "GET", ADMIN_OR_MEMBER),
+    ("put_archive", "POST", ADMIN_OR_MEMBER), ("stats", "GET", ADMIN_OR_READER),
+    ("commit", "POST", ADMIN_OR_MEMBER), ("rebuild", "POST", ADMIN_OR_MEMBER),
+    ("network_list", "GET", ADMIN_OR_READER), ("network_attach", "POST", ADMIN_OR_MEMBER),
+    ("network_detach", "POST", ADMIN_OR_MEMBER),
+    ("add_security_group", "POST", ADMIN_OR_MEMBER),
+    ("remove_security_group", "POST", ADMIN_OR_MEMBER),
 ]
-for _name, _method in _ACTIONS:
-    _CONTAINER.append(_c(f"container:{_name}", ADMIN_OR_OWNER,
+for _name, _method, _check in _ACTIONS:
+    _CONTAINER.append(_c(f"container:{_name}", _check,
                          f"The {_name} action on a container.", _method, f"{_CI}/{_name}"))
 _CONTAINER += [
-    _c("container:actions", ADMIN_OR_OWNER, "List or show a container's actions.", "GET",
+    _c("container:actions", ADMIN_OR_READER, "List or show a container's actions.", "GET",
        _CI + "/container_actions"),
-    _c("container:action:events", ADMIN, "See action event tracebacks.", "GET",
+    _c("container:action:events", ADMIN_API, "See action event tracebacks.", "GET",
        _CI + "/container_actions/{request_id}"),
 ]
 
@@ -92,16 +123,47 @@ _OTHER = [
     _c("zun-service:delete", ADMIN_API, "Delete a service.", "DELETE", "/v1/services"),
     _c("zun-service:update", ADMIN_API, "Enable/disable/force down a service.", "PUT",
        "/v1/services/{action}"),
-    _c("availability_zones:get_all", ADMIN_OR_OWNER, "List availability zones.", "GET",
+    _c("availability_zones:get_all", ADMIN_OR_READER, "List availability zones.", "GET",
        "/v1/availability_zones"),
     _c("image:get_all", ADMIN_API, "List images.", "GET", "/v1/images"),
     _c("image:get_one", ADMIN_API, "Show an image.", "GET", "/v1/images/{image_id}"),
+    _c("image:pull", ADMIN_API, "Pull an image onto a host.", "POST", "/v1/images"),
+    _c("image:delete", ADMIN_API, "Delete an image.", "DELETE", "/v1/images/{image_id}"),
+    _c("image:search", ADMIN_API, "Search images.", "GET", "/v1/images/{image}/search"),
+]
+
+
+_Q = "/v1/quotas/{project_id}"
+_QC = "/v1/quota_classes/{quota_class_name}"
+#: Zun's quota rules (zun/common/policies/quota.py, quota_class.py)
+_QUOTA = [
+    _c("quota:update", ADMIN_API, "Update a project's quotas.", "PUT", _Q),
+    _c("quota:delete", ADMIN_API, "Reset a project's quotas to the defaults.", "DELETE", _Q),
+    _c("quota:get", ADMIN_OR_READER, "Show a project's quotas.", "GET", _Q),
+    _c("quota:get_default", ADMIN_OR_READER, "Show the default quotas.", "GET",
+       _Q + "/defaults"),
+    _c("quota_class:update", ADMIN_API, "Update a quota class.", "PUT", _QC),
+    _c("quota_class:get", ADMIN_API, "Show a quota class.", "GET", _QC),
+]
+
+
+_R = "/v1/registries"
+_RI = "/v1/registries/{registry_ident}"
+#: Zun's registry rules (zun/common/policies/registry.py) with Keystone's personas
+_REGISTRY = [
+    _c("registry:create", ADMIN_OR_MEMBER, "Create a registry.", "POST", _R),
+    _c("registry:get_one", ADMIN_OR_READER, "Show a registry.", "GET", _RI),
+    _c("registry:get_all", ADMIN_OR_READER, "List the project's registries.", "GET", _R),
+    _c("registry:get_all_all_projects", ADMIN_API, "List every project's registries.",
+       "GET", _R),
+    _c("registry:update", ADMIN_OR_MEMBER, "Update a registry.", "PATCH", _RI),
+    _c("registry:delete", ADMIN_OR_MEMBER, "Delete a registry.", "DELETE", _RI),
 ]
 
 
 def list_rules():
     """Every default rule (entry point ``oslo.policy.policies``: ``zund``)."""
-    return _BASE + _CONTAINER + _OTHER
+    return _BASE + _CONTAINER + _OTHER + _QUOTA + _REGISTRY
 
 
 class PolicyEnforcer:

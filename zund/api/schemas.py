@@ -8,8 +8,11 @@ strings become numbers, memory is MiB, booleans may be strings. Every failure is
 
 from __future__ import annotations
 
+import base64
+import binascii
 import calendar
 import datetime
+import math
 import re
 import shlex
 from typing import Any, Iterable, Mapping
@@ -28,6 +31,14 @@ NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$"
 _DIGITS_RE = r"^[0-9]+$"
 _NUMERIC_RE = r"^[0-9]*(\.[0-9]+)?$"
 
+#: the widest integer every consumer of API input holds (SQLite INTEGER, msgpack,
+#: Docker's int64 fields): wider ones are refused here, never passed on
+INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
+#: deeper JSON nesting is refused (no field of the Zun API nests past a few levels)
+MAX_JSON_DEPTH = 32
+#: retry counts and healthcheck seconds: Docker keeps durations as int64 nanoseconds
+MAX_COUNT = 2 ** 31 - 1
+
 
 @attrs.frozen
 class Limits:
@@ -45,6 +56,62 @@ class Limits:
 
 def invalid(field: str, reason: str) -> errors.InvalidInput:
     return errors.InvalidInput(field=field, reason=reason)
+
+
+# -- any decoded JSON value ------------------------------------------------------
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _check_text(text: str, field: str, what: str) -> None:
+    if "\x00" in text:
+        raise invalid(field, f"{what} contains a NUL character.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        # a lone UTF-16 surrogate ("\ud800" in JSON): not text, and neither
+        # SQLite, msgpack nor Docker can carry it
+        raise invalid(field, f"{what} is not valid Unicode (lone surrogate at "
+                             f"position {e.start}).") from e
+
+
+def check_storable(value: Any, field: str = "") -> None:
+    """Refuse, naming the field, what no store or peer of zund can carry: integers
+    outside int64, non-finite numbers, strings and keys that are not valid Unicode
+    (lone surrogates) or hold NUL, nesting deeper than :data:`MAX_JSON_DEPTH`.
+
+    Runs on every decoded request body before any schema (STYLE: hostile input is
+    refused, never raised into the reactor); iterative, so depth cannot exhaust
+    the stack. ``field`` is the dotted path of ``value`` ("" for the whole body).
+    """
+    stack = [(value, field, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        name = path or "body"
+        if item is None or isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if not INT64_MIN <= item <= INT64_MAX:
+                raise invalid(name, "the integer does not fit in 64 bits.")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise invalid(name, f"{item!r} is not a finite number.")
+        elif isinstance(item, str):
+            _check_text(item, name, "the value")
+        elif isinstance(item, (dict, list)):
+            if depth >= MAX_JSON_DEPTH:
+                raise invalid(name, f"nested deeper than {MAX_JSON_DEPTH} levels.")
+            if isinstance(item, dict):
+                for key, sub in item.items():
+                    if not isinstance(key, str):
+                        raise invalid(name, f"the key {key!r} is not a string.")
+                    _check_text(key, name, "a key")
+                    stack.append((sub, _join(path, key), depth + 1))
+            else:
+                stack.extend((sub, f"{name}[{i}]", depth + 1) for i, sub in enumerate(item))
+        else:
+            raise invalid(name, f"a {type(item).__name__} is not a JSON value.")
 
 
 # -- scalars -------------------------------------------------------------------
@@ -78,17 +145,20 @@ def not_none(value: Any) -> Any:
 
 def parse_int(value: Any, field: str, minimum: int | None = None,
               maximum: int | None = None) -> int:
+    """An int or digits string within [minimum, maximum], and always within int64."""
     if isinstance(value, bool):
         raise invalid(field, f"{value!r} is not an integer.")
     if isinstance(value, int):
         n = value
-    elif isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
+    elif isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,40}", value.strip()):
         n = int(value.strip())
     else:
         raise invalid(field, f"{value!r} is not an integer.")
-    if minimum is not None and n < minimum:
+    minimum = INT64_MIN if minimum is None else max(minimum, INT64_MIN)
+    maximum = INT64_MAX if maximum is None else min(maximum, INT64_MAX)
+    if n < minimum:
         raise invalid(field, f"{n} is less than the minimum of {minimum}.")
-    if maximum is not None and n > maximum:
+    if n > maximum:
         raise invalid(field, f"{n} is greater than the maximum of {maximum}.")
     return n
 
@@ -111,7 +181,8 @@ def parse_cpu(value: Any, limits: Limits, field: str = "cpu") -> float:
 def parse_memory(value: Any, limits: Limits, field: str = "memory") -> int:
     """An int or digits-only string of MiB (units such as "512M" are refused)."""
     if isinstance(value, bool) or not (
-            isinstance(value, int) or (isinstance(value, str) and re.fullmatch(_DIGITS_RE, value))):
+            isinstance(value, int) or (isinstance(value, str) and re.fullmatch(_DIGITS_RE, value)
+                                       and len(value) <= 40)):
         raise invalid(field, f"{value!r} must be an integer number of MiB, without units.")
     mem = int(value)
     if not limits.min_memory_mb <= mem <= limits.max_memory_mb:
@@ -122,7 +193,8 @@ def parse_memory(value: Any, limits: Limits, field: str = "memory") -> int:
 
 def parse_disk(value: Any, limits: Limits, field: str = "disk") -> int:
     if isinstance(value, bool) or not (
-            isinstance(value, int) or (isinstance(value, str) and re.fullmatch(_DIGITS_RE, value))):
+            isinstance(value, int) or (isinstance(value, str) and re.fullmatch(_DIGITS_RE, value)
+                                       and len(value) <= 40)):
         raise invalid(field, f"{value!r} must be an integer number of GiB.")
     disk = int(value)
     if not limits.min_disk_gb <= disk <= limits.max_disk_gb:
@@ -339,6 +411,7 @@ def validate_create(body: Any, version: APIVersion, limits: Limits) -> dict:
     cpu/memory defaults; the caller picks a name when none was given."""
     if not isinstance(body, dict):
         raise invalid("body", "the request body must be a JSON object.")
+    check_storable(body)
     _check_versions(body, version)
     _schema_error(_create_validator, body)
 
@@ -388,9 +461,7 @@ def validate_create(body: Any, version: APIVersion, limits: Limits) -> dict:
         out["restart_policy"] = _restart_policy(body["restart_policy"])
 
     if body.get("image_driver") is not None:
-        if body["image_driver"] == "glance":
-            raise invalid("image_driver", "the glance image driver is not supported by zund; "
-                                          "use docker.")
+        # glance: the owner node downloads the image from Glance (zund.images.glance)
         out["image_driver"] = body["image_driver"]
     if body.get("image_pull_policy") is not None:
         policy = body["image_pull_policy"].lower()
@@ -411,16 +482,113 @@ def validate_create(body: Any, version: APIVersion, limits: Limits) -> dict:
         raise invalid("nets", "custom networks are not supported by zund (no Neutron); "
                               "omit nets or pass [].")
     if body.get("mounts"):
-        raise invalid("mounts", "volume and bind mounts are not supported by zund yet; "
-                                "omit mounts or pass [].")
+        # local volumes and file injection (zund.compute.volumes); no Cinder yet
+        out["mounts"] = validate_mounts(body["mounts"], version, limits)
     if body.get("security_groups"):
         raise invalid("security_groups", "security groups are not supported by zund "
                                          "(no Neutron); omit security_groups or pass [].")
     if body.get("registry") is not None:
-        raise invalid("registry", "private registries are not supported by zund yet.")
+        registry = body["registry"]
+        if not isinstance(registry, str) or not 1 <= len(registry) <= 255:
+            raise invalid("registry", "must be a registry name or uuid.")
+        out["registry"] = registry  # resolved to registry_id by the resource
 
     if body.get("healthcheck"):
         out["healthcheck"] = _healthcheck(body["healthcheck"])
+    return out
+
+
+#: Zun 1.23: ``type=bind`` mounts carry a file's content (base64) to inject
+MOUNT_BIND_VERSION = v("1.23")
+#: at most this many mounts per container, and this much injected content in all
+MAX_MOUNTS = 16
+MAX_INJECTED_BYTES = 64 * 1024
+#: a volume's name in its project (and on its node)
+VOLUME_NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$"
+
+
+def validate_mounts(mounts: Any, version: APIVersion, limits: Limits) -> list[dict]:
+    """Zun's ``mounts`` (1.11; ``type=bind`` 1.23) normalised to dicts:
+
+    - ``{"type": "volume", "source": name|None, "destination", "size": GiB|None}``:
+      a local volume of the caller's project on the container's node; a name is
+      reused when the volume exists there, a size alone makes one that goes away
+      with the container (Zun's auto_remove rule);
+    - ``{"type": "bind", "destination", "content": base64}``: file injection;
+    - ``{"type": "bind", "source": "/host/path", "destination"}`` from a volume
+      ``source`` that is an absolute path: a host bind, which the resource lets
+      only an admin make (``host_path`` marks it).
+    """
+    if not isinstance(mounts, list):
+        raise invalid("mounts", "must be a list of mounts.")
+    if len(mounts) > MAX_MOUNTS:
+        raise invalid("mounts", f"at most {MAX_MOUNTS} mounts per container.")
+    out: list[dict] = []
+    seen: set[str] = set()
+    injected = 0
+    for i, mount in enumerate(mounts):
+        where = f"mounts[{i}]"
+        if not isinstance(mount, Mapping):
+            raise invalid(where, "each mount must be an object.")
+        unknown = sorted(set(mount) - {"type", "source", "destination", "size"})
+        if unknown:
+            raise invalid(f"{where}.{unknown[0]}", "unknown mount key; use type, source, "
+                                                   "destination, size.")
+        kind = mount.get("type") or "volume"
+        if kind not in ("volume", "bind"):
+            raise invalid(f"{where}.type", f"{kind!r} is not one of volume, bind.")
+        dest = mount.get("destination")
+        if not isinstance(dest, str) or not dest.startswith("/") or len(dest) > 4096 \
+                or "\x00" in dest or ".." in dest.split("/"):
+            raise invalid(f"{where}.destination", f"{dest!r} must be an absolute path "
+                                                  "in the container.")
+        dest = "/" + "/".join(p for p in dest.split("/") if p)
+        if dest == "/":
+            raise invalid(f"{where}.destination", "cannot mount over /.")
+        if dest in seen:
+            raise invalid(f"{where}.destination", f"{dest} is mounted twice.")
+        seen.add(dest)
+        source = mount.get("source")
+        if source is not None and not isinstance(source, str):
+            raise invalid(f"{where}.source", "must be a string.")
+        if kind == "bind":
+            if version < MOUNT_BIND_VERSION:
+                raise errors.InvalidParamInVersion(
+                    field=f"{where}.type", param=f"{where}.type=bind", req_version=str(version),
+                    min_version=str(MOUNT_BIND_VERSION))
+            if mount.get("size") not in (None, ""):
+                raise invalid(f"{where}.size", "a bind mount (file injection) has no size.")
+            try:
+                content = base64.b64decode(source or "", validate=True)
+            except (binascii.Error, ValueError) as e:
+                raise invalid(f"{where}.source", "a bind mount's source is the file's "
+                                                 "content in base64.") from e
+            injected += len(content)
+            if injected > MAX_INJECTED_BYTES:
+                raise invalid(f"{where}.source", f"injected files exceed "
+                                                 f"{MAX_INJECTED_BYTES} bytes in all.")
+            out.append({"type": "bind", "destination": dest, "content": source})
+            continue
+        size = mount.get("size")
+        size = None if size in (None, "") else parse_disk(size, limits, f"{where}.size")
+        if size is not None and size < 1:
+            raise invalid(f"{where}.size", "a volume is at least 1 GiB.")
+        if source in (None, ""):
+            if size is None:
+                raise invalid(f"{where}.size", "give a volume source (name), a size, "
+                                               "or both.")
+            out.append({"type": "volume", "source": None, "destination": dest, "size": size})
+        elif source.startswith("/"):
+            if size is not None:
+                raise invalid(f"{where}.size", "a host path has no size.")
+            out.append({"type": "bind", "source": source, "destination": dest,
+                        "host_path": True})
+        else:
+            if not re.match(VOLUME_NAME_RE, source):
+                raise invalid(f"{where}.source", f"{source!r} is not a volume name "
+                                                 f"(matching {VOLUME_NAME_RE}).")
+            out.append({"type": "volume", "source": source, "destination": dest,
+                        "size": size})
     return out
 
 
@@ -429,7 +597,7 @@ def _restart_policy(policy: Mapping) -> dict:
     if name is None:
         raise invalid("restart_policy", "'Name' is a required property.")
     count_raw = policy.get("MaximumRetryCount", 0)
-    count = parse_int(count_raw, "restart_policy", minimum=0)
+    count = parse_int(count_raw, "restart_policy", minimum=0, maximum=MAX_COUNT)
     if name in ("always", "unless-stopped") and count != 0:
         raise invalid("restart_policy", f"maximum retry count {count} is not valid with "
                                         f"restart policy {name}; it must be 0.")
@@ -440,9 +608,9 @@ def _exposed_ports(ports: Mapping) -> dict:
     out = {}
     for key in ports:
         port, _, proto = key.partition("/")
-        n = int(port)
+        n = int(port) if len(port) <= 5 else 0
         if not 1 <= n <= 65535:
-            raise invalid("exposed_ports", f"port {n} is not between 1 and 65535.")
+            raise invalid("exposed_ports", f"port {port} is not between 1 and 65535.")
         out[f"{n}/{(proto or 'tcp').lower()}"] = {}
     return out
 
@@ -454,7 +622,7 @@ def _healthcheck(hc: Mapping) -> dict:
         out["test"] = test
     for key in ("interval", "retries", "timeout"):
         if hc.get(key) is not None:
-            out[key] = parse_int(hc[key], f"healthcheck.{key}", minimum=0)
+            out[key] = parse_int(hc[key], f"healthcheck.{key}", minimum=0, maximum=MAX_COUNT)
     return out
 
 
@@ -467,6 +635,7 @@ def validate_update(body: Any, limits: Limits) -> dict:
     """PATCH body: any of cpu, memory, name, auto_heal (at least one)."""
     if not isinstance(body, dict):
         raise invalid("body", "the request body must be a JSON object.")
+    check_storable(body)
     for key in body:
         if key not in UPDATE_FIELDS:
             raise invalid(key, f"Additional properties are not allowed ({key!r} was "
@@ -489,3 +658,19 @@ def validate_name(name: Any, field: str = "name") -> str:
     if not isinstance(name, str) or not 2 <= len(name) <= 255 or not re.match(NAME_RE, name):
         raise invalid(field, f"{name!r} must be 2-255 characters matching {NAME_RE}.")
     return name
+
+
+# -- quotas (Zun 1.26: zun/api/controllers/v1/schemas/quotas.py) -------------------
+
+QUOTA_RESOURCES = ("containers", "cpu", "memory", "disk")
+
+
+def validate_quota_update(body: Any) -> dict:
+    """``{resource: int or digits string >= -1}`` (-1: unlimited); no other keys."""
+    if body is None:
+        body = {}
+    if not isinstance(body, Mapping):
+        raise invalid("body", "expected a JSON object")
+    check_unknown(body, QUOTA_RESOURCES)
+    return {k: parse_int(body[k], k, minimum=-1, maximum=MAX_COUNT)
+            for k in QUOTA_RESOURCES if k in body}

@@ -16,7 +16,13 @@ Invariants (all admission and commit run under ``self._lock``):
    requests from two projects can never both hold an empty ``strict`` node;
 3. a reservation being committed never expires (its ``do_create`` runs under the
    lock and the expiry skips it); a reservation that expired can never be
-   committed (``ReservationExpired``).
+   committed (``ReservationExpired``);
+4. exactly once (issue 11 item 1): a reservation is single-use and bound to its
+   request's uuid. ``resolve`` (COMMIT_STATUS) answers under the same lock as
+   ``commit``: either the record exists (the commit took), or the reservation is
+   dropped and its id fenced, so no COMMIT of it — late, duplicated or retried —
+   can create the container afterwards. A COMMIT of a reservation already used
+   returns the record it made (a retry after a lost answer), never a second one.
 
 Reservations live in memory only: after a restart every one is gone, which is
 safe (the coordinators' commits fail, they retry elsewhere).
@@ -94,7 +100,8 @@ class Bidder:
     def __init__(self, node_name: str, capacity_totals: dict | Callable[[], dict],
                  store_view: Callable[[], Awaitable[list]], clock, ttl_s: float, policy,
                  tenant_mode: str = "off", local: LocalNode | NodeFacts | None = None,
-                 new_id: Callable[[], str] = _new_id):
+                 new_id: Callable[[], str] = _new_id,
+                 volumes_view: Callable[[str, list], Awaitable[list]] | None = None):
         if tenant_mode not in policies.TENANT_MODES:
             raise ValueError(f"tenant_mode must be one of {policies.TENANT_MODES}")
         self.node_name = node_name
@@ -109,10 +116,16 @@ class Bidder:
             local = LocalNode(local)
         self.local = local
         self._new_id = new_id
+        #: ``async (project_id, names) -> names held here`` (the volume driver)
+        self._volumes_view = volumes_view
         self._lock = defer.DeferredLock()
         self._reservations: dict[str, Reservation] = {}
         self._timers: dict[str, object] = {}
         self._committing: set[str] = set()
+        #: reservation ids answered "not held" by ``resolve`` (bounded, oldest
+        #: dropped first): a COMMIT naming one is refused as ``ReservationExpired``.
+        #: After a restart every reservation is gone anyway, so memory is enough.
+        self._fenced: dict[str, str] = {}
         self.stats = Counter()
 
     # -- read-only views ----------------------------------------------------------
@@ -176,11 +189,17 @@ class Bidder:
                 committed = Committed.of(committed)
             if req.uuid in committed.uuids:
                 self.stats["declined"] += 1
+                self.stats["decline_reason.exists"] += 1
                 return Decline(self.node_name, f"exists: container {req.uuid} is already here")
             state = self.state_of(committed)
+            if req.volumes and self._volumes_view is not None:
+                held = await self._volumes_view(req.project_id, list(req.volumes))
+                state = attrs.evolve(state, volumes=tuple(held))
             reason = policies.admit(req, state, self.tenant_mode, self.policy)
             if reason is not None:
                 self.stats["declined"] += 1
+                # by category ("cpu: ..." -> cpu) for zund_bidder_declines{reason}
+                self.stats[f"decline_reason.{reason.split(':', 1)[0].strip()}"] += 1
                 return Decline(self.node_name, reason)
             score = policies.rank_score(self.policy, req, state, self.tenant_mode)
             rid = self._new_id()
@@ -191,19 +210,28 @@ class Bidder:
             return Bid(self.node_name, rid, score, expires_at)
 
     async def commit(self, reservation_id: str,
-                     do_create: Callable[[Reservation], Awaitable]) -> object:
+                     do_create: Callable[[Reservation], Awaitable],
+                     existing: Callable[[], Awaitable] | None = None) -> object:
         """Turn a live reservation into a record: ``await do_create(reservation)``.
 
         ``do_create`` writes the record (uuid = ``reservation.request.uuid``) and
-        returns what the caller wants back (the record's wire dict). It runs under the
+        returns what the caller wants back (the record). It runs under the
         node lock, so no bid is admitted between "reservation counts" and "record
-        counts". Raises ``ReservationExpired`` when the reservation is gone; if
-        ``do_create`` raises, the reservation is dropped and the error propagates.
+        counts". When the reservation is gone, ``existing()`` (the record this
+        commit names, or None) decides: a record made by an earlier delivery of
+        the same commit is returned (idempotent retry), else ``ReservationExpired``;
+        a fenced reservation is always refused. If ``do_create`` raises, the
+        reservation is dropped and the error propagates.
         """
         async with self._lock:
             self._purge()
             res = self._reservations.get(reservation_id)
             if res is None:
+                if existing is not None and reservation_id not in self._fenced:
+                    found = await existing()
+                    if found is not None:
+                        self.stats["commit_repeated"] += 1
+                        return found
                 self.stats["commit_expired"] += 1
                 raise errors.ReservationExpired(reservation_id=reservation_id,
                                                 node=self.node_name)
@@ -215,6 +243,33 @@ class Bidder:
                 self._drop(reservation_id)
             self.stats["committed"] += 1
             return result
+
+    async def resolve(self, reservation_id: str, uuid: str,
+                      lookup: Callable[[], Awaitable]) -> object | None:
+        """COMMIT_STATUS: did the commit of ``reservation_id`` for ``uuid`` take?
+
+        Under the node lock (so a commit being made finishes first): the record
+        ``lookup()`` finds when this node holds ``uuid``; else None, after dropping
+        every reservation of ``uuid`` and fencing ``reservation_id`` — from this
+        answer on, the container can only come into being here through a new bid.
+        """
+        async with self._lock:
+            found = await lookup()
+            if found is not None:
+                self.stats["resolved_held"] += 1
+                return found
+            for rid, res in list(self._reservations.items()):
+                if res.request.uuid == uuid or rid == reservation_id:
+                    self._drop(rid)
+            self._fenced[reservation_id] = uuid
+            while len(self._fenced) > self.MAX_FENCES:
+                self._fenced.pop(next(iter(self._fenced)))
+            self.stats["resolved_fenced"] += 1
+            return None
+
+    #: fences kept (a fence only matters while its reservation could still be live;
+    #: reservations live ``ttl_s``, so a few thousand cover any realistic rate)
+    MAX_FENCES = 10000
 
     def release(self, reservation_id: str) -> None:
         """Free a reservation now. Unknown ids are ignored; one being committed is kept

@@ -18,6 +18,14 @@ any other.
 including this one; a peer that fails or times out is named in the listing's
 ``partial_nodes`` (the API puts them in ``Zund-Partial-Nodes``), never dropped.
 
+Record replicas (``zund.cluster.replicas``): when an owner is dead, gone from
+the view or does not answer, its records are read from the copies this node and
+the answering peers keep (``REPLICA_QUERY``) and shown with status ``Unknown``
+and their host — in lists, and by uuid or name. The owner's own answer always
+wins: a copy is used only for an owner that did not answer, one per uuid (the
+highest generation). A list whose replica query missed a peer names it (and the
+owners it may have held copies of) in ``partial_nodes``.
+
 Who may call: the cluster containers (``zund.cluster.facade``).
 """
 
@@ -85,8 +93,10 @@ class Directory:
 
     def __init__(self, local, peers: Callable[[], list[NodeView]], client, clock,
                  cache_ttl_s: float = 300.0, *, local_node: str | None = None,
-                 max_cache_entries: int = 10_000):
+                 max_cache_entries: int = 10_000, replicas=None):
         self._local = local
+        #: this node's zund.cluster.replicas.ReplicaHolder (None: no replica reads)
+        self._replicas = replicas
         self._peers = peers
         self._client = client
         self._clock = clock
@@ -187,6 +197,9 @@ class Directory:
                               views: dict[str, NodeView]) -> Located:
         nodes = [n for n in views.values() if n.state in LIVE_STATES]
         if not nodes:
+            found = await self._from_replicas(ctx, ident, all_projects, [], views)
+            if found is not None:
+                return found
             raise errors.ContainerNotFound(ident=ident)
         calls = [defer.Deferred.fromCoroutine(
             self._client.locate(n, ctx, ident, all_projects)) for n in nodes]
@@ -201,11 +214,12 @@ class Directory:
             results = outcome
         else:
             results = await defer.DeferredList(calls, consumeErrors=True)
-        hits, unanswered, conflict = [], [], False
+        hits, unanswered, conflict, answered = [], [], False, []
         for node, (ok, value) in zip(nodes, results):
             if ok:
                 hits.append((node, value))
             elif value.check(errors.ContainerNotFound):
+                answered.append(node)
                 continue
             elif value.check(errors.Conflicts):
                 conflict = True
@@ -219,34 +233,116 @@ class Directory:
             node, rec = hits[0]
             self.remember(rec.uuid, node, rec)
             return Located(rec.uuid, node, rec)
+        found = await self._from_replicas(ctx, ident, all_projects, answered, views)
+        if found is not None:
+            return found
         if unanswered:
             raise errors.ServiceUnavailable(
                 reason=f"container {ident} was not found on the nodes that answered; "
                        f"no answer from {', '.join(sorted(unanswered))}")
         raise errors.ContainerNotFound(ident=ident)
 
+    # -- replica copies -------------------------------------------------------------
+
+    async def _replica_items(self, ctx, answered: list[NodeView], ident: str | None,
+                             all_projects: bool) -> tuple[list, list[str]]:
+        """Copies of records of owners other than this node and ``answered``,
+        kept here or by ``answered``; and the names of those that did not answer."""
+        if self._replicas is None:
+            return [], []
+        except_owners = sorted({n.name for n in answered} | {self.local_node})
+        calls = [defer.Deferred.fromCoroutine(
+            self._replicas.query(ctx, except_owners, ident, all_projects))]
+        calls += [defer.Deferred.fromCoroutine(self._client.replica_query(
+            n, ctx, except_owners, ident, all_projects)) for n in answered]
+        results = await defer.DeferredList(calls, consumeErrors=True)
+        items, failed = [], []
+        for who, (ok, value) in zip([self.local_node] + [n.name for n in answered], results):
+            if ok:
+                items.extend(value)
+            else:
+                failed.append(who)
+                log.info("directory.replica_query_failed node={node} reason={reason}",
+                         node=who, reason=value.getErrorMessage())
+        return items, failed
+
+    @staticmethod
+    def _newest(items) -> dict:
+        """uuid -> the item with the highest generation."""
+        best: dict = {}
+        for item in items:
+            old = best.get(item.uuid)
+            if old is None or item.generation > old.generation:
+                best[item.uuid] = item
+        return best
+
+    def _owner_view(self, owner: str, views: dict[str, NodeView]) -> NodeView:
+        node = views.get(owner)
+        return node or NodeView(name=owner, state="dead", api="", peer="", meta=None)
+
+    async def _from_replicas(self, ctx, ident: str, all_projects: bool,
+                             answered: list[NodeView],
+                             views: dict[str, NodeView]) -> Located | None:
+        """``ident`` from the copies of owners that did not say "not found": its
+        last known record with status Unknown, or None. Conflicts when a name
+        matches several containers."""
+        items, _failed = await self._replica_items(ctx, answered, ident, all_projects)
+        best = self._newest(items)
+        if not best:
+            return None
+        if len(best) > 1:
+            raise errors.Conflicts(name=ident)
+        item = next(iter(best.values()))
+        node = self._owner_view(item.owner, views)
+        log.info("directory.from_replica uuid={uuid} owner={owner} state={state} "
+                 "generation={generation}", uuid=item.uuid, owner=item.owner,
+                 state=node.state, generation=item.generation)
+        return Located(item.uuid, node, self.unknown(item.record), gone=True)
+
     # -- list ------------------------------------------------------------------------
 
     async def list_all(self, ctx, all_projects: bool = False) -> Listing:
-        """Every visible record on every live node, and the names of live peers that
-        did not answer (in time). A failure of the local store is raised."""
+        """Every visible record on every live node, the copies of the records of
+        every other owner (status Unknown), and the names of live peers that did
+        not answer (in time). A failure of the local store is raised.
+
+        The copies are asked for in the same parallel round as the lists (so a list
+        costs no extra latency); only when a live peer did not answer its list is
+        a second round asked for that peer's copies."""
         nodes = [n for n in self._remote_views().values() if n.state in LIVE_STATES]
         local = defer.Deferred.fromCoroutine(self._local.list(ctx, all_projects))
         remote = [defer.Deferred.fromCoroutine(
             self._client.list_containers(n, ctx, all_projects)) for n in nodes]
+        copies = defer.Deferred.fromCoroutine(
+            self._replica_items(ctx, nodes, None, all_projects))
         results = await defer.DeferredList([local] + remote, consumeErrors=True)
+        items, failed = await copies  # never fails: failures are named in ``failed``
         ok, value = results[0]
         if not ok:
             value.raiseException()
         records = list(value.records)
-        partial = []
+        partial, answered = [], []
         for node, (ok, value) in zip(nodes, results[1:]):
             if not ok:
                 partial.append(node.name)
                 log.warn("directory.list_partial node={node} reason={reason}",
                          node=node.name, reason=value.getErrorMessage())
                 continue
+            answered.append(node)
             for rec in value:
                 self.remember(rec.uuid, node, rec)
             records.extend(value)
-        return Listing(records, frozenset(partial))
+        if partial:
+            # the copies of the owners that did not answer, from those that did
+            items, failed = await self._replica_items(ctx, answered, None, all_projects)
+        # the owner's own record wins over any copy
+        seen = {r.uuid for r in records}
+        copied = [item for uuid, item in self._newest(items).items() if uuid not in seen]
+        records.extend(self.unknown(item.record) for item in copied)
+        if failed:
+            # a holder did not answer: copies may be missing; name it and every
+            # owner gossip says is gone
+            partial.extend(failed)
+            partial.extend(n.name for n in self._remote_views().values()
+                           if n.state in GONE_STATES)
+        return Listing(records, frozenset(partial) - {self.local_node})

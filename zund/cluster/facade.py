@@ -28,6 +28,7 @@ from zund.cluster.types import PlacementRequest
 from zund.common import errors
 from zund.compute import capacity, interface
 from zund.compute.interface import ContainerRef, IContainers, Listing, ServiceState
+from zund.compute.volumes import named_volumes
 from zund.records import ContainerRecord, CreateRequest
 
 log = Logger()
@@ -43,6 +44,11 @@ def hint_labels(hints: dict) -> dict:
             lk, _, lv = v[len("label:"):].partition("=")
             labels[lk] = lv
     return labels
+
+
+def quota_demand(preq: PlacementRequest) -> dict:
+    """What the container counts against its project's quota."""
+    return {"containers": 1, "cpu": preq.cpu, "memory": preq.memory_mb, "disk": preq.disk_gb}
 
 
 def _utc(seconds: float | None) -> datetime.datetime | None:
@@ -65,8 +71,11 @@ class ClusterContainers:
     """
 
     def __init__(self, node: str, local, coordinator, directory, client, view,
-                 default_runtime: str = "runc", rng: random.Random | None = None):
+                 default_runtime: str = "runc", rng: random.Random | None = None,
+                 quota=None):
         self.node = node
+        #: zund.cluster.quota.QuotaService (None: no quotas): claim before placement
+        self.quota = quota
         self.local = local
         self.coordinator = coordinator
         self.directory = directory
@@ -123,14 +132,28 @@ class ClusterContainers:
             disk_gb=int(request.disk or 0),
             runtime=request.runtime or self.default_runtime,
             availability_zone=request.availability_zone,
-            labels=hint_labels(request.hints), requested_host=request.host)
+            labels=hint_labels(request.hints), requested_host=request.host,
+            volumes=tuple(named_volumes(request.mounts)))
+        if self.quota is not None:  # QuotaExceeded before any bid (zund.cluster.quota)
+            await self.quota.claim(ctx.project_id, u, quota_demand(preq))
         try:
             record, decision = await self.coordinator.place(preq, ctx, request)
         except errors.NoValidHost as e:
             decision = getattr(e, "decision", None)
             log.warn("cluster.placement.no_valid_host uuid={uuid} why={why}", uuid=u,
                      why=(decision or {}).get("why"))
-            return await self.local.record_unplaceable(ctx, request, u, str(e), decision)
+            try:
+                record = await self.local.record_unplaceable(ctx, request, u, str(e),
+                                                             decision)
+            except BaseException:
+                await self._settle_quota(ctx.project_id, u, False)
+                raise
+            await self._settle_quota(ctx.project_id, u, True)  # an Error record counts
+            return record
+        except BaseException:
+            await self._settle_quota(ctx.project_id, u, False)
+            raise
+        await self._settle_quota(ctx.project_id, u, True)
         self.directory.remember(u, decision["winner"], record)
         log.info("cluster.placed uuid={uuid} winner={winner} why={why}", uuid=u,
                  winner=decision["winner"], why=decision.get("why"))
@@ -198,7 +221,17 @@ class ClusterContainers:
         return await self._at_owner(ctx, ref, self.local.find)
 
     async def delete(self, ctx, ref, force=False, stop=False):
-        return await self._at_owner(ctx, ref, self.local.delete, force=force, stop=stop)
+        if self.quota is None:
+            return await self._at_owner(ctx, ref, self.local.delete, force=force, stop=stop)
+        found = await self.directory.find(ctx, ref.ident, ref.all_projects)
+        result = await self._at_owner(ctx, ref, self.local.delete, force=force, stop=stop)
+        project = found.record.project_id if found.record is not None else ctx.project_id
+        await self._settle_quota(project, found.uuid, False)
+        return result
+
+    async def _settle_quota(self, project_id: str, uuid: str, committed: bool) -> None:
+        if self.quota is not None:
+            await self.quota.settle(project_id, uuid, committed)
 
     async def start(self, ctx, ref):
         return await self._at_owner(ctx, ref, self.local.start)

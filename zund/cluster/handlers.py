@@ -1,7 +1,9 @@
-"""The peer server's view of this node: bids, commits and releases go to the
-bidder; a commit creates the record through this node's containers under the
-bidder's lock (so the reservation counts until the record does); every other
-operation is served by ``containers`` (a ``zund.compute.local.LocalContainers``)."""
+"""The peer server's view of this node: bids, commits, commit statuses and
+releases go to the bidder; a commit creates the record through this node's
+containers under the bidder's lock (so the reservation counts until the record
+does), and a commit status reads it under the same lock (exactly-once placement,
+``Bidder.resolve``); every other operation is served by ``containers`` (a
+``zund.compute.local.LocalContainers``)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,17 @@ from zund.common import errors
 
 @implementer(IPeerHandlers)
 class NodeHandlers:
-    def __init__(self, containers, bidder):
+    def __init__(self, containers, bidder, replicas=None, quota=None, images=None,
+                 registries=None):
         self.containers = containers
         self.bidder = bidder
+        self.replicas = replicas
+        #: zund.cluster.quota.QuotaService: serves the QUOTA_* operations
+        self.quota = quota
+        #: zund.images.local.LocalImages: serves the IMAGE_* operations
+        self.images = images
+        #: zund.cluster.registries.RegistryService: serves the REGISTRY_* operations
+        self.registries = registries
 
     async def bid(self, request):
         return await self.bidder.bid(request)
@@ -28,7 +38,21 @@ class NodeHandlers:
             return await self.containers.create(ctx, request, uuid=uuid,
                                                 placement=placement)
 
-        return await self.bidder.commit(reservation_id, do_create)
+        return await self.bidder.commit(reservation_id, do_create,
+                                        existing=lambda: self._held(ctx, uuid))
+
+    async def commit_status(self, ctx, uuid: str, reservation_id: str):
+        """COMMIT_STATUS: the record when held here, else None with the reservation
+        fenced (``Bidder.resolve``)."""
+        return await self.bidder.resolve(reservation_id, uuid,
+                                         lambda: self._held(ctx, uuid))
+
+    async def _held(self, ctx, uuid: str):
+        """The record ``uuid`` if this node holds it (for ``ctx``), else None."""
+        try:
+            return await self.containers.locate(ctx, uuid)
+        except errors.ContainerNotFound:
+            return None
 
     def release(self, reservation_id: str) -> None:
         self.bidder.release(reservation_id)

@@ -30,6 +30,7 @@ from zund.common.context import RequestContext
 from zund.compute import interface
 from zund.compute.interface import ContainerRef
 from zund.records import ContainerRecord, CreateRequest
+from zund.registries import RegistryEntry
 
 #: the version this node speaks (and the newest it accepts)
 PROTOCOL_VERSION = 1
@@ -45,6 +46,27 @@ class Op(enum.IntEnum):
     LOCATE = 5
     OWNER_CALL = 6
     HOST = 7
+    # 30-39: record replicas (zund.cluster.replicas)
+    REPLICATE = 30
+    REPLICA_SYNC = 31
+    REPLICA_QUERY = 32
+    # 40-49: exactly-once placement (zund.cluster.placement, zund.cluster.bidding)
+    COMMIT_STATUS = 40
+    # 20-29: per-project quotas (zund.cluster.quota)
+    QUOTA_CLAIM = 20
+    QUOTA_SETTLE = 21
+    QUOTA_LIMITS_PUT = 22
+    QUOTA_LIMITS_GET = 23
+    QUOTA_USAGE = 24
+    QUOTA_CLAIMS = 25
+    # 50-59: images (zund.images)
+    IMAGE_PULL = 50
+    IMAGE_LIST = 51
+    IMAGE_SHOW = 52
+    IMAGE_DELETE = 53
+    # 60-69: private registries (zund.cluster.registries)
+    REGISTRY_PUT = 60
+    REGISTRY_GET = 61
 
 
 WireError = wire.WireError
@@ -128,6 +150,38 @@ class CommitRequest:
 
     @staticmethod
     def answer_from_body(ok: dict) -> ContainerRecord:
+        return _get(ok, "record", ContainerRecord)
+
+
+@attrs.frozen
+class CommitStatusRequest:
+    """Did the COMMIT of reservation ``reservation_id`` for container ``uuid`` take?
+    Asked by a coordinator that did not hear the commit's answer. The receiver
+    answers under its bidder lock: the record when it holds ``uuid``; else None,
+    and from then on that reservation can never be committed (it is fenced), so a
+    late or duplicated COMMIT cannot make a second copy. -> ContainerRecord | None."""
+
+    OP: ClassVar[Op] = Op.COMMIT_STATUS
+    ctx: RequestContext
+    uuid: str
+    reservation_id: str
+
+    def to_body(self) -> dict:
+        return {"ctx": wire.context_to_dict(self.ctx), "uuid": self.uuid,
+                "reservation_id": self.reservation_id}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "CommitStatusRequest":
+        return cls(_ctx(body), _get(body, "uuid", str), _get(body, "reservation_id", str))
+
+    @staticmethod
+    def answer_to_body(record: ContainerRecord | None) -> dict:
+        return {"held": record is not None, "record": record}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> ContainerRecord | None:
+        if not _get(ok, "held", bool):
+            return None
         return _get(ok, "record", ContainerRecord)
 
 
@@ -274,9 +328,493 @@ class HostRequest:
         return _get(ok, "host", dict)
 
 
+@attrs.frozen
+class ReplicaItem:
+    """One replicated record of ``owner`` at ``generation``; ``record`` None is a
+    tombstone (the owner deleted it)."""
+
+    uuid: str
+    owner: str
+    generation: int
+    record: ContainerRecord | None = None
+
+    def to_wire(self) -> list:
+        return [self.uuid, self.owner, self.generation, self.record]
+
+    @classmethod
+    def from_wire(cls, value) -> "ReplicaItem":
+        if not isinstance(value, list) or len(value) != 4:
+            raise WireError("replica: expected [uuid, owner, generation, record]")
+        uuid, owner, generation, record = value
+        if (not isinstance(uuid, str) or not isinstance(owner, str)
+                or not isinstance(generation, int) or isinstance(generation, bool)
+                or not (record is None or isinstance(record, ContainerRecord))):
+            raise WireError("replica: wrong field types")
+        if record is not None and record.uuid != uuid:
+            raise WireError("replica: record uuid does not match")
+        return cls(uuid, owner, generation, record)
+
+
+def _items(value) -> list[ReplicaItem]:
+    if not isinstance(value, list):
+        raise WireError("items: expected a list")
+    return [ReplicaItem.from_wire(v) for v in value]
+
+
+@attrs.frozen
+class ReplicateRequest:
+    """Keep these copies of the sender's records (newer generations win; a
+    tombstone blocks older copies). -> number kept."""
+
+    OP: ClassVar[Op] = Op.REPLICATE
+    items: tuple = ()
+
+    def to_body(self) -> dict:
+        return {"items": [i.to_wire() for i in self.items]}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "ReplicateRequest":
+        return cls(tuple(_items(_get(body, "items", list))))
+
+    @staticmethod
+    def answer_to_body(kept: int) -> dict:
+        return {"kept": int(kept)}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> int:
+        return _get(ok, "kept", int, optional=True, default=0)
+
+
+@attrs.frozen
+class ReplicaSyncRequest:
+    """Anti-entropy: ``owner`` says which of its records the receiver should hold
+    (uuid -> generation); the receiver drops the others it holds of ``owner`` and
+    answers the uuids it lacks or holds older. -> list[str]."""
+
+    OP: ClassVar[Op] = Op.REPLICA_SYNC
+    owner: str
+    digest: dict = attrs.field(factory=dict)
+
+    def to_body(self) -> dict:
+        return {"owner": self.owner, "digest": dict(self.digest)}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "ReplicaSyncRequest":
+        digest = _get(body, "digest", dict, optional=True, default={})
+        if not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                   for k, v in digest.items()):
+            raise WireError("digest: expected uuid -> generation")
+        return cls(_get(body, "owner", str), digest)
+
+    @staticmethod
+    def answer_to_body(wanted) -> dict:
+        return {"wanted": list(wanted)}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> list[str]:
+        wanted = _get(ok, "wanted", list)
+        if not all(isinstance(u, str) for u in wanted):
+            raise WireError("wanted: expected uuids")
+        return wanted
+
+
+@attrs.frozen
+class ReplicaQuery:
+    """The copies the receiver keeps of records that ``ctx`` may see, of every
+    owner except ``except_owners`` (the nodes whose own answer the caller has),
+    all of them or those named ``ident`` (a uuid or a name).
+    -> list[ReplicaItem] (no tombstones)."""
+
+    OP: ClassVar[Op] = Op.REPLICA_QUERY
+    ctx: RequestContext
+    except_owners: tuple = ()
+    ident: str | None = None
+    all_projects: bool = False
+
+    def to_body(self) -> dict:
+        return {"ctx": wire.context_to_dict(self.ctx),
+                "except_owners": list(self.except_owners),
+                "ident": self.ident, "all_projects": self.all_projects}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "ReplicaQuery":
+        owners = _get(body, "except_owners", list, optional=True, default=[])
+        if not all(isinstance(o, str) for o in owners):
+            raise WireError("except_owners: expected node names")
+        return cls(_ctx(body), tuple(owners), _get(body, "ident", str, optional=True),
+                   _get(body, "all_projects", bool, optional=True, default=False))
+
+    @staticmethod
+    def answer_to_body(items) -> dict:
+        return {"items": [i.to_wire() for i in items]}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> list[ReplicaItem]:
+        return _items(_get(ok, "items", list))
+
+
+# -- quotas (zund.cluster.quota) ------------------------------------------------------
+
+
+def _numbers(body: dict, name: str) -> dict:
+    value = _get(body, name, dict)
+    if not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+               for k, v in value.items()):
+        raise WireError(f"{name}: expected a map of numbers")
+    return dict(value)
+
+
+def _version(body: dict) -> tuple:
+    version = _get(body, "version", (list, tuple))
+    if (len(version) != 2 or not isinstance(version[0], (int, float))
+            or isinstance(version[0], bool) or not isinstance(version[1], str)):
+        raise WireError("version: expected [seconds, node]")
+    return (float(version[0]), version[1])
+
+
+@attrs.frozen
+class QuotaClaimRequest:
+    """To the project's ledger holder: count ``resources`` for the container
+    ``uuid`` (idempotent per uuid). -> None; QuotaExceeded when it does not fit,
+    ServiceUnavailable when the receiver is not (yet) the holder."""
+
+    OP: ClassVar[Op] = Op.QUOTA_CLAIM
+    project_id: str
+    uuid: str
+    resources: dict
+
+    def to_body(self) -> dict:
+        return {"project_id": self.project_id, "uuid": self.uuid,
+                "resources": dict(self.resources)}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "QuotaClaimRequest":
+        return cls(_get(body, "project_id", str), _get(body, "uuid", str),
+                   _numbers(body, "resources"))
+
+    @staticmethod
+    def answer_to_body(_result) -> dict:
+        return {}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> None:
+        return None
+
+
+@attrs.frozen
+class QuotaSettleRequest:
+    """To the holder: the container ``uuid`` was ``committed`` (it exists) or not
+    (it will not, or no longer does). Idempotent. -> None."""
+
+    OP: ClassVar[Op] = Op.QUOTA_SETTLE
+    project_id: str
+    uuid: str
+    committed: bool
+
+    def to_body(self) -> dict:
+        return {"project_id": self.project_id, "uuid": self.uuid, "committed": self.committed}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "QuotaSettleRequest":
+        return cls(_get(body, "project_id", str), _get(body, "uuid", str),
+                   _get(body, "committed", bool))
+
+    @staticmethod
+    def answer_to_body(_result) -> dict:
+        return {}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> None:
+        return None
+
+
+@attrs.frozen
+class QuotaLimitsPut:
+    """Keep limits ``key`` (``project:<id>`` or ``class:<name>``) at ``version``
+    (``(seconds, node)``); a version older than the one held is ignored; empty
+    ``limits`` = back to the defaults. -> None."""
+
+    OP: ClassVar[Op] = Op.QUOTA_LIMITS_PUT
+    key: str
+    limits: dict
+    version: tuple
+
+    def to_body(self) -> dict:
+        return {"key": self.key, "limits": dict(self.limits), "version": list(self.version)}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "QuotaLimitsPut":
+        return cls(_get(body, "key", str), _numbers(body, "limits"), _version(body))
+
+    @staticmethod
+    def answer_to_body(_result) -> dict:
+        return {}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> None:
+        return None
+
+
+@attrs.frozen
+class QuotaLimitsGet:
+    """The receiver's copy of limits ``key``. -> (limits, version) or None."""
+
+    OP: ClassVar[Op] = Op.QUOTA_LIMITS_GET
+    key: str
+
+    def to_body(self) -> dict:
+        return {"key": self.key}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "QuotaLimitsGet":
+        return cls(_get(body, "key", str))
+
+    @staticmethod
+    def answer_to_body(result) -> dict:
+        if result is None:
+            return {}
+        limits, version = result
+        return {"limits": dict(limits), "version": list(version)}
+
+    @staticmethod
+    def answer_from_body(ok: dict):
+        if "limits" not in ok:
+            return None
+        return _numbers(ok, "limits"), _version(ok)
+
+
+@attrs.frozen
+class QuotaUsageRequest:
+    """To the holder: the project's committed usage. -> {resource: amount}."""
+
+    OP: ClassVar[Op] = Op.QUOTA_USAGE
+    project_id: str
+
+    def to_body(self) -> dict:
+        return {"project_id": self.project_id}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "QuotaUsageRequest":
+        return cls(_get(body, "project_id", str))
+
+    @staticmethod
+    def answer_to_body(usage: dict) -> dict:
+        return {"usage": dict(usage)}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> dict:
+        return _numbers(ok, "usage")
+
+
+@attrs.frozen
+class QuotaClaimsRequest:
+    """To the previous holder of a project's ledger: its live claims, so the new
+    holder counts them. -> {uuid: {resource: amount}}."""
+
+    OP: ClassVar[Op] = Op.QUOTA_CLAIMS
+    project_id: str
+
+    def to_body(self) -> dict:
+        return {"project_id": self.project_id}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "QuotaClaimsRequest":
+        return cls(_get(body, "project_id", str))
+
+    @staticmethod
+    def answer_to_body(claims: dict) -> dict:
+        return {"claims": dict(claims)}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> dict:
+        claims = _get(ok, "claims", dict)
+        return {u: _numbers(claims, u) for u in claims if isinstance(u, str)}
+
+
+# -- images (zund.images) -------------------------------------------------------------
+
+
+def _image(value):
+    from zund.images.records import ImageRecord
+
+    try:
+        return ImageRecord.from_dict(value)
+    except (TypeError, ValueError) as e:
+        raise WireError(f"image: {e}") from None
+
+
+@attrs.frozen
+class ImagePullRequest:
+    """Pull ``image`` onto the receiver with ``image_driver`` (None: its default).
+    -> ImageRecord (status Pulling; the pull goes on in the background)."""
+
+    OP: ClassVar[Op] = Op.IMAGE_PULL
+    ctx: RequestContext
+    image: str
+    image_driver: str | None = None
+
+    def to_body(self) -> dict:
+        return {"ctx": wire.context_to_dict(self.ctx), "image": self.image,
+                "image_driver": self.image_driver}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "ImagePullRequest":
+        return cls(_ctx(body), _get(body, "image", str),
+                   _get(body, "image_driver", str, optional=True))
+
+    @staticmethod
+    def answer_to_body(record) -> dict:
+        return {"image": record.to_dict()}
+
+    @staticmethod
+    def answer_from_body(ok: dict):
+        return _image(_get(ok, "image", dict))
+
+
+@attrs.frozen
+class ImageListRequest:
+    """The receiver's image records. -> list[ImageRecord]."""
+
+    OP: ClassVar[Op] = Op.IMAGE_LIST
+    ctx: RequestContext
+
+    def to_body(self) -> dict:
+        return {"ctx": wire.context_to_dict(self.ctx)}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "ImageListRequest":
+        return cls(_ctx(body))
+
+    @staticmethod
+    def answer_to_body(records) -> dict:
+        return {"images": [r.to_dict() for r in records]}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> list:
+        return [_image(v) for v in _get(ok, "images", list)]
+
+
+@attrs.frozen
+class ImageShowRequest:
+    """The receiver's image record ``uuid``. -> ImageRecord (ImageRecordNotFound)."""
+
+    OP: ClassVar[Op] = Op.IMAGE_SHOW
+    ctx: RequestContext
+    uuid: str
+
+    def to_body(self) -> dict:
+        return {"ctx": wire.context_to_dict(self.ctx), "uuid": self.uuid}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "ImageShowRequest":
+        return cls(_ctx(body), _get(body, "uuid", str))
+
+    @staticmethod
+    def answer_to_body(record) -> dict:
+        return {"image": record.to_dict()}
+
+    @staticmethod
+    def answer_from_body(ok: dict):
+        return _image(_get(ok, "image", dict))
+
+
+@attrs.frozen
+class ImageDeleteRequest:
+    """Delete the receiver's image record ``uuid`` and its image. -> None
+    (ImageRecordNotFound, ImageInUse)."""
+
+    OP: ClassVar[Op] = Op.IMAGE_DELETE
+    ctx: RequestContext
+    uuid: str
+
+    def to_body(self) -> dict:
+        return {"ctx": wire.context_to_dict(self.ctx), "uuid": self.uuid}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "ImageDeleteRequest":
+        return cls(_ctx(body), _get(body, "uuid", str))
+
+    @staticmethod
+    def answer_to_body(_result) -> dict:
+        return {}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> None:
+        return None
+
+
+IMAGE_REQUESTS = (ImagePullRequest, ImageListRequest, ImageShowRequest, ImageDeleteRequest)
+
+
+# -- private registries (zund.cluster.registries) ------------------------------------
+
+
+def _registries(body: dict, name: str) -> list:
+    try:
+        return [RegistryEntry.from_wire(d) for d in _get(body, name, list)]
+    except ValueError as e:
+        raise WireError(str(e)) from None
+
+
+@attrs.frozen
+class RegistryPut:
+    """Keep these registry copies (each only when newer than the one held; the
+    password travels in the clear inside the sealed body). -> None."""
+
+    OP: ClassVar[Op] = Op.REGISTRY_PUT
+    entries: tuple
+
+    def to_body(self) -> dict:
+        return {"entries": [e.to_wire() for e in self.entries]}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "RegistryPut":
+        return cls(tuple(_registries(body, "entries")))
+
+    @staticmethod
+    def answer_to_body(_result) -> dict:
+        return {}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> None:
+        return None
+
+
+@attrs.frozen
+class RegistryGet:
+    """The receiver's copies of project ``project_id``'s registries (every
+    project's when None), tombstones included. -> [RegistryEntry]."""
+
+    OP: ClassVar[Op] = Op.REGISTRY_GET
+    project_id: str | None
+
+    def to_body(self) -> dict:
+        return {"project_id": self.project_id}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "RegistryGet":
+        return cls(_get(body, "project_id", str, optional=True))
+
+    @staticmethod
+    def answer_to_body(entries) -> dict:
+        return {"entries": [e.to_wire() for e in entries]}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> list:
+        return _registries(ok, "entries")
+
+
+REGISTRY_REQUESTS = (RegistryPut, RegistryGet)
+
+
+QUOTA_REQUESTS = (QuotaClaimRequest, QuotaSettleRequest, QuotaLimitsPut, QuotaLimitsGet,
+                  QuotaUsageRequest, QuotaClaimsRequest)
+
+
 REQUESTS: dict[Op, type] = {cls.OP: cls for cls in (
     BidRequest, CommitRequest, ReleaseRequest, ListRequest, LocateRequest, OwnerCall,
-    HostRequest)}
+    HostRequest, ReplicateRequest, ReplicaSyncRequest, ReplicaQuery, CommitStatusRequest)
+    + QUOTA_REQUESTS + IMAGE_REQUESTS + REGISTRY_REQUESTS}
 
 
 def check_owner_call(operation: str, args: dict) -> None:

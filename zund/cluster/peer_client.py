@@ -1,4 +1,4 @@
-"""The peer RPC client: signed msgpack POSTs to other nodes (see peer_server).
+"""The peer RPC client: signed, sealed msgpack POSTs to other nodes (see peer_server).
 
 Implements ``zund.cluster.types.IPeerClient`` (bid / commit / release) plus the
 calls the directory and the cluster containers need on other nodes (list,
@@ -24,7 +24,7 @@ from twisted.internet import defer, error
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from zund.cluster import messages, signing, wire
+from zund.cluster import messages, sealing, signing, wire
 from zund.cluster.types import Bid, Decline, IPeerClient, NodeView, PlacementRequest
 from zund.common import errors
 from zund.common.context import RequestContext
@@ -49,6 +49,11 @@ class PeerUnreachable(errors.ServiceUnavailable):
     """Connect/transport failure or an unusable answer (client-side only)."""
 
 
+class PeerRefused(PeerUnreachable):
+    """The connection was refused: the request never left this node, so the peer
+    certainly did not act on it (client-side only)."""
+
+
 @implementer(IPeerClient)
 class PeerClient:
     """Signed calls from node ``node_name`` to its peers.
@@ -58,15 +63,19 @@ class PeerClient:
     (``treq.testing.StubTreq`` in tests); default: a treq ``HTTPClient`` over a
     persistent connection pool on ``reactor`` (default: ``clock``), built lazily;
     ``timeout_s``: per call, covering connect, request and reading the answer;
-    ``clock``: IReactorTime for timeouts.
+    ``clock``: IReactorTime for timeouts;
+    ``sealer``: a ``sealing.Sealer`` (requests sealed, answers must be sealed for
+    the request), or None for plaintext (no ``[gossip] keys``: insecure mode).
     """
 
     def __init__(self, node_name: str, signer: signing.Signer, treq_client=None, *,
                  timeout_s: float = 5.0, clock, reactor=None,
                  slow_timeout_s: float = 120.0,
-                 max_response_bytes: int = 64 * 1024 * 1024):
+                 max_response_bytes: int = 64 * 1024 * 1024,
+                 sealer: sealing.Sealer | None = None):
         self.node_name = node_name
         self._signer = signer
+        self._sealer = sealer
         self._http = treq_client
         self._pool = None
         self._reactor = reactor
@@ -94,9 +103,11 @@ class PeerClient:
 
     # -- transport -------------------------------------------------------------------
 
-    async def _exchange(self, node: NodeView, path: str, body: bytes) -> tuple[int, bytes]:
-        headers = {"Content-Type": [wire.CONTENT_TYPE]}
-        for name, value in self._signer.headers("POST", path, body, node.name).items():
+    async def _exchange(self, node: NodeView, path: str, body: bytes,
+                        signature: dict[str, str]) -> tuple[int, bytes]:
+        content_type = wire.CONTENT_TYPE if self._sealer is None else sealing.CONTENT_TYPE
+        headers = {"Content-Type": [content_type]}
+        for name, value in signature.items():
             headers[name] = [value]
         response = await self._client().request(
             "POST", f"http://{node.peer}{path}", headers=headers, data=body)
@@ -121,17 +132,34 @@ class PeerClient:
         timeout_s = self.slow_timeout_s if slow else self.timeout_s
         what = f"{msg.OP.name.lower()}"
         body = wire.pack(messages.encode_request(msg))
-        d = defer.Deferred.fromCoroutine(self._exchange(node, PATH, body))
+        if self._sealer is not None:
+            body = self._sealer.seal(body, sealing.request_aad(self.node_name, node.name))
+        # the signature covers the bytes as sent (sealed when keys are configured)
+        signature = self._signer.headers("POST", PATH, body, node.name)
+        d = defer.Deferred.fromCoroutine(self._exchange(node, PATH, body, signature))
         d.addTimeout(timeout_s, self._clock)
         try:
             status, data = await d
         except (error.TimeoutError, defer.TimeoutError, defer.CancelledError) as e:
             raise PeerTimeout(
                 reason=f"peer {node.name} ({node.peer}) did not answer {what} in time") from e
+        except error.ConnectionRefusedError as e:
+            raise PeerRefused(
+                reason=f"peer {node.name} ({node.peer}) refused {what}: {e}") from e
         except Exception as e:  # connect refused, reset, too large, ...
             raise PeerUnreachable(
                 reason=f"peer {node.name} ({node.peer}) failed {what}: "
                        f"{type(e).__name__}: {e}") from e
+        if self._sealer is not None:
+            # only an answer sealed for THIS request is believed; a plaintext one
+            # (a peer that refused our signature, or anyone on the path) is a failure
+            try:
+                data = self._sealer.open(data, sealing.answer_aad(
+                    self.node_name, node.name, signature[signing.HEADER_NONCE]))
+            except sealing.Unsealable as e:
+                raise PeerUnreachable(
+                    reason=f"peer {node.name} answered {what} with HTTP {status} and a body "
+                           f"not sealed for this request ({e.reason})") from e
         try:
             answer = wire.unpack_map(data, self.max_response_bytes)
         except wire.WireError as e:
@@ -168,6 +196,14 @@ class PeerClient:
             reservation_id=reservation_id, ctx=_context(ctx), uuid=uuid, request=request,
             placement=placement))
 
+    async def commit_status(self, node: NodeView, ctx, uuid: str,
+                            reservation_id: str) -> ContainerRecord | None:
+        """The record ``uuid`` when ``node`` holds it; None when it does not (and
+        then the reservation is fenced there: no later COMMIT of it can succeed).
+        Raises ServiceUnavailable (PeerTimeout, PeerUnreachable) when unanswered."""
+        return await self._send(node, messages.CommitStatusRequest(
+            ctx=_context(ctx), uuid=uuid, reservation_id=reservation_id))
+
     async def release(self, node: NodeView, reservation_id: str) -> None:
         try:
             await self._send(node, messages.ReleaseRequest(reservation_id))
@@ -200,6 +236,31 @@ class PeerClient:
 
     async def host(self, node: NodeView) -> dict:
         return await self._send(node, messages.HostRequest())
+
+    async def call(self, node: NodeView, msg):
+        """Send any typed peer message (``zund.cluster.messages``); its typed answer.
+        Same failure contract as the calls above (used by ``zund.cluster.quota``)."""
+        return await self._send(node, msg)
+
+    # -- record replicas (zund.cluster.replicas) -----------------------------------------
+
+    async def replicate(self, node: NodeView, items: list) -> int:
+        """Send copies (``messages.ReplicaItem``) of this node's records to ``node``;
+        how many it kept."""
+        return await self._send(node, messages.ReplicateRequest(tuple(items)))
+
+    async def replica_sync(self, node: NodeView, owner: str, digest: dict) -> list[str]:
+        """Anti-entropy with ``node``: what it should hold of ``owner``; the uuids
+        it lacks."""
+        return await self._send(node, messages.ReplicaSyncRequest(owner, dict(digest)))
+
+    async def replica_query(self, node: NodeView, ctx: RequestContext,
+                            except_owners: list[str], ident: str | None = None,
+                            all_projects: bool = False) -> list:
+        """The copies ``node`` keeps of records visible to ``ctx`` whose owner is not
+        in ``except_owners`` (those named ``ident`` when given)."""
+        return await self._send(node, messages.ReplicaQuery(
+            _context(ctx), tuple(except_owners), ident, bool(all_projects)))
 
 
 def _context(ctx) -> RequestContext:

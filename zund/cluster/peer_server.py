@@ -2,9 +2,11 @@
 
 One endpoint, ``POST /v1/peer``. Every request must carry a valid signature
 (``zund.cluster.signing``) addressed to this node; otherwise 401, counted in
-``stats``. The pipeline per request: size check → signature → decode the
-versioned envelope into a typed message (``zund.cluster.messages``) → handler →
-msgpack answer. Errors travel as ``{"v", "error": {type, message, kwargs}}`` and
+``stats``. The pipeline per request: size check → signature (over the bytes as
+sent; a replayed nonce is refused) → open the AES-GCM seal (``zund.cluster.sealing``,
+when ``[gossip] keys`` are set; a body no key opens is 401) → decode the versioned
+envelope into a typed message (``zund.cluster.messages``) → handler → msgpack
+answer, sealed for this request. Errors travel as ``{"v", "error": {type, message, kwargs}}`` and
 the caller re-raises the same zund error class (``zund.cluster.wire``); a message
 of an unknown version or operation is answered with ``UnsupportedPeerVersion`` /
 ``UnsupportedPeerOperation``.
@@ -30,7 +32,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 from zope.interface import Attribute, Interface
 
-from zund.cluster import messages, signing, wire
+from zund.cluster import messages, sealing, signing, wire
 from zund.common import errors
 from zund.compute import interface
 
@@ -76,6 +78,14 @@ class IPeerHandlers(Interface):
     def release(reservation_id):
         """Drop a reservation; unknown ids are fine. May be sync or async."""
 
+    async def commit_status(ctx, uuid, reservation_id):
+        """-> the ContainerRecord ``uuid`` when this node holds it; else None, and
+        the reservation is fenced (a later COMMIT of it is refused)."""
+
+    replicas = Attribute("Optional: this node's zund.cluster.replicas.ReplicaHolder "
+                         "(receive, sync, query) for REPLICATE / REPLICA_SYNC / "
+                         "REPLICA_QUERY; None refuses them.")
+
 
 async def _maybe_await(result):
     """Handlers may be plain or async (the bidder's release is synchronous)."""
@@ -91,7 +101,9 @@ class PeerAPI:
     ``handlers``: an :class:`IPeerHandlers`;
     ``verifier``: a ``signing.Verifier`` for this node;
     ``clock``: IReactorTime (kept for symmetry and future rate limits);
-    ``max_body_bytes``: larger requests are refused with 413 before anything else.
+    ``max_body_bytes``: larger requests are refused with 413 before anything else;
+    ``sealer``: a ``sealing.Sealer``: requests must be sealed with the ring and every
+    answer to an authenticated request is sealed; None: plaintext (insecure mode).
 
     ``stats`` counts requests, unauthorized, too_large, bad_body, refused
     (unsupported version or operation, undeclared arguments), errors (4xx answers
@@ -101,10 +113,12 @@ class PeerAPI:
     app = Klein()
 
     def __init__(self, node_name: str, handlers, verifier: signing.Verifier, clock,
-                 max_body_bytes: int = wire.DEFAULT_MAX_BYTES):
+                 max_body_bytes: int = wire.DEFAULT_MAX_BYTES,
+                 sealer: sealing.Sealer | None = None):
         self.node_name = node_name
         self.handlers = handlers
         self.verifier = verifier
+        self.sealer = sealer
         self.clock = clock
         self.max_body_bytes = max_body_bytes
         self.stats: collections.Counter = collections.Counter()
@@ -118,13 +132,23 @@ class PeerAPI:
 
     # -- pipeline --------------------------------------------------------------------
 
-    def _answer(self, request, status: int, payload: dict) -> bytes:
-        request.setResponseCode(status)
-        request.setHeader("Content-Type", wire.CONTENT_TYPE)
-        return wire.pack(payload)
+    def _answer(self, request, status: int, payload: dict,
+                seal_aad: bytes | None = None) -> bytes:
+        return self._reply(request, status, wire.pack(payload), seal_aad)
 
-    def _error(self, request, exc: errors.ZundError) -> bytes:
-        return self._answer(request, status_for(exc), messages.encode_error(exc))
+    def _reply(self, request, status: int, data: bytes, seal_aad: bytes | None) -> bytes:
+        """``seal_aad``: the answer's associated data once the request is authenticated
+        and sealing is on (every answer to it is then sealed, errors included);
+        None: plaintext (refusals of unauthenticated requests, insecure mode)."""
+        request.setResponseCode(status)
+        if seal_aad is None:
+            request.setHeader("Content-Type", wire.CONTENT_TYPE)
+            return data
+        request.setHeader("Content-Type", sealing.CONTENT_TYPE)
+        return self.sealer.seal(data, seal_aad)
+
+    def _error(self, request, exc: errors.ZundError, seal_aad: bytes | None = None) -> bytes:
+        return self._answer(request, status_for(exc), messages.encode_error(exc), seal_aad)
 
     @app.route("/v1/peer", methods=["POST"])
     async def rpc(self, request):
@@ -148,6 +172,19 @@ class PeerAPI:
                      claimed=headers.get(signing.HEADER_NODE),
                      client=getattr(request.getClientAddress(), "host", None))
             return self._error(request, errors.NotAuthenticated())
+        seal = None
+        if self.sealer is not None:
+            # the signature verified the sealed bytes; now they must open with our
+            # ring, bound to this sender and this node (sealing.request_aad)
+            try:
+                body = self.sealer.open(body, sealing.request_aad(sender, self.node_name))
+            except sealing.Unsealable as e:
+                self.stats["unauthorized"] += 1
+                self.stats[f"unauthorized.{e.reason}"] += 1
+                log.warn("peer.unsealable sender={sender} reason={reason}", sender=sender,
+                         reason=e.reason)
+                return self._error(request, errors.NotAuthenticated())
+            seal = sealing.answer_aad(sender, self.node_name, headers[signing.HEADER_NONCE])
         try:
             msg = messages.decode_request(wire.unpack_map(body, self.max_body_bytes),
                                           self.node_name)
@@ -155,33 +192,31 @@ class PeerAPI:
             self.stats["bad_body"] += 1
             log.warn("peer.bad_body sender={sender} reason={reason}", sender=sender,
                      reason=str(e))
-            return self._error(request, errors.InvalidInput(field="body", reason=str(e)))
+            return self._error(request, errors.InvalidInput(field="body", reason=str(e)), seal)
         except errors.ZundError as e:  # unsupported version / operation, bad arguments
             self.stats["refused"] += 1
             log.warn("peer.refused sender={sender} error={error}", sender=sender,
                      error=str(e))
-            return self._error(request, e)
+            return self._error(request, e, seal)
         try:
             result = await self._handle(msg)
             answer = wire.pack(messages.encode_answer(msg, result))
         except wire.WireError as e:
             self.stats["bad_body"] += 1
-            return self._error(request, errors.InvalidInput(field="body", reason=str(e)))
+            return self._error(request, errors.InvalidInput(field="body", reason=str(e)), seal)
         except errors.ZundError as e:
             status = status_for(e)
             self.stats["errors" if status < 500 else "failures"] += 1
-            return self._error(request, e)
+            return self._error(request, e, seal)
         except Exception:
             self.stats["failures"] += 1
             cid = str(uuidlib.uuid4())
             log.failure("peer.error op={op} sender={sender} correlation_id={cid}",
                         op=msg.OP.name, sender=sender, cid=cid)
             return self._error(request, errors.RuntimeFailure(
-                reason=f"internal error on {self.node_name}, correlation id {cid}"))
+                reason=f"internal error on {self.node_name}, correlation id {cid}"), seal)
         self.stats["ok"] += 1
-        request.setResponseCode(200)
-        request.setHeader("Content-Type", wire.CONTENT_TYPE)
-        return answer
+        return self._reply(request, 200, answer, seal)
 
     async def _handle(self, msg):
         h = self.handlers
@@ -192,6 +227,8 @@ class PeerAPI:
                                                msg.placement, msg.request))
         if isinstance(msg, messages.ReleaseRequest):
             return await _maybe_await(h.release(msg.reservation_id))
+        if isinstance(msg, messages.CommitStatusRequest):
+            return await h.commit_status(msg.ctx, msg.uuid, msg.reservation_id)
         if isinstance(msg, messages.ListRequest):
             listing = await h.containers.list(msg.ctx, msg.all_projects)
             return listing.records
@@ -199,9 +236,42 @@ class PeerAPI:
             return await h.containers.locate(msg.ctx, msg.ident, msg.all_projects)
         if isinstance(msg, messages.HostRequest):
             return await h.containers.host_info()
+        if isinstance(msg, (messages.ReplicateRequest, messages.ReplicaSyncRequest,
+                            messages.ReplicaQuery)):
+            return await self._replica_op(msg)
+        if isinstance(msg, messages.IMAGE_REQUESTS):
+            return await self._image_op(msg)
         if isinstance(msg, messages.OwnerCall):
             return await self._owner_call(msg)
+        if isinstance(msg, messages.QUOTA_REQUESTS) and getattr(h, "quota", None) is not None:
+            return await h.quota.handle(msg)
+        if (isinstance(msg, messages.REGISTRY_REQUESTS)
+                and getattr(h, "registries", None) is not None):
+            return await h.registries.handle(msg)
         raise errors.UnsupportedPeerOperation(operation=msg.OP.name, node=self.node_name)
+
+    async def _replica_op(self, msg):
+        holder = getattr(self.handlers, "replicas", None)
+        if holder is None:
+            raise errors.UnsupportedPeerOperation(operation=msg.OP.name, node=self.node_name)
+        if isinstance(msg, messages.ReplicateRequest):
+            return await holder.receive(list(msg.items))
+        if isinstance(msg, messages.ReplicaSyncRequest):
+            return await holder.sync(msg.owner, dict(msg.digest))
+        return await holder.query(msg.ctx, list(msg.except_owners), msg.ident,
+                                  msg.all_projects)
+
+    async def _image_op(self, msg):
+        images = getattr(self.handlers, "images", None)  # a node without images
+        if images is None:
+            raise errors.UnsupportedPeerOperation(operation=msg.OP.name, node=self.node_name)
+        if isinstance(msg, messages.ImagePullRequest):
+            return await images.pull(msg.ctx, msg.image, None, msg.image_driver)
+        if isinstance(msg, messages.ImageListRequest):
+            return (await images.list(msg.ctx)).records
+        if isinstance(msg, messages.ImageShowRequest):
+            return await images.show(msg.ctx, msg.uuid)
+        return await images.delete(msg.ctx, msg.uuid)
 
     async def _owner_call(self, msg: messages.OwnerCall):
         # the operation was checked against IContainers' owner calls when decoded;

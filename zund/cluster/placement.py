@@ -11,8 +11,13 @@ DESIGN.md "Data flow of one create":
 3. ask for bids in parallel, each with ``bid_timeout_s`` (a slow or unreachable
    bidder counts as a decline; its reservation, if any, expires on its own);
 4. COMMIT to the best bid (ties broken by ``rng``), RELEASE the others (all but one
-   fallback at once, that one after the commit); a failed commit falls back to
-   the next bid;
+   fallback at once, that one after the commit); a commit that failed falls back
+   to the next bid only once its outcome is known (exactly once, issue 11 item 1):
+   a refusal the node answered, or a connection it refused, is definite; a lost or
+   garbled answer is resolved by asking the node (COMMIT_STATUS, retried on the
+   clock for ``commit_resolve_s``): "held" is the success it was, "not held" fences
+   the reservation there (no late COMMIT can land) and allows the fallback, and no
+   answer at all ends the create with ``ServiceUnavailable`` — never a second copy;
 5. when nothing was committed, a fresh round (fresh view) asks twice as many nodes
    that were not asked yet — or, when every candidate was asked already, asks them
    again but for those that did not answer — up to ``max_rounds``; then
@@ -31,10 +36,11 @@ from collections import Counter
 from typing import Callable
 
 import attrs
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from zund.cluster import policies
+from zund.cluster.peer_client import PeerRefused
 from zund.cluster.types import Bid, Decline, NodeView, PlacementRequest
 from zund.common import errors
 
@@ -45,6 +51,11 @@ log = Logger()
 #: quota, name conflict) is the request's fault and reaches the caller unchanged.
 FALLBACK_ERRORS = (errors.ReservationExpired, errors.ServiceUnavailable, errors.RuntimeFailure,
                    errors.NoValidHost)
+
+#: The outcome of a commit that raised one of these is unknown (the answer was
+#: lost, the node failed half-way): it is asked for before any fallback. A refused
+#: connection (``peer_client.PeerRefused``) never delivered the commit: definite.
+UNKNOWN_OUTCOME_ERRORS = (errors.ServiceUnavailable, errors.RuntimeFailure)
 
 #: Bids kept reserved as fallbacks while the best one is committed; the rest are
 #: released at once (a round of d bids would otherwise hold d slots).
@@ -65,6 +76,11 @@ class PlacementConfig:
     probe_all_below: int = 8
     bid_timeout_s: float = 2.0
     max_rounds: int = 2
+    #: how long an unknown commit outcome is asked about (COMMIT_STATUS) before the
+    #: create gives up with ServiceUnavailable (it never falls back while unknown)
+    commit_resolve_s: float = 20.0
+    #: first pause between COMMIT_STATUS attempts (doubles, at most 2 s)
+    commit_status_retry_s: float = 0.25
 
 
 # -- pure helpers -------------------------------------------------------------------
@@ -209,6 +225,11 @@ def order_bids(bids: list[Bid], rng: random.Random) -> list[Bid]:
     return [b for _, _, b in keyed]
 
 
+def _refused(exc: BaseException) -> bool:
+    """Whether ``exc`` says the request never reached the peer (connection refused)."""
+    return isinstance(exc, PeerRefused)
+
+
 def _short(reason: str, limit: int = 160) -> str:
     return reason if len(reason) <= limit else reason[:limit - 1] + "…"
 
@@ -237,6 +258,16 @@ class Coordinator:
         self.policy = policy if policy is not None else policies.load_policy(
             getattr(config, "policy", "spread"))
         self.stats = Counter()
+        #: callables(outcome: "placed"|"no_valid_host", uuid, decision) told of each
+        #: outcome (the node's metrics and event journal); must not raise or block
+        self.observers: list = []
+
+    def _tell(self, outcome: str, uuid: str, decision: dict) -> None:
+        for observer in list(self.observers):
+            try:
+                observer(outcome, uuid, decision)
+            except Exception:
+                log.failure("placement.observer_failed")
 
     async def place(self, req: PlacementRequest, ctx, create) -> tuple[object, dict]:
         """Place ``req`` for the RequestContext ``ctx``, committing the
@@ -320,21 +351,28 @@ class Coordinator:
                                         elapsed_s=round(self._clock.seconds() - started, 6))
                         record = await self._peers.commit(by_name[b.node], b.reservation_id,
                                                           ctx, req.uuid, snapshot, create)
-                    except FALLBACK_ERRORS as e:
-                        rnd["commit_failures"][b.node] = _short(f"{type(e).__name__}: {e}")
-                        verdicts[b.node] = "commit"
-                        self.stats["commit_failures"] += 1
-                        # Best effort: frees it now if the failure was on the way back.
-                        self._release(by_name[b.node], b)
-                        continue
+                    except errors.ZundError as e:
+                        record = await self._settle(by_name[b.node], b, ctx, req.uuid, e,
+                                                    rnd)
+                        if record is None:
+                            if not isinstance(e, FALLBACK_ERRORS):
+                                raise
+                            rnd["commit_failures"][b.node] = _short(
+                                f"{type(e).__name__}: {e}")
+                            verdicts[b.node] = "commit"
+                            self.stats["commit_failures"] += 1
+                            # Best effort: frees it now if the failure was on the way back.
+                            self._release(by_name[b.node], b)
+                            continue
                     decision["winner"] = b.node
                     decision["score"] = round(b.score, 6)
                     decision["why"] = self._why(b, ordered, i, round_no)
                     decision["elapsed_s"] = round(self._clock.seconds() - started, 6)
                     self.stats["placed"] += 1
                     self.stats[f"placed_round_{round_no}"] += 1
+                    self._tell("placed", req.uuid, decision)
                     return record, decision
-            except Exception as e:  # not a node's refusal: the request's own fault
+            except Exception as e:  # the request's own fault, or an unknown outcome
                 decision["why"] = f"commit refused: {type(e).__name__}"
                 e.decision = decision
                 raise
@@ -346,11 +384,58 @@ class Coordinator:
         decision["why"] = self._why_not(decision)
         decision["elapsed_s"] = round(self._clock.seconds() - started, 6)
         self.stats["no_valid_host"] += 1
+        self._tell("no_valid_host", req.uuid, decision)
         # the message becomes the unplaceable record's status_reason: say why
         verdicts.update((name, "not-asked") for name in seen - verdicts.keys())
         exc = errors.NoValidHost(explain_no_host(req, verdicts, free))
         exc.decision = decision
         raise exc
+
+    # -- exactly once ----------------------------------------------------------------------
+
+    async def _settle(self, view: NodeView, bid: Bid, ctx, uuid: str, failure: Exception,
+                      rnd: dict):
+        """The record when the failed commit took after all; None when it certainly
+        did not and never will. Raises ``ServiceUnavailable`` when that cannot be
+        known within ``commit_resolve_s`` (no fallback may run: it could make a twin)."""
+        if not isinstance(failure, UNKNOWN_OUTCOME_ERRORS) or _refused(failure):
+            return None  # the node's own answer, or never delivered: definite
+        self.stats["commit_unknown"] += 1
+        cfg = self.config
+        deadline = self._clock.seconds() + cfg.commit_resolve_s
+        pause = cfg.commit_status_retry_s
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                record = await self._peers.commit_status(view, ctx, uuid, bid.reservation_id)
+            except errors.ServiceUnavailable as e:
+                last = e
+            except errors.ZundError as e:  # e.g. a node too old to answer: cannot know
+                last = e
+                pause = float("inf")
+            else:
+                rnd.setdefault("commit_resolved", {})[view.name] = (
+                    "held" if record is not None else "fenced")
+                self.stats["commit_resolved_held" if record is not None
+                           else "commit_resolved_fenced"] += 1
+                log.info("cluster.placement.commit_resolved uuid={uuid} node={node} "
+                         "held={held} attempts={attempts}", uuid=uuid, node=view.name,
+                         held=record is not None, attempts=attempts)
+                return record
+            if self._clock.seconds() + pause > deadline:
+                break
+            await task.deferLater(self._clock, pause, lambda: None)
+            pause = min(pause * 2, 2.0)
+        self.stats["commit_unresolved"] += 1
+        log.warn("cluster.placement.commit_unresolved uuid={uuid} node={node} "
+                 "attempts={attempts} reason={reason}", uuid=uuid, node=view.name,
+                 attempts=attempts, reason=str(last))
+        exc = errors.ServiceUnavailable(
+            reason=f"the placement of container {uuid} on node {view.name} could not be "
+                   f"confirmed ({type(failure).__name__}, then {type(last).__name__}); "
+                   f"it was not placed anywhere else")
+        raise exc from failure
 
     # -- bid round ----------------------------------------------------------------------
 
@@ -391,7 +476,9 @@ class Coordinator:
         tier = ""
         if mode != "off":
             tier = {2: ", hosts the project", 1: ", empty node"}.get(
-                int(winner.score // policies.TIER_WIDTH), "")
+                int(winner.score % policies.VOLUME_WIDTH // policies.TIER_WIDTH), "")
+        if winner.score >= policies.VOLUME_WIDTH:
+            tier += ", holds the project's volumes"
         base = (f"best {self.policy.name} score {winner.score:.4f} of {len(ordered)} bid(s)"
                 f"{tier}; tenant_isolation={mode}")
         if index:

@@ -30,6 +30,10 @@ TENANT_MODES = ("off", "prefer", "strict")
 
 #: Rank distance between two tenant tiers; > the range of a policy score ([0, 1]).
 TIER_WIDTH = 2.0
+#: Rank bonus per named volume the node already holds for the project: above any
+#: tenant tier plus policy score (2 × TIER_WIDTH + 1 < 6), so a project's next
+#: container goes where its data is; ``score % VOLUME_WIDTH // TIER_WIDTH`` is the tier.
+VOLUME_WIDTH = 3 * TIER_WIDTH
 
 #: Slack for float sums of vCPUs (0.1 + 0.2 must fit in 0.3).
 _EPS = 1e-9
@@ -57,6 +61,9 @@ class NodeState:
     runtimes: tuple = ()
     labels: dict = attrs.field(factory=dict)
     draining: bool = False
+    #: which of the request's named volumes (``PlacementRequest.volumes``) this node
+    #: holds for the request's project (known to the bidder only; empty in gossip)
+    volumes: tuple = ()
 
     @property
     def cpu_free(self) -> float:
@@ -154,7 +161,9 @@ def admit(req: PlacementRequest, state: NodeState, mode: str, policy=None) -> st
 
 def rank_score(policy, req: PlacementRequest, state: NodeState, mode: str) -> float:
     """What a bid carries: tenant tier first, then the policy's score in [0, 1]."""
-    return TIER_WIDTH * tenant_bonus(req, state, mode) + policy.score(req, state)
+    held = len(set(state.volumes) & set(req.volumes or ()))
+    return (VOLUME_WIDTH * held + TIER_WIDTH * tenant_bonus(req, state, mode)
+            + policy.score(req, state))
 
 
 # -- policies --------------------------------------------------------------------

@@ -12,7 +12,8 @@ The target node is signed too, so a request captured on its way to node B cannot
 be replayed to node C (each node has its own nonce cache).
 
 Keys: the ``[gossip] keys`` ring (first signs, every key verifies: rotation as in
-memberlist's keyring). The HMAC key is derived from each gossip key with a
+memberlist's keyring). The same ring also yields the AES-GCM keys that seal the
+bodies (``zund.cluster.sealing``; the signature then covers the sealed bytes). The HMAC key is derived from each gossip key with a
 purpose label, so the AES-GCM gossip key is never used directly for a second
 purpose. With no gossip keys, a key derived from the cluster name is used: it
 keeps dev clusters working but is NOT secret — :func:`peer_keys` logs a loud
@@ -51,6 +52,8 @@ _MAX_NODE_LEN = 255
 _PURPOSE = b"zund peer rpc hmac v2"
 _INSECURE_PURPOSE = b"zund insecure peer rpc hmac v2"
 _INSECURE_MATERIAL = b"zund: no [gossip] keys configured"
+#: HKDF ``info`` label of the AES-GCM keys that seal peer bodies (zund.cluster.sealing)
+SEAL_PURPOSE = b"zund peer rpc aes-256-gcm v1"
 
 
 class SignatureInvalid(Exception):
@@ -70,6 +73,9 @@ class PeerKeys:
     #: False when derived from the cluster name (no ``[gossip] keys``): anyone who
     #: knows the cluster name can forge requests.
     secure: bool
+    #: the AES-256-GCM keys that seal bodies (``keys[0]`` seals, all open); empty
+    #: when insecure: bodies then travel in plaintext
+    seal_keys: tuple[bytes, ...] = ()
 
 
 def derive_key(key_material: bytes, cluster_name: str, purpose: bytes = _PURPOSE) -> bytes:
@@ -92,12 +98,15 @@ def peer_keys(gossip_keys_b64: Sequence[str], cluster_name: str) -> PeerKeys:
         except (binascii.Error, ValueError) as e:
             raise ValueError("gossip key is not valid base64") from e
     if raw:
-        return PeerKeys(tuple(derive_key(k, cluster_name) for k in raw), secure=True)
+        return PeerKeys(tuple(derive_key(k, cluster_name) for k in raw), secure=True,
+                        seal_keys=tuple(derive_key(k, cluster_name, SEAL_PURPOSE)
+                                        for k in raw))
     # no secret at all: the key material is public (the cluster name is the salt)
     insecure = derive_key(_INSECURE_MATERIAL, cluster_name, _INSECURE_PURPOSE)
     log.warn("peer.insecure_key: [gossip] keys is empty, so peer RPC is signed with a key "
-             "derived from the cluster name {cluster_name!r}. This is NOT secure: anyone who "
-             "can reach port 9518 and knows the name can create, read and delete containers. "
+             "derived from the cluster name {cluster_name!r} and NOT encrypted. This is NOT "
+             "secure: anyone who can reach port 9518 and knows the name can create, read and "
+             "delete containers, and anyone on the path reads tenants' data. "
              "Set [gossip] keys.", cluster_name=cluster_name)
     return PeerKeys((insecure,), secure=False)
 

@@ -191,7 +191,14 @@ class InMemoryPeerClient:
         sim = self.cluster.nodes[node.name]
         self.calls[("commit", node.name)] += 1
         do_create = self.cluster.do_create_for(sim, ctx, request, request.run)
-        return await self._remote(sim, lambda: sim.bidder.commit(reservation_id, do_create))
+        return await self._remote(sim, lambda: sim.bidder.commit(
+            reservation_id, do_create, existing=lambda: _held(sim, uuid)))
+
+    async def commit_status(self, node: NodeView, ctx, uuid: str, reservation_id: str):
+        sim = self.cluster.nodes[node.name]
+        self.calls[("commit_status", node.name)] += 1
+        return await self._remote(sim, lambda: sim.bidder.resolve(
+            reservation_id, uuid, lambda: _held(sim, uuid)))
 
     async def release(self, node: NodeView, reservation_id: str) -> None:
         sim = self.cluster.nodes[node.name]
@@ -204,6 +211,12 @@ class InMemoryPeerClient:
 
 async def _call_async(fn, *args):
     return fn(*args)
+
+
+async def _held(sim: SimNode, uuid: str):
+    """The wire form of ``uuid``'s record when ``sim`` holds it, else None."""
+    rec = next((r for r in sim.records if r.uuid == uuid), None)
+    return None if rec is None else rec.to_wire()
 
 
 class SimCluster:

@@ -24,6 +24,9 @@ class PlacementRequest:
     availability_zone: str | None = None
     labels: dict = attrs.field(factory=dict)   # hints label:k=v -> {k: v}
     requested_host: str | None = None           # admin-only `host` field
+    #: the project's named volumes the create mounts: a node that holds them is
+    #: preferred (``policies.VOLUME_WIDTH``; zund.compute.volumes)
+    volumes: tuple = ()
 
     def to_wire(self) -> dict:
         return attrs.asdict(self)
@@ -78,3 +81,8 @@ class IPeerClient(Interface):
 
     async def release(node: NodeView, reservation_id: str) -> None:
         """Best effort; never raises."""
+
+    async def commit_status(node: NodeView, ctx, uuid: str, reservation_id: str):
+        """-> the ContainerRecord ``uuid`` when ``node`` holds it, else None (and the
+        reservation is then fenced on ``node``: no later COMMIT of it succeeds).
+        Raises ServiceUnavailable when ``node`` does not answer."""

@@ -127,10 +127,16 @@ def action_from_dict(d: dict) -> ActionRecord:
 
 # -- contexts -----------------------------------------------------------------------
 
+#: optional string fields of a context (None or str on the wire)
+_CTX_OPTIONAL_STR = ("request_id", "user_name", "project_name", "user_domain_id",
+                     "project_domain_id", "global_request_id")
+
+
 def context_to_dict(ctx: RequestContext | dict) -> dict:
-    """The caller's context for a peer. The Keystone token is dropped: the peer
-    trusts the signed entry node's authentication and never needs the token, and
-    peer RPC is not encrypted."""
+    """The caller's whole context for a peer: user, project, both domains, roles,
+    ``is_admin``, request id and global request id, so the owner decides policy
+    with the caller's identity. The Keystone token is dropped: the peer trusts the
+    authenticated entry node and never needs it (least exposure, even sealed)."""
     d = ctx.to_dict() if isinstance(ctx, RequestContext) else dict(ctx)
     d["auth_token"] = None
     return d
@@ -148,7 +154,10 @@ def context_from_dict(d: Any) -> RequestContext:
         raise WireError("ctx: user_id and project_id must be strings")
     if not all(isinstance(r, str) for r in ctx.roles) or not isinstance(ctx.is_admin, bool):
         raise WireError("ctx: bad roles or is_admin")
-    return ctx
+    for name in _CTX_OPTIONAL_STR:
+        if not isinstance(getattr(ctx, name), (str, type(None))):
+            raise WireError(f"ctx: {name} must be a string")
+    return attrs.evolve(ctx, auth_token=None)
 
 
 # -- errors -------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``zund`` command line: ``serve``, ``peers``, ``dev-cluster``, ``keygen``, ``--version``.
+"""``zund`` command line: ``serve``, ``peers``, ``events``, ``dev-cluster``, ``keygen``, ``--version``.
 
 The only module that touches the global reactor.
 """
@@ -126,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="zund", description="zund node daemon and tools.",
         epilog="serve: run a node; peers: a running node's view of the cluster; "
+               "events: what a running node did (--follow, --json); "
                "dev-cluster: N local nodes; keygen: print a new [gossip] keys value.")
-    parser.add_argument("command", choices=["serve", "peers", "dev-cluster", "keygen"])
+    parser.add_argument("command", choices=["serve", "peers", "events", "dev-cluster",
+                                            "keygen"])
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
@@ -142,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         from zund.cmd import peers
 
         return peers.main(rest)
+    if ns.command == "events":
+        from zund.cmd import events
+
+        return events.main(rest)
     if ns.command == "keygen":
         argparse.ArgumentParser(prog="zund keygen",
                                 description=keygen.__doc__.split("\n\n")[0]).parse_args(rest)

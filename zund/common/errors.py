@@ -56,6 +56,14 @@ class ResourceNotFound(NotFound):
     message = "The resource could not be found."
 
 
+class ImageRecordNotFound(NotFound):
+    message = "Image {image} could not be found."
+
+
+class RegistryNotFound(NotFound):
+    message = "Registry {registry} could not be found."
+
+
 # -- input -----------------------------------------------------------------
 
 class InvalidInput(ZundError):
@@ -105,7 +113,8 @@ class NotAuthenticated(ZundError):
 
 
 class QuotaExceeded(ZundError):
-    message = "Quota exceeded for resources: {resources}."
+    # Zun's text exactly (zun/common/exception.py OverQuota): no trailing period
+    message = "Quota exceeded for resources: {resources}"
 
 
 # -- state -------------------------------------------------------------------
@@ -132,6 +141,14 @@ class Conflicts(Conflict):
 
 class NotSupportedByRuntime(Conflict):
     message = "{action} is not supported by runtime {runtime}."
+
+
+class RegistryAlreadyExists(Conflict):
+    message = "A registry named {name} already exists in this project."
+
+
+class ImageInUse(Conflict):
+    message = "Image {image} is in use by container {container} on {host}."
 
 
 class InteractiveNotSupported(InvalidInput):

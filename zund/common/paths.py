@@ -14,3 +14,8 @@ def control_socket_path(state_path: str) -> str:
 def store_path(state_path: str) -> str:
     """The node's SQLite store."""
     return os.path.join(state_path, "zund.sqlite")
+
+
+def gossip_snapshot_path(state_path: str) -> str:
+    """The last known live gossip members (``zund.gossip.snapshot``)."""
+    return os.path.join(state_path, "gossip-members.json")

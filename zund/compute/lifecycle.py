@@ -21,10 +21,11 @@ from oslo_utils import uuidutils
 from twisted.logger import Logger
 
 from zund.common import errors
-from zund.compute import states
+from zund.compute import rebuild, states
 from zund.compute.tasks import BackgroundTasks, ContainerLocks
+from zund.compute.volumes import LocalVolumes, mounts_of
 from zund.records import ContainerRecord, CreateRequest, new_record, utcnow
-from zund.runtimes.base import ContainerSpec, RuntimeState
+from zund.runtimes.base import ContainerSpec, RegistryAuth, RuntimeState, RuntimeStatus
 from zund.store import Store
 
 log = Logger()
@@ -50,7 +51,7 @@ def spec_of(rec: ContainerRecord, node: str, image_pull_policy: str) -> Containe
         restart_policy=rp, auto_remove=rec.auto_remove, interactive=rec.interactive,
         tty=rec.tty, privileged=rec.privileged,
         image_pull_policy=rec.image_pull_policy or image_pull_policy,
-        exposed_ports=dict(rec.exposed_ports),
+        exposed_ports=dict(rec.exposed_ports), mounts=mounts_of(rec),
     )
 
 
@@ -92,8 +93,16 @@ class Lifecycle:
         self.new_uuid = new_uuid
         #: False until start-up recovery is done, and again from stopService on
         self.accepting = False
+        #: zund.images.glance.GlanceImages of this node (None: no Glance), for
+        #: containers created with image_driver glance (set by the composition root)
+        self.glance = None
+        #: zund.cluster.registries.RegistryService (None: no private registries):
+        #: the credentials of a container's ``registry_id`` at pull time
+        self.registries = None
         #: uuid -> clock time of the last reconcile with the runtime
         self.synced_at: dict[str, float] = {}
+        #: zund.compute.volumes.IVolumeDriver: where the containers' volumes live
+        self.volumes = LocalVolumes()
 
     # -- runtimes -----------------------------------------------------------------
 
@@ -209,7 +218,53 @@ class Lifecycle:
         if await self.store.name_taken(name, project, exclude=exclude):
             raise errors.ContainerAlreadyExists(field="name", value=name)
 
-    async def _do_create(self, uuid: str, run: bool, action_id: int) -> None:
+    async def resume_create(self, uuid: str) -> None:
+        """Start-up recovery of a create that was acknowledged (its record exists)
+        but not finished when the node stopped: done again from where the runtime
+        is. Idempotent: the runtime object, looked up by the container's uuid (the
+        ``zund.uuid`` label), is adopted when it exists instead of made twice; an
+        adopted object that already ran is not started again. Finishes the
+        create's own action."""
+        action_id = None
+        for act in await self.store.list_actions(uuid):
+            if act.action == "create" and act.finish_time is None:
+                action_id = act.id
+        try:
+            rec = await self.store.get_container(uuid)
+        except errors.ContainerNotFound:
+            return
+        log.info("compute.recover.resume_create", uuid=uuid, run=rec.run_on_create)
+        await self._do_create(uuid, rec.run_on_create, action_id, resume=True)
+
+    async def registry_auth(self, rec) -> RegistryAuth | None:
+        """The credentials of ``rec``'s private registry, asked of the cluster at
+        pull time (never stored on the record); a registry that is gone or cannot
+        be read fails the pull with the reason."""
+        if not rec.registry_id:
+            return None
+        if self.registries is None:
+            raise errors.ImagePullFailed(image=rec.image, reason=(
+                f"node {self.config.node} serves no private registries"))
+        try:
+            entry = await self.registries.credentials(rec.project_id, rec.registry_id)
+        except errors.RegistryNotFound as e:
+            raise errors.ImagePullFailed(image=rec.image, reason=(
+                f"registry {rec.registry_id} no longer exists")) from e
+        except errors.ServiceUnavailable as e:
+            raise errors.ImagePullFailed(image=rec.image, reason=(
+                f"the credentials of registry {rec.registry_id} could not be read: "
+                f"{e}")) from e
+        return RegistryAuth(entry.domain, entry.username, entry.password)
+
+    async def _adopt(self, rt, uuid: str):
+        """The runtime object of ``uuid`` made before a crash, or None."""
+        try:
+            return await rt.inspect(uuid)
+        except errors.RuntimeObjectNotFound:
+            return None
+
+    async def _do_create(self, uuid: str, run: bool, action_id: int | None,
+                         resume: bool = False) -> None:
         async with self.locks[uuid]:
             try:
                 rec = await self.store.get_container(uuid)
@@ -220,20 +275,38 @@ class Lifecycle:
             try:
                 rt = self.runtime(rec)
                 spec = spec_of(rec, self.config.node, self.config.image_pull_policy)
-                rec.task_state = "image_pulling"
-                await self.store.save_container(rec)
-                await rt.ensure_image(spec.image, spec.image_pull_policy)
-                marks["image_ms"] = self.clock.seconds()
-                rec.task_state = "container_creating"
-                await self.store.save_container(rec)
-                state = await rt.create(spec)
-                marks["create_ms"] = self.clock.seconds()
+                state = await self._adopt(rt, uuid) if resume else None
+                if state is None:
+                    rec.task_state = "image_pulling"
+                    await self.store.save_container(rec)
+                    if rec.image_driver == "glance":
+                        # downloaded from Glance into the local engine (cached there),
+                        # where both real runtimes take their images from
+                        if self.glance is None:
+                            raise errors.ImagePullFailed(
+                                image=rec.image, reason=f"node {self.config.node} has no "
+                                                       "Glance configured")
+                        await self.glance.fetch(rec.image)
+                        await rt.ensure_image(spec.image, "ifnotpresent")
+                    else:
+                        await rt.ensure_image(spec.image, spec.image_pull_policy,
+                                              await self.registry_auth(rec))
+                    marks["image_ms"] = self.clock.seconds()
+                    rec.task_state = "container_creating"
+                    await self.store.save_container(rec)
+                    await self.volumes.prepare(rt, rec)
+                    state = await rt.create(spec)
+                    marks["create_ms"] = self.clock.seconds()
+                elif state.status != RuntimeStatus.CREATED:
+                    run = False  # it was started before the crash: what it is now stands
                 rec.container_id = state.runtime_id
                 rec.ports = sorted(state.ports)
                 if state.hostname and not rec.hostname:
                     rec.hostname = state.hostname
                 rec.status = states.CREATED
                 rec.status_detail = "Created"
+                if resume and not run:
+                    self.apply_state(rec, state)
                 if run:
                     rec.task_state = "container_starting"
                     await self.store.save_container(rec)
@@ -242,7 +315,8 @@ class Lifecycle:
                     self.apply_state(rec, await rt.inspect(uuid))
                 rec.task_state = None
                 await self.store.save_container(rec)
-                await self.store.finish_action(action_id)
+                if action_id is not None:
+                    await self.store.finish_action(action_id)
             except errors.ContainerNotFound:
                 return  # deleted (forcibly) meanwhile
             except errors.ZundError as e:
@@ -364,6 +438,14 @@ class Lifecycle:
     async def kill(self, ctx, rec, signal: str | None = None):
         await self._act(ctx, rec, "kill", lambda rt, u: rt.kill(u, signal))
 
+    async def rebuild(self, ctx, rec, image: str | None = None,
+                      image_driver: str | None = None):
+        """Zun's rebuild, same node, same uuid, name and volumes (zund.compute.rebuild)."""
+        fresh, action_id = await self._claim(ctx, rec, "rebuild",
+                                             states.TASK_OF_ACTION["rebuild"])
+        self.tasks.spawn(rebuild.run_rebuild(self, fresh.uuid, image, image_driver,
+                                             action_id), "rebuild")
+
     # -- delete ----------------------------------------------------------------------
 
     async def delete(self, ctx, rec, force: bool = False, stop: bool = False):
@@ -407,6 +489,7 @@ class Lifecycle:
                             except errors.RuntimeObjectNotFound:
                                 pass
                         await rt.remove(uuid, force=True)
+                        await self.volumes.release(rt, rec)
                     except errors.ZundError as e:
                         await self.fail(rec, e, None, "delete")
                         return

@@ -15,7 +15,6 @@ from __future__ import annotations
 import attrs
 from zope.interface import implementer
 
-from zund.common import errors
 from zund.compute.interface import ContainerRef, IContainers, Listing, ServiceState
 from zund.records import ContainerRecord
 
@@ -115,8 +114,8 @@ class LocalContainers:
         return await self.manager.kill(ctx, await self._record(ctx, ref), signal=signal)
 
     async def rebuild(self, ctx, ref, image=None, image_driver=None):
-        await self._record(ctx, ref)
-        raise errors.NotImplementedYet(what="Container rebuild")
+        return await self.manager.rebuild(ctx, await self._record(ctx, ref), image=image,
+                                          image_driver=image_driver)
 
     async def logs(self, ctx, ref, stdout=True, stderr=True, timestamps=False, tail=None,
                    since=None):

@@ -190,6 +190,21 @@ class ContainerManager(service.Service):
     async def kill(self, ctx, rec, signal: str | None = None):
         await self.lifecycle.kill(ctx, rec, signal)
 
+    async def volumes_held(self, project_id: str, names: list) -> list:
+        """Which of the project's named volumes this node holds (placement prefers
+        it); none when the default runtime is not enabled."""
+        rt = self.lifecycle.runtimes.get(self.config.default_runtime)
+        if rt is None:
+            return []
+        try:
+            return await self.lifecycle.volumes.holds(rt, project_id, names)
+        except errors.ZundError:
+            return []  # a hint only: the engine's trouble shows in the create
+
+    async def rebuild(self, ctx, rec, image: str | None = None,
+                      image_driver: str | None = None):
+        await self.lifecycle.rebuild(ctx, rec, image, image_driver)
+
     async def update(self, ctx, rec, patch: dict) -> ContainerRecord:
         return await self.lifecycle.update(ctx, rec, patch)
 

@@ -73,7 +73,9 @@ class Reconciler:
 
     async def recover(self) -> None:
         """Start-up recovery (Zun's compute init_containers):
-        interrupted create -> Error (and the half-made runtime object is removed);
+        interrupted create -> resumed (``Lifecycle.resume_create``: a runtime
+        object made before the crash is adopted, else made now; Error only when its
+        runtime is gone from this node);
         interrupted delete -> finish it; interrupted start/stop/reboot/pause/unpause
         -> done again; other interrupted tasks -> cleared and re-synced; runtime
         objects of this node without a record -> removed.
@@ -94,15 +96,16 @@ class Reconciler:
                 lc.tasks.spawn(lc.do_delete(rec.uuid, True), "delete")
             elif rec.status == states.CREATING or rec.task_state in (
                     "image_pulling", "container_creating"):
-                log.warn("compute.recover.interrupted_create", uuid=rec.uuid)
-                try:
-                    await lc.runtime(rec).remove(rec.uuid, force=True)
-                except errors.ZundError as e:
-                    log.warn("compute.recover.remove_failed", uuid=rec.uuid, reason=str(e))
-                rec.status = states.ERROR
-                rec.status_reason = CREATE_FAILED
-                rec.task_state = None
-                await self.store.save_container(rec)
+                # Issue 11 item 1: the create was acknowledged (its record exists),
+                # so it resumes; the runtime object, if made, is adopted.
+                log.info("compute.recover.interrupted_create", uuid=rec.uuid)
+                if rec.placed and (rec.runtime or lc.config.default_runtime) in lc.runtimes:
+                    lc.tasks.spawn(lc.resume_create(rec.uuid), "create")
+                else:
+                    rec.status = states.ERROR
+                    rec.status_reason = CREATE_FAILED
+                    rec.task_state = None
+                    await self.store.save_container(rec)
             elif rec.task_state in RESUMABLE:
                 # Zun's compute init: an interrupted start/stop/... is done again, so
                 # an accepted `run` still ends up Running.

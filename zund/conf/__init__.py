@@ -15,7 +15,8 @@ from oslo_config import cfg
 DEFAULT_CONFIG = "/etc/zund/zund.conf"
 
 #: modules under zund.conf that define options; each has register_opts/list_opts.
-_MODULES = ("default", "api", "noauth", "docker", "libvirt", "compute", "gossip", "peer", "placement")
+_MODULES = ("default", "api", "noauth", "docker", "libvirt", "compute", "gossip", "peer", "placement", "listeners", "quota",
+            "cluster", "glance")
 
 
 def _modules():

@@ -5,6 +5,13 @@ them to the state machine with ``clock.seconds()`` and carries out the effects
 the state machine returns.  Constructors do no I/O: sockets open in
 ``startService``; ``stopService`` announces a graceful leave, waits
 ``leave_propagate_s`` and closes.
+
+Rejoin after any restart (``snapshot_path``, ``zund.gossip.snapshot``): the
+live members are saved on every membership change (debounced, bounded); on
+start the node push-pulls with the seeds AND the members of its last snapshot,
+and retries them every ``join_retry_interval_s`` until one answers (or another
+member reaches it) — so a restarted seed is back within one push-pull interval
+instead of waiting alone while its peers keep it ``left``.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from zund.gossip import codec
 from zund.gossip.codec import PushPull
 from zund.gossip.config import GossipConfig
 from zund.gossip.keyring import Keyring
-from zund.gossip.member import MemberView, format_addr
+from zund.gossip.member import MemberView, format_addr, parse_addr
+from zund.gossip.snapshot import MemberSnapshot
 from zund.gossip.state import CancelTimer, MemberEvent, Membership, Send, SetTimer, StartPushPull
 from zund.gossip.transport import UdpTcpTransport
 
@@ -47,7 +55,8 @@ class GossipService(service.Service):
 
     def __init__(self, config: GossipConfig, name: str, bind: tuple, advertise: tuple,
                  seeds: list, keyring: Keyring | None, clock, rng: random.Random,
-                 transport_factory=None):
+                 transport_factory=None, snapshot_path: str | None = None,
+                 snapshot_interval_s: float = 1.0):
         self.config = config
         self.node_name = name
         self.bind = (bind[0], int(bind[1]))
@@ -66,6 +75,11 @@ class GossipService(service.Service):
         self._active = False
         self._join_call = None
         self.joined: defer.Deferred = defer.Deferred()
+        self._snapshot = MemberSnapshot(snapshot_path) if snapshot_path else None
+        self.snapshot_interval_s = snapshot_interval_s
+        self._snapshot_call = None
+        #: addresses of the members of the last snapshot, tried with the seeds
+        self.remembered: list = []
         self._udp_limits = codec.Limits(max_size=config.max_datagram, max_meta_bytes=config.max_meta_bytes,
                                         max_members=config.max_members)
         self._stream_limits = codec.Limits(max_size=config.max_stream_bytes,
@@ -118,6 +132,9 @@ class GossipService(service.Service):
                  encrypted=self.keyring.enabled)
         if not self.keyring.enabled:
             log.warn("gossip.plaintext: gossip is NOT encrypted; set [gossip] keys for any real deployment")
+        if self._snapshot is not None:
+            self.remembered = self._load_snapshot()
+            self.add_listener(self._membership_changed)
         self._apply(self._membership.start(self.clock.seconds()))
         self._join_call = self.clock.callLater(0, self._join_attempt)
 
@@ -128,6 +145,7 @@ class GossipService(service.Service):
     async def _graceful_stop(self):
         if not self._active:
             return
+        self._save_snapshot()  # the members as they were, before we leave them
         self._apply(self._membership.leave(self.clock.seconds()))
         await task.deferLater(self.clock, self.config.leave_propagate_s, lambda: None)
         await self._close()
@@ -142,6 +160,11 @@ class GossipService(service.Service):
         self._active = False
         if self._join_call is not None and self._join_call.active():
             self._join_call.cancel()
+        if self._snapshot_call is not None and self._snapshot_call.active():
+            self._snapshot_call.cancel()
+        self._snapshot_call = None
+        if self._snapshot is not None and self._membership_changed in self._listeners:
+            self._listeners.remove(self._membership_changed)
         for call in self._timers.values():
             if call.active():
                 call.cancel()
@@ -155,20 +178,63 @@ class GossipService(service.Service):
         self._join_call = None
         if not self._active:
             return
-        if not [s for s in self.seeds if s not in (self.advertise, self.bind)]:
+        own = (self.advertise, self.bind)
+        seeds = [s for s in self.seeds if s not in own]
+        remembered = [a for a in self.remembered if a not in own and a not in seeds]
+        if not seeds:
+            # a seed standing alone serves at once; it still looks for the members
+            # of its last life (below) until one answers or another member comes
             self._joined_now()
-            return
+            if not remembered or self._others_alive():
+                return
+        targets = seeds + remembered
 
         def done(answered):
             if answered:
                 self._joined_now()
-            elif self._active:
-                log.info("gossip.join.retry name={name} seeds={seeds}", name=self.node_name,
-                         seeds=",".join(format_addr(s) for s in self.seeds))
+            elif self._active and not (not seeds and self._others_alive()):
+                log.info("gossip.join.retry name={name} targets={targets}", name=self.node_name,
+                         targets=",".join(format_addr(s) for s in targets))
                 self._join_call = self.clock.callLater(self.config.join_retry_interval_s, self._join_attempt)
 
-        defer.Deferred.fromCoroutine(self.join(self.seeds)).addCallback(done).addErrback(
+        defer.Deferred.fromCoroutine(self.join(targets)).addCallback(done).addErrback(
             lambda f: log.failure("gossip.join.failed", f))
+
+    def _others_alive(self) -> bool:
+        return any(m.state == "alive" and m.name != self.node_name for m in self.members())
+
+    # ------------------------------------------------------------ member snapshot
+
+    def _load_snapshot(self) -> list:
+        addrs = []
+        for name, addr in self._snapshot.load():
+            if name == self.node_name:
+                continue
+            try:
+                addrs.append(parse_addr(addr))
+            except ValueError:
+                continue
+        if addrs:
+            log.info("gossip.snapshot.loaded name={name} members={count}", name=self.node_name,
+                     count=len(addrs))
+        return addrs
+
+    def _membership_changed(self, kind: str, member: MemberView) -> None:
+        if kind == "update" or not self._active:
+            return
+        if self._snapshot_call is None or not self._snapshot_call.active():
+            self._snapshot_call = self.clock.callLater(self.snapshot_interval_s,
+                                                       self._save_snapshot)
+
+    def _save_snapshot(self) -> None:
+        """Write the live members (this node excluded) to the snapshot."""
+        self._snapshot_call = None
+        if self._snapshot is None:
+            return
+        live = [(m.name, m.addr) for m in self.members()
+                if m.name != self.node_name and m.state in ("alive", "suspect")]
+        if live:  # alone: keep the last members we knew, they are worth retrying
+            self._snapshot.save(live)
 
     def _joined_now(self):
         if not self.joined.called:

@@ -30,7 +30,8 @@ from zund.common import errors
 
 #: Optional operations a runtime may support.
 CAPABILITIES = frozenset(
-    {"exec", "archive", "commit", "pause", "top", "stats", "update", "logs_since"}
+    {"exec", "archive", "commit", "pause", "top", "stats", "update", "logs_since",
+     "volumes"}
 )
 
 #: ``image_pull_policy`` values, canonical spelling.
@@ -39,6 +40,9 @@ PULL_POLICIES = ("ifnotpresent", "always", "never")
 LABEL_UUID = "zund.uuid"
 LABEL_NODE = "zund.node"
 LABEL_PROJECT = "zund.project"
+#: labels of a volume zund made (capability ``volumes``)
+LABEL_VOLUME = "zund.volume"
+LABEL_VOLUME_SIZE = "zund.volume.size_gb"
 
 
 def runtime_object_name(uuid: str) -> str:
@@ -117,6 +121,30 @@ class RuntimeStatus(str, enum.Enum):
 
 
 @attrs.frozen
+class Mount:
+    """One mount of a container (capability ``volumes``).
+
+    ``kind``: ``volume`` (the engine volume named ``source``, made beforehand with
+    ``create_volume``), ``bind`` (the host path ``source``; only an admin's request
+    gets here) or ``file`` (``content`` written at ``destination`` before the first
+    start: Zun 1.23 file injection)."""
+
+    kind: str
+    destination: str
+    source: str | None = None
+    content: bytes | None = attrs.field(default=None, repr=False)
+    read_only: bool = False
+
+
+@attrs.frozen
+class VolumeInfo:
+    """A volume as the engine knows it (``labels`` include zund's own)."""
+
+    name: str
+    labels: dict = attrs.field(factory=dict)
+
+
+@attrs.frozen
 class ContainerSpec:
     """Everything a runtime needs to create one container. Units: cpu in vCPUs,
     memory in MiB (None = unlimited)."""
@@ -143,6 +171,8 @@ class ContainerSpec:
     privileged: bool = False
     image_pull_policy: str = "ifnotpresent"
     exposed_ports: dict = attrs.field(factory=dict)
+    #: ``Mount`` values, in the request's order (capability ``volumes``)
+    mounts: tuple = ()
 
 
 @attrs.frozen
@@ -168,6 +198,18 @@ class ExecResult:
     output: str
 
 
+@attrs.frozen(repr=False)
+class RegistryAuth:
+    """Credentials for one pull from a private registry (never logged: no repr)."""
+
+    domain: str
+    username: str | None
+    password: str | None
+
+    def __repr__(self) -> str:
+        return f"RegistryAuth(domain={self.domain!r}, username={self.username!r})"
+
+
 class IRuntime(Interface):
     """A local container engine. ``uuid`` always names a zund container."""
 
@@ -180,9 +222,12 @@ class IRuntime(Interface):
     async def close() -> None:
         """Release engine connections; wait for in-flight calls."""
 
-    async def ensure_image(image: str, pull_policy: str) -> None:
+    async def ensure_image(image: str, pull_policy: str,
+                           auth: RegistryAuth | None = None) -> None:
         """Make the image available locally following ``pull_policy``
-        (``ifnotpresent`` | ``always`` | ``never``)."""
+        (``ifnotpresent`` | ``always`` | ``never``); a pull presents ``auth`` (a
+        private registry's credentials) when given. A refused login is
+        ImagePullFailed naming the registry."""
 
     async def create(spec: ContainerSpec) -> RuntimeState:
         """Create (not start) the container. The image must be present."""
@@ -231,6 +276,16 @@ class IRuntime(Interface):
 
     async def commit(uuid: str, repository: str, tag: str | None) -> str:
         """Snapshot to an image; returns the image id (capability ``commit``)."""
+
+    async def create_volume(name: str, labels: dict) -> VolumeInfo:
+        """Make the named volume, or return it when it exists (capability ``volumes``).
+        Its data outlives every container that mounts it, until ``remove_volume``."""
+
+    async def inspect_volume(name: str) -> VolumeInfo:
+        """Raises RuntimeObjectNotFound when the engine has no such volume."""
+
+    async def remove_volume(name: str) -> None:
+        """Remove the volume and its data; a missing volume is a no-op."""
 
 
 class MissingRuntime:

@@ -30,16 +30,19 @@ resolves an empty ``network_mode`` to ``"none"`` when the engine lists no
 from __future__ import annotations
 
 import datetime
+import io
 import math
 import re
 import select
 import struct
+import tarfile
 import time
 from typing import Any, Callable
 
 import attrs
 import docker
 import docker.errors
+import docker.types
 import requests.exceptions
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -57,6 +60,7 @@ from zund.runtimes.base import (
     IRuntime,
     RuntimeState,
     RuntimeStatus,
+    VolumeInfo,
     exposed_port_numbers,
     parse_signal,
     runtime_object_name,
@@ -201,6 +205,21 @@ def zun_stats(name: str, raw: dict) -> dict:
     }
 
 
+def file_archive(files) -> bytes | None:
+    """A tar of the injected files (``Mount`` of kind ``file``), paths relative to
+    ``/``; None when there is none."""
+    if not files:
+        return None
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for m in files:
+            data = m.content or b""
+            info = tarfile.TarInfo(m.destination.lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def cpu_limits(cpu: float) -> dict:
     return {"cpu_shares": max(2, int(1024 * cpu))}
 
@@ -318,8 +337,8 @@ class DockerRuntime:
 
     # -- images ------------------------------------------------------------------
 
-    async def ensure_image(self, image: str, pull_policy: str) -> None:
-        await self._images.ensure(image, pull_policy)
+    async def ensure_image(self, image: str, pull_policy: str, auth=None) -> None:
+        await self._images.ensure(image, pull_policy, auth)
 
     # -- containers ---------------------------------------------------------------
 
@@ -350,6 +369,12 @@ class DockerRuntime:
         for key in spec.exposed_ports or {}:
             num, _, proto = str(key).partition("/")
             ports.append((int(num), proto or "tcp"))
+        engine_mounts = [docker.types.Mount(m.destination, m.source, type=m.kind,
+                                            read_only=m.read_only)
+                         for m in spec.mounts if m.kind in ("volume", "bind")]
+        if engine_mounts:
+            host_kwargs["mounts"] = engine_mounts
+        injected = file_archive([m for m in spec.mounts if m.kind == "file"])
 
         def _create():
             host_config = api.create_host_config(**host_kwargs)
@@ -367,6 +392,9 @@ class DockerRuntime:
                 ports=ports or None,
                 host_config=host_config,
             )
+            if injected is not None:
+                # Zun 1.23 file injection: written before the first start
+                api.put_archive(name, "/", injected)
             return api.inspect_container(name)
 
         # A 404 here is the image (the container does not exist yet).
@@ -409,6 +437,40 @@ class DockerRuntime:
                              uuid=uuid)
         except errors.RuntimeObjectNotFound:
             return
+
+    # -- volumes ----------------------------------------------------------------------
+
+    async def create_volume(self, name: str, labels: dict) -> VolumeInfo:
+        api = self._api
+        labels = {str(k): str(v) for k, v in labels.items()}
+        found = await self._call(lambda: api.create_volume(name, driver="local",
+                                                           labels=labels))
+        return VolumeInfo(found["Name"], dict(found.get("Labels") or {}))
+
+    async def inspect_volume(self, name: str) -> VolumeInfo:
+        api = self._api
+
+        def _inspect():
+            try:
+                return api.inspect_volume(name)
+            except docker.errors.NotFound:
+                return None
+
+        found = await self._call(_inspect)
+        if found is None:
+            raise errors.RuntimeObjectNotFound(name=name)
+        return VolumeInfo(found["Name"], dict(found.get("Labels") or {}))
+
+    async def remove_volume(self, name: str) -> None:
+        api = self._api
+
+        def _remove():
+            try:
+                api.remove_volume(name)
+            except docker.errors.NotFound:
+                return
+
+        await self._call(_remove)
 
     async def inspect(self, uuid: str) -> RuntimeState:
         api, name = self._api, runtime_object_name(uuid)

@@ -107,7 +107,7 @@ class DockerImageSource:
         except Exception as e:
             raise self.translate(e, image) from e
 
-    async def ensure(self, image: str, policy: str | None) -> None:
+    async def ensure(self, image: str, policy: str | None, auth=None) -> None:
         """Make ``image`` local following ``policy`` (``ifnotpresent`` | ``always`` |
         ``never``, any case). ``never`` and a missing image: ImageNotFound; a failed
         pull: ImagePullFailed. Both messages name the image, the policy and the cause."""
@@ -119,19 +119,25 @@ class DockerImageSource:
             except errors.ImageNotFound as e:
                 if policy == "never":
                     raise image_missing(image, policy) from e
-        await self.pull(image, policy)
+        await self.pull(image, policy, auth)
 
-    async def pull(self, image: str, policy: str = "always") -> None:
+    async def pull(self, image: str, policy: str = "always", auth=None) -> None:
         """Pull ``image`` from its registry; any failure is ImagePullFailed.
-        ``policy``: the pull policy that asked for the pull (named in errors)."""
+        ``policy``: the pull policy that asked for the pull (named in errors);
+        ``auth``: a ``RegistryAuth`` presented to the registry (not stored)."""
         repo, tag = image_reference(image)
         api = self._api()
+        auth_config = None
+        if auth is not None and (auth.username or auth.password):
+            auth_config = {"username": auth.username or "", "password": auth.password or "",
+                           "serveraddress": auth.domain}
 
         def _pull():
             # Consume the progress stream ourselves: the engine reports a failed
             # pull as an ``error`` record inside a 200 stream, which the
             # high-level ``images.pull`` would swallow.
-            for record in api.pull(repo, tag=tag, stream=True, decode=True):
+            for record in api.pull(repo, tag=tag, stream=True, decode=True,
+                                   auth_config=auth_config):
                 if isinstance(record, dict) and record.get("error"):
                     return str(record.get("error"))
             return None

@@ -299,9 +299,9 @@ class LibvirtRuntime:
 
     # -- images ----------------------------------------------------------------------
 
-    async def ensure_image(self, image: str, pull_policy: str) -> None:
+    async def ensure_image(self, image: str, pull_policy: str, auth=None) -> None:
         """Images come from the local Docker store (pulled there when needed)."""
-        await self._images.ensure(image, pull_policy)
+        await self._images.ensure(image, pull_policy, auth)
 
     async def _image_initramfs(self, image: str) -> tuple:
         """``(cached image initramfs path, image config)``; the initramfs is built
@@ -339,6 +339,8 @@ class LibvirtRuntime:
         cfg = self.config
         conn = self._c
         name = runtime_object_name(spec.uuid)
+        if spec.mounts:
+            self._require("volumes", "mounts")
         # Fail fast and clearly: libvirt would only notice at boot.
         for what, path in (("kernel", cfg.kernel_path), ("busybox", cfg.busybox_path)):
             if not os.path.isfile(path):
@@ -665,6 +667,17 @@ class LibvirtRuntime:
 
     async def commit(self, uuid: str, repository: str, tag: str | None = None) -> str:
         self._require("commit", "commit")
+
+    # volumes (issue 12 item 5): a virtio disk per volume is not built yet
+
+    async def create_volume(self, name: str, labels: dict):
+        self._require("volumes", "create_volume")
+
+    async def inspect_volume(self, name: str):
+        self._require("volumes", "inspect_volume")
+
+    async def remove_volume(self, name: str) -> None:
+        self._require("volumes", "remove_volume")
 
 
 # -- blocking helpers (run on the pool) --------------------------------------------------

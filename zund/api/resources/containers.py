@@ -37,11 +37,36 @@ class ContainersResource:
             self._policy.authorize(ctx, "container:create:requested_destination")
         if request.get("image_pull_policy") is not None:
             self._policy.authorize(ctx, "container:create:image_pull_policy")
+        for i, mount in enumerate(request.get("mounts") or ()):
+            if mount.get("host_path") and not self._policy.check(
+                    ctx, "container:create:host_mount", {"project_id": ctx.project_id}):
+                raise errors.PolicyNotAuthorized(
+                    f"mounts[{i}].source: binding the host path {mount['source']} "
+                    "needs the admin role (policy container:create:host_mount); "
+                    "use a volume name instead.", action="container:create:host_mount")
         request.setdefault("name", self._generate_name())
+        # the entry node's default driver, as Zun's API applies its own
+        request.setdefault("image_driver", self._config.default_image_driver)
         request["run"] = schemas.optional_bool(self._query(req.raw), "run", False)
+        if request.get("registry") is not None:
+            await self._resolve_registry(ctx, request)
         rec = await self._containers.create(ctx, CreateRequest.from_dict(request))
         location = f"{req.base_url}/v1/containers/{rec.uuid}"
         return Reply(202, self._container_view(req, rec), {"Location": location})
+
+    async def _resolve_registry(self, ctx, request: dict) -> None:
+        """``registry`` (name or uuid, the caller's project) -> ``registry_id``; the
+        image is named under the registry's domain, as the pull needs it."""
+        if self._registries is None:
+            raise schemas.invalid("registry", "this node serves no registries.")
+        ident = request.pop("registry")
+        try:
+            entry = await self._registries.resolve(ctx, ident)
+        except errors.RegistryNotFound as e:
+            raise schemas.invalid("registry", f"registry {ident} could not be found.") from e
+        request["registry_id"] = entry.uuid
+        if not request["image"].startswith(entry.domain.rstrip("/") + "/"):
+            request["image"] = f"{entry.domain.rstrip('/')}/{request['image']}"
 
     @route("/containers", ["GET"])
     async def container_list(self, req: ApiRequest):
@@ -135,9 +160,9 @@ class ContainersResource:
     async def container_rebuild(self, req: ApiRequest, ident: str):
         image = schemas.not_none(req.params.get("image"))
         image_driver = schemas.not_none(req.params.get("image_driver"))
-        if image_driver not in (None, "docker"):
+        if image_driver not in (None, "docker", "glance"):
             raise errors.InvalidInput(field="image_driver",
-                                      reason=f"{image_driver!r} is not supported; use docker.")
+                                      reason=f"{image_driver!r} is not one of docker, glance.")
         if image is not None and (not isinstance(image, str) or len(image) < 2):
             raise errors.InvalidInput(field="image", reason=f"{image!r} is not an image name.")
         await self._containers.rebuild(req.ctx, self._ref(req, ident, "container:rebuild"),
@@ -244,7 +269,7 @@ class ContainersResource:
             encoded = data.decode("latin-1")
         return {"data": encoded, "stat": stat}
 
-    @route("/containers/<ident>/put_archive", ["POST"])
+    @route("/containers/<ident>/put_archive", ["POST"], body="archive")
     async def container_put_archive(self, req: ApiRequest, ident: str):
         path = schemas.not_none(req.params.get("path"))
         data = req.params.get("data")

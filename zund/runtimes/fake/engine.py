@@ -33,6 +33,7 @@ import time
 from signal import Signals
 from typing import Any
 
+import attrs
 from twisted.internet import defer, task
 from zope.interface import implementer
 
@@ -47,6 +48,7 @@ from zund.runtimes.base import (
     IRuntime,
     RuntimeState,
     RuntimeStatus,
+    VolumeInfo,
     image_missing,
     image_pull_failed,
     parse_signal,
@@ -56,6 +58,7 @@ from zund.runtimes.base import (
 from zund.runtimes.fake import filesystem
 from zund.runtimes.fake.container import FakeContainer, Process
 from zund.runtimes.fake.images import TEST_IMAGE, FakeImage, content_id, normalize_image
+from zund.runtimes.fake.volumes import MountedTree
 from zund.runtimes.fake.shell import BUILTINS, Shell, ShellExit, is_executable
 
 HOST_MEMORY_MB = 2048.0
@@ -93,6 +96,13 @@ class FakeRuntime:
         self.is_open = False
         self._counter = 0
         self._failures: dict[str, list] = {}
+        #: registry domain -> (username, password) it requires (require_registry_login)
+        self.registry_logins: dict[str, tuple] = {}
+        #: volume name -> (labels, {path inside the volume: FakeFile}), mounted live
+        #: into containers (``zund.runtimes.fake.volumes.MountedTree``)
+        self.volumes: dict[str, tuple[dict, dict]] = {}
+        #: runtime object name -> [(destination, volume name)]
+        self._mounted: dict[str, list] = {}
         for image in local_images:
             self.add_local_image(image)
 
@@ -117,6 +127,7 @@ class FakeRuntime:
         box = self.containers.pop(runtime_object_name(uuid), None)
         if box is not None and box.proc is not None:
             self._abandon(box.proc)
+        self._mounted.pop(runtime_object_name(uuid), None)
 
     def exit_process(self, uuid: str, exit_code: int) -> None:
         """The container's main process exits on its own with ``exit_code``."""
@@ -158,7 +169,11 @@ class FakeRuntime:
     async def close(self) -> None:
         self.is_open = False
 
-    async def ensure_image(self, image: str, pull_policy: str) -> None:
+    def require_registry_login(self, domain: str, username: str, password: str) -> None:
+        """Make the registry ``domain`` refuse pulls without these credentials."""
+        self.registry_logins[domain] = (username, password)
+
+    async def ensure_image(self, image: str, pull_policy: str, auth=None) -> None:
         self._check("ensure_image")
         policy = canonical_pull_policy(pull_policy)
         ref = normalize_image(image)
@@ -166,6 +181,11 @@ class FakeRuntime:
             return
         if policy == "never":
             raise image_missing(image, policy)
+        domain = ref.split("/", 1)[0]
+        login = self.registry_logins.get(domain)
+        if login is not None and (auth is None or (auth.username, auth.password) != login):
+            raise image_pull_failed(image, policy, f"Head https://{domain}/v2/: "
+                                    "unauthorized: authentication required")
         if ref not in self.registry:
             raise image_pull_failed(image, policy, f"manifest for {ref} not found: "
                                     "registry unreachable or no such image")
@@ -206,8 +226,57 @@ class FakeRuntime:
             fs=filesystem.copy_tree(image.fs), labels=labels,
             created_at=self._now(), cpu=spec.cpu, memory_mb=spec.memory_mb, now=self._now)
         box.mkdir(box.workdir, True)
+        if spec.mounts:
+            self._require("volumes", "mounts")
+            self._mount(box, spec.mounts)
         self.containers[name] = box
         return self._state(box)
+
+    def _mount(self, box: FakeContainer, mounts) -> None:
+        """Volumes are laid over the container's tree live (``MountedTree``); injected
+        files are written into the tree once, before the first start."""
+        now, trees, mounted = self._now(), {}, []
+        for m in mounts:
+            if m.kind == "file":
+                continue
+            filesystem.mkdir(box.fs, m.destination, True, now)
+            if m.kind == "volume":
+                # docker makes a missing named volume on create: so does the fake
+                _labels, tree = self.volumes.setdefault(m.source, ({}, {}))
+                tree.setdefault("", filesystem.FakeFile("dir", mode=0o755, mtime=now))
+                trees[m.destination] = tree
+                mounted.append((m.destination, m.source))
+        if trees:
+            box.fs = MountedTree(box.fs, trees)
+        for m in mounts:
+            if m.kind == "file":
+                filesystem.mkdir(box.fs, posixpath.dirname(m.destination), True, now)
+                filesystem.write_file(box.fs, m.destination, m.content or b"", False, now)
+        self._mounted[box.name] = mounted
+
+    def _unmount(self, box: FakeContainer) -> None:
+        self._mounted.pop(box.name, None)
+
+    # -- volumes -----------------------------------------------------------------------
+
+    async def create_volume(self, name: str, labels: dict) -> VolumeInfo:
+        self._require("volumes", "create_volume")
+        self._check("create_volume")
+        if name not in self.volumes:
+            self.volumes[name] = ({str(k): str(v) for k, v in labels.items()}, {})
+        return VolumeInfo(name, dict(self.volumes[name][0]))
+
+    async def inspect_volume(self, name: str) -> VolumeInfo:
+        self._require("volumes", "inspect_volume")
+        if name not in self.volumes:
+            raise errors.RuntimeObjectNotFound(name=name)
+        return VolumeInfo(name, dict(self.volumes[name][0]))
+
+    async def remove_volume(self, name: str) -> None:
+        self._require("volumes", "remove_volume")
+        if any(volume == name for mounted in self._mounted.values() for _d, volume in mounted):
+            raise errors.RuntimeFailure(reason=f"remove {name}: volume is in use")
+        self.volumes.pop(name, None)
 
     def _state(self, box: FakeContainer) -> RuntimeState:
         done = box.status in (RuntimeStatus.EXITED, RuntimeStatus.DEAD)
@@ -411,6 +480,7 @@ class FakeRuntime:
                 self._abandon(box.proc)
                 self._finish(box, box.proc, 137)
         self.containers.pop(name, None)
+        self._unmount(box)
 
     async def inspect(self, uuid: str) -> RuntimeState:
         self._check("inspect")

@@ -1,0 +1,240 @@
+"""Prometheus metrics of one node (``prometheus_client``), served at ``GET /metrics``
+on the node's metrics listener (``[metrics] host``/``port``, loopback by default:
+Zun has no metrics API and a scrape carries fleet-wide figures, so it is not on the
+public API port; expose it deliberately).
+
+One :class:`NodeMetrics` per node owns a private ``CollectorRegistry`` (several
+nodes run in one process in the simulated tier, so nothing is global). Two kinds
+of figures:
+
+- **observed here**: API requests (route, method, status, latency), console
+  sessions, gossip member events, peer RPC calls (``observe_*`` methods, called by
+  the thin hooks the composition root installs);
+- **read at scrape time** from counters the parts already keep (``stats`` of the
+  coordinator, bidder, peer server and gossip service, the gossip members, the
+  record cache fed by the store's change listener), by :class:`_NodeCollector` —
+  no global, no double bookkeeping.
+
+Names follow Prometheus conventions: ``zund_<area>_<what>_total`` for counters,
+``_seconds`` for durations, base units only.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+#: latency buckets (seconds) shared by the API, peer RPC and bid rounds
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 30.0)
+
+#: gossip ``stats`` keys that count dropped packets, and the reason label they get
+_GOSSIP_DROPS = {"dropped_decrypt": "decrypt", "dropped_decode": "decode",
+                 "dropped_cluster": "cluster", "dropped_version": "version",
+                 "dropped_oversize": "oversize"}
+
+
+class NodeMetrics:
+    """The metrics of one node. ``sources`` are read at scrape time (any may be
+    None): ``coordinator``, ``bidder``, ``peer_api`` (``.stats`` Counters),
+    ``gossip`` (``.stats`` dict and ``.members()``), ``records`` (a
+    :class:`RecordCensus`), ``quota``/``replicator`` (optional figures)."""
+
+    def __init__(self, node: str):
+        self.node = node
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.api_requests = Counter(
+            "zund_api_requests", "Zun API requests answered, by route and status.",
+            ["route", "method", "status"], registry=r)
+        self.api_latency = Histogram(
+            "zund_api_request_duration_seconds", "Zun API request latency by route.",
+            ["route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.peer_latency = Histogram(
+            "zund_peer_rpc_duration_seconds", "Peer RPC call latency by operation.",
+            ["op"], buckets=LATENCY_BUCKETS, registry=r)
+        self.peer_failures = Counter(
+            "zund_peer_rpc_failures", "Peer RPC calls that failed, by operation and error.",
+            ["op", "error"], registry=r)
+        self.bid_round_latency = Histogram(
+            "zund_placement_duration_seconds",
+            "Time from a create's first bid round to its outcome on the entry node.",
+            ["outcome"], buckets=LATENCY_BUCKETS, registry=r)
+        self.gossip_member_events = Counter(
+            "zund_gossip_member_events", "Membership changes seen, by kind "
+            "(suspect = a suspicion raised, alive = a suspicion refuted or a rejoin).",
+            ["kind"], registry=r)
+        self.console_sessions = Counter(
+            "zund_console_sessions", "Interactive console sessions, by kind and how they "
+            "ended.", ["kind", "outcome"], registry=r)
+        self.console_active = Gauge(
+            "zund_console_sessions_active", "Console sessions open on this node now.",
+            registry=r)
+        self.runtime_latency = Histogram(
+            "zund_runtime_call_duration_seconds", "Runtime (engine) call latency.",
+            ["runtime", "call"], buckets=LATENCY_BUCKETS, registry=r)
+        self.sources: dict = {}
+        r.register(_NodeCollector(self))
+
+    # -- hooks the composition root installs ----------------------------------------
+
+    def observe_api(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.api_requests.labels(route, method, str(status)).inc()
+        self.api_latency.labels(route).observe(max(0.0, seconds))
+
+    def observe_peer(self, op: str, seconds: float, error: str | None) -> None:
+        self.peer_latency.labels(op).observe(max(0.0, seconds))
+        if error is not None:
+            self.peer_failures.labels(op, error).inc()
+
+    def observe_placement(self, outcome: str, seconds: float) -> None:
+        self.bid_round_latency.labels(outcome).observe(max(0.0, seconds))
+
+    def observe_member(self, kind: str, member) -> None:
+        self.gossip_member_events.labels(kind).inc()
+
+    def observe_runtime(self, runtime: str, call: str, seconds: float) -> None:
+        self.runtime_latency.labels(runtime, call).observe(max(0.0, seconds))
+
+    # -- exposition -----------------------------------------------------------------
+
+    def render(self) -> tuple[bytes, str]:
+        """(body, content type) of a scrape."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class RecordCensus:
+    """Containers held by this node by (status, runtime), kept current from the
+    store's change listener (``Store.add_listener``) so a scrape needs no I/O.
+    ``seed(records)`` once at start with the store's list."""
+
+    def __init__(self):
+        self._by_uuid: dict[str, tuple[str, str]] = {}
+
+    def seed(self, records) -> None:
+        for rec in records:
+            self._by_uuid[rec.uuid] = (str(rec.status), str(rec.runtime or ""))
+
+    def on_change(self, change) -> None:
+        if change.record is None:
+            self._by_uuid.pop(change.uuid, None)
+        else:
+            rec = change.record
+            self._by_uuid[change.uuid] = (str(rec.status), str(rec.runtime or ""))
+
+    def counts(self) -> collections.Counter:
+        return collections.Counter(self._by_uuid.values())
+
+
+class _NodeCollector:
+    """Reads the parts' own counters at scrape time."""
+
+    def __init__(self, metrics: NodeMetrics):
+        self._m = metrics
+
+    def describe(self):
+        return []  # names depend on the sources present; nothing to pre-register
+
+    def collect(self):
+        src = self._m.sources
+        coord = src.get("coordinator")
+        if coord is not None:
+            s = coord.stats
+            placements = CounterMetricFamily(
+                "zund_placements", "Creates placed by this entry node, by outcome.",
+                labels=["outcome"])
+            for outcome, key in (("placed", "placed"), ("no_valid_host", "no_valid_host"),
+                                 ("commit_failed", "commit_failures"),
+                                 ("commit_unknown", "commit_unknown"),
+                                 ("commit_unresolved", "commit_unresolved")):
+                placements.add_metric([outcome], s.get(key, 0))
+            yield placements
+            bids = CounterMetricFamily("zund_placement_bids",
+                                       "Answers to this node's bid requests, by kind.",
+                                       labels=["answer"])
+            bids.add_metric(["bid"], s.get("bids", 0))
+            bids.add_metric(["decline"], s.get("declines", 0))
+            yield bids
+        bidder = src.get("bidder")
+        if bidder is not None:
+            s = bidder.stats
+            fam = CounterMetricFamily("zund_bidder_requests",
+                                      "Bid requests this node answered, by outcome.",
+                                      labels=["outcome"])
+            for key in sorted(s):
+                if not key.startswith("decline_reason."):
+                    fam.add_metric([key], s[key])
+            yield fam
+            reasons = CounterMetricFamily("zund_bidder_declines",
+                                          "Bids this node declined, by reason.",
+                                          labels=["reason"])
+            for key in sorted(s):
+                if key.startswith("decline_reason."):
+                    reasons.add_metric([key.split(".", 1)[1]], s[key])
+            yield reasons
+        peer_api = src.get("peer_api")
+        if peer_api is not None:
+            s = peer_api.stats
+            yield _counter("zund_peer_server_requests", "Peer RPC requests received.",
+                           s.get("requests", 0))
+            refused = CounterMetricFamily("zund_peer_server_refused",
+                                          "Peer RPC requests refused, by reason.",
+                                          labels=["reason"])
+            for key in sorted(s):
+                if key.startswith("unauthorized."):
+                    refused.add_metric([key.split(".", 1)[1]], s[key])
+            for key in ("too_large", "bad_body"):
+                refused.add_metric([key], s.get(key, 0))
+            yield refused
+        gossip = src.get("gossip")
+        if gossip is not None:
+            s = gossip.stats
+            for name, key, doc in (
+                    ("zund_gossip_packets_sent", "packets_sent", "Gossip packets sent."),
+                    ("zund_gossip_packets_received", "packets_received",
+                     "Gossip packets received."),
+                    ("zund_gossip_push_pull_failures", "push_pull_failed",
+                     "Push-pull exchanges that failed.")):
+                yield _counter(name, doc, s.get(key, 0))
+            dropped = CounterMetricFamily("zund_gossip_dropped_packets",
+                                          "Gossip packets dropped, by reason.",
+                                          labels=["reason"])
+            for key, reason in _GOSSIP_DROPS.items():
+                dropped.add_metric([reason], s.get(key, 0))
+            yield dropped
+            members = GaugeMetricFamily("zund_gossip_members",
+                                        "Members this node knows, by state.",
+                                        labels=["state"])
+            by_state = collections.Counter(str(getattr(m.state, "name", m.state)).lower()
+                                           for m in gossip.members())
+            for state in sorted(set(by_state) | {"alive", "suspect", "dead", "left"}):
+                members.add_metric([state], by_state.get(state, 0))
+            yield members
+        census = src.get("records")
+        if census is not None:
+            fam = GaugeMetricFamily("zund_containers",
+                                    "Containers held by this node, by status and runtime.",
+                                    labels=["status", "runtime"])
+            for (status, runtime), n in sorted(census.counts().items()):
+                fam.add_metric([status, runtime], n)
+            yield fam
+        for name, read in sorted((src.get("figures") or {}).items()):
+            value = _safe(read)
+            if value is not None:
+                yield GaugeMetricFamily(name, f"{name} (read from the node at scrape time).",
+                                        value=value)
+
+
+def _counter(name: str, doc: str, value) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
+
+
+def _safe(read: Callable[[], float]):
+    try:
+        return float(read())
+    except Exception:  # a figure that cannot be read now is left out of this scrape
+        return None
