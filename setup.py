@@ -20,6 +20,10 @@ setup(
         "zope.interface>=6.0",
         "stevedore>=5.0",
         "oslo.utils>=6.0",
+        "keystoneauth1>=5.0",
+        "keystonemiddleware>=10.4",
+        "autobahn>=23.1",
+        "prometheus_client>=0.17",
     ],
     extras_require={
         "keystone": ["keystonemiddleware>=10.4"],
@@ -33,6 +37,7 @@ setup(
             "openstacksdk>=1.0",
             "keystonemiddleware>=10.4",
             "fixtures>=4.0",
+            "pexpect>=4.8",
         ],
     },
     entry_points={

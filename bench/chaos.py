@@ -1,7 +1,7 @@
 """Fault campaigns (issue 11 items 1 and 6): prints JSON.
 
 - ``sim``: ``--sim-runs`` seeded runs of the simulated whole cluster
-  (tests/sim/test_chaos_sim.py: 4 real nodes on one clock, slow fake engine,
+  (tests/sim/whole_cluster/test_chaos_sim.py: 4 real nodes on one clock, slow fake engine,
   durable stores) with random interleavings of creates, deletes, message loss,
   duplication, delay, kill -9, restarts and partitions; summed counts of twins,
   lost acknowledged creates, stuck records, oversubscribed nodes and orphans (all
@@ -10,7 +10,7 @@
 - ``real``: ``--creates`` creates (default 200) in bursts through node 1 of a
   3-node cluster of real ``zund serve`` processes on Docker while node 2 or 3 is
   killed -9 at a random moment of each burst and restarted
-  (tests/e2e/test_chaos_real.py): lost / doubled / orphaned / stuck counts (all
+  (tests/real/e2e/test_chaos_real.py): lost / doubled / orphaned / stuck counts (all
   must be 0) and how the creates were answered. ``--no-real`` skips it.
 
 Exit status 1 when any count is not 0.
@@ -35,7 +35,7 @@ BREACHES_REAL = ("lost", "doubled", "orphaned", "stuck", "errors")
 
 
 def random_steps(rng: random.Random, n: int) -> list:
-    """Steps in the vocabulary of ``run_campaign`` (see tests/sim/test_chaos_sim.py)."""
+    """Steps in the vocabulary of ``run_campaign`` (see tests/sim/whole_cluster/test_chaos_sim.py)."""
     steps = []
     for _ in range(n):
         kind = rng.choice(["create", "create", "delete", "faults", "kill", "restart",
@@ -57,7 +57,7 @@ def random_steps(rng: random.Random, n: int) -> list:
 
 
 def sim_campaign(runs: int, seed: int) -> dict:
-    from tests.sim.test_chaos_sim import run_campaign
+    from tests.sim.whole_cluster.test_chaos_sim import run_campaign
 
     rng = random.Random(seed)
     totals: collections.Counter = collections.Counter()
@@ -86,7 +86,7 @@ def sim_campaign(runs: int, seed: int) -> dict:
 def real_campaign(creates: int, burst: int, seed: int) -> dict:
     import subprocess
 
-    from tests.e2e.test_chaos_real import kill9_campaign
+    from tests.real.e2e.test_chaos_real import kill9_campaign
 
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run(["sh", os.path.join(here, "tools/build-test-image.sh")], check=True,

@@ -38,7 +38,7 @@ import docker
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.stats import pct  # noqa: E402
-from tests.e2e.nodeproc import ZundProcess, remove_docker_objects  # noqa: E402
+from tests.support.nodeproc import ZundProcess, remove_docker_objects  # noqa: E402
 
 IMAGE = "zund-test/busybox:latest"
 CMD = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
@@ -111,7 +111,7 @@ def glance_url(arg: str | None) -> str | None:
 
 def glance_bench(node, client, url: str, runs: int, poll_s: float, wd: str) -> dict:
     """create -> Running from Glance (cached / first pull) and the raw docker load."""
-    from tests.e2e.glance import Glance
+    from tests.real.e2e.glance import Glance
 
     glance = Glance(url)
     gid, name, archive = glance.push_docker_image(IMAGE, wd, name=f"bench-{os.getpid()}")

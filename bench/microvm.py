@@ -10,7 +10,7 @@ line); for the bare boot, when the line appears in the serial file (polled every
 
     python -m bench.microvm [--runs 10] [--virt-type qemu] [--memory-mb 128]
 
-Needs what tests/runtime/test_libvirt_contract.py needs (tools/setup-libvirt.sh,
+Needs what tests/real/runtime/test_libvirt_contract.py needs (tools/setup-libvirt.sh,
 tools/start-dockerd.sh, tools/build-test-image.sh). Guests have no network.
 Only the QEMU processes this script starts are killed, by PID.
 """

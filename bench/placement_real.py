@@ -29,7 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.stats import pct  # noqa: E402
-from tests.e2e.nodeproc import start_cluster, stop_cluster  # noqa: E402
+from tests.support.nodeproc import start_cluster, stop_cluster  # noqa: E402
 
 
 

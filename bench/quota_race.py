@@ -32,8 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from twisted.internet import defer  # noqa: E402
 
-from tests.sim.harness import SimCluster, SimConfig  # noqa: E402
-from tests.sim.memrpc import LinkFaults  # noqa: E402
+from tests.support.harness import SimCluster, SimConfig  # noqa: E402
+from tests.support.memrpc import LinkFaults  # noqa: E402
 
 TENANT = "bench:projq"
 
@@ -75,7 +75,7 @@ def real_races(requests: int, quota: int) -> dict:
     """The race on 5 real processes: first a warm-up, then the reference (project
     ``projref``, unlimited) and the quota race (``projq``, ``quota`` containers) on
     the same cluster."""
-    from tests.e2e.nodeproc import start_cluster, stop_cluster
+    from tests.support.nodeproc import start_cluster, stop_cluster
 
     wd = tempfile.mkdtemp(prefix="zund-bench-quota-")
     nodes = start_cluster(wd, 5, "bq", memory_mb=16384, cpus=32, runtimes="fake")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build (once) a clean Debian 12 root filesystem with debootstrap and print the path
-# of its tarball. Used by tests/e2e/test_install_debian.py to prove tools/install.sh
+# of its tarball. Used by tests/real/e2e/test_install_debian.py to prove tools/install.sh
 # on a stock Debian 12 with its own system Python. The root is `minbase` plus
 # systemd-sysv (a Debian host's init, so `systemd-analyze verify` can check the
 # installed unit inside it); it has no Python: the installer must bring it.

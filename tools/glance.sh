@@ -11,7 +11,7 @@
 # 127.0.0.1:$ZUND_GLANCE_PORT (default: a free port). It writes:
 #   $ZUND_CI_DIR/glance.pid            gunicorn's master (tools/run-tests.sh stops it)
 #   $ZUND_CI_DIR/glance/glance.env     KEY=VALUE lines the tests read
-#                                      (tests/e2e/glance.py, via $ZUND_GLANCE_ENV)
+#                                      (tests/real/e2e/glance.py, via $ZUND_GLANCE_ENV)
 # Tests push their own images (docker save of zund-test/busybox:latest).
 set -euo pipefail
 cd "$(dirname "$0")/.."

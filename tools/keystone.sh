@@ -12,11 +12,12 @@
 # (default: a free port), and writes:
 #   $ZUND_CI_DIR/keystone.pid            gunicorn's master (tools/run-tests.sh stops it)
 #   $ZUND_CI_DIR/keystone/keystone.env   KEY=VALUE lines the tests read
-#                                        (tests/e2e/keystone.py, via $ZUND_KEYSTONE_ENV)
+#                                        (tests/real/e2e/keystone.py, via $ZUND_KEYSTONE_ENV)
 # Identities: admin (admin on project admin, bootstrap), zund (service user for
 # auth_token: admin + service on project service), projects project-a and
 # project-b, users a-admin (admin on A), a-member, a-reader (on A), b-member (on B).
-# zund is registered as service type `container`; the tests point its endpoint at
+# zund is registered as service type `container` (and `compute`, its Nova API on
+# port 8774); the tests point its endpoint at
 # the node they started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -129,6 +130,9 @@ role add --project project-b --user b-member member
 service create --name zun container
 endpoint create --region RegionOne container public $ZUND_ENDPOINT
 endpoint create --region RegionOne container internal $ZUND_ENDPOINT
+service create --name zund-nova compute
+endpoint create --region RegionOne compute public $ZUND_COMPUTE_ENDPOINT
+endpoint create --region RegionOne compute internal $ZUND_COMPUTE_ENDPOINT
 EOF
     # batch mode does not stop at an error: check the last step landed
     if [ -z "$(openstack endpoint list --service container -f value -c ID)" ]; then
@@ -149,6 +153,8 @@ start() {
     PORT="${ZUND_KEYSTONE_PORT:-$(free_port)}"
     URL="http://127.0.0.1:$PORT"
     ZUND_ENDPOINT="${ZUND_KEYSTONE_ZUND_ENDPOINT:-http://127.0.0.1:9517/v1}"
+    # the Nova-compatible compute API ([nova_api] port): zund is `compute` too
+    ZUND_COMPUTE_ENDPOINT="${ZUND_KEYSTONE_COMPUTE_ENDPOINT:-http://127.0.0.1:8774/v2.1}"
     rm -rf "$RUN"
     mkdir -p "$RUN"
     configure

@@ -19,7 +19,7 @@ cleanup() {
     # a Keystone still starting writes its PID file first: let it finish
     if [ -n "${keystone_start:-}" ]; then wait "$keystone_start" 2>/dev/null || true; fi
     if [ -n "${glance_start:-}" ]; then wait "$glance_start" 2>/dev/null || true; fi
-    for name in keystone glance libvirtd virtlogd dockerd; do
+    for name in keystone glance registry libvirtd virtlogd dockerd; do
         f="$ZUND_CI_DIR/$name.pid"
         [ -f "$f" ] || continue
         pid=$(cat "$f")
@@ -62,19 +62,52 @@ fi
 glance_start=""
 grep '^glance.sh:' "$ZUND_CI_DIR/glance-start.log" || true
 export ZUND_GLANCE_ENV="$ZUND_CI_DIR/glance/glance.env"
+# A real private registry (docker-registry, htpasswd, storage in $ZUND_CI_DIR/registry)
+# on loopback; the registry tests read its address and login from $ZUND_REGISTRY_ENV.
+bash tools/registry.sh start
+export ZUND_REGISTRY_ENV="$ZUND_CI_DIR/registry/registry.env"
 
 status=0
 python3 -m pytest -q -p no:cacheprovider "$@" tests || status=$?
 
 if [ "$bench" = 1 ] && [ "$status" = 0 ]; then
+    # Benchmarks measure; they assert nothing. A benchmark that crashes or runs out
+    # of its time is reported loudly and listed at the end, but does not undo a
+    # green test run (each one bounds its own run time).
     echo "run-tests: benchmarks"
-    python3 bench/create_latency.py --runs 30 || status=$?
-    timeout 900 python3 bench/placement.py || status=$?
-    timeout 900 python3 bench/placement_real.py || status=$?
-    timeout 900 python3 bench/gossip_sim.py || status=$?
-    timeout 900 python3 bench/quota_race.py || status=$?
-    timeout 1800 python3 bench/chaos.py || status=$?
-    timeout 900 python3 bench/gossip_vs_serf.py || status=$?
-    timeout 900 python3 -m bench.microvm --runs 10 || status=$?
+    failed_benches=()
+    # the whole run (set-up, tests, benchmarks) must end well inside CI's 90 minutes
+    budget_s="${ZUND_RUN_BUDGET_S:-4800}"
+    bench() {
+        local limit="$1"; shift
+        local left=$((budget_s - SECONDS))
+        if [ "$left" -lt 120 ]; then
+            echo "run-tests: BENCH SKIPPED (run budget of ${budget_s} s spent): $*" >&2
+            failed_benches+=("$* (skipped)")
+            return
+        fi
+        if [ "$left" -lt "$limit" ]; then limit=$left; fi
+        local t0=$SECONDS
+        if timeout "$limit" python3 "$@"; then
+            echo "run-tests: bench $* took $((SECONDS - t0)) s"
+        else
+            local rc=$?
+            echo "run-tests: BENCH FAILED (exit $rc after $((SECONDS - t0)) s): $*" >&2
+            failed_benches+=("$*")
+        fi
+    }
+    bench 900 bench/create_latency.py --runs 30
+    bench 600 bench/placement.py
+    bench 600 bench/placement_real.py
+    bench 600 bench/gossip_sim.py
+    bench 600 bench/quota_race.py
+    bench 900 bench/chaos.py
+    bench 900 bench/heal.py
+    bench 300 bench/ws_latency.py
+    bench 600 bench/gossip_vs_serf.py
+    bench 900 -m bench.microvm --runs 10
+    if [ "${#failed_benches[@]}" -gt 0 ]; then
+        echo "run-tests: benchmarks that failed: ${failed_benches[*]}" >&2
+    fi
 fi
 exit "$status"

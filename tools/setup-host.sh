@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Install what zund and its tests need on a fresh Debian 12 machine (idempotent).
-#   apt: docker.io, busybox-static (+ serf for the gossip benchmark), python3-venv
+#   apt: docker.io, busybox-static (+ serf for the gossip benchmark), python3-venv,
+#        docker-registry + apache2-utils (htpasswd) for the private-registry tests
 #   pip: zund itself (editable) with its test extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in docker.io busybox-static serf python3 python3-venv; do
+for pkg in docker.io busybox-static serf python3 python3-venv docker-registry apache2-utils; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup-host: apt-get install ${need_apt[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    # the tests run their own registry (tools/registry.sh), never the packaged service
+    if [[ " ${need_apt[*]} " == *" docker-registry "* ]] && [ -d /run/systemd/system ]; then
+        systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi
 fi
 
 # Always (re)install: a fresh clone elsewhere must own the `zund` script and the

@@ -80,7 +80,7 @@ class EventJournal:
 
     # -- the journal ------------------------------------------------------------------
 
-    def record(self, kind: str, **fields) -> Event:
+    def record(self, kind: str, /, **fields) -> Event:
         self._seq += 1
         event = Event(self._seq, float(self._clock.seconds()), self.node, kind,
                       {k: v for k, v in fields.items() if v is not None})

@@ -8,7 +8,7 @@ nodes run in one process in the simulated tier, so nothing is global). Two kinds
 of figures:
 
 - **observed here**: API requests (route, method, status, latency), console
-  sessions, gossip member events, peer RPC calls (``observe_*`` methods, called by
+  sessions, gossip member events, peer RPC calls, placements (``observe_*``, called by
   the thin hooks the composition root installs);
 - **read at scrape time** from counters the parts already keep (``stats`` of the
   coordinator, bidder, peer server and gossip service, the gossip members, the
@@ -42,7 +42,8 @@ class NodeMetrics:
     """The metrics of one node. ``sources`` are read at scrape time (any may be
     None): ``coordinator``, ``bidder``, ``peer_api`` (``.stats`` Counters),
     ``gossip`` (``.stats`` dict and ``.members()``), ``records`` (a
-    :class:`RecordCensus`), ``quota``/``replicator`` (optional figures)."""
+    :class:`RecordCensus`), ``quota`` (its ``ledgers``), ``replicator`` and
+    ``replica_holder`` (``.stats``), ``figures`` (name -> callable, gauges)."""
 
     def __init__(self, node: str):
         self.node = node
@@ -74,9 +75,6 @@ class NodeMetrics:
         self.console_active = Gauge(
             "zund_console_sessions_active", "Console sessions open on this node now.",
             registry=r)
-        self.runtime_latency = Histogram(
-            "zund_runtime_call_duration_seconds", "Runtime (engine) call latency.",
-            ["runtime", "call"], buckets=LATENCY_BUCKETS, registry=r)
         self.sources: dict = {}
         r.register(_NodeCollector(self))
 
@@ -96,9 +94,6 @@ class NodeMetrics:
 
     def observe_member(self, kind: str, member) -> None:
         self.gossip_member_events.labels(kind).inc()
-
-    def observe_runtime(self, runtime: str, call: str, seconds: float) -> None:
-        self.runtime_latency.labels(runtime, call).observe(max(0.0, seconds))
 
     # -- exposition -----------------------------------------------------------------
 
@@ -222,6 +217,28 @@ class _NodeCollector:
             for (status, runtime), n in sorted(census.counts().items()):
                 fam.add_metric([status, runtime], n)
             yield fam
+        for name, stats_of, doc in (
+                ("zund_replicator_events", "replicator",
+                 "Record copies this node sent to its replica holders, by event."),
+                ("zund_replica_holder_events", "replica_holder",
+                 "Record copies this node received and kept for other nodes, by event.")):
+            part = src.get(stats_of)
+            if part is not None:
+                fam = CounterMetricFamily(name, doc, labels=["event"])
+                for key in sorted(part.stats):
+                    fam.add_metric([key], part.stats[key])
+                yield fam
+        quota = src.get("quota")
+        if quota is not None and hasattr(quota, "ledgers"):
+            ledgers = dict(quota.ledgers)
+            yield GaugeMetricFamily("zund_quota_ledgers",
+                                    "Projects whose quota ledger this node holds.",
+                                    value=len(ledgers))
+            yield GaugeMetricFamily("zund_quota_claims",
+                                    "Live (not yet settled) quota claims on this node's "
+                                    "ledgers.",
+                                    value=sum(len(getattr(ledger, "claims", {}))
+                                              for ledger in ledgers.values()))
         for name, read in sorted((src.get("figures") or {}).items()):
             value = _safe(read)
             if value is not None:
@@ -238,3 +255,25 @@ def _safe(read: Callable[[], float]):
         return float(read())
     except Exception:  # a figure that cannot be read now is left out of this scrape
         return None
+
+
+def metrics_resource(metrics: NodeMetrics):
+    """The metrics listener's twisted.web resource: ``GET /metrics`` (text
+    exposition format); anything else is 404."""
+    from twisted.web.resource import NoResource, Resource
+
+    class _Root(Resource):
+        def getChild(self, path, request):
+            if path == b"metrics" and not request.postpath:
+                return _Metrics()
+            return NoResource()
+
+    class _Metrics(Resource):
+        isLeaf = True
+
+        def render_GET(self, request):
+            body, ctype = metrics.render()
+            request.setHeader(b"Content-Type", ctype.encode())
+            return body
+
+    return _Root()

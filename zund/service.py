@@ -39,6 +39,9 @@ from twisted.web.server import Site
 
 from zund.api import auth as api_auth
 from zund.api.app import ApiConfig, ZunAPI
+from zund.api.nova.app import NovaAPI
+from zund.api.nova.flavors import flavors_from_conf
+from zund.conf import nova_api as nova_api_conf
 from zund.api.control import ControlAPI
 from zund.api.policy import make_enforcer
 from zund.cluster import messages, sealing, signing, wire
@@ -54,6 +57,7 @@ from zund.cluster.placement import Coordinator, PlacementConfig
 from zund.cluster.quota import QuotaConfig, QuotaService
 from zund.cluster.registries import RegistryService
 from zund.registries import NodeKey
+from zund.cluster.healer import Healer, ServiceMarks
 from zund.cluster.replicas import ReplicaHolder, Replicator
 from zund.cluster.policies import load_policy
 from zund.cluster.view import ClusterView
@@ -62,6 +66,9 @@ from zund.common.http import FixedBodyLimit, HardenedSite, Refusal
 from zund.compute import capacity
 from zund.compute.local import LocalContainers
 from zund.compute.manager import ContainerManager, ManagerConfig
+from zund.console.service import ConsoleConfig, ConsoleService
+from zund.events import EventJournal
+from zund.metrics import NodeMetrics, RecordCensus, metrics_resource
 from zund.conf import safety
 from zund.conf.cluster import replica_config
 from zund.conf.gossip import gossip_keys
@@ -211,6 +218,28 @@ class ClosingService(service.Service):
         return defer.maybeDeferred(self._close)
 
 
+class StartingService(service.Service):
+    """Runs ``start()`` (sync or async) on start: for parts that only need to read
+    something once the earlier children are up (e.g. the observers' first census)."""
+
+    def __init__(self, name: str, start: Callable):
+        self.name = name
+        self._start = start
+
+    def startService(self):
+        super().startService()
+        result = self._start()
+        if hasattr(result, "__await__"):
+            return defer.Deferred.fromCoroutine(result)
+        return defer.maybeDeferred(lambda: result)
+
+
+def _console_factory(console):
+    from zund.console.ws import server_factory  # autobahn: only where a node listens
+
+    return server_factory(console)
+
+
 class ListeningService(service.Service):
     """Serves ``resource_factory()`` on ``endpoint`` from startService until stop.
 
@@ -263,6 +292,23 @@ class ListeningService(service.Service):
         return defer.maybeDeferred(port.stopListening)
 
 
+class OptionalListeningService(ListeningService):
+    """A listener the node can serve without (the console websockets, metrics): a
+    port that cannot be bound is logged as an error and the node starts anyway —
+    an auxiliary port clash must not take the Zun API down. (The console then
+    answers 503 "no console listener"; a scrape finds nothing.)"""
+
+    async def _listen(self) -> None:
+        from twisted.internet.error import CannotListenError
+
+        try:
+            await super()._listen()
+        except CannotListenError as e:
+            self.port = None
+            log.error("node.listen_failed part={part} error={error}", part=self.name,
+                      error=str(e))
+
+
 def _peer_refusal(limit: int) -> Refusal:
     """413 for an oversized peer request, as a peer protocol error the caller decodes."""
     return Refusal(413, wire.CONTENT_TYPE, wire.pack(messages.encode_error(
@@ -294,6 +340,12 @@ class NodeParts:
     control: ControlAPI
     replicator: Replicator | None = None
     replica_holder: ReplicaHolder | None = None
+    #: the Nova-compatible compute API (None when [nova_api] enabled = false)
+    nova_api: NovaAPI | None = None
+    healer: Healer | None = None
+    metrics: NodeMetrics | None = None
+    journal: EventJournal | None = None
+    console: ConsoleService | None = None
 
 
 class NodeService(service.MultiService):
@@ -459,6 +511,9 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
         snapshot_path=gossip_snapshot_path or (
             paths.gossip_snapshot_path(state_path) if state_path else None))
     view = ClusterView(gossip.members)
+    # operator marks (forced down) applied to the gossip view (zund.cluster.healer)
+    marks = ServiceMarks()
+    nodes = marks.wrap(view.nodes)
 
     # the cluster parts
     pc = peer_config(conf)
@@ -478,21 +533,21 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
                              slow_timeout_s=pc.slow_call_timeout_s,
                              max_response_bytes=pc.max_response_bytes, clock=reactor,
                              reactor=reactor, sealer=sealer)
-    coordinator = Coordinator(node, view.nodes, peer_client, pconf, reactor,
+    coordinator = Coordinator(node, nodes, peer_client, pconf, reactor,
                               random.Random(rng.getrandbits(64)), policy=policy)
     rc = replica_config(conf)
     replica_holder = ReplicaHolder(node, store)
-    replicator = Replicator(node, store, view.nodes, peer_client, reactor,
+    replicator = Replicator(node, store, nodes, peer_client, reactor,
                             replicas=rc.replicas, queue_limit=rc.queue_limit,
                             anti_entropy_interval_s=rc.anti_entropy_interval_s)
-    directory = Directory(containers, view.nodes, peer_client, reactor, local_node=node,
+    directory = Directory(containers, nodes, peer_client, reactor, local_node=node,
                           replicas=replica_holder)
     quota = QuotaService(node, QuotaConfig.from_conf(conf), reactor,
                          local_records=store.list_containers, view=view.nodes,
                          client=peer_client, list_remote=peer_client.list_containers,
                          store=store)
     facade = ClusterContainers(node, containers, coordinator, directory, peer_client,
-                               view.nodes, default_runtime=conf.default_runtime,
+                               nodes, default_runtime=conf.default_runtime,
                                rng=random.Random(rng.getrandbits(64)), quota=quota)
     # images: records on the node that pulled them, reached through the cluster
     images = build_images(conf, reactor, node, store, runtimes, manager.tasks, peer_client,
@@ -505,18 +560,63 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
         key=NodeKey(os.path.join(state_path, "registry.key") if state_path else None),
         new_id=new_id)
     manager.lifecycle.registries = registries
-    peer_api = PeerAPI(node, NodeHandlers(containers, bidder, replica_holder, quota=quota,
-                                          images=images.local, registries=registries),
+    healer = Healer(node, store, nodes, coordinator, peer_client, manager.lifecycle, local,
+                    reactor, marks, replicas=rc.replicas, resume=manager.reconciler.resume,
+                    new_request_id=None if new_id is None else (lambda: "req-" + new_id()))
+    # recovery starts no auto_heal record before the healer checked it did not move
+    manager.reconciler.hold = healer.hold_for_check
+    handlers = NodeHandlers(containers, bidder, replica_holder, quota=quota,
+                            images=images.local, registries=registries)
+    handlers.healer = healer
+    peer_api = PeerAPI(node, handlers,
                        verifier,
                        reactor,
                        max_body_bytes=pc.max_body_bytes, sealer=sealer)
     authenticator, auth_service = api_auth.from_conf(conf, reactor)
+    # what operators watch (issue 14): per-node metrics registry, event journal,
+    # and the interactive console; each reads what the parts already announce
+    metrics = NodeMetrics(node)
+    journal = EventJournal(node, reactor, capacity=conf.event_journal_size)
+    census = RecordCensus()
+    metrics.sources.update(coordinator=coordinator, bidder=bidder, peer_api=peer_api,
+                           gossip=gossip, records=census, quota=quota,
+                           replicator=replicator, replica_holder=replica_holder)
+    peer_client.observer = metrics.observe_peer
+    gossip.add_listener(metrics.observe_member)
+    gossip.add_listener(journal.on_member)
+    coordinator.observers.append(
+        lambda outcome, uuid, decision: metrics.observe_placement(
+            outcome, float(decision.get("elapsed_s") or 0.0)))
+    coordinator.observers.append(journal.on_placement)
+    store.add_listener(census.on_change)
+    store.add_listener(journal.on_record_change)
+    console = ConsoleService(
+        node, ConsoleConfig(port=conf.console.port, max_sessions=conf.console.max_sessions,
+                            token_ttl_s=conf.console.token_ttl_s,
+                            idle_timeout_s=conf.console.idle_timeout_s),
+        reactor, manager, metrics=metrics, journal=journal)
+    if conf.console.enabled:
+        containers.console = console
     api = ZunAPI(facade, ApiConfig.from_conf(conf), enforcer, clock=reactor,
                  rng=random.Random(rng.getrandbits(64)), authenticator=authenticator,
-                 quotas=quota, images=images.cluster, registries=registries)
+                 quotas=quota, images=images.cluster, registries=registries,
+                 services=healer, console=console if conf.console.enabled else None)
+    api.request_observer = metrics.observe_api
+    # the Nova-compatible compute API: the same containers, identity, policy, quotas
+    nova_api = nova_host = None
+    if conf.nova_api.enabled:
+        nova_api = NovaAPI(facade, ApiConfig.from_conf(conf), enforcer,
+                           flavors=flavors_from_conf(conf),
+                           glance=images.local.glance is not None,
+                           public_url=conf.nova_api.public_url, clock=reactor,
+                           rng=random.Random(rng.getrandbits(64)),
+                           authenticator=authenticator, quotas=quota)
+        nova_host, nova_warning = nova_api_conf.listen_host(conf)
+        if nova_warning:
+            log.warn("{warning}", warning=nova_warning)
     announcer = MetadataAnnouncer(gossip, manager, local, reactor,
                                   conf.gossip.metadata_min_interval)
-    control = ControlAPI(view.peers)
+    control = ControlAPI(view.peers, events=journal, clock=reactor, services=healer)
 
     # addresses peers use: a wildcard bind is reached at the gossip address
     def reachable(host: str) -> str:
@@ -530,8 +630,20 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
         peer_ep = endpoints.TCP4ServerEndpoint(reactor, pc.port, interface=plan.peer_host)
         control_ep = endpoints.UNIXServerEndpoint(
             reactor, paths.control_socket_path(conf.state_path), mode=0o600, wantPID=True)
+        console_ep = endpoints.TCP4ServerEndpoint(reactor, conf.console.port,
+                                                  interface=plan.api_host)
+        metrics_ep = endpoints.TCP4ServerEndpoint(reactor, conf.metrics.port,
+                                                  interface=conf.metrics.host_ip)
     else:
-        api_ep = peer_ep = control_ep = None
+        api_ep = peer_ep = control_ep = console_ep = metrics_ep = None
+
+    def console_listening(port: int) -> None:
+        console.public_base = f"ws://{api_host}:{port}"
+
+    async def seed_observers() -> None:
+        records = await store.list_containers()
+        census.seed(records)
+        journal.seed_records(records)
 
     def dropped(name: str) -> None:
         manager.runtimes.pop(name, None)
@@ -540,10 +652,13 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
                       containers=containers, view=view, gossip=gossip, announcer=announcer,
                       bidder=bidder, coordinator=coordinator, directory=directory,
                       peer_client=peer_client, peer_api=peer_api, facade=facade, api=api,
-                      control=control, replicator=replicator, replica_holder=replica_holder)
+                      control=control, replicator=replicator, replica_holder=replica_holder,
+                      healer=healer, metrics=metrics, journal=journal, console=console,
+                      nova_api=nova_api)
     root = NodeService(node, parts)
     children = [
         StoreService(store, state_path),
+        StartingService("observers", seed_observers),
         RuntimesService(runtimes, closers, dropped,
                         lambda names: local.update(runtimes=tuple(names))),
         manager,
@@ -561,7 +676,21 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
                          lambda port: local.set_addresses(api=f"{api_host}:{port}"),
                          site_factory=lambda resource: HardenedSite(
                              resource, api, listener_limits(conf, "api"), reactor, name="api")),
+        *([console, OptionalListeningService("console-ws", console_ep,
+                                     lambda: _console_factory(console), conf.console.port,
+                                     console_listening, site_factory=lambda f: f)]
+          if conf.console.enabled else []),
+        *([OptionalListeningService("metrics", metrics_ep, lambda: metrics_resource(metrics),
+                            conf.metrics.port)] if conf.metrics.enabled else []),
+        *([OptionalListeningService(
+            "nova-api", endpoints.TCP4ServerEndpoint(reactor, conf.nova_api.port,
+                                                     interface=nova_host) if listen else None,
+            nova_api.resource, conf.nova_api.port,
+            site_factory=lambda resource: HardenedSite(
+                resource, nova_api, listener_limits(conf, "api"), reactor, name="nova-api"))]
+          if nova_api is not None else []),
         replicator,
+        healer,
         announcer,
         gossip,
         ListeningService("control", control_ep, control.resource, 0),

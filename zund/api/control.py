@@ -35,12 +35,15 @@ def _int_arg(request, name: str, default: int) -> int:
 class ControlAPI:
     app = Klein()
 
-    def __init__(self, peers: Callable[[], list[dict]], events=None, clock=None):
+    def __init__(self, peers: Callable[[], list[dict]], events=None, clock=None,
+                 services=None):
         """``events``: a ``zund.events.EventJournal`` (None: /events is empty);
-        ``clock``: IReactorTime for the follow timeout."""
+        ``clock``: IReactorTime for the follow timeout; ``services``: this node's
+        ``zund.cluster.healer.Healer`` for ``/drain`` (None: 501)."""
         self._peers = peers
         self._events = events
         self._clock = clock
+        self._services = services
 
     def resource(self):
         return self.app.resource()
@@ -49,6 +52,25 @@ class ControlAPI:
     def peers(self, request):
         request.setHeader("Content-Type", "application/json")
         return json.dumps({"peers": self._peers()}).encode()
+
+    @app.route("/drain", methods=["GET", "POST", "DELETE"])
+    def drain(self, request):
+        """``zund drain``: POST drains this node (``reason`` in the query), DELETE
+        ends it, GET says where it is. Same as ``service disable``/``enable`` of
+        this node's zun-compute service, without the API or a token."""
+        request.setHeader("Content-Type", "application/json")
+        svc = self._services
+        if svc is None:
+            request.setResponseCode(501)
+            return json.dumps({"error": "drain is not available"}).encode()
+        method = request.method.decode()
+        if method == "GET":
+            return json.dumps(svc.state_of(svc.node)).encode()
+        reason = (request.args.get(b"reason", [b""])[0] or b"").decode("utf-8", "replace")
+        d = defer.Deferred.fromCoroutine(svc.set_service_state(
+            svc.node, disabled=(method == "POST"), reason=reason or None))
+        d.addCallback(lambda state: json.dumps(state).encode())
+        return d
 
     @app.route("/events", methods=["GET"])
     def events(self, request):

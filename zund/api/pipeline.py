@@ -223,7 +223,8 @@ class ApiBase:
 
     def __init__(self, containers, config: ApiConfig, policy_enforcer: PolicyEnforcer,
                  clock=None, rng: random.Random | None = None, authenticator=None,
-                 quotas=None, images=None, registries=None):
+                 quotas=None, images=None, registries=None, console=None,
+                 services=None):
         if not IContainers.providedBy(containers):
             raise TypeError(f"{type(containers).__name__} does not provide IContainers")
         self._containers = containers
@@ -244,6 +245,15 @@ class ApiBase:
         self._images = images
         # registries: a zund.cluster.registries.RegistryService (None: 501)
         self._registries = registries
+        # console: a zund.console.service.ConsoleService (None: interactive exec and
+        # attach answer 400 "not supported", as before issue 14)
+        self._console = console
+        # services: a zund.cluster.healer.Healer (enable/disable/force_down of
+        # zun-compute services; None: those routes answer 501)
+        self._service_admin = services
+        #: callable(route, method, status, seconds) told of every answered request
+        #: (zund.metrics.NodeMetrics.observe_api); set by the composition root
+        self.request_observer = None
 
     def resource(self):
         """The twisted.web resource serving this API."""
@@ -372,6 +382,7 @@ class ApiBase:
         return Reply(status, body, api_auth.challenge_headers(failure.value))
 
     async def _dispatch(self, request, handler, spec: _RouteSpec, url_args: dict) -> bytes:
+        started = self._clock.seconds() if self._clock is not None else None
         request_id = new_request_id()
         header = self._header_getter(request)
         version = None
@@ -395,7 +406,12 @@ class ApiBase:
             reply = result if isinstance(result, Reply) else Reply(200, result)
         except Exception:
             reply = self._error_reply(Failure(), request_id)
-        return self._finish(request, request_id, spec, version, reply)
+        out = self._finish(request, request_id, spec, version, reply)
+        if self.request_observer is not None:
+            elapsed = 0.0 if started is None else self._clock.seconds() - started
+            self.request_observer(handler.__name__, request.method.decode("ascii", "replace"),
+                                  reply.status, elapsed)
+        return out
 
     @APP.handle_errors(HTTPException)
     def _routing_error(self, request, failure):

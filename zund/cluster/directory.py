@@ -171,8 +171,10 @@ class Directory:
         node = views.get(entry.node)
         if node is not None and node.state not in GONE_STATES:
             return Located(key, node, entry.record, from_cache=True)
-        if entry.record is None:
-            return None  # nothing to report; the peers are asked
+        if entry.record is None or entry.record.auto_heal:
+            # nothing to report, or it may have been healed elsewhere
+            # (zund.cluster.healer): the peers are asked
+            return None
         if not _visible(ctx, entry.record):
             raise errors.ContainerNotFound(ident=key)
         node = node or NodeView(name=entry.node, state="dead", api="", peer="", meta=None)
@@ -335,6 +337,13 @@ class Directory:
         if partial:
             # the copies of the owners that did not answer, from those that did
             items, failed = await self._replica_items(ctx, answered, None, all_projects)
+        # a node back from the dead may list a copy that was healed elsewhere until
+        # it removes it (zund.cluster.healer): the highest generation is the live one
+        newest: dict = {}
+        for r in records:
+            if r.uuid not in newest or r.generation > newest[r.uuid].generation:
+                newest[r.uuid] = r
+        records = list(newest.values())
         # the owner's own record wins over any copy
         seen = {r.uuid for r in records}
         copied = [item for uuid, item in self._newest(items).items() if uuid not in seen]

@@ -263,6 +263,14 @@ class ClusterContainers:
     async def execute(self, ctx, ref, argv):
         return await self._at_owner(ctx, ref, self.local.execute, argv=list(argv))
 
+    async def console_open(self, ctx, ref, kind, argv=None):
+        return await self._at_owner(ctx, ref, self.local.console_open, kind=kind,
+                                    argv=None if argv is None else list(argv))
+
+    async def console_resize(self, ctx, ref, width, height, exec_id=None):
+        return await self._at_owner(ctx, ref, self.local.console_resize, width=int(width),
+                                    height=int(height), exec_id=exec_id)
+
     async def top(self, ctx, ref, ps_args=None):
         return await self._at_owner(ctx, ref, self.local.top, ps_args=ps_args)
 

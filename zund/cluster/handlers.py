@@ -26,6 +26,8 @@ class NodeHandlers:
         self.images = images
         #: zund.cluster.registries.RegistryService: serves the REGISTRY_* operations
         self.registries = registries
+        #: zund.cluster.healer.Healer: serves SERVICE_STATE (set by the composition root)
+        self.healer = None
 
     async def bid(self, request):
         return await self.bidder.bid(request)

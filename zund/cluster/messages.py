@@ -52,6 +52,8 @@ class Op(enum.IntEnum):
     REPLICA_QUERY = 32
     # 40-49: exactly-once placement (zund.cluster.placement, zund.cluster.bidding)
     COMMIT_STATUS = 40
+    # self-healing, drain and forced down (issue 11 items 3-4): 80-89
+    SERVICE_STATE = 80
     # 20-29: per-project quotas (zund.cluster.quota)
     QUOTA_CLAIM = 20
     QUOTA_SETTLE = 21
@@ -811,9 +813,44 @@ QUOTA_REQUESTS = (QuotaClaimRequest, QuotaSettleRequest, QuotaLimitsPut, QuotaLi
                   QuotaUsageRequest, QuotaClaimsRequest)
 
 
+@attrs.frozen
+class ServiceStateRequest:
+    """An operator's mark on the zun-compute service of ``host`` (Zun's ``PUT
+    /v1/services/{enable,disable,force_down}``): ``disabled`` (with ``reason``) is
+    sent to ``host``, which drains; ``forced_down`` to every live node, which then
+    treats ``host`` as dead (``zund.cluster.healer``). None: unchanged.
+    -> {host, disabled, disabled_reason, forced_down} as the receiver knows them."""
+
+    OP: ClassVar[Op] = Op.SERVICE_STATE
+    host: str
+    disabled: bool | None = None
+    reason: str | None = None
+    forced_down: bool | None = None
+
+    def to_body(self) -> dict:
+        return {"host": self.host, "disabled": self.disabled, "reason": self.reason,
+                "forced_down": self.forced_down}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "ServiceStateRequest":
+        return cls(_get(body, "host", str),
+                   _get(body, "disabled", bool, optional=True),
+                   _get(body, "reason", str, optional=True),
+                   _get(body, "forced_down", bool, optional=True))
+
+    @staticmethod
+    def answer_to_body(state) -> dict:
+        return {"state": dict(state)}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> dict:
+        return dict(_get(ok, "state", dict))
+
+
 REQUESTS: dict[Op, type] = {cls.OP: cls for cls in (
     BidRequest, CommitRequest, ReleaseRequest, ListRequest, LocateRequest, OwnerCall,
-    HostRequest, ReplicateRequest, ReplicaSyncRequest, ReplicaQuery, CommitStatusRequest)
+    HostRequest, ReplicateRequest, ReplicaSyncRequest, ReplicaQuery, CommitStatusRequest,
+    ServiceStateRequest)
     + QUOTA_REQUESTS + IMAGE_REQUESTS + REGISTRY_REQUESTS}
 
 

@@ -48,6 +48,9 @@ class NodeFacts:
     api: str = ""
     peer: str = ""
     draining: bool = False
+    #: the operator's reason (and drain progress) shown as the service's
+    #: ``disabled_reason`` (zund.cluster.healer)
+    disabled_reason: str = ""
 
 
 class LocalNode:
@@ -131,6 +134,7 @@ class NodeMeta:
     #: how many projects the node hosts (``tenants`` may hold only the top K)
     ntenants: int = 0
     draining: bool = False
+    disabled_reason: str = ""
 
     def to_wire(self) -> dict:
         """The msgpack-ready dict (schema ``SCHEMA_VERSION``)."""
@@ -144,6 +148,7 @@ class NodeMeta:
                                           "os": h.os, "kernel": h.kernel},
             "tenants": dict(self.tenants), "tenants_truncated": self.tenants_truncated,
             "ntenants": self.ntenants, "draining": self.draining,
+            "disabled_reason": self.disabled_reason,
         }
 
     @classmethod
@@ -173,7 +178,8 @@ class NodeMeta:
             tenants={_str(k): _num(v, int) for k, v in _map(d.get("tenants")).items()},
             tenants_truncated=bool(d.get("tenants_truncated", False)),
             ntenants=_num(d.get("ntenants", len(_map(d.get("tenants")))), int),
-            draining=bool(d.get("draining", False)))
+            draining=bool(d.get("draining", False)),
+            disabled_reason=(_opt_str(d.get("disabled_reason")) or "")[:200])
 
     @property
     def hardware(self) -> HostHardware:
@@ -251,7 +257,8 @@ def build(facts: NodeFacts, usage: capacity.Usage, limits: dict, tenants: dict[s
             cpus=host.cpus, mem_mb=host.mem_total_mb, disk_gb=host.disk_total_gb,
             arch=host.architecture, os=host.os, kernel=host.kernel_version),
         tenants=dict(ranked[:top_k]), tenants_truncated=len(ranked) > top_k,
-        ntenants=len(ranked), draining=facts.draining)
+        ntenants=len(ranked), draining=facts.draining,
+        disabled_reason=facts.disabled_reason)
 
 
 def encode(meta: NodeMeta) -> bytes:

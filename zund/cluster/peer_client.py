@@ -124,7 +124,28 @@ class PeerClient:
         await treq.collect(response, collect)
         return response.code, b"".join(chunks)
 
+    #: callable(op: str, seconds: float, error: str | None) told of every call
+    #: (``zund.metrics.NodeMetrics.observe_peer``); set by the composition root
+    observer = None
+
     async def _send(self, node: NodeView, msg):
+        """:meth:`_send_untimed`, timed for the ``observer`` (op name, seconds,
+        the error's type name or None)."""
+        started = self._clock.seconds()
+        op = msg.OP.name.lower()
+        if isinstance(msg, messages.OwnerCall):
+            op = f"owner_call.{msg.operation}"
+        try:
+            answer = await self._send_untimed(node, msg)
+        except Exception as e:
+            if self.observer is not None:
+                self.observer(op, self._clock.seconds() - started, type(e).__name__)
+            raise
+        if self.observer is not None:
+            self.observer(op, self._clock.seconds() - started, None)
+        return answer
+
+    async def _send_untimed(self, node: NodeView, msg):
         """One call; the typed answer. Raises the peer's zund error, or
         ServiceUnavailable when the peer did not answer usefully. Owner calls that
         IContainers marks slow get ``slow_timeout_s``."""

@@ -198,6 +198,15 @@ class PeerAPI:
             log.warn("peer.refused sender={sender} error={error}", sender=sender,
                      error=str(e))
             return self._error(request, e, seal)
+        ctx = getattr(msg, "ctx", None)  # messages that act for a user carry one
+        if ctx is not None:
+            # the owner's trace of a forwarded call: both ids, so one user action
+            # can be followed from the calling service through the entry node to here
+            log.debug("peer.call op={op} sender={sender} user_id={user_id} "
+                      "project_id={project_id} request_id={request_id} "
+                      "global_request_id={global_request_id}", op=msg.OP.name,
+                      sender=sender, user_id=ctx.user_id, project_id=ctx.project_id,
+                      request_id=ctx.request_id, global_request_id=ctx.global_request_id)
         try:
             result = await self._handle(msg)
             answer = wire.pack(messages.encode_answer(msg, result))
@@ -243,6 +252,9 @@ class PeerAPI:
             return await self._image_op(msg)
         if isinstance(msg, messages.OwnerCall):
             return await self._owner_call(msg)
+        if (isinstance(msg, messages.ServiceStateRequest)
+                and getattr(h, "healer", None) is not None):
+            return h.healer.apply_service_state(msg)
         if isinstance(msg, messages.QUOTA_REQUESTS) and getattr(h, "quota", None) is not None:
             return await h.quota.handle(msg)
         if (isinstance(msg, messages.REGISTRY_REQUESTS)

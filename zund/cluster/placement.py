@@ -269,7 +269,8 @@ class Coordinator:
             except Exception:
                 log.failure("placement.observer_failed")
 
-    async def place(self, req: PlacementRequest, ctx, create) -> tuple[object, dict]:
+    async def place(self, req: PlacementRequest, ctx, create, *,
+                    note: dict | None = None) -> tuple[object, dict]:
         """Place ``req`` for the RequestContext ``ctx``, committing the
         ``zund.records.CreateRequest`` ``create`` (the uuid is ``req.uuid``; the
         decision travels beside it in the commit): returns (the winner's
@@ -285,6 +286,8 @@ class Coordinator:
             "entry": self.node_name, "policy": getattr(self.policy, "name", str(self.policy)),
             "tenant_isolation": cfg.tenant_mode, "rounds": [], "winner": None, "why": None,
         }
+        # ``note``: extra keys the winner reads in the decision (a heal: zund.cluster.healer)
+        decision.update(note or {})
         asked: set[str] = set()
         timed_out: set[str] = set()
         #: node -> category of its latest refusal; resource -> most free (for the

@@ -13,9 +13,9 @@ be replayed to node C (each node has its own nonce cache).
 
 Keys: the ``[gossip] keys`` ring (first signs, every key verifies: rotation as in
 memberlist's keyring). The same ring also yields the AES-GCM keys that seal the
-bodies (``zund.cluster.sealing``; the signature then covers the sealed bytes). The HMAC key is derived from each gossip key with a
-purpose label, so the AES-GCM gossip key is never used directly for a second
-purpose. With no gossip keys, a key derived from the cluster name is used: it
+bodies (``zund.cluster.sealing``; the signature then covers the sealed bytes).
+The HMAC key is derived from each gossip key with a purpose label, so the AES-GCM
+gossip key is never used directly for a second purpose. With no gossip keys, a key derived from the cluster name is used: it
 keeps dev clusters working but is NOT secret — :func:`peer_keys` logs a loud
 warning (event ``peer.insecure_key``) and marks the ring ``secure=False``.
 """

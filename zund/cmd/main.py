@@ -1,4 +1,4 @@
-"""``zund`` command line: ``serve``, ``peers``, ``events``, ``dev-cluster``, ``keygen``, ``--version``.
+"""``zund`` command line: ``serve``, ``peers``, ``events``, ``drain``, ``dev-cluster``, ``keygen``, ``--version``.
 
 The only module that touches the global reactor.
 """
@@ -52,12 +52,38 @@ def format_line(event: dict) -> str | None:
     return f"{formatTime(event.get('log_time'))} [{system}] {text}".replace("\n", "\n\t") + "\n"
 
 
-def _start_logging(debug: bool) -> None:
+def format_json_line(event: dict) -> str | None:
+    """``[DEFAULT] log_format = json``: one JSON object per line — time, level,
+    namespace, the event text, and every key=value field (as strings when they are
+    not JSON values), plus the traceback of a failure."""
+    import json
+
+    from twisted.logger import formatEvent
+
+    level = event.get("log_level")
+    out = {"time": event.get("log_time"), "level": level.name if level is not None else None,
+           "namespace": event.get("log_namespace"), "event": formatEvent(event)}
+    fields = {}
+    for k in sorted(event):
+        if k.startswith("log_") or k in ("format", "message", "isError", "system", "time"):
+            continue
+        v = event[k]
+        fields[k] = v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
+    if fields:
+        out["fields"] = fields
+    failure = event.get("log_failure")
+    if failure is not None:
+        out["traceback"] = failure.getTraceback()
+    return json.dumps(out) + "\n"
+
+
+def _start_logging(debug: bool, log_format: str = "text") -> None:
     from twisted.logger import (FileLogObserver, FilteringLogObserver, LogLevel,
                                 LogLevelFilterPredicate, globalLogBeginner)
 
     level = LogLevel.debug if debug else LogLevel.info
-    text_observer = FileLogObserver(sys.stdout, format_line)
+    text_observer = FileLogObserver(
+        sys.stdout, format_json_line if log_format == "json" else format_line)
     observer = FilteringLogObserver(text_observer,
                                     [LogLevelFilterPredicate(defaultLogLevel=level)])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
@@ -74,7 +100,7 @@ def serve(argv: list[str]) -> int:
     except UnsafeConfig as e:
         print(f"zund: refusing to start: {e}", file=sys.stderr)
         return 2
-    _start_logging(conf.debug)
+    _start_logging(conf.debug, conf.log_format)
     from twisted.internet import reactor
     from twisted.logger import Logger
 
@@ -127,9 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="zund", description="zund node daemon and tools.",
         epilog="serve: run a node; peers: a running node's view of the cluster; "
                "events: what a running node did (--follow, --json); "
+               "drain: move this node's auto_heal containers away (--undo, --status); "
                "dev-cluster: N local nodes; keygen: print a new [gossip] keys value.")
-    parser.add_argument("command", choices=["serve", "peers", "events", "dev-cluster",
-                                            "keygen"])
+    parser.add_argument("command", choices=["serve", "peers", "events", "drain",
+                                            "dev-cluster", "keygen"])
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
@@ -144,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         from zund.cmd import peers
 
         return peers.main(rest)
+    if ns.command == "drain":
+        from zund.cmd import drain
+
+        return drain.main(rest)
     if ns.command == "events":
         from zund.cmd import events
 

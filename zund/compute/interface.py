@@ -202,6 +202,17 @@ class IContainers(Interface):
         """-> the new image id."""
 
     @owner_call()
+    async def console_open(ctx, ref, kind, argv=None):
+        """Prepare an interactive console on the owner (``kind`` "exec": a new TTY
+        exec of ``argv``; "attach": the container's own console) and issue the
+        owner's one-time websocket token for the caller -> dict(node, container,
+        kind, exec_id, url). Added by issue 14 (``zund.console``)."""
+
+    @owner_call()
+    async def console_resize(ctx, ref, width, height, exec_id=None):
+        """Resize the TTY of a console exec (``exec_id``) or of the container."""
+
+    @owner_call()
     async def list_actions(ctx, ref):
         """-> list[ActionRecord]."""
 

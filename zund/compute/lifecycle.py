@@ -32,6 +32,10 @@ log = Logger()
 
 #: Zun's event of the scheduling step in a create action
 SCHEDULE_EVENT = "compute__schedule_container"
+#: a healed or drained-away container's record starts this much above the
+#: generation of the copy it replaces, so nothing the old owner wrote after its
+#: last replicated copy can outrank it (zund.cluster.healer)
+HEAL_GENERATION_STEP = 1 << 20
 
 
 def spec_of(rec: ContainerRecord, node: str, image_pull_policy: str) -> ContainerSpec:
@@ -176,6 +180,10 @@ class Lifecycle:
                          availability_zone=request.availability_zone
                          or self.config.availability_zone,
                          status=states.CREATING, task_state="container_creating")
+        heal = (placement or {}).get("heal")
+        if heal:
+            # a heal or a drain move (zund.cluster.healer): outrank the old copy
+            rec.generation = int(heal.get("generation") or 0) + HEAL_GENERATION_STEP
         action_id = await self.store.create_container(
             rec, action=("create", ctx.request_id, ctx.user_id, ctx.project_id,
                          "compute__do_container_create"))
@@ -183,6 +191,14 @@ class Lifecycle:
             # the entry node's decision: candidates, bids, winner, why
             await self.store.add_event(action_id, SCHEDULE_EVENT, result="Success",
                                        details=placement)
+        if heal:
+            message = (f"healed from node {heal.get('from')} to node {self.config.node}, "
+                       f"because {heal.get('because')}")
+            heal_id = await self.store.start_action(u, "heal", "req-" + self.new_uuid(),
+                                                    ctx.user_id,
+                                                    ctx.project_id, event="compute__heal")
+            await self.store.finish_action(heal_id, message=message)
+            log.info("compute.container.healed", uuid=u, message=message)
         self.notify("created", rec)
         self.tasks.spawn(self._do_create(rec.uuid, request.run, action_id), "create")
         return rec
@@ -443,8 +459,9 @@ class Lifecycle:
         """Zun's rebuild, same node, same uuid, name and volumes (zund.compute.rebuild)."""
         fresh, action_id = await self._claim(ctx, rec, "rebuild",
                                              states.TASK_OF_ACTION["rebuild"])
-        self.tasks.spawn(rebuild.run_rebuild(self, fresh.uuid, image, image_driver,
-                                             action_id), "rebuild")
+        self.tasks.spawn(rebuild.run_rebuild(
+            self, fresh.uuid, image, image_driver, action_id,
+            lambda r: spec_of(r, self.config.node, self.config.image_pull_policy)), "rebuild")
 
     # -- delete ----------------------------------------------------------------------
 

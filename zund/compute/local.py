@@ -15,6 +15,7 @@ from __future__ import annotations
 import attrs
 from zope.interface import implementer
 
+from zund.common import errors
 from zund.compute.interface import ContainerRef, IContainers, Listing, ServiceState
 from zund.records import ContainerRecord
 
@@ -35,6 +36,9 @@ class LocalContainers:
     def __init__(self, manager, policy):
         self.manager = manager
         self._policy = policy
+        #: a zund.console.service.ConsoleService (set by the composition root;
+        #: None: interactive consoles are refused)
+        self.console = None
 
     @property
     def node(self) -> str:
@@ -125,6 +129,18 @@ class LocalContainers:
 
     async def execute(self, ctx, ref, argv):
         return await self.manager.execute(ctx, await self._record(ctx, ref), list(argv))
+
+    async def console_open(self, ctx, ref, kind, argv=None):
+        rec = await self._record(ctx, ref)
+        if self.console is None:
+            raise errors.InteractiveNotSupported(what="An interactive console")
+        return await self.console.open_on_owner(ctx, rec, kind, argv)
+
+    async def console_resize(self, ctx, ref, width, height, exec_id=None):
+        rec = await self._record(ctx, ref)
+        if self.console is None:
+            raise errors.InteractiveNotSupported(what="Resizing a console")
+        return await self.console.resize_on_owner(rec, int(width), int(height), exec_id)
 
     async def top(self, ctx, ref, ps_args=None):
         return await self.manager.top(ctx, await self._record(ctx, ref), ps_args=ps_args)

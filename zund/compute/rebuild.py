@@ -48,10 +48,10 @@ async def ensure_image(lc, rt, rec, spec) -> None:
 
 
 async def run_rebuild(lc, uuid: str, image: str | None, image_driver: str | None,
-                      action_id: int) -> None:
-    """The background half of a claimed rebuild (see the module docstring)."""
-    from zund.compute.lifecycle import spec_of  # lifecycle imports this module
-
+                      action_id: int, spec_of) -> None:
+    """The background half of a claimed rebuild (see the module docstring).
+    ``spec_of(rec) -> ContainerSpec``: the lifecycle's (this module must not import
+    it back)."""
     async with lc.locks[uuid]:
         try:
             rec = await lc.store.get_container(uuid)
@@ -63,7 +63,7 @@ async def run_rebuild(lc, uuid: str, image: str | None, image_driver: str | None
         rt = None
         try:
             rt = lc.runtime(rec)
-            spec = spec_of(target, lc.config.node, lc.config.image_pull_policy)
+            spec = spec_of(target)
             await ensure_image(lc, rt, target, spec)
         except errors.ZundError as e:
             # nothing was touched: the container stays what it was

@@ -54,6 +54,12 @@ class Reconciler:
         self.sync_interval_s = sync_interval_s
         self.refresh_min_interval_s = refresh_min_interval_s
         self._loop: task.LoopingCall | None = None
+        #: ``hold(uuid, action)``: set by the composition root when records can
+        #: move away while this node is down (``zund.cluster.healer``): an
+        #: ``auto_heal`` record that recovery would create or start is handed to it
+        #: instead, and started (``resume``) only once the cluster said it did not
+        #: move — never a record that has moved.
+        self.hold = None
 
     # -- the periodic loop ----------------------------------------------------------
 
@@ -94,6 +100,14 @@ class Reconciler:
             if rec.status == states.DELETING or rec.task_state == "container_deleting":
                 log.info("compute.recover.finish_delete", uuid=rec.uuid)
                 lc.tasks.spawn(lc.do_delete(rec.uuid, True), "delete")
+            elif self.hold is not None and rec.auto_heal and rec.placed and (
+                    rec.status == states.CREATING
+                    or rec.task_state in ("image_pulling", "container_creating")
+                    or RESUMABLE.get(rec.task_state) in ("start", "reboot", "unpause")):
+                action = "create" if rec.status == states.CREATING or rec.task_state in (
+                    "image_pulling", "container_creating") else RESUMABLE[rec.task_state]
+                log.info("compute.recover.held_for_move_check", uuid=rec.uuid, action=action)
+                self.hold(rec.uuid, action)
             elif rec.status == states.CREATING or rec.task_state in (
                     "image_pulling", "container_creating"):
                 # Issue 11 item 1: the create was acknowledged (its record exists),
@@ -116,6 +130,15 @@ class Reconciler:
                     event=f"compute__do_container_{action}")
                 lc.tasks.spawn(lc.run_action(rec.uuid, action, lc.op_for(action), action_id),
                                action)
+            elif rec.status == states.REBUILDING:
+                # issue 12 item 4 (zund.compute.rebuild): past the pull, the old runtime
+                # object may be gone and the new one not made; Error lets the user
+                # rebuild again (or delete). An interrupted pull is just cleared below.
+                rec.task_state = None
+                rec.status = states.ERROR
+                rec.status_reason = ("rebuild interrupted by a restart of zund: rebuild "
+                                     "the container again")
+                await self.store.save_container(rec)
             elif rec.task_state is not None:
                 rec.task_state = None
                 await self.store.save_container(rec)
@@ -126,6 +149,17 @@ class Reconciler:
         for rec in idle:
             await self._sync_observed(rec, observed)
         await self._reap_orphans(known, observed)
+
+    async def resume(self, uuid: str, action: str) -> None:
+        """Do what start-up recovery held back for ``uuid`` (see ``hold``)."""
+        lc = self.lifecycle
+        if action == "create":
+            lc.tasks.spawn(lc.resume_create(uuid), "create")
+            return
+        action_id = await self.store.start_action(
+            uuid, action, "req-recovery-" + lc.new_uuid(), None, None,
+            event=f"compute__do_container_{action}")
+        lc.tasks.spawn(lc.run_action(uuid, action, lc.op_for(action), action_id), action)
 
     async def _observe(self) -> dict[str, dict | None]:
         """Runtime name -> {uuid: RuntimeState} of this node's objects (one ``list``

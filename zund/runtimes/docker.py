@@ -32,8 +32,10 @@ from __future__ import annotations
 import datetime
 import io
 import math
+import os
 import re
 import select
+import signal
 import struct
 import tarfile
 import time
@@ -241,6 +243,8 @@ class DockerRuntime:
 
     name = RUNTIME_NAME
     capabilities = CAPABILITIES
+    #: what ``zund.console`` may open (issue 14): "console" = TTY exec/attach streams
+    console_capabilities = frozenset({"console"})
 
     def __init__(self, config: DockerConfig, node_name: str,
                  run_blocking: Callable[..., defer.Deferred]):
@@ -534,6 +538,73 @@ class DockerRuntime:
                     reason=f"command did not finish within {timeout:g}s") from e.__cause__
             raise
         return ExecResult(exit_code=-1 if code is None else int(code), output=_text(output))
+
+    # -- interactive consoles (zund.console; console_capabilities "console") ---------
+
+    async def console_exec(self, uuid: str, argv: list) -> str:
+        """Create (not start) a TTY exec of ``argv`` with stdin open -> its exec id."""
+        api, name = self._api, runtime_object_name(uuid)
+        argv = [str(a) for a in argv]
+        return await self._call(
+            lambda: api.exec_create(name, argv, stdin=True, stdout=True, stderr=True,
+                                    tty=True)["Id"], uuid=uuid)
+
+    async def console_socket(self, uuid: str, exec_id: str | None = None):
+        """The engine's hijacked stream of a console: start ``exec_id`` (a TTY exec),
+        or attach to the container's own console -> a socket-like object (raw TTY
+        bytes both ways; the caller adopts its descriptor into the reactor and
+        closes this object)."""
+        api, name = self._api, runtime_object_name(uuid)
+
+        def _open():
+            if exec_id is not None:
+                return api.exec_start(exec_id, tty=True, socket=True)
+            return api.attach_socket(name, params={"stdin": 1, "stdout": 1, "stderr": 1,
+                                                   "stream": 1})
+
+        return await self._call(_open, uuid=uuid)
+
+    async def console_resize(self, uuid: str, exec_id: str | None, height: int,
+                             width: int) -> None:
+        api, name = self._api, runtime_object_name(uuid)
+        if exec_id is not None:
+            await self._call(lambda: api.exec_resize(exec_id, height=height, width=width),
+                             uuid=uuid)
+        else:
+            await self._call(lambda: api.resize(name, height=height, width=width), uuid=uuid)
+
+    async def console_end(self, exec_id: str, grace_s: float = 2.0) -> bool:
+        """End a console exec whose client went away. The engine has no "kill exec"
+        and keeps a TTY exec running when its stream closes, so do what a terminal
+        hang-up does: SIGHUP its process (the engine reports its host pid; zund runs
+        on the engine's host), SIGKILL after ``grace_s``. -> True if it ended."""
+        api = self._api
+
+        def _end():
+            deadline = time.monotonic() + grace_s
+            sig = signal.SIGHUP
+            while True:
+                info = api.exec_inspect(exec_id)
+                pid = int(info.get("Pid") or 0)
+                if not info.get("Running") or pid <= 0:
+                    return True
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    return True
+                except PermissionError:
+                    return False
+                if time.monotonic() >= deadline:
+                    if sig == signal.SIGKILL:
+                        return False
+                    sig = signal.SIGKILL
+                    deadline = time.monotonic() + grace_s
+                select.select([], [], [], 0.1)  # poll interval inside the worker thread
+
+        try:
+            return bool(await self._call(_end))
+        except errors.ZundError:
+            return False
 
     async def top(self, uuid: str, ps_args: str | None = None) -> dict:
         self._require("top", "top")

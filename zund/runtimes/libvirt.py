@@ -165,6 +165,8 @@ class LibvirtRuntime:
 
     name = RUNTIME_NAME
     capabilities = CAPABILITIES
+    #: ``zund.console``: "console_log" = a read-only attach to the guest's serial console
+    console_capabilities = frozenset({"console_log"})
 
     def __init__(self, config: LibvirtConfig, node_name: str,
                  run_blocking: Callable[..., defer.Deferred], clock):
@@ -222,6 +224,11 @@ class LibvirtRuntime:
 
     async def _sleep(self, seconds: float) -> None:
         await task.deferLater(self._clock, seconds, lambda: None)
+
+    def console_log_path(self, uuid: str) -> str:
+        """The file the guest's serial console writes to (console capability "console_log":
+        ``zund.console`` tails it for a read-only attach; the guest has no stdin)."""
+        return self._log_path(uuid)
 
     # file layout of one container
     def _log_path(self, uuid: str) -> str:

@@ -221,30 +221,66 @@ class ContainersResource:
         argv = schemas.split_command(p["command"])
         ref = self._ref(req, ident, "container:execute")
         if interactive or not run:
-            await self._containers.find(req.ctx, ref)
-            raise errors.InteractiveNotSupported(what="Interactive exec (interactive=true or "
-                                                      "run=false)")
+            # a TTY exec reached over a websocket (zund.console); Zun: run=false
+            if self._console is None:
+                await self._containers.find(req.ctx, ref)
+                raise errors.InteractiveNotSupported(what="Interactive exec (interactive="
+                                                          "true or run=false)")
+            self._console.check_capacity()
+            opened = await self._containers.console_open(req.ctx, ref, kind="exec", argv=argv)
+            return {"output": None, "exit_code": None, "exec_id": opened["exec_id"],
+                    "proxy_url": self._console.client_url(req.ctx, opened)}
         result = await self._containers.execute(req.ctx, ref, argv)
         return {"output": result.output, "exit_code": result.exit_code, "exec_id": None,
                 "proxy_url": None}
 
+    def _tty_size(self, req: ApiRequest) -> tuple[int, int]:
+        size = []
+        for field in ("w", "h"):
+            raw = req.params.get(field)
+            try:
+                value = int(raw)
+            except (TypeError, ValueError):
+                raise errors.InvalidInput(field=field,
+                                          reason="an integer number of cells is required.")
+            if not 0 < value <= 10000:
+                raise errors.InvalidInput(field=field, reason="must be between 1 and 10000.")
+            size.append(value)
+        return size[0], size[1]
+
     @route("/containers/<ident>/execute_resize", ["POST"])
     async def container_execute_resize(self, req: ApiRequest, ident: str):
-        await self._containers.find(req.ctx,
-                                    self._ref(req, ident, "container:execute_resize"))
-        raise errors.InteractiveNotSupported(what="Resizing an exec TTY")
+        ref = self._ref(req, ident, "container:execute_resize")
+        if self._console is None:
+            await self._containers.find(req.ctx, ref)
+            raise errors.InteractiveNotSupported(what="Resizing an exec TTY")
+        exec_id = schemas.not_none(req.params.get("exec_id"))
+        if not isinstance(exec_id, str) or not exec_id:
+            raise errors.InvalidInput(field="exec_id", reason="an exec id is required.")
+        width, height = self._tty_size(req)
+        await self._containers.console_resize(req.ctx, ref, width, height, exec_id=exec_id)
+        return Reply(200, None)
 
     @route("/containers/<ident>/resize", ["POST"])
     async def container_resize(self, req: ApiRequest, ident: str):
-        await self._containers.find(req.ctx,
-                                    self._ref(req, ident, "container:resize"))
-        raise errors.InteractiveNotSupported(what="Resizing a container TTY")
+        ref = self._ref(req, ident, "container:resize")
+        if self._console is None:
+            await self._containers.find(req.ctx, ref)
+            raise errors.InteractiveNotSupported(what="Resizing a container TTY")
+        width, height = self._tty_size(req)
+        await self._containers.console_resize(req.ctx, ref, width, height)
+        return Reply(200, None)
 
     @route("/containers/<ident>/attach", ["GET"])
     async def container_attach(self, req: ApiRequest, ident: str):
-        await self._containers.find(req.ctx,
-                                    self._ref(req, ident, "container:attach"))
-        raise errors.InteractiveNotSupported(what="Attaching to a container")
+        ref = self._ref(req, ident, "container:attach")
+        if self._console is None:
+            await self._containers.find(req.ctx, ref)
+            raise errors.InteractiveNotSupported(what="Attaching to a container")
+        self._console.check_capacity()
+        opened = await self._containers.console_open(req.ctx, ref, kind="attach")
+        # Zun answers the websocket URL as a JSON string (zunclient connects to it)
+        return self._console.client_url(req.ctx, opened)
 
     @route("/containers/<ident>/top", ["GET"])
     async def container_top(self, req: ApiRequest, ident: str):

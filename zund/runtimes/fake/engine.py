@@ -610,6 +610,7 @@ class FakeRuntime:
         ref = normalize_image(f"{repository}:{tag}" if tag else repository)
         self._counter += 1
         image_id = "sha256:" + content_id("commit", box.id, ref, str(self._counter))
+        # as docker's commit: the volumes' data is not part of the image
         self.images[ref] = FakeImage(ref, image_id, list(box.argv), None, dict(box.env),
-                                     filesystem.copy_tree(box.fs))
+                                     filesystem.copy_tree(getattr(box.fs, "base", box.fs)))
         return image_id

@@ -1,0 +1,61 @@
+"""Real tier: a cluster where only some nodes offer `microvm`. A microvm request
+through a docker-only node lands on a node with libvirt; nodes without it never
+bid for it."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from tests.support.nodeproc import start_cluster, stop_cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(real_docker):
+    if os.environ.get("ZUND_SKIP_LIBVIRT") == "1":
+        pytest.skip("ZUND_SKIP_LIBVIRT=1 set explicitly")
+    if subprocess.run(["virsh", "-c", "qemu:///system", "list"],
+                      capture_output=True).returncode != 0:
+        pytest.fail("libvirtd does not answer: run tools/setup-libvirt.sh")
+    wd = tempfile.mkdtemp(prefix="zund-mvc-", dir="/var/tmp")
+    os.chmod(wd, 0o755)  # QEMU (unprivileged) must reach the state dir
+    nodes = start_cluster(wd, 3, "m", memory_mb=2048,
+                          per_node={3: {"DEFAULT": {"enabled_runtimes": "docker,libvirt"},
+                                        "libvirt": {"virt_type": "qemu"}}})
+    yield nodes
+    stop_cluster(nodes)
+    shutil.rmtree(wd, ignore_errors=True)
+
+
+def test_only_libvirt_nodes_advertise_microvm(cluster):
+    """/v1/hosts (from any node) shows microvm only on the node that has libvirt."""
+    hosts = {h["hostname"]: set(h["runtimes"])
+             for h in cluster[0].api("GET", "/hosts").json()["hosts"]}
+    assert hosts[cluster[2].name] == {"runc", "microvm"}
+    assert hosts[cluster[0].name] == hosts[cluster[1].name] == {"runc"}
+
+
+def test_microvm_request_through_docker_only_node_lands_on_libvirt_node(cluster, real_docker):
+    """runtime=microvm via node 1 runs on node 3, in a micro-VM, and reads back
+    through node 2."""
+    r = cluster[0].api("POST", "/containers?run=true", json={
+        "image": real_docker, "runtime": "microvm", "memory": 128, "name": "vm",
+        "command": ["sh", "-c", 'trap "exit 0" TERM; echo in-vm; while true; do sleep 1; done']})
+    assert r.status_code == 202, r.text
+    c = r.json()
+    assert c["host"] == cluster[2].name and c["runtime"] == "microvm"
+    got = cluster[1].wait_status(c["uuid"], "Running", timeout_s=120)
+    assert got["host"] == cluster[2].name
+    domains = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--name"],
+                             capture_output=True, text=True).stdout
+    assert f"zun-{c['uuid']}" in domains
+    acts = cluster[1].api("GET", f"/containers/{c['uuid']}/container_actions").json()
+    req_id = [a for a in acts["containerActions"] if a["action"] == "create"][0]["request_id"]
+    events = cluster[1].api("GET", f"/containers/{c['uuid']}/container_actions/{req_id}") \
+        .json()["events"]
+    decision = [e for e in events if e["event"] == "compute__schedule_container"][0]["details"]
+    # docker-only nodes were filtered out before any bid
+    assert decision["rounds"][0]["filtered"].get("runtime") == 2
+    assert cluster[1].api("DELETE", f"/containers/{c['uuid']}?stop=True").status_code == 204
