@@ -21,39 +21,10 @@ VENV="${ZUND_GLANCE_VENV:-/opt/zund-glance}"
 GLANCE_VERSION="${ZUND_GLANCE_VERSION:-33.0.0}"
 RUN="$ZUND_CI_DIR/glance"
 PIDFILE="$ZUND_CI_DIR/glance.pid"
+NAME=glance.sh
+# shellcheck source=tools/lib/service.sh
+. tools/lib/service.sh
 ENVFILE="$RUN/glance.env"
-
-log() { echo "glance.sh: $*"; }
-
-running() {
-    [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
-}
-
-install_venv() {
-    local have=""
-    if [ -x "$VENV/bin/glance-manage" ] && [ -x "$VENV/bin/gunicorn" ]; then
-        have=$("$VENV/bin/python" -m pip show glance 2>/dev/null | sed -n 's/^Version: //p')
-    fi
-    if [ "$have" = "$GLANCE_VERSION" ]; then return; fi
-    log "installing glance $GLANCE_VERSION into $VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q "glance==$GLANCE_VERSION" "gunicorn>=21"
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_for() {  # url, seconds
-    local deadline=$((SECONDS + $2))
-    until python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)' \
-            "$1" 2>/dev/null; do
-        if [ "$SECONDS" -ge "$deadline" ]; then return 1; fi
-        if ! running; then return 1; fi
-        sleep 0.3
-    done
-}
 
 configure() {
     mkdir -p "$RUN/images" "$RUN/staging" "$RUN/tasks"
@@ -93,7 +64,7 @@ start() {
     fi
     stop  # a half-started one from this run dir
     local t0=$SECONDS
-    install_venv
+    install_venv "$VENV" glance "$GLANCE_VERSION" glance-manage
     local t1=$SECONDS
     PORT="${ZUND_GLANCE_PORT:-$(free_port)}"
     URL="http://127.0.0.1:$PORT"
@@ -115,18 +86,4 @@ start() {
     log "running on $URL (pid $(cat "$PIDFILE")); install $((t1 - t0))s, setup $((SECONDS - t1))s"
 }
 
-stop() {
-    running || { rm -f "$PIDFILE"; return 0; }
-    local pid
-    pid=$(cat "$PIDFILE")
-    log "stopping pid $pid"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    rm -f "$PIDFILE"
-}
-
-case "${1:-start}" in
-    start) start ;;
-    stop) stop ;;
-    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
-esac
+main "$@"

@@ -27,41 +27,11 @@ VENV="${ZUND_KEYSTONE_VENV:-/opt/zund-keystone}"
 KEYSTONE_VERSION="${ZUND_KEYSTONE_VERSION:-30.0.0}"
 RUN="$ZUND_CI_DIR/keystone"
 PIDFILE="$ZUND_CI_DIR/keystone.pid"
+NAME=keystone.sh
+# shellcheck source=tools/lib/service.sh
+. tools/lib/service.sh
 ENVFILE="$RUN/keystone.env"
 PASSWORD="zund-test-secret"   # loopback-only test Keystone; never a real cloud
-
-log() { echo "keystone.sh: $*"; }
-
-running() {
-    [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
-}
-
-install_venv() {
-    local have=""
-    if [ -x "$VENV/bin/keystone-manage" ] && [ -x "$VENV/bin/gunicorn" ]; then
-        have=$("$VENV/bin/python" -m pip show keystone 2>/dev/null | sed -n 's/^Version: //p')
-    fi
-    if [ "$have" = "$KEYSTONE_VERSION" ]; then return; fi
-    log "installing keystone $KEYSTONE_VERSION into $VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q "keystone==$KEYSTONE_VERSION" "gunicorn>=21"
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
-wait_for() {  # url, seconds
-    local deadline=$((SECONDS + $2))
-    until python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)' \
-            "$1" 2>/dev/null; do
-        if [ "$SECONDS" -ge "$deadline" ]; then return 1; fi
-        if ! running; then return 1; fi
-        sleep 0.3
-    done
-}
 
 configure() {
     mkdir -p "$RUN/fernet-keys" "$RUN/credential-keys"
@@ -148,7 +118,7 @@ start() {
     fi
     stop  # a half-started one from this run dir
     local t0=$SECONDS
-    install_venv
+    install_venv "$VENV" keystone "$KEYSTONE_VERSION" keystone-manage
     local t1=$SECONDS
     PORT="${ZUND_KEYSTONE_PORT:-$(free_port)}"
     URL="http://127.0.0.1:$PORT"
@@ -184,18 +154,4 @@ EOF
     log "running on $URL (pid $(cat "$PIDFILE")); install $((t1 - t0))s, setup $((SECONDS - t1))s"
 }
 
-stop() {
-    running || { rm -f "$PIDFILE"; return 0; }
-    local pid
-    pid=$(cat "$PIDFILE")
-    log "stopping pid $pid"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    rm -f "$PIDFILE"
-}
-
-case "${1:-start}" in
-    start) start ;;
-    stop) stop ;;
-    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
-esac
+main "$@"

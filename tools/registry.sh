@@ -17,34 +17,11 @@ cd "$(dirname "$0")/.."
 : "${ZUND_CI_DIR:?set ZUND_CI_DIR to this run directory}"
 RUN="$ZUND_CI_DIR/registry"
 PIDFILE="$ZUND_CI_DIR/registry.pid"
+NAME=registry.sh
+# shellcheck source=tools/lib/service.sh
+. tools/lib/service.sh
 ENVFILE="$RUN/registry.env"
 USER_NAME="${ZUND_REGISTRY_USER:-zund-ci}"
-
-log() { echo "registry.sh: $*"; }
-
-running() {
-    [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_for() {  # url, seconds: the registry answers /v2/ (401 without credentials)
-    local deadline=$((SECONDS + $2))
-    until python3 - "$1" <<'PY' 2>/dev/null
-import sys, urllib.error, urllib.request
-try:
-    urllib.request.urlopen(sys.argv[1], timeout=5)
-except urllib.error.HTTPError as e:
-    sys.exit(0 if e.code == 401 else 1)
-PY
-    do
-        if [ "$SECONDS" -ge "$deadline" ]; then return 1; fi
-        if ! running; then return 1; fi
-        sleep 0.2
-    done
-}
 
 start() {
     if running && [ -f "$ENVFILE" ]; then
@@ -81,7 +58,7 @@ auth:
 YML
     setsid docker-registry serve "$RUN/config.yml" </dev/null >>"$RUN/registry.log" 2>&1 &
     echo $! > "$PIDFILE"
-    if ! wait_for "http://127.0.0.1:$port/v2/" 30; then
+    if ! wait_for "http://127.0.0.1:$port/v2/" 30 401; then
         log "the registry did not answer on 127.0.0.1:$port; last log lines:"
         tail -n 20 "$RUN/registry.log" || true
         stop
@@ -96,18 +73,4 @@ YML
     log "running on 127.0.0.1:$port (pid $(cat "$PIDFILE")), $ENVFILE"
 }
 
-stop() {
-    running || { rm -f "$PIDFILE"; return 0; }
-    local pid
-    pid=$(cat "$PIDFILE")
-    log "stopping pid $pid"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    rm -f "$PIDFILE"
-}
-
-case "${1:-start}" in
-    start) start ;;
-    stop) stop ;;
-    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
-esac
+main "$@"

@@ -8,10 +8,10 @@ nodes run in one process in the simulated tier, so nothing is global). Two kinds
 of figures:
 
 - **observed here**: API requests (route, method, status, latency), console
-  sessions, gossip member events, peer RPC calls, placements (``observe_*``, called by
-  the thin hooks the composition root installs);
+  sessions, gossip member events, peer RPC calls, placements, runtime call latency
+  (``observe_*``, called by the thin hooks the composition root installs);
 - **read at scrape time** from counters the parts already keep (``stats`` of the
-  coordinator, bidder, peer server and gossip service, the gossip members, the
+  coordinator, bidder, peer server and gossip service (probes included), the gossip members, the
   record cache fed by the store's change listener), by :class:`_NodeCollector` —
   no global, no double bookkeeping.
 
@@ -22,6 +22,8 @@ Names follow Prometheus conventions: ``zund_<area>_<what>_total`` for counters,
 from __future__ import annotations
 
 import collections
+import inspect
+import time
 from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -45,8 +47,10 @@ class NodeMetrics:
     :class:`RecordCensus`), ``quota`` (its ``ledgers``), ``replicator`` and
     ``replica_holder`` (``.stats``), ``figures`` (name -> callable, gauges)."""
 
-    def __init__(self, node: str):
+    def __init__(self, node: str, clock=None):
         self.node = node
+        #: ``seconds()`` for the latencies measured here (the reactor; a task.Clock in sims)
+        self.clock = clock
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.api_requests = Counter(
@@ -72,6 +76,10 @@ class NodeMetrics:
         self.console_sessions = Counter(
             "zund_console_sessions", "Interactive console sessions, by kind and how they "
             "ended.", ["kind", "outcome"], registry=r)
+        self.runtime_call_latency = Histogram(
+            "zund_runtime_call_seconds", "Runtime call latency (create, start, inspect, ...) "
+            "as seen by the compute manager, by runtime and call; failed calls included.",
+            ["runtime", "call"], buckets=LATENCY_BUCKETS, registry=r)
         self.console_active = Gauge(
             "zund_console_sessions_active", "Console sessions open on this node now.",
             registry=r)
@@ -95,11 +103,44 @@ class NodeMetrics:
     def observe_member(self, kind: str, member) -> None:
         self.gossip_member_events.labels(kind).inc()
 
+    def observe_runtime_call(self, runtime: str, call: str, seconds: float) -> None:
+        self.runtime_call_latency.labels(runtime, call).observe(max(0.0, seconds))
+
+    def timed_runtime(self, rt):
+        """``rt`` seen through a view that times its async calls into
+        ``zund_runtime_call_seconds`` (the compute lifecycle's ``runtime_view``)."""
+        return _TimedRuntime(rt, self)
+
     # -- exposition -----------------------------------------------------------------
 
     def render(self) -> tuple[bytes, str]:
         """(body, content type) of a scrape."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _TimedRuntime:
+    """Delegates everything to the runtime; its coroutine methods are timed with
+    the metrics' clock. Not stored anywhere: made per ``Lifecycle.runtime()``."""
+
+    def __init__(self, rt, metrics: NodeMetrics):
+        self._rt = rt
+        self._metrics = metrics
+
+    def __getattr__(self, attr):
+        value = getattr(self._rt, attr)
+        if attr.startswith("_") or not inspect.iscoroutinefunction(value):
+            return value
+        metrics, runtime = self._metrics, str(getattr(self._rt, "name", "?"))
+        seconds = metrics.clock.seconds if metrics.clock is not None else time.monotonic
+
+        async def timed(*args, **kwargs):
+            began = seconds()
+            try:
+                return await value(*args, **kwargs)
+            finally:
+                metrics.observe_runtime_call(runtime, attr, seconds() - began)
+
+        return timed
 
 
 class RecordCensus:
@@ -201,6 +242,20 @@ class _NodeCollector:
             for key, reason in _GOSSIP_DROPS.items():
                 dropped.add_metric([reason], s.get(key, 0))
             yield dropped
+            yield _counter("zund_gossip_probes_sent",
+                           "Failure-detector probes (direct pings) this node started.",
+                           s.get("probes_sent", 0))
+            probes = CounterMetricFamily("zund_gossip_probes",
+                                         "Failure-detector probes finished, by result "
+                                         "(ack = answered directly or through a relay, "
+                                         "timeout = no ack by the deadline).",
+                                         labels=["result"])
+            probes.add_metric(["ack"], s.get("probe_acks", 0))
+            probes.add_metric(["timeout"], s.get("probe_timeouts", 0))
+            yield probes
+            yield _counter("zund_gossip_indirect_probes_sent",
+                           "Indirect probe requests (SWIM ping-req) sent to relays after a "
+                           "direct ping went unanswered.", s.get("indirect_probes_sent", 0))
             members = GaugeMetricFamily("zund_gossip_members",
                                         "Members this node knows, by state.",
                                         labels=["state"])

@@ -575,13 +575,14 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
     authenticator, auth_service = api_auth.from_conf(conf, reactor)
     # what operators watch (issue 14): per-node metrics registry, event journal,
     # and the interactive console; each reads what the parts already announce
-    metrics = NodeMetrics(node)
+    metrics = NodeMetrics(node, clock=reactor)
     journal = EventJournal(node, reactor, capacity=conf.event_journal_size)
     census = RecordCensus()
     metrics.sources.update(coordinator=coordinator, bidder=bidder, peer_api=peer_api,
                            gossip=gossip, records=census, quota=quota,
                            replicator=replicator, replica_holder=replica_holder)
     peer_client.observer = metrics.observe_peer
+    manager.lifecycle.runtime_view = metrics.timed_runtime
     gossip.add_listener(metrics.observe_member)
     gossip.add_listener(journal.on_member)
     coordinator.observers.append(

@@ -107,6 +107,9 @@ class Lifecycle:
         self.synced_at: dict[str, float] = {}
         #: zund.compute.volumes.IVolumeDriver: where the containers' volumes live
         self.volumes = LocalVolumes()
+        #: rt -> rt: how callers see a record's runtime (the composition root sets
+        #: zund.metrics.NodeMetrics.timed_runtime to time runtime calls); None = as is
+        self.runtime_view: Callable | None = None
 
     # -- runtimes -----------------------------------------------------------------
 
@@ -114,7 +117,7 @@ class Lifecycle:
         rt = self.runtimes.get(rec.runtime or self.config.default_runtime)
         if rt is None:
             raise errors.RuntimeUnavailable(runtime=rec.runtime, reason="not enabled on this node")
-        return rt
+        return rt if self.runtime_view is None else self.runtime_view(rt)
 
     def require(self, rec: ContainerRecord, capability: str, action: str):
         """The record's runtime, if it has ``capability``; else NotSupportedByRuntime."""

@@ -30,7 +30,6 @@ from typing import Callable
 
 import attrs
 from oslo_utils import uuidutils
-from oslo_utils.uuidutils import is_uuid_like  # noqa: F401  (importers: move to oslo_utils)
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger

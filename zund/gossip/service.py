@@ -23,7 +23,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from zund.gossip import codec
-from zund.gossip.codec import PushPull
+from zund.gossip.codec import IndirectPing, PushPull
 from zund.gossip.config import GossipConfig
 from zund.gossip.keyring import Keyring
 from zund.gossip.member import MemberView, format_addr, parse_addr
@@ -39,7 +39,11 @@ STAT_KEYS = (
     "dropped_decrypt", "dropped_decode", "dropped_cluster", "dropped_version", "dropped_oversize",
     "messages_bad", "messages_unknown_type", "push_pull_ok", "push_pull_failed", "push_pull_served",
     "listener_errors", "join_attempts",
+    "probes_sent", "probe_acks", "probe_timeouts", "indirect_probes_sent",
 )
+#: the state machine's probe timers: set when a probe starts, cancelled by its ack,
+#: fired when it times out (zund.gossip.state); the shell counts them from the effects
+_PROBE_DEADLINE = "probe.deadline"
 
 
 class GossipService(service.Service):
@@ -310,18 +314,24 @@ class GossipService(service.Service):
                 if self._transport is None:
                     continue
                 data = codec.encode_packet(self.config.cluster_name, effect.messages, self.keyring)
+                self.stats["indirect_probes_sent"] += sum(
+                    type(m) is IndirectPing for m in effect.messages)
                 self.stats["packets_sent"] += 1
                 self.stats["bytes_sent"] += len(data)
                 self._transport.send(data, effect.addr)
             elif kind is SetTimer:
                 if not self._active:
                     continue
+                if effect.name == _PROBE_DEADLINE:
+                    self.stats["probes_sent"] += 1
                 old = self._timers.get(effect.name)
                 if old is not None and old.active():
                     old.cancel()
                 delay = max(0.0, effect.at - self.clock.seconds())
                 self._timers[effect.name] = self.clock.callLater(delay, self._fire, effect.name)
             elif kind is CancelTimer:
+                if effect.name == _PROBE_DEADLINE:
+                    self.stats["probe_acks"] += 1
                 old = self._timers.pop(effect.name, None)
                 if old is not None and old.active():
                     old.cancel()
@@ -335,6 +345,8 @@ class GossipService(service.Service):
     def _fire(self, name: str) -> None:
         self._timers.pop(name, None)
         if self._active:
+            if name == _PROBE_DEADLINE:
+                self.stats["probe_timeouts"] += 1
             self._apply(self._membership.on_timer(name, self.clock.seconds()))
 
     def _emit(self, event: MemberEvent) -> None:

@@ -11,6 +11,8 @@ import uuid as uuidlib
 
 import attrs
 import pytest
+
+from tests.support.services import service_env
 from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import session as ks_session
 
@@ -52,15 +54,5 @@ class Glance:
 @pytest.fixture(scope="session")
 def real_glance() -> Glance:
     """The run's Glance. Fails (never skips) when tools/glance.sh did not run."""
-    path = os.environ.get("ZUND_GLANCE_ENV")
-    if not path or not os.path.exists(path):
-        pytest.fail("no Glance: run `ZUND_CI_DIR=... bash tools/glance.sh start` and "
-                    "export ZUND_GLANCE_ENV=$ZUND_CI_DIR/glance/glance.env "
-                    "(tools/run-tests.sh does both)")
-    values = {}
-    with open(path) as f:
-        for line in f:
-            key, sep, value = line.strip().partition("=")
-            if sep:
-                values[key] = value
+    values = service_env("Glance", "ZUND_GLANCE_ENV", "glance.sh")
     return Glance(url=values["ZUND_GLANCE_URL"])

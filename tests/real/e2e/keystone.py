@@ -12,6 +12,8 @@ import os
 
 import attrs
 import pytest
+
+from tests.support.services import service_env
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
@@ -71,25 +73,11 @@ class Keystone:
         return env
 
 
-def load(path: str) -> Keystone:
-    values = {}
-    with open(path) as f:
-        for line in f:
-            key, sep, value = line.strip().partition("=")
-            if sep:
-                values[key] = value
+@pytest.fixture(scope="session")
+def real_keystone() -> Keystone:
+    """The run's Keystone. Fails (never skips) when tools/keystone.sh did not run."""
+    values = service_env("Keystone", "ZUND_KEYSTONE_ENV", "keystone.sh")
     return Keystone(auth_url=values["OS_AUTH_URL"], password=values["ZUND_KEYSTONE_PASSWORD"],
                     region=values["OS_REGION_NAME"],
                     service_user=values["ZUND_KEYSTONE_SERVICE_USER"],
                     service_project=values["ZUND_KEYSTONE_SERVICE_PROJECT"])
-
-
-@pytest.fixture(scope="session")
-def real_keystone() -> Keystone:
-    """The run's Keystone. Fails (never skips) when tools/keystone.sh did not run."""
-    path = os.environ.get("ZUND_KEYSTONE_ENV")
-    if not path or not os.path.exists(path):
-        pytest.fail("no Keystone: run `ZUND_CI_DIR=... bash tools/keystone.sh start` and "
-                    "export ZUND_KEYSTONE_ENV=$ZUND_CI_DIR/keystone/keystone.env "
-                    "(tools/run-tests.sh does both)")
-    return load(path)

@@ -4,10 +4,11 @@ KEY=VALUE file it wrote), and pushing the test image into it."""
 
 from __future__ import annotations
 
-import os
 
 import attrs
 import pytest
+
+from tests.support.services import service_env
 
 
 @attrs.frozen(repr=False)
@@ -42,16 +43,6 @@ class Registry:
 @pytest.fixture(scope="session")
 def real_registry() -> Registry:
     """The run's registry. Fails (never skips) when tools/registry.sh did not run."""
-    path = os.environ.get("ZUND_REGISTRY_ENV")
-    if not path or not os.path.exists(path):
-        pytest.fail("no registry: run `ZUND_CI_DIR=... bash tools/registry.sh start` and "
-                    "export ZUND_REGISTRY_ENV=$ZUND_CI_DIR/registry/registry.env "
-                    "(tools/run-tests.sh does both)")
-    values = {}
-    with open(path) as f:
-        for line in f:
-            key, sep, value = line.strip().partition("=")
-            if sep:
-                values[key] = value
+    values = service_env("registry", "ZUND_REGISTRY_ENV", "registry.sh")
     return Registry(values["ZUND_REGISTRY_ADDR"], values["ZUND_REGISTRY_USER"],
                     values["ZUND_REGISTRY_PASSWORD"])

@@ -49,6 +49,10 @@ def test_metrics_count_api_requests_placements_bids_and_containers(make_cluster)
     assert value(held, "zund_containers", status="Running", runtime="runc") == 1
     assert value(held, "zund_bidder_requests_total", outcome="committed") == 1
     assert value(entry, "zund_peer_rpc_duration_seconds_count", op="commit") >= 1
+    for call in ("create", "start"):
+        assert value(held, "zund_runtime_call_seconds_count", runtime="runc", call=call) >= 1
+        assert value(entry, "zund_runtime_call_seconds_count", runtime="runc", call=call) == \
+            value(before, "zund_runtime_call_seconds_count", runtime="runc", call=call)
 
 
 def test_the_journal_shows_a_create_placed_through_another_node(make_cluster):
@@ -70,9 +74,14 @@ def test_the_journal_shows_a_create_placed_through_another_node(make_cluster):
 
 
 def test_the_journal_sees_a_member_die_and_counts_suspicions(make_cluster):
-    """A crashed node becomes suspect then dead in the others' journals and metrics."""
+    """A crashed node becomes suspect then dead in the others' journals and metrics;
+    probes are acked while it lives, then time out and go indirect."""
     c = make_cluster(SimConfig(nodes=3))
     dead = c.node(2).name
+    c.run_until(lambda: value(scrape(c.node(0)), "zund_gossip_probes_total",
+                              result="ack") >= 1, timeout_s=30)
+    healthy = scrape(c.node(0))
+    assert value(healthy, "zund_gossip_probes_sent_total") >= 1
     c.crash(2)
     journal = c.node(0).parts.journal
     c.run_until(lambda: any(e.kind == "member_dead" and e.fields["member"] == dead
@@ -81,6 +90,12 @@ def test_the_journal_sees_a_member_die_and_counts_suspicions(make_cluster):
     samples = scrape(c.node(0))
     assert value(samples, "zund_gossip_member_events_total", kind="suspect") >= 1
     assert value(samples, "zund_gossip_members", state="dead") == 1
+    assert value(samples, "zund_gossip_probes_total", result="timeout") > \
+        value(healthy, "zund_gossip_probes_total", result="timeout")
+    assert value(samples, "zund_gossip_indirect_probes_sent_total") > \
+        value(healthy, "zund_gossip_indirect_probes_sent_total")
+    assert value(samples, "zund_gossip_probes_sent_total") > \
+        value(healthy, "zund_gossip_probes_sent_total")
 
 
 def test_the_control_socket_follows_new_events_with_a_long_poll(make_cluster):
