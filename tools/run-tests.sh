@@ -96,16 +96,16 @@ if [ "$bench" = 1 ] && [ "$status" = 0 ]; then
             failed_benches+=("$*")
         fi
     }
-    bench 900 bench/create_latency.py --runs 30
+    bench 900 bench/create_latency.py --runs 15
     bench 600 bench/placement.py
     bench 600 bench/placement_real.py
     bench 600 bench/gossip_sim.py
     bench 600 bench/quota_race.py
-    bench 900 bench/chaos.py
-    bench 900 bench/heal.py
+    bench 900 bench/chaos.py --sim-runs 10 --creates 100
+    bench 900 bench/heal.py --rounds 2
     bench 300 bench/ws_latency.py
     bench 600 bench/gossip_vs_serf.py
-    bench 900 -m bench.microvm --runs 10
+    bench 900 -m bench.microvm --runs 6
     if [ "${#failed_benches[@]}" -gt 0 ]; then
         echo "run-tests: benchmarks that failed: ${failed_benches[*]}" >&2
     fi
