@@ -1,5 +1,7 @@
 from oslo_config import cfg
 
+from zund.conf import groups
+
 api_group = cfg.OptGroup("api", title="Zun v1 REST API")
 
 api_opts = [
@@ -20,8 +22,8 @@ api_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(api_group)
-    conf.register_opts(api_opts, group=api_group)
+    groups.register_group(conf, api_group)
+    conf.register_opts(api_opts, group=api_group.name)
 
 
 def list_opts():

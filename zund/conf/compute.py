@@ -1,5 +1,7 @@
 from oslo_config import cfg
 
+from zund.conf import groups
+
 compute_group = cfg.OptGroup("compute", title="This node's containers and capacity")
 
 compute_opts = [
@@ -33,8 +35,8 @@ compute_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(compute_group)
-    conf.register_opts(compute_opts, group=compute_group)
+    groups.register_group(conf, compute_group)
+    conf.register_opts(compute_opts, group=compute_group.name)
 
 
 def list_opts():

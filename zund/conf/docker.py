@@ -1,5 +1,7 @@
 from oslo_config import cfg
 
+from zund.conf import groups
+
 docker_group = cfg.OptGroup("docker", title="Docker runtime")
 
 docker_opts = [
@@ -18,8 +20,8 @@ docker_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(docker_group)
-    conf.register_opts(docker_opts, group=docker_group)
+    groups.register_group(conf, docker_group)
+    conf.register_opts(docker_opts, group=docker_group.name)
 
 
 def list_opts():

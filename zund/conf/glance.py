@@ -12,6 +12,8 @@ catalog of the configured auth.
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
+from zund.conf import groups
+
 GROUP = "glance"
 
 glance_group = cfg.OptGroup(GROUP, title="Glance image driver")
@@ -32,8 +34,8 @@ def _adapter_opts():
 
 
 def register_opts(conf):
-    conf.register_group(glance_group)
-    conf.register_opts(glance_opts, group=glance_group)
+    groups.register_group(conf, glance_group)
+    conf.register_opts(glance_opts, group=glance_group.name)
     ks_loading.register_session_conf_options(conf, GROUP)
     ks_loading.register_auth_conf_options(conf, GROUP)
     ks_loading.register_adapter_conf_options(conf, GROUP, include_deprecated=False)

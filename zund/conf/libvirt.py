@@ -1,5 +1,7 @@
 from oslo_config import cfg
 
+from zund.conf import groups
+
 libvirt_group = cfg.OptGroup("libvirt", title="libvirt micro-VM runtime (runtime name `microvm`)")
 
 libvirt_opts = [
@@ -39,8 +41,8 @@ libvirt_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(libvirt_group)
-    conf.register_opts(libvirt_opts, group=libvirt_group)
+    groups.register_group(conf, libvirt_group)
+    conf.register_opts(libvirt_opts, group=libvirt_group.name)
 
 
 def list_opts():

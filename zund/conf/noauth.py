@@ -1,5 +1,7 @@
 from oslo_config import cfg
 
+from zund.conf import groups
+
 noauth_group = cfg.OptGroup("noauth", title="noauth mode (auth_strategy = noauth)")
 
 noauth_opts = [
@@ -11,8 +13,8 @@ noauth_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(noauth_group)
-    conf.register_opts(noauth_opts, group=noauth_group)
+    groups.register_group(conf, noauth_group)
+    conf.register_opts(noauth_opts, group=noauth_group.name)
 
 
 def list_opts():

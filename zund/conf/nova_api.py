@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from zund.conf import groups
+
 from zund.conf.safety import LOOPBACK, is_loopback
 
 nova_api_group = cfg.OptGroup("nova_api", title="Nova-compatible compute API (v2.1)")
@@ -39,8 +41,8 @@ nova_api_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(nova_api_group)
-    conf.register_opts(nova_api_opts, group=nova_api_group)
+    groups.register_group(conf, nova_api_group)
+    conf.register_opts(nova_api_opts, group=nova_api_group.name)
 
 
 def list_opts():
