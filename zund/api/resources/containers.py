@@ -337,33 +337,34 @@ class ContainersResource:
                                           self._ref(req, ident, "container:network_list"))
         return {"networks": _networks(rec.addresses or {}, req.version >= v("1.18"))}
 
+    async def _refuse_once_found(self, req: ApiRequest, ident: str, rule: str, field: str,
+                                 message: str):
+        """A feature zund does not have: the container must exist and the caller be
+        allowed (404/403 as for any action), then a 400 naming ``field``."""
+        await self._containers.find(req.ctx, self._ref(req, ident, rule))
+        raise errors.InvalidInput(message=message, field=field)
+
     @route("/containers/<ident>/network_attach", ["POST"], min_version="1.8")
     async def container_network_attach(self, req: ApiRequest, ident: str):
-        await self._containers.find(req.ctx,
-                                    self._ref(req, ident, "container:network_attach"))
-        raise errors.InvalidInput(message="network_attach is not supported: zund has no "
-                                          "Neutron networks.", field="network")
+        await self._refuse_once_found(req, ident, "container:network_attach", "network",
+                                      "network_attach is not supported: zund has no "
+                                      "Neutron networks.")
 
     @route("/containers/<ident>/network_detach", ["POST"], min_version="1.6")
     async def container_network_detach(self, req: ApiRequest, ident: str):
-        await self._containers.find(req.ctx,
-                                    self._ref(req, ident, "container:network_detach"))
-        raise errors.InvalidInput(message="network_detach is not supported: zund has no "
-                                          "Neutron networks.", field="network")
+        await self._refuse_once_found(req, ident, "container:network_detach", "network",
+                                      "network_detach is not supported: zund has no "
+                                      "Neutron networks.")
 
     @route("/containers/<ident>/add_security_group", ["POST"], max_version="1.14")
     async def container_add_security_group(self, req: ApiRequest, ident: str):
-        await self._containers.find(req.ctx,
-                                    self._ref(req, ident, "container:add_security_group"))
-        raise errors.InvalidInput(message="Security groups are not supported: zund has no "
-                                          "Neutron.", field="name")
+        await self._refuse_once_found(req, ident, "container:add_security_group", "name",
+                                      "Security groups are not supported: zund has no Neutron.")
 
     @route("/containers/<ident>/remove_security_group", ["POST"], max_version="1.14")
     async def container_remove_security_group(self, req: ApiRequest, ident: str):
-        await self._containers.find(req.ctx,
-                                    self._ref(req, ident, "container:remove_security_group"))
-        raise errors.InvalidInput(message="Security groups are not supported: zund has no "
-                                          "Neutron.", field="name")
+        await self._refuse_once_found(req, ident, "container:remove_security_group", "name",
+                                      "Security groups are not supported: zund has no Neutron.")
 
     @route("/containers/<ident>/container_actions", ["GET"])
     async def container_actions(self, req: ApiRequest, ident: str):
