@@ -24,6 +24,7 @@ setup(
         "keystonemiddleware>=10.4",
         "autobahn>=23.1",
         "prometheus_client>=0.17",
+        "pyroute2>=0.7.3",
     ],
     extras_require={
         "keystone": ["keystonemiddleware>=10.4"],

@@ -8,7 +8,15 @@ alive member list (steady state, not a join storm), then we measure:
   these should stay flat as N grows; plus the amortised push-pull (TCP) bytes,
   which grow like memberlist's: O(N / log N) per node;
 - simulated seconds until 99.99% of the other nodes see a metadata update;
-- simulated seconds until every other node sees a crashed node as dead.
+- simulated seconds until every other node sees a crashed node as dead;
+- false positives: then ``--loss`` packet loss and ``--slow-frac`` of the nodes
+  slow (every packet they receive 0.1-0.9 s late, Lifeguard's slow node) for
+  ``--fp-window`` simulated seconds: live nodes declared dead (must be 0) and
+  suspicions raised (refuted); finally a second crash detected under that stress.
+
+``--compare-memberlist`` repeats every size with memberlist's suspicion rules
+(minimum = suspicion_mult, no out-of-turn probes of a suspect) to show what the
+zund parameters (``zund.gossip.config``, docs/design.md "Gossip") change.
 
 Prints one JSON document on stdout.  ``--sizes 10,100,1000`` (default).
 """
@@ -18,16 +26,34 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import sys
 import time
 
 from zund.gossip import config
-from zund.gossip.sim import SimCluster
+from zund.gossip.sim import SimCluster, sim_addr
+from zund.gossip.suspicion import expected_confirmations, suspicion_timeout
 
 
-def run_size(n: int, window_s: float, seed: int) -> dict:
+def parameters(cfg, n: int) -> dict:
+    """The detection timings ``cfg`` gives a cluster of n members."""
+    return {
+        "probe_interval_s": cfg.probe_interval_s,
+        "probe_timeout_s": cfg.probe_timeout_s,
+        "suspicion_min_s": round(suspicion_timeout(cfg.suspicion_min_mult, n, cfg.probe_interval_s), 3),
+        "suspicion_max_s": round(cfg.suspicion_max_timeout_mult
+                                 * suspicion_timeout(cfg.suspicion_mult, n, cfg.probe_interval_s), 3),
+        "confirmations_k": expected_confirmations(cfg.suspicion_mult, n),
+        "out_of_turn_probers": min(cfg.suspicion_probers, max(n - 2, 0)),
+        "push_min_interval_s": cfg.push_min_interval_s,
+    }
+
+
+def run_size(n: int, window_s: float, seed: int, cfg=None, loss: float = 0.01, slow_frac: float = 0.01,
+             fp_window_s: float = 30.0) -> dict:
     wall = time.monotonic()
-    cluster = SimCluster(seed=seed, config=config.lan())
+    cfg = cfg or config.lan()
+    cluster = SimCluster(seed=seed, config=cfg)
     for i in range(n):
         cluster.add_node(i, seeds=[])
     cluster.bootstrap_full()
@@ -66,14 +92,36 @@ def run_size(n: int, window_s: float, seed: int) -> dict:
     detection = cluster.run_until(
         lambda: all(node._membership.member("n2").state == "dead" for node in watchers), 120.0, step_s=0.05)
     false_dead = sum(1 for e in cluster.events if e[2] == "dead" and e[3] != "n2")
+
+    # False positives under stress: loss plus slow nodes, nobody else crashes.
+    cluster.net.loss = loss
+    rng = random.Random(seed)
+    slow = rng.sample([i for i in range(n) if i not in (2, 3)], max(1, round(slow_frac * n)))
+    for i in slow:
+        cluster.net.set_slow(sim_addr(i), (0.1, 0.9))
+    mark = len(cluster.events)
+    cluster.run(fp_window_s)
+    stressed = cluster.events[mark:]
+    stress_false_dead = sum(1 for e in stressed if e[2] in ("dead", "leave") and e[3] != "n2")
+    stress_suspicions = sum(1 for e in stressed if e[2] == "suspect" and e[3] != "n2")
+    cluster.nodes["n3"].stop_without_leave()
+    watchers = [node for name, node in cluster.nodes.items() if name not in ("n2", "n3")]
+    stressed_detection = cluster.run_until(
+        lambda: all(node._membership.member("n3").state == "dead" for node in watchers), 120.0, step_s=0.05)
+    stress_false_dead += sum(1 for e in cluster.events[mark:] if e[2] in ("dead", "leave")
+                             and e[3] not in ("n2", "n3"))
     return {
         "nodes": n,
+        "parameters": parameters(cfg, n),
         "window_s": window_s,
         **traffic,
         "dissemination_s_99_99pct": None if dissemination is None else round(dissemination, 3),
         "dissemination_packets_total": dissemination_packets,
         "detection_all_s": None if detection is None else round(detection, 2),
         "false_dead_events": false_dead,
+        "stress": {"loss": loss, "slow_nodes": len(slow), "window_s": fp_window_s,
+                   "false_dead_events": stress_false_dead, "suspect_events": stress_suspicions,
+                   "detection_all_s": None if stressed_detection is None else round(stressed_detection, 2)},
         "wall_s": round(time.monotonic() - wall, 1),
     }
 
@@ -83,9 +131,22 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--window", type=float, default=30.0, help="simulated seconds of steady-state traffic")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--loss", type=float, default=0.01, help="packet loss in the stress phase")
+    parser.add_argument("--slow-frac", type=float, default=0.01, help="share of slow nodes in the stress phase")
+    parser.add_argument("--fp-window", type=float, default=30.0, help="simulated seconds of the stress phase")
+    parser.add_argument("--compare-memberlist", action="store_true",
+                        help="also run memberlist's suspicion rules (slower, for the docs)")
     args = parser.parse_args(argv)
-    results = [run_size(int(s), args.window, args.seed) for s in args.sizes.split(",") if s.strip()]
-    print(json.dumps({"benchmark": "gossip_sim", "profile": "lan", "results": results}, indent=2))
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    configs = {"zund": config.lan()}
+    if args.compare_memberlist:
+        configs["memberlist"] = config.lan(suspicion_min_mult=config.lan().suspicion_mult, suspicion_probers=0)
+    out = {"benchmark": "gossip_sim", "profile": "lan"}
+    for label, cfg in configs.items():
+        key = "results" if label == "zund" else f"results_{label}"
+        out[key] = [run_size(n, args.window, args.seed, cfg, args.loss, args.slow_frac, args.fp_window)
+                    for n in sizes]
+    print(json.dumps(out, indent=2))
     return 0
 
 

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     subprocess.run(["sh", os.path.join(ROOT, "tools/build-test-image.sh")], check=True,
                    capture_output=True)
-    from tests.e2e.test_self_heal import heal_round
+    from tests.real.e2e.test_self_heal import heal_round
 
     rounds = []
     for i in range(ns.rounds):

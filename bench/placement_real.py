@@ -1,14 +1,29 @@
-"""Placement on 5 real ``zund serve`` processes (127.0.0.1-5, fake runtime, signed
-peer RPC over loopback HTTP). Prints JSON.
+"""Placement on 5 real ``zund serve`` processes (127.0.0.1-5, fake runtime, signed and
+sealed peer RPC over loopback). Prints JSON.
 
-- ``decision_ms``: the coordinator's own decision time (filter, bid round over
-  HTTP, choice) up to sending the COMMIT, as recorded in each container's
+- ``decision_ms``: the coordinator's own decision time (filter, bid round,
+  choice) up to sending the COMMIT, as recorded in each container's
   ``compute__schedule_container`` event;
 - ``api_create_ms``: POST /v1/containers round trip as a client sees it;
-- ``placements_per_s``: creates accepted per second with 8 concurrent clients
-  spread over random entry nodes;
+- ``placements_per_s``: creates accepted per second with ``--clients`` concurrent
+  clients (each with one keep-alive connection per node, like any HTTP client
+  library's session) spread over random entry nodes;
 - ``oversubscribed_nodes``: nodes whose allocations exceed their declared
-  capacity afterwards (must be 0).
+  capacity afterwards (must be 0);
+- ``rpcs_per_placement``: peer RPC requests the nodes' servers received during the
+  run (``zund_peer_server_requests_total``) per create (calls a node makes to
+  itself run in-process and are not RPCs).
+
+The floor of this machine, measured on the same processes in the same run
+(``floor``): the cheapest signed and sealed peer round trip (``PING``, op 100), sent
+by a peer client in this process with the cluster key, one at a time
+(``rpc_ms_p50``: the cost of one RPC) and ``--clients`` at a time (``rpc_per_s``).
+``placements_per_s_ceiling`` = rpc_per_s / rpcs_per_placement: what the transport
+alone would allow; ``decision_over_rpc`` = decision p50 / rpc p50 (a decision is
+one parallel bid round, so ~1 RPC is its floor).
+
+Node capacity is scaled with ``--requests`` so the cluster ends ~78% full (the
+fill at which bidders start declining), whatever the run length.
 
 The reference for decision quality and for the pure decision path is
 ``bench/placement.py`` (in-memory network, omniscient placer on the same
@@ -19,49 +34,249 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import configparser
+import http.client
 import json
+import math
 import os
 import random
+import re
+import socket
 import statistics
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.stats import pct  # noqa: E402
 from tests.support.nodeproc import start_cluster, stop_cluster  # noqa: E402
 
+CPUS = (0.1, 0.25, 0.5)
+MEMORY_MB = (32, 64, 128)
+#: how full the cluster ends (the old fixed run: 220 creates in 5 x 16 vCPUs)
+FILL = 0.78
+
+
+class KeepAliveClient:
+    """One client: a persistent HTTP/1.1 connection per node (reconnects on error)."""
+
+    def __init__(self, nodes):
+        self._nodes = nodes
+        self._conns: dict[int, http.client.HTTPConnection] = {}
+
+    def post(self, i: int, path: str, token: str, body: dict) -> tuple[int, dict]:
+        data = json.dumps(body).encode()
+        headers = {"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40",
+                   "Content-Type": "application/json"}
+        for attempt in (1, 2):
+            conn = self._conns.get(i)
+            if conn is None:
+                node = self._nodes[i]
+                conn = self._conns[i] = http.client.HTTPConnection(node.host_ip, node.port,
+                                                                   timeout=60)
+            try:
+                conn.request("POST", "/v1" + path, body=data, headers=headers)
+                r = conn.getresponse()
+                return r.status, json.loads(r.read() or b"{}")
+            except (http.client.HTTPException, ConnectionError):
+                conn.close()
+                self._conns.pop(i, None)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self):
+        for c in self._conns.values():
+            c.close()
+
+
+def cpu_seconds(pids) -> float:
+    """User + system CPU seconds the processes ``pids`` have used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def port_below_ephemeral(host: str, rng: random.Random) -> int:
+    """A free port outside the kernel's ephemeral range, so that the ports the
+    cluster helper picks for the nodes (``free_port``: ephemeral) never take it."""
+    while True:
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+
+
+def peer_requests(nodes, metrics_ports, by_op: dict | None = None) -> int:
+    """Sum of ``zund_peer_server_requests_total`` over the nodes (and, into
+    ``by_op``, of ``zund_peer_server_operations_total`` per operation)."""
+    total = 0
+    for node, port in zip(nodes, metrics_ports):
+        conn = http.client.HTTPConnection(node.host_ip, port, timeout=10)
+        try:
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        m = re.search(r"^zund_peer_server_requests_total\s+([0-9.e+]+)$", text, re.M)
+        total += int(float(m.group(1))) if m else 0
+        if by_op is not None:
+            for op, count in re.findall(
+                    r'^zund_peer_server_operations_total\{op="([A-Z_]+)"\}\s+([0-9.e+]+)$',
+                    text, re.M):
+                by_op[op] = by_op.get(op, 0) + int(float(count))
+    return total
+
+
+def measure_floor(nodes, sequential: int, concurrent: int, in_flight: int) -> dict:
+    """PING round trips to the nodes with the cluster key, from a peer client in a
+    reactor thread of this process: one at a time, then ``in_flight`` at a time;
+    over the peer channel (what the nodes use) and over HTTP per call (``http``)."""
+    from twisted.internet import defer, reactor
+
+    from zund.cluster import sealing, signing
+    from zund.cluster.peer_client import PeerClient
+    from zund.cluster.types import NodeView
+
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.read(nodes[0].conf_path)
+    ring = signing.peer_keys([cp["gossip"]["keys"]], cp["gossip"]["cluster_name"])
+    views = []
+    for node in nodes:
+        npc = configparser.ConfigParser(interpolation=None)
+        npc.read(node.conf_path)
+        views.append(NodeView(node.name, "alive", f"{node.host_ip}:{node.port}",
+                              f"{npc['peer']['host_ip']}:{npc['peer']['port']}", None))
+    out: dict = {}
+    done = threading.Event()
+
+    async def run():
+        await one(True, out)
+        out["http"] = {}
+        await one(False, out["http"])
+
+    async def one(channel: bool, out: dict):
+        client = PeerClient("bench-floor", signing.Signer("bench-floor", ring.keys, reactor),
+                            clock=reactor, reactor=reactor, sealer=sealing.sealer_for(ring),
+                            channel=channel)
+        seq = []
+        for i in range(sequential):
+            t0 = time.perf_counter()
+            await client.ping(views[i % len(views)])
+            seq.append((time.perf_counter() - t0) * 1000)
+        lat = []
+        counter = iter(range(concurrent))
+
+        async def worker():
+            for i in counter:
+                t0 = time.perf_counter()
+                await client.ping(views[i % len(views)])
+                lat.append((time.perf_counter() - t0) * 1000)
+
+        t0 = time.perf_counter()
+        await defer.gatherResults([defer.Deferred.fromCoroutine(worker())
+                                   for _ in range(in_flight)])
+        wall = time.perf_counter() - t0
+        await client.close()
+        seq = seq[len(seq) // 10:]  # the first calls open connections
+        out.update(rpc_ms_p50=round(statistics.median(seq), 3),
+                   rpc_ms_p99=round(pct(seq, 99), 3),
+                   rpc_per_s=round(concurrent / wall, 1),
+                   rpc_concurrent_ms_p50=round(statistics.median(lat), 3),
+                   in_flight=in_flight)
+
+    def start():
+        d = defer.Deferred.fromCoroutine(run())
+        d.addErrback(lambda f: out.update(error=f.getTraceback()))
+        d.addBoth(lambda _: done.set())
+
+    thread = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False},
+                              daemon=True)
+    thread.start()
+    reactor.callFromThread(start)
+    done.wait(300)
+    reactor.callFromThread(reactor.stop)
+    thread.join(10)
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=220)  # ~78% of the 80 vCPUs
+    ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--floor-calls", type=int, default=2000,
+                    help="PINGs in the concurrent floor run (a tenth of them sequential)")
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
+    n = 5
+    mean_cpu = sum(CPUS) / len(CPUS)
+    mean_mem = sum(MEMORY_MB) / len(MEMORY_MB)
+    cpus = max(16, math.ceil(args.requests * mean_cpu / FILL / n))
+    memory_mb = max(8192, math.ceil(args.requests * mean_mem / FILL / n))
+    metrics_ports = [port_below_ephemeral(f"127.0.0.{i}", rng) for i in range(1, n + 1)]
+    per_node = {i: {"metrics": {"host_ip": f"127.0.0.{i}", "port": str(metrics_ports[i - 1])}}
+                for i in range(1, n + 1)}
     wd = tempfile.mkdtemp(prefix="zund-bench-placement-")
-    nodes = start_cluster(wd, 5, "bp", memory_mb=8192, cpus=16, runtimes="fake")
-    api_ms = []
+    nodes = start_cluster(wd, n, "bp", memory_mb=memory_mb, cpus=cpus, runtimes="fake",
+                          per_node=per_node)
     try:
-        def one(i):
-            node = nodes[rng.randrange(5)]
-            body = {"image": "zund-test/busybox:latest", "command": ["true"],
-                    "cpu": rng.choice([0.1, 0.25, 0.5]), "memory": rng.choice([32, 64, 128])}
-            t0 = time.perf_counter()
-            r = node.api("POST", "/containers", token=f"admin:p{i % 8}", json=body)
-            dt = (time.perf_counter() - t0) * 1000
-            r.raise_for_status()
-            return dt, r.json()
+        floor = measure_floor(nodes, max(50, args.floor_calls // 10), args.floor_calls,
+                              args.clients)
+        plan = [(rng.randrange(n), rng.choice(CPUS), rng.choice(MEMORY_MB))
+                for _ in range(args.requests)]
+        # within Zun's default quota of 40 containers per project
+        projects = max(8, math.ceil(args.requests / 20))
+        work = iter(enumerate(plan))
+        lock = threading.Lock()
+        results: list = []
 
+        def client_loop():
+            c = KeepAliveClient(nodes)
+            try:
+                while True:
+                    with lock:
+                        item = next(work, None)
+                    if item is None:
+                        return
+                    i, (entry, cpu, mem) = item
+                    body = {"image": "zund-test/busybox:latest", "command": ["true"],
+                            "cpu": cpu, "memory": mem}
+                    t0 = time.perf_counter()
+                    status, answer = c.post(entry, "/containers", f"admin:p{i % projects}",
+                                            body)
+                    dt = (time.perf_counter() - t0) * 1000
+                    if status != 202:
+                        raise RuntimeError(f"create answered {status}: {answer}")
+                    results.append((dt, answer))
+            finally:
+                c.close()
+
+        ops_before: dict = {}
+        rpcs_before = peer_requests(nodes, metrics_ports, ops_before)
+        pids = [node.proc.pid for node in nodes]
+        cpu_before = cpu_seconds(pids)
         t0 = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
-            results = list(pool.map(one, range(args.requests)))
+            for f in [pool.submit(client_loop) for _ in range(args.clients)]:
+                f.result()
         wall = time.perf_counter() - t0
+        node_cpu_s = cpu_seconds(pids) - cpu_before
+        ops_after: dict = {}
+        rpcs = peer_requests(nodes, metrics_ports, ops_after) - rpcs_before
         placed = [c for _, c in results if c["host"]]
         api_ms = [dt for dt, _ in results]
         decision_ms = []
-        for c in placed[: min(100, len(placed))]:
+        sample = random.Random(args.seed).sample(placed, min(100, len(placed)))
+        for c in sample:
             node = nodes[0]
             acts = node.api("GET", f"/containers/{c['uuid']}/container_actions",
                             token=f"admin:{c['project_id']}").json()["containerActions"]
@@ -73,17 +288,36 @@ def main(argv=None) -> int:
         hosts = nodes[0].api("GET", "/hosts").json()["hosts"]
         over = [h["hostname"] for h in hosts
                 if h["mem_used"] > h["mem_total"] or h["cpu_used"] > h["cpus"]]
-        print(json.dumps({
-            "benchmark": "placement_real", "nodes": 5, "requests": args.requests,
+        rate = len(results) / wall
+        per_placement = rpcs / max(1, len(results))
+        out = {
+            "benchmark": "placement_real", "nodes": n, "requests": args.requests,
             "clients": args.clients, "placed": len(placed),
-            "placements_per_s": round(len(results) / wall, 1),
+            "node_cpus": cpus, "node_memory_mb": memory_mb,
+            "placements_per_s": round(rate, 1),
             "decision_ms_p50": round(statistics.median(decision_ms), 2),
             "decision_ms_p99": round(pct(decision_ms, 99), 2),
             "api_create_ms_p50": round(statistics.median(api_ms), 2),
             "api_create_ms_p99": round(pct(api_ms, 99), 2),
+            "rpcs_per_placement": round(per_placement, 2),
+            "rpcs_per_placement_by_op": {
+                op: round((n - ops_before.get(op, 0)) / max(1, len(results)), 2)
+                for op, n in sorted(ops_after.items()) if n > ops_before.get(op, 0)},
+            # CPU the 5 nodes spent per create (all of it: API, placement, store,
+            # replicas, quota, the fake runtime's lifecycle); 2 cores / this = the
+            # most this machine could place with nothing else running
+            "node_cpu_ms_per_placement": round(node_cpu_s * 1000 / max(1, len(results)), 2),
+            "machine_cpus": os.cpu_count(),
+            "load_average_1m": round(os.getloadavg()[0], 2),
             "oversubscribed_nodes": over,
             "containers_per_node": {h["hostname"]: h["total_containers"] for h in hosts},
-        }, indent=2))
+            "floor": floor,
+        }
+        if "rpc_per_s" in floor:
+            out["placements_per_s_ceiling"] = round(floor["rpc_per_s"] / max(per_placement,
+                                                                             1e-9), 1)
+            out["decision_over_rpc"] = round(out["decision_ms_p50"] / floor["rpc_ms_p50"], 2)
+        print(json.dumps(out, indent=2))
     finally:
         stop_cluster(nodes)
     return 0

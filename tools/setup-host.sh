@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Install what zund and its tests need on a fresh Debian 12 machine (idempotent).
 #   apt: docker.io, busybox-static (+ serf for the gossip benchmark), python3-venv,
+#        iperf3 + iptables (tenant networks: tests and bench/network.py),
+#        mariadb-server-core + mariadb-client (the test neutron-server's database,
+#        started by tools/neutron.sh itself: no system service),
+#        iproute2 (network namespaces for the partition test),
 #        docker-registry + apache2-utils (htpasswd) for the private-registry tests
 #   pip: zund itself (editable) with its test extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in docker.io busybox-static serf python3 python3-venv docker-registry apache2-utils; do
+for pkg in docker.io busybox-static serf python3 python3-venv docker-registry apache2-utils iproute2 iperf3 iptables mariadb-server-core mariadb-client; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ "${#need_apt[@]}" -gt 0 ]; then

@@ -6,7 +6,9 @@
 #   - pip: libvirt-python, unless `import libvirt` already works;
 #   - kernel: the package that linux-image-cloud-amd64 depends on is downloaded
 #     with `apt-get download`, unpacked with `dpkg -x`, and its vmlinuz copied to
-#     $ZUND_MICROVM_KERNEL (default /var/lib/zund/microvm/vmlinuz);
+#     $ZUND_MICROVM_KERNEL (default /var/lib/zund/microvm/vmlinuz), its modules tree
+#     to $ZUND_MICROVM_MODULES/<release> (default /var/lib/zund/microvm/modules;
+#     micro-VM volumes need virtio_blk from it);
 #   - daemons: virtlogd and libvirtd are started in the background when
 #     `virsh -c qemu:///system list` does not answer; their PIDs go to
 #     $ZUND_CI_DIR/virtlogd.pid and $ZUND_CI_DIR/libvirtd.pid so CI stops exactly them.
@@ -42,21 +44,50 @@ if ! "$python" -c "import libvirt" >/dev/null 2>&1; then
 fi
 "$python" -c "import libvirt" >/dev/null
 
-# -- kernel ----------------------------------------------------------------------
-if [ ! -s "$kernel" ]; then
-    pkg="$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/{print $2; exit}')"
+# -- kernel and its modules ---------------------------------------------------------
+# The guest kernel and the modules its volumes need (virtio_blk, virtio_mmio/pci:
+# modules in Debian's cloud kernel) come from the same package, so they always match.
+modules="${ZUND_MICROVM_MODULES:-/var/lib/zund/microvm/modules}"
+kernel_release() {  # the release string of a bzImage (boot protocol: pointer at 0x20E)
+    "$python" - "$1" <<'PY'
+import struct, sys
+h = open(sys.argv[1], "rb").read(65536)
+p = struct.unpack_from("<H", h, 0x20E)[0] + 0x200
+print(h[p:h.index(b"\0", p)].decode().split(" ")[0])
+PY
+}
+release=""
+[ -s "$kernel" ] && release="$(kernel_release "$kernel")"
+if [ ! -s "$kernel" ] || [ ! -d "$modules/$release/kernel" ]; then
+    pkg=""
+    if [ -n "$release" ] && apt-cache show "linux-image-$release" >/dev/null 2>&1; then
+        pkg="linux-image-$release"
+    else
+        pkg="$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/{print $2; exit}')"
+    fi
     [ -n "$pkg" ] || { echo "setup-libvirt: cannot resolve linux-image-cloud-amd64" >&2; exit 1; }
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
     echo "setup-libvirt: fetching kernel package $pkg"
-    (cd "$work" && apt-get download -qq "$pkg" >/dev/null)
+    (cd "$work" && apt-get download -qq "$pkg" >/dev/null 2>&1)
     dpkg -x "$work"/"$pkg"_*.deb "$work/root"
     vmlinuz="$(ls "$work"/root/boot/vmlinuz-* | head -n 1)"
-    mkdir -p "$(dirname "$kernel")"
-    install -m 0644 "$vmlinuz" "$kernel.tmp"
-    mv "$kernel.tmp" "$kernel"
-    echo "setup-libvirt: kernel $(basename "$vmlinuz") -> $kernel"
+    new_release="$(basename "$vmlinuz" | sed 's/^vmlinuz-//')"
+    mkdir -p "$(dirname "$kernel")" "$modules"
+    if [ "$new_release" != "$release" ]; then
+        install -m 0644 "$vmlinuz" "$kernel.tmp"
+        mv "$kernel.tmp" "$kernel"
+        echo "setup-libvirt: kernel $(basename "$vmlinuz") -> $kernel"
+    fi
+    rm -rf "$modules/$new_release.tmp"
+    cp -a "$work/root/lib/modules/$new_release" "$modules/$new_release.tmp"
+    rm -rf "$modules/$new_release"
+    mv "$modules/$new_release.tmp" "$modules/$new_release"
+    chmod -R a+rX "$modules"
+    echo "setup-libvirt: modules of $new_release -> $modules/$new_release"
 fi
+# Volumes of micro-VMs are ext4 images made with mkfs.ext4.
+command -v mkfs.ext4 >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs >/dev/null
 # qemu:///system runs QEMU as an unprivileged user; it must be able to read the
 # kernel and the per-image initramfs files under the state path.
 chmod 0755 "$(dirname "$kernel")"

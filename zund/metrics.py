@@ -217,6 +217,13 @@ class _NodeCollector:
             s = peer_api.stats
             yield _counter("zund_peer_server_requests", "Peer RPC requests received.",
                            s.get("requests", 0))
+            by_op = CounterMetricFamily("zund_peer_server_operations",
+                                        "Peer RPC requests decoded, by operation.",
+                                        labels=["op"])
+            for key in sorted(s):
+                if key.startswith("op."):
+                    by_op.add_metric([key[3:]], s[key])
+            yield by_op
             refused = CounterMetricFamily("zund_peer_server_refused",
                                           "Peer RPC requests refused, by reason.",
                                           labels=["reason"])

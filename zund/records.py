@@ -164,6 +164,11 @@ class CreateRequest:
     #: "content": base64}`` (file injection) or ``{"type": "bind", "source": host
     #: path, "destination"}`` (admin only)
     mounts: tuple = ()
+    #: Zun ``nets`` (1.2) resolved by the API: ``{"network": net id, "v4-fixed-ip",
+    #: "port"}``; allocated by the owner node (zund.network); () = no network
+    nets: tuple = ()
+    #: security group names (zund.network), applied to every port
+    security_groups: tuple = ()
 
     @classmethod
     def from_dict(cls, values: dict) -> "CreateRequest":
@@ -178,6 +183,10 @@ class CreateRequest:
                 values[key] = tuple(values[key])
         if values.get("mounts") is not None:
             values["mounts"] = tuple(dict(m) for m in values["mounts"])
+        if values.get("nets") is not None:
+            values["nets"] = tuple(dict(n) for n in values["nets"])
+        if values.get("security_groups") is not None:
+            values["security_groups"] = tuple(str(g) for g in values["security_groups"])
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -186,6 +195,8 @@ class CreateRequest:
             if out[key] is not None:
                 out[key] = list(out[key])
         out["mounts"] = [dict(m) for m in out["mounts"]]
+        out["nets"] = [dict(n) for n in out["nets"]]
+        out["security_groups"] = list(out["security_groups"])
         return out
 
 

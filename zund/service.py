@@ -46,16 +46,19 @@ from zund.api.control import ControlAPI
 from zund.api.policy import make_enforcer
 from zund.cluster import messages, sealing, signing, wire
 from zund.cluster.announcer import MetadataAnnouncer
-from zund.cluster.bidding import Bidder
+from zund.cluster.bidding import Bidder, CommittedLedger
 from zund.cluster.directory import Directory
 from zund.cluster.facade import ClusterContainers
 from zund.cluster.handlers import NodeHandlers
 from zund.cluster.metadata import LocalNode, NodeFacts
+from zund.cluster.channel import PeerPortFactory
 from zund.cluster.peer_client import PeerClient
 from zund.cluster.peer_server import PeerAPI
 from zund.cluster.placement import Coordinator, PlacementConfig
 from zund.cluster.quota import QuotaConfig, QuotaService
+from zund.cluster.flavors import FlavorService
 from zund.cluster.registries import RegistryService
+from zund.network import factory as network_factory
 from zund.registries import NodeKey
 from zund.cluster.healer import Healer, ServiceMarks
 from zund.cluster.replicas import ReplicaHolder, Replicator
@@ -122,7 +125,7 @@ def placement_config(conf) -> PlacementConfig:
     return PlacementConfig(policy=p.policy, tenant_mode=p.tenant_isolation,
                            reservation_ttl_s=p.reservation_ttl_s, probe_ratio=p.probe_ratio,
                            probe_all_below=p.probe_all_below, bid_timeout_s=p.bid_timeout_s,
-                           max_rounds=p.max_rounds)
+                           max_rounds=p.max_rounds, commit_resolve_s=p.commit_resolve_s)
 
 
 def load_runtime_factory(name: str):
@@ -235,9 +238,27 @@ class StartingService(service.Service):
 
 
 def _console_factory(console):
-    from zund.console.ws import server_factory  # autobahn: only where a node listens
+    from twisted.internet import protocol
 
-    return server_factory(console)
+    class FirstUseFactory(protocol.Factory):
+        """Builds the websocket factory at the first connection: autobahn costs
+        ~4.6 MB of RSS, and most nodes never open a console (issue 13 §5)."""
+
+        real = None
+
+        def buildProtocol(self, addr):
+            if self.real is None:
+                from zund.console.ws import server_factory
+
+                self.real = server_factory(console)
+                self.real.doStart()
+            return self.real.buildProtocol(addr)
+
+        def stopFactory(self):
+            if self.real is not None:
+                self.real.doStop()
+
+    return FirstUseFactory()
 
 
 class ListeningService(service.Service):
@@ -512,7 +533,8 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
             paths.gossip_snapshot_path(state_path) if state_path else None))
     view = ClusterView(gossip.members)
     # operator marks (forced down) applied to the gossip view (zund.cluster.healer)
-    marks = ServiceMarks()
+    marks = ServiceMarks(os.path.join(state_path, "service-marks.json") if state_path else None,
+                         local=node)
     nodes = marks.wrap(view.nodes)
 
     # the cluster parts
@@ -525,14 +547,19 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
     pconf = placement_config(conf)
     policy = load_policy(pconf.policy)
     bidder_kwargs = {} if new_id is None else {"new_id": new_id}
+    # bids read the committed sums in memory, kept in step with the store's changes
+    committed = CommittedLedger(store.list_containers)
+    store.add_listener(committed.on_change)
     bidder = Bidder(node, lambda: capacity.limits(manager.capacity_config, manager.host_facts),
-                    store.list_containers, reactor, pconf.reservation_ttl_s, policy,
+                    committed, reactor, pconf.reservation_ttl_s, policy,
                     tenant_mode=pconf.tenant_mode, local=local,
                     volumes_view=manager.volumes_held, **bidder_kwargs)
     peer_client = PeerClient(node, signer, peer_http_client, timeout_s=pc.timeout_s,
                              slow_timeout_s=pc.slow_call_timeout_s,
                              max_response_bytes=pc.max_response_bytes, clock=reactor,
-                             reactor=reactor, sealer=sealer)
+                             reactor=reactor, sealer=sealer,
+                             # an injected HTTP client (the simulation) carries every call
+                             channel=pc.channel and peer_http_client is None)
     coordinator = Coordinator(node, nodes, peer_client, pconf, reactor,
                               random.Random(rng.getrandbits(64)), policy=policy)
     rc = replica_config(conf)
@@ -560,6 +587,20 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
         key=NodeKey(os.path.join(state_path, "registry.key") if state_path else None),
         new_id=new_id)
     manager.lifecycle.registries = registries
+    # tenant networks (issue 16): [network] driver; parts are None with "none"
+    networks = network_factory.build(
+        conf, reactor, node, view=view.nodes, client=peer_client, state_path=state_path,
+        wire_docker=any(type(rt).__name__ in ("DockerRuntime", "LibvirtRuntime")
+                        for rt in runtimes.values())
+        and state_path is not None,
+        local_ip=conf.peer.host_ip if conf.peer.host_ip not in ("0.0.0.0", "", "::")
+        else advertise_host, new_id=new_id)
+    manager.lifecycle.networks = networks.node
+    # flavors made through the compute API: one group on 3 rendezvous nodes
+    # (zund.cluster.flavors); the configured ones are read-only defaults
+    configured_flavors = flavors_from_conf(conf)
+    flavors = FlavorService(node, reactor, defaults=configured_flavors, view=view.nodes,
+                            client=peer_client, store=store)
     healer = Healer(node, store, nodes, coordinator, peer_client, manager.lifecycle, local,
                     reactor, marks, replicas=rc.replicas, resume=manager.reconciler.resume,
                     new_request_id=None if new_id is None else (lambda: "req-" + new_id()))
@@ -568,10 +609,15 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
     handlers = NodeHandlers(containers, bidder, replica_holder, quota=quota,
                             images=images.local, registries=registries)
     handlers.healer = healer
+    handlers.networks = networks.backend
+    handlers.flavors = flavors
     peer_api = PeerAPI(node, handlers,
                        verifier,
                        reactor,
                        max_body_bytes=pc.max_body_bytes, sealer=sealer)
+    # calls this node makes to itself (its own bid, a quota ledger it holds, ...) run
+    # in-process: same messages, no HTTP round trip (zund.cluster.peer_client)
+    peer_client.local = peer_api
     authenticator, auth_service = api_auth.from_conf(conf, reactor)
     # what operators watch (issue 14): per-node metrics registry, event journal,
     # and the interactive console; each reads what the parts already announce
@@ -603,11 +649,12 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
                  quotas=quota, images=images.cluster, registries=registries,
                  services=healer, console=console if conf.console.enabled else None)
     api.request_observer = metrics.observe_api
+    api.networks = networks.backend
     # the Nova-compatible compute API: the same containers, identity, policy, quotas
     nova_api = nova_host = None
     if conf.nova_api.enabled:
         nova_api = NovaAPI(facade, ApiConfig.from_conf(conf), enforcer,
-                           flavors=flavors_from_conf(conf),
+                           flavors=configured_flavors, flavor_store=flavors,
                            glance=images.local.glance is not None,
                            public_url=conf.nova_api.public_url, clock=reactor,
                            rng=random.Random(rng.getrandbits(64)),
@@ -616,7 +663,7 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
         if nova_warning:
             log.warn("{warning}", warning=nova_warning)
     announcer = MetadataAnnouncer(gossip, manager, local, reactor,
-                                  conf.gossip.metadata_min_interval)
+                                  conf.gossip.metadata_min_interval, usage=committed.usage)
     control = ControlAPI(view.peers, events=journal, clock=reactor, services=healer)
 
     # addresses peers use: a wildcard bind is reached at the gossip address
@@ -666,12 +713,20 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
         images.service,
         quota,  # loads this node's limit replicas from the store
         registries,  # loads this node's registry copies from the store
+        *networks.services,  # network copies, this node's ports, the data plane
+        flavors,  # loads this node's copies of API-made flavors from the store
         ClosingService("peer-client", peer_client.close),
         ListeningService("peer-rpc", peer_ep, peer_api.resource, pc.port,
                          lambda port: local.set_addresses(peer=f"{peer_host}:{port}"),
-                         site_factory=lambda resource: HardenedSite(
-                             resource, FixedBodyLimit(pc.max_body_bytes, _peer_refusal),
-                             listener_limits(conf, "peer"), reactor, name="peer-rpc")),
+                         # the channel and HTTP on one port (zund.cluster.channel)
+                         site_factory=lambda resource: PeerPortFactory(
+                             HardenedSite(
+                                 resource, FixedBodyLimit(pc.max_body_bytes, _peer_refusal),
+                                 listener_limits(conf, "peer"), reactor, name="peer-rpc",
+                                 access_log=False),
+                             peer_api, reactor,
+                             header_timeout_s=listener_limits(conf, "peer").header_timeout_s,
+                             idle_timeout_s=listener_limits(conf, "peer").idle_timeout_s)),
         *([auth_service] if auth_service is not None else []),
         ListeningService("api", api_ep, api.resource, conf.api.port,
                          lambda port: local.set_addresses(api=f"{api_host}:{port}"),

@@ -31,7 +31,7 @@ from zund.records import (ActionEvent, ActionRecord, ContainerRecord, fmt_time, 
 
 log = Logger()
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 MIGRATIONS = [
     # 0 -> 1
@@ -141,6 +141,17 @@ MIGRATIONS = [
         data TEXT NOT NULL
     );
     CREATE INDEX IF NOT EXISTS registries_project ON registries(project_id);
+    """,
+    # 6 -> 7: this node's copies of flavors created through the compute API
+    # (zund.cluster.flavors), one row per flavor id; deletions stay as tombstones
+    """
+    CREATE TABLE IF NOT EXISTS flavors (
+        id TEXT PRIMARY KEY,
+        version_s REAL NOT NULL,
+        version_node TEXT NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        data TEXT NOT NULL
+    );
     """,
 ]
 
@@ -324,11 +335,13 @@ class Store:
     # -- containers ----------------------------------------------------------
 
     async def create_container(self, rec: ContainerRecord,
-                               action: tuple[str, str, str | None, str | None, str] | None = None
-                               ) -> int | None:
+                               action: tuple[str, str, str | None, str | None, str] | None = None,
+                               events: tuple = ()) -> int | None:
         """Insert ``rec`` (sets ``rec.id``; its generation is at least 1). With
         ``action`` = (action, request_id, user_id, project_id, event), its first
-        action is written in the same transaction; returns that action's id."""
+        action is written in the same transaction; returns that action's id.
+        ``events``: (event, result, details) finished events of that action, also
+        in the same transaction (one commit per acknowledged create)."""
         rec.generation = max(1, rec.generation)
         row = _to_row(rec)
         now = fmt_time(utcnow())
@@ -346,17 +359,22 @@ class Store:
                 name, request_id, user_id, project_id, event = action
                 action_id = self._insert_action(conn, rec.uuid, name, request_id, user_id,
                                                 project_id, event, now)
+                for ev_name, result, details in events:
+                    self._insert_event(conn, action_id, ev_name, now, result, details)
             return rowid, action_id
 
         rec.id, action_id = await self._tx(fn)
         self._changed(RecordChange(rec.uuid, rec.generation, rec.copy()))
         return action_id
 
-    async def save_container(self, rec: ContainerRecord) -> ContainerRecord:
+    async def save_container(self, rec: ContainerRecord,
+                             finish_action: int | None = None) -> ContainerRecord:
         """Persist every field of ``rec`` (bumps updated_at and the generation: one
         more than the stored one, so two copies of a record saved in turn still
-        count up)."""
+        count up). ``finish_action``: an action id finished (Success) in the same
+        transaction, as :meth:`finish_action` would."""
         rec.updated_at = utcnow()
+        now = fmt_time(rec.updated_at)
 
         def fn(conn):
             stored = conn.execute("SELECT data FROM containers WHERE uuid=?",
@@ -372,6 +390,8 @@ class Store:
                 " data=:data WHERE uuid=:uuid",
                 row,
             )
+            if finish_action is not None:
+                self._finish_action(conn, finish_action, now, None, "Success", None)
 
         await self._tx(fn)
         self._changed(RecordChange(rec.uuid, rec.generation, rec.copy()))
@@ -574,30 +594,34 @@ class Store:
                         finished: bool = True) -> None:
         now = fmt_time(utcnow())
 
-        def fn(conn):
-            conn.execute(
-                "INSERT INTO action_events (action_id, event, start_time, finish_time, result,"
-                " traceback, details) VALUES (?,?,?,?,?,?,?)",
-                (action_id, event, now, now if finished else None, result, traceback,
-                 json.dumps(details) if details is not None else None),
-            )
+        await self._tx(lambda conn: self._insert_event(conn, action_id, event, now, result,
+                                                       details, traceback, finished))
 
-        await self._tx(fn)
+    @staticmethod
+    def _insert_event(conn, action_id, event, now, result, details, traceback=None,
+                      finished=True) -> None:
+        conn.execute(
+            "INSERT INTO action_events (action_id, event, start_time, finish_time, result,"
+            " traceback, details) VALUES (?,?,?,?,?,?,?)",
+            (action_id, event, now, now if finished else None, result, traceback,
+             json.dumps(details) if details is not None else None),
+        )
 
     async def finish_action(self, action_id: int, message: str | None = None,
                             result: str = "Success", traceback: str | None = None) -> None:
         now = fmt_time(utcnow())
+        await self._tx(lambda conn: self._finish_action(conn, action_id, now, message,
+                                                        result, traceback))
 
-        def fn(conn):
-            conn.execute("UPDATE actions SET finish_time=?, message=? WHERE id=?",
-                         (now, message, action_id))
-            conn.execute(
-                "UPDATE action_events SET finish_time=?, result=?, traceback=?"
-                " WHERE action_id=? AND finish_time IS NULL",
-                (now, result, traceback, action_id),
-            )
-
-        await self._tx(fn)
+    @staticmethod
+    def _finish_action(conn, action_id, now, message, result, traceback) -> None:
+        conn.execute("UPDATE actions SET finish_time=?, message=? WHERE id=?",
+                     (now, message, action_id))
+        conn.execute(
+            "UPDATE action_events SET finish_time=?, result=?, traceback=?"
+            " WHERE action_id=? AND finish_time IS NULL",
+            (now, result, traceback, action_id),
+        )
 
     async def list_actions(self, uuid: str) -> list[ActionRecord]:
         def fn(conn):
@@ -736,6 +760,36 @@ class Store:
         """Every registry copy held (tombstones included), as stored."""
         def fn(conn):
             rows = conn.execute("SELECT data FROM registries ORDER BY uuid").fetchall()
+            return [json.loads(r["data"]) for r in rows]
+
+        return await self._read(fn)
+
+
+    # -- flavors created through the compute API (zund.cluster.flavors) -------------
+
+    async def put_flavor(self, data: dict) -> bool:
+        """Keep the flavor copy ``data`` (a ``Flavor.to_wire()`` with a version)
+        unless a copy of the same or a newer version is held; True when written.
+        Durable on return."""
+        version = (float(data["version"][0]), str(data["version"][1]))
+
+        def fn(conn):
+            row = conn.execute("SELECT version_s, version_node FROM flavors WHERE id=?",
+                               (data["id"],)).fetchone()
+            if row is not None and (row["version_s"], row["version_node"]) >= version:
+                return False
+            conn.execute("INSERT OR REPLACE INTO flavors (id, version_s, version_node, "
+                         "deleted, data) VALUES (?, ?, ?, ?, ?)",
+                         (data["id"], version[0], version[1], int(bool(data.get("deleted"))),
+                          json.dumps(data, sort_keys=True)))
+            return True
+
+        return await self._tx(fn)
+
+    async def list_flavors(self) -> list:
+        """Every flavor copy held (tombstones included), as stored."""
+        def fn(conn):
+            rows = conn.execute("SELECT data FROM flavors ORDER BY id").fetchall()
             return [json.loads(r["data"]) for r in rows]
 
         return await self._read(fn)

@@ -25,13 +25,14 @@ from zund.api.resources.containers import ContainersResource
 from zund.api.resources.discovery import DiscoveryResource
 from zund.api.resources.hosts import HostsResource
 from zund.api.resources.images import ImagesResource
+from zund.api.resources.networks import NetworksResource
 from zund.api.resources.quotas import QuotasResource
 from zund.api.resources.registries import RegistriesResource
 from zund.api.resources.services import ServicesResource
 
 
 class ZunAPI(ContainersResource, HostsResource, ServicesResource, ImagesResource,
-             DiscoveryResource, QuotasResource, RegistriesResource,
+             DiscoveryResource, QuotasResource, RegistriesResource, NetworksResource,
              ApiBase):
     """The Zun v1 API of one node.
 

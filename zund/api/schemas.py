@@ -406,9 +406,12 @@ def _check_versions(body: Mapping, version: APIVersion) -> None:
                 min_version=str(min_version))
 
 
-def validate_create(body: Any, version: APIVersion, limits: Limits) -> dict:
+def validate_create(body: Any, version: APIVersion, limits: Limits,
+                    networks: bool = False) -> dict:
     """Validate and normalise a create body. Returns only given fields plus the
-    cpu/memory defaults; the caller picks a name when none was given."""
+    cpu/memory defaults; the caller picks a name when none was given.
+    ``networks``: the node has a network backend (``nets`` and
+    ``security_groups`` are accepted, resolved by the caller)."""
     if not isinstance(body, dict):
         raise invalid("body", "the request body must be a JSON object.")
     check_storable(body)
@@ -478,15 +481,23 @@ def validate_create(body: Any, version: APIVersion, limits: Limits) -> dict:
         out["exposed_ports"] = _exposed_ports(body["exposed_ports"])
 
     # zund has no Neutron, Cinder or registry API: refuse instead of ignoring silently
-    if body.get("nets"):
-        raise invalid("nets", "custom networks are not supported by zund (no Neutron); "
-                              "omit nets or pass [].")
+    if body.get("nets") and networks:
+        out["nets"] = validate_nets(body["nets"])
+    elif body.get("nets"):
+        raise invalid("nets", "custom networks are not supported by this cloud "
+                              "([network] driver = none); omit nets or pass [].")
     if body.get("mounts"):
         # local volumes and file injection (zund.compute.volumes); no Cinder yet
         out["mounts"] = validate_mounts(body["mounts"], version, limits)
-    if body.get("security_groups"):
-        raise invalid("security_groups", "security groups are not supported by zund "
-                                         "(no Neutron); omit security_groups or pass [].")
+    if body.get("security_groups") and networks:
+        groups = body["security_groups"]
+        if not all(isinstance(g, str) and 1 <= len(g) <= 255 for g in groups):
+            raise invalid("security_groups", "must be a list of security group names.")
+        out["security_groups"] = list(dict.fromkeys(groups))
+    elif body.get("security_groups"):
+        raise invalid("security_groups", "security groups are not supported by this "
+                                         "cloud ([network] driver = none); omit "
+                                         "security_groups or pass [].")
     if body.get("registry") is not None:
         registry = body["registry"]
         if not isinstance(registry, str) or not 1 <= len(registry) <= 255:
@@ -674,3 +685,38 @@ def validate_quota_update(body: Any) -> dict:
     check_unknown(body, QUOTA_RESOURCES)
     return {k: parse_int(body[k], k, minimum=-1, maximum=MAX_COUNT)
             for k in QUOTA_RESOURCES if k in body}
+
+
+#: keys of one Zun ``nets`` entry
+NET_KEYS = ("network", "port", "v4-fixed-ip", "v6-fixed-ip")
+
+
+def validate_nets(nets) -> list[dict]:
+    """Zun ``nets`` (1.2): each entry names a ``network`` or a ``port``, optionally
+    a ``v4-fixed-ip``; 400 naming ``nets`` otherwise."""
+    import ipaddress
+
+    if not isinstance(nets, list) or len(nets) > 16:
+        raise invalid("nets", "must be a list of at most 16 objects.")
+    out = []
+    for i, entry in enumerate(nets):
+        if not isinstance(entry, dict):
+            raise invalid("nets", f"entry {i} must be an object.")
+        unknown = sorted(set(entry) - set(NET_KEYS))
+        if unknown:
+            raise invalid("nets", f"entry {i}: unknown keys {', '.join(unknown)}.")
+        for k, value in entry.items():
+            if value is not None and (not isinstance(value, str) or len(value) > 255):
+                raise invalid("nets", f"entry {i}: {k} must be a string.")
+        if not entry.get("network") and not entry.get("port"):
+            raise invalid("nets", f"entry {i} must name a network or a port.")
+        if entry.get("v6-fixed-ip"):
+            raise invalid("nets", f"entry {i}: IPv6 addresses are not supported.")
+        if entry.get("v4-fixed-ip"):
+            try:
+                ipaddress.IPv4Address(entry["v4-fixed-ip"])
+            except ValueError:
+                raise invalid("nets", f"entry {i}: v4-fixed-ip {entry['v4-fixed-ip']!r} "
+                                      "is not an IPv4 address.") from None
+        out.append({k: v for k, v in entry.items() if v and k != "v6-fixed-ip"})
+    return out

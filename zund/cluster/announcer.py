@@ -28,7 +28,11 @@ class MetadataAnnouncer(service.Service):
 
     name = "announcer"
 
-    def __init__(self, gossip, manager, local: LocalNode, clock, min_interval_s: float = 0.5):
+    def __init__(self, gossip, manager, local: LocalNode, clock, min_interval_s: float = 0.5,
+                 usage=None):
+        #: ``async () -> capacity.Usage`` kept in memory (``CommittedLedger.usage``);
+        #: None: summed from every record on each publish
+        self._usage = usage
         self._gossip = gossip
         self._manager = manager
         self.local = local
@@ -92,8 +96,10 @@ class MetadataAnnouncer(service.Service):
         return d
 
     async def build(self) -> metadata.NodeMeta:
-        records = await self._manager.store.list_containers()
-        usage = capacity.usage_of(records)
+        if self._usage is not None:
+            usage = await self._usage()
+        else:
+            usage = capacity.usage_of(await self._manager.store.list_containers())
         facts = self._manager.host_facts or capacity.detect_host(self._manager.capacity_config)
         limits = capacity.limits(self._manager.capacity_config, facts)
         return metadata.build(self.local.facts, usage, limits, usage.tenants, host=facts)

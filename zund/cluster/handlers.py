@@ -26,6 +26,9 @@ class NodeHandlers:
         self.images = images
         #: zund.cluster.registries.RegistryService: serves the REGISTRY_* operations
         self.registries = registries
+        #: zund.cluster.flavors.FlavorService: serves the FLAVOR_* operations (set by
+        #: the composition root)
+        self.flavors = None
         #: zund.cluster.healer.Healer: serves SERVICE_STATE (set by the composition root)
         self.healer = None
 

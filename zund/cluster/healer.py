@@ -46,6 +46,8 @@ Who may call: the composition root builds :class:`ServiceMarks` and
 from __future__ import annotations
 
 import collections
+import json
+import os
 from typing import Callable
 
 import attrs
@@ -54,7 +56,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from zund.cluster.facade import hint_labels
-from zund.cluster.messages import ServiceStateRequest
+from zund.cluster.messages import ServiceMarksExchange, ServiceStateRequest
 from zund.cluster.replicas import GONE_STATES, LIVE_STATES, holders
 from zund.cluster.types import NodeView, PlacementRequest
 from zund.common import errors
@@ -112,11 +114,94 @@ def placement_request(rec: ContainerRecord, request: CreateRequest,
 
 class ServiceMarks:
     """Operator marks that every node applies to its gossip view: nodes forced
-    down (Zun's ``forced_down``) read as ``dead``. In memory; set through
-    ``SERVICE_STATE`` (a node that restarts forgets them: force down again)."""
+    down (Zun's ``forced_down``) read as ``dead``.
 
-    def __init__(self):
+    Each mark is ``host -> (stamp, forced_down)``, last writer wins by stamp (the
+    receiving node's clock when an operator's ``SERVICE_STATE`` arrives). Marks
+    survive a restart (``path``: a small JSON file, written atomically on every
+    change, read by :meth:`load` in ``Healer.startService``) and travel between
+    nodes (``SERVICE_MARKS``, :meth:`merge`): a node that joins later, or was
+    down when the operator acted, learns them from its peers. A cleared mark
+    (``forced_down`` false) is kept as such so an older "forced" copy cannot
+    come back. A missing or malformed file is no marks, never an error.
+    ``local``: this node's name; its own mark is kept and passed on, but it never
+    reads itself as dead."""
+
+    #: marks kept at most (one per node ever marked)
+    MAX_MARKS = 4096
+    #: the file is refused above this size
+    MAX_BYTES = 512 * 1024
+
+    def __init__(self, path: str | None = None, local: str | None = None):
         self.forced_down: set[str] = set()
+        self.path = path
+        self.local = local
+        self.stamps: dict[str, tuple[float, bool]] = {}
+
+    def set(self, host: str, forced_down: bool, stamp: float) -> None:
+        """An operator's mark, applied whatever this node knew (it is the newest)."""
+        old = self.stamps.get(host)
+        if old is not None and stamp <= old[0]:
+            stamp = old[0] + 1e-3  # never behind what this node already kept
+        self._put(host, stamp, forced_down)
+        self.save()
+
+    def merge(self, marks) -> list[str]:
+        """Keep each ``(host, stamp, forced_down)`` newer than this node's; returns
+        the hosts whose mark changed."""
+        changed = []
+        for host, stamp, forced in marks:
+            old = self.stamps.get(host)
+            if old is not None and (stamp, forced) <= old:
+                continue
+            if old is None and len(self.stamps) >= self.MAX_MARKS:
+                continue
+            self._put(host, stamp, forced)
+            changed.append(host)
+        if changed:
+            self.save()
+        return changed
+
+    def entries(self) -> tuple:
+        return tuple((h, t, f) for h, (t, f) in sorted(self.stamps.items()))
+
+    def _put(self, host: str, stamp: float, forced: bool) -> None:
+        self.stamps[host] = (float(stamp), bool(forced))
+        if forced and host != self.local:
+            self.forced_down.add(host)
+        else:
+            self.forced_down.discard(host)
+
+    def load(self) -> None:
+        """Read the marks saved by a previous run (startService: no I/O before)."""
+        if not self.path:
+            return
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read(self.MAX_BYTES + 1)
+            doc = json.loads(data) if len(data) <= self.MAX_BYTES else {}
+            marks = [(str(h), float(t), bool(f)) for h, t, f in doc.get("marks", [])
+                     if isinstance(h, str)] if doc.get("v") == 1 else []
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, AttributeError) as e:
+            log.warn("healer.marks_unreadable path={path} error={error}", path=self.path,
+                     error=str(e))
+            return
+        for host, stamp, forced in marks[:self.MAX_MARKS]:
+            self._put(host, stamp, forced)
+
+    def save(self) -> None:
+        if not self.path:
+            return
+        tmp = f"{self.path}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump({"v": 1, "marks": [list(e) for e in self.entries()]}, f)
+            os.replace(tmp, self.path)
+        except OSError as e:
+            log.warn("healer.marks_not_saved path={path} error={error}", path=self.path,
+                     error=str(e))
 
     def wrap(self, nodes: Callable[[], list[NodeView]]) -> Callable[[], list[NodeView]]:
         def view() -> list[NodeView]:
@@ -157,7 +242,9 @@ class Healer(service.Service):
         self.lifecycle = lifecycle
         self.local = local
         self.clock = clock
-        self.marks = marks if marks is not None else ServiceMarks()
+        self.marks = marks if marks is not None else ServiceMarks(local=node)
+        if self.marks.local is None:
+            self.marks.local = node
         self.replicas = replicas
         self.tick_s = tick_s
         self.check_interval_s = check_interval_s
@@ -191,6 +278,7 @@ class Healer(service.Service):
 
     def startService(self):
         super().startService()
+        self.marks.load()
         self._active = True
         self._next_check = self.clock.seconds()
         self._started_at = self.clock.seconds()
@@ -224,6 +312,23 @@ class Healer(service.Service):
         the view shows as dead). A node that left gracefully is coming back."""
         return {n.name for n in self.view() if n.state == "dead"} - {self.node}
 
+    def has_majority(self) -> bool:
+        """Split-brain guard: this node heals only while it sees a strict majority of
+        the members it knows alive (itself included). A node cut off from the
+        others sees them all dead, but it cannot tell a partition from their death:
+        the minority side must not re-place containers the majority still runs.
+        Members an operator forced down do not count (the operator says they are
+        gone), nor do members that left gracefully. A 2-node cluster therefore heals
+        only from a forced-down node (``service forcedown``)."""
+        live, dead = {self.node}, set()
+        for n in self.view():
+            if n.state in LIVE_STATES:
+                live.add(n.name)
+            elif n.state == "dead" and n.name not in self.marks.forced_down:
+                dead.add(n.name)
+        dead -= live
+        return 2 * len(live) > len(live) + len(dead)
+
     def healer_of(self, uuid: str, owner: str) -> str | None:
         """The node that heals ``uuid`` of gone ``owner``: the first live holder."""
         members = (set(self._live()) | {self.node}) - {owner}
@@ -236,8 +341,12 @@ class Healer(service.Service):
         now = self.clock.seconds()
         members = frozenset(self._live()) | {self.node}
         if members != self._members:
+            joined = members - self._members
             self._members = members
             self._next_check = now
+            if joined:
+                # a node that joined (or this node, joining) may have missed marks
+                self._spawn(self.sync_marks(), "sync_marks")
         if now >= self._next_check and (self._checking is None or self._checking.called):
             self._next_check = now + self.check_interval_s
             self._checking = self._spawn(self.check_moved(), "check_moved")
@@ -252,6 +361,11 @@ class Healer(service.Service):
         gone = self._gone()
         if not gone:
             self._gone_seen.clear()
+            return 0
+        if not self.has_majority():
+            if not self.stats["no_majority"]:
+                log.warn("healer.no_majority gone={gone}", gone=",".join(sorted(gone)))
+            self.stats["no_majority"] += 1
             return 0
         now = self.clock.seconds()
         started = 0
@@ -434,13 +548,45 @@ class Healer(service.Service):
             f"{reason} (drained: {moved} moved)"
         self.local.update(disabled_reason=text[:200])
 
+    def exchange_marks(self, msg: ServiceMarksExchange) -> tuple:
+        """A peer's ``SERVICE_MARKS``: keep its newer marks, answer with ours."""
+        self._merge_marks(msg.marks)
+        return self.marks.entries()
+
+    def _merge_marks(self, marks) -> None:
+        for host in self.marks.merge(marks):
+            log.info("healer.mark_learned host={host} forced_down={forced}", host=host,
+                     forced=host in self.marks.forced_down)
+            if host == self.node and host in self.marks.forced_down:
+                self._next_check = self.clock.seconds()  # our copies may move
+
+    async def sync_marks(self, fanout: int = 3) -> int:
+        """Exchange marks with up to ``fanout`` live peers (sorted by name, so the
+        choice needs no randomness); returns how many answered."""
+        peers = sorted((n for name, n in self._live().items() if name != self.node),
+                       key=lambda n: n.name)[:fanout]
+        if not peers:
+            return 0
+        msg = ServiceMarksExchange(self.marks.entries())
+        results = await defer.DeferredList(
+            [defer.Deferred.fromCoroutine(self.client.call(n, msg)) for n in peers],
+            consumeErrors=True)
+        answered = 0
+        for n, (ok, value) in zip(peers, results):
+            if ok:
+                answered += 1
+                self._merge_marks(value)
+            else:
+                log.info("healer.marks_not_synced node={node} reason={reason}",
+                         node=n.name, reason=value.getErrorMessage())
+        return answered
+
     def apply_service_state(self, msg: ServiceStateRequest) -> dict:
         """A ``SERVICE_STATE`` from an operator's entry node (or this node's own)."""
         if msg.forced_down is not None:
-            if msg.forced_down and msg.host != self.node:
-                self.marks.forced_down.add(msg.host)
-            else:
-                self.marks.forced_down.discard(msg.host)
+            # a node never reads itself as dead (ServiceMarks.local), but keeps its
+            # own mark to pass it on
+            self.marks.set(msg.host, bool(msg.forced_down), self.clock.seconds())
             if msg.forced_down and msg.host == self.node:
                 self._next_check = self.clock.seconds()  # our copies may move
         if msg.disabled is not None and msg.host == self.node:

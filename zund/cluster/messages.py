@@ -30,6 +30,7 @@ from zund.common.context import RequestContext
 from zund.compute import interface
 from zund.compute.interface import ContainerRef
 from zund.records import ContainerRecord, CreateRequest
+from zund.flavors import Flavor
 from zund.registries import RegistryEntry
 
 #: the version this node speaks (and the newest it accepts)
@@ -54,6 +55,7 @@ class Op(enum.IntEnum):
     COMMIT_STATUS = 40
     # self-healing, drain and forced down (issue 11 items 3-4): 80-89
     SERVICE_STATE = 80
+    SERVICE_MARKS = 81
     # 20-29: per-project quotas (zund.cluster.quota)
     QUOTA_CLAIM = 20
     QUOTA_SETTLE = 21
@@ -66,9 +68,18 @@ class Op(enum.IntEnum):
     IMAGE_LIST = 51
     IMAGE_SHOW = 52
     IMAGE_DELETE = 53
-    # 60-69: private registries (zund.cluster.registries)
+    # 60-61: private registries (zund.cluster.registries)
     REGISTRY_PUT = 60
     REGISTRY_GET = 61
+    # 90-99: tenant networks, vxlan backend (zund.network.vxlan)
+    NETWORK_PUT = 90
+    NETWORK_GET = 91
+    NETWORK_CHANGED = 92
+    # 62-69: flavors created through the compute API (zund.cluster.flavors)
+    FLAVOR_PUT = 62
+    FLAVOR_GET = 63
+    # 100-109: the peer transport itself (zund.cluster.peer_client)
+    PING = 100
 
 
 WireError = wire.WireError
@@ -90,6 +101,18 @@ def _ctx(body: dict) -> RequestContext:
 
 
 # -- requests ---------------------------------------------------------------------
+
+
+class _NoAnswer:
+    """Base of the requests whose answer carries nothing: ``ok`` is ``{}``."""
+
+    @staticmethod
+    def answer_to_body(_result) -> dict:
+        return {}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> None:
+        return None
 
 
 @attrs.frozen
@@ -188,7 +211,7 @@ class CommitStatusRequest:
 
 
 @attrs.frozen
-class ReleaseRequest:
+class ReleaseRequest(_NoAnswer):
     """Drop a reservation (unknown ids are fine). -> None."""
 
     OP: ClassVar[Op] = Op.RELEASE
@@ -200,14 +223,6 @@ class ReleaseRequest:
     @classmethod
     def from_body(cls, body: dict) -> "ReleaseRequest":
         return cls(_get(body, "reservation_id", str))
-
-    @staticmethod
-    def answer_to_body(_result) -> dict:
-        return {}
-
-    @staticmethod
-    def answer_from_body(ok: dict) -> None:
-        return None
 
 
 @attrs.frozen
@@ -475,7 +490,7 @@ def _version(body: dict) -> tuple:
 
 
 @attrs.frozen
-class QuotaClaimRequest:
+class QuotaClaimRequest(_NoAnswer):
     """To the project's ledger holder: count ``resources`` for the container
     ``uuid`` (idempotent per uuid). -> None; QuotaExceeded when it does not fit,
     ServiceUnavailable when the receiver is not (yet) the holder."""
@@ -494,17 +509,9 @@ class QuotaClaimRequest:
         return cls(_get(body, "project_id", str), _get(body, "uuid", str),
                    _numbers(body, "resources"))
 
-    @staticmethod
-    def answer_to_body(_result) -> dict:
-        return {}
-
-    @staticmethod
-    def answer_from_body(ok: dict) -> None:
-        return None
-
 
 @attrs.frozen
-class QuotaSettleRequest:
+class QuotaSettleRequest(_NoAnswer):
     """To the holder: the container ``uuid`` was ``committed`` (it exists) or not
     (it will not, or no longer does). Idempotent. -> None."""
 
@@ -521,17 +528,9 @@ class QuotaSettleRequest:
         return cls(_get(body, "project_id", str), _get(body, "uuid", str),
                    _get(body, "committed", bool))
 
-    @staticmethod
-    def answer_to_body(_result) -> dict:
-        return {}
-
-    @staticmethod
-    def answer_from_body(ok: dict) -> None:
-        return None
-
 
 @attrs.frozen
-class QuotaLimitsPut:
+class QuotaLimitsPut(_NoAnswer):
     """Keep limits ``key`` (``project:<id>`` or ``class:<name>``) at ``version``
     (``(seconds, node)``); a version older than the one held is ignored; empty
     ``limits`` = back to the defaults. -> None."""
@@ -547,14 +546,6 @@ class QuotaLimitsPut:
     @classmethod
     def from_body(cls, body: dict) -> "QuotaLimitsPut":
         return cls(_get(body, "key", str), _numbers(body, "limits"), _version(body))
-
-    @staticmethod
-    def answer_to_body(_result) -> dict:
-        return {}
-
-    @staticmethod
-    def answer_from_body(ok: dict) -> None:
-        return None
 
 
 @attrs.frozen
@@ -721,7 +712,7 @@ class ImageShowRequest:
 
 
 @attrs.frozen
-class ImageDeleteRequest:
+class ImageDeleteRequest(_NoAnswer):
     """Delete the receiver's image record ``uuid`` and its image. -> None
     (ImageRecordNotFound, ImageInUse)."""
 
@@ -735,14 +726,6 @@ class ImageDeleteRequest:
     @classmethod
     def from_body(cls, body: dict) -> "ImageDeleteRequest":
         return cls(_ctx(body), _get(body, "uuid", str))
-
-    @staticmethod
-    def answer_to_body(_result) -> dict:
-        return {}
-
-    @staticmethod
-    def answer_from_body(ok: dict) -> None:
-        return None
 
 
 IMAGE_REQUESTS = (ImagePullRequest, ImageListRequest, ImageShowRequest, ImageDeleteRequest)
@@ -759,7 +742,7 @@ def _registries(body: dict, name: str) -> list:
 
 
 @attrs.frozen
-class RegistryPut:
+class RegistryPut(_NoAnswer):
     """Keep these registry copies (each only when newer than the one held; the
     password travels in the clear inside the sealed body). -> None."""
 
@@ -772,14 +755,6 @@ class RegistryPut:
     @classmethod
     def from_body(cls, body: dict) -> "RegistryPut":
         return cls(tuple(_registries(body, "entries")))
-
-    @staticmethod
-    def answer_to_body(_result) -> dict:
-        return {}
-
-    @staticmethod
-    def answer_from_body(ok: dict) -> None:
-        return None
 
 
 @attrs.frozen
@@ -807,6 +782,128 @@ class RegistryGet:
 
 
 REGISTRY_REQUESTS = (RegistryPut, RegistryGet)
+
+
+# -- tenant networks, vxlan backend (zund.network.vxlan) -------------------------------
+
+
+def _net_items(body: dict, name: str) -> list:
+    from zund.network.records import NetItem  # the network package imports us
+    try:
+        return [NetItem.from_wire(d) for d in _get(body, name, list)]
+    except ValueError as e:
+        raise WireError(str(e)) from None
+
+
+@attrs.frozen
+class NetworkPut(_NoAnswer):
+    """Keep these network items (definitions, block claims), each only when newer
+    than the copy held. -> None."""
+
+    OP: ClassVar[Op] = Op.NETWORK_PUT
+    items: tuple
+
+    def to_body(self) -> dict:
+        return {"items": [i.to_wire() for i in self.items]}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "NetworkPut":
+        return cls(tuple(_net_items(body, "items")))
+
+
+@attrs.frozen
+class NetworkGet:
+    """The receiver's network items of ``group`` (every group's when None),
+    tombstones included. -> [NetItem]."""
+
+    OP: ClassVar[Op] = Op.NETWORK_GET
+    group: str | None
+
+    def to_body(self) -> dict:
+        return {"group": self.group}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "NetworkGet":
+        return cls(_get(body, "group", str, optional=True))
+
+    @staticmethod
+    def answer_to_body(items) -> dict:
+        return {"items": [i.to_wire() for i in items]}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> list:
+        return _net_items(ok, "items")
+
+
+@attrs.frozen
+class NetworkChanged(_NoAnswer):
+    """Network ``net_id``'s blocks changed (a node joined or left it): re-read
+    them and update the forwarding entries. -> None."""
+
+    OP: ClassVar[Op] = Op.NETWORK_CHANGED
+    net_id: str
+
+    def to_body(self) -> dict:
+        return {"net_id": self.net_id}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "NetworkChanged":
+        return cls(_get(body, "net_id", str))
+
+
+NETWORK_REQUESTS = (NetworkPut, NetworkGet, NetworkChanged)
+
+
+# -- flavors created through the compute API (zund.cluster.flavors) ------------------
+
+
+def _flavors(body: dict, name: str) -> list:
+    try:
+        return [Flavor.from_wire(d) for d in _get(body, name, list)]
+    except ValueError as e:
+        raise WireError(str(e)) from None
+
+
+@attrs.frozen
+class FlavorPut(_NoAnswer):
+    """Keep these flavor copies (each only when newer than the one held). -> None."""
+
+    OP: ClassVar[Op] = Op.FLAVOR_PUT
+    entries: tuple
+
+    def to_body(self) -> dict:
+        return {"entries": [f.to_wire() for f in self.entries]}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "FlavorPut":
+        return cls(tuple(_flavors(body, "entries")))
+
+
+@attrs.frozen
+class FlavorGet:
+    """The receiver's flavor copies of ``group`` (every group's when None),
+    tombstones included. -> [Flavor]."""
+
+    OP: ClassVar[Op] = Op.FLAVOR_GET
+    group: str | None
+
+    def to_body(self) -> dict:
+        return {"group": self.group}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "FlavorGet":
+        return cls(_get(body, "group", str, optional=True))
+
+    @staticmethod
+    def answer_to_body(entries) -> dict:
+        return {"entries": [f.to_wire() for f in entries]}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> list:
+        return _flavors(ok, "entries")
+
+
+FLAVOR_REQUESTS = (FlavorPut, FlavorGet)
 
 
 QUOTA_REQUESTS = (QuotaClaimRequest, QuotaSettleRequest, QuotaLimitsPut, QuotaLimitsGet,
@@ -847,11 +944,72 @@ class ServiceStateRequest:
         return dict(_get(ok, "state", dict))
 
 
+#: marks one SERVICE_MARKS carries at most (a cluster has fewer nodes)
+MAX_SERVICE_MARKS = 4096
+
+
+def _marks(body: dict) -> tuple:
+    raw = _get(body, "marks", list)
+    if len(raw) > MAX_SERVICE_MARKS:
+        raise WireError(f"marks: more than {MAX_SERVICE_MARKS}")
+    out = []
+    for item in raw:
+        if (not isinstance(item, list) or len(item) != 3 or not isinstance(item[0], str)
+                or not isinstance(item[1], (int, float)) or isinstance(item[1], bool)
+                or not isinstance(item[2], bool)):
+            raise WireError("marks: each is [host, stamp, forced_down]")
+        out.append((item[0], float(item[1]), item[2]))
+    return tuple(out)
+
+
+@attrs.frozen
+class ServiceMarksExchange:
+    """Operator marks (forced down) as the sender knows them, each ``(host, stamp,
+    forced_down)``: the receiver keeps every one newer than its own, and answers
+    with all of its marks after the merge (the sender merges them in turn), so a
+    node that joins or restarts learns the marks it missed (``zund.cluster.healer``).
+    -> tuple of (host, stamp, forced_down)."""
+
+    OP: ClassVar[Op] = Op.SERVICE_MARKS
+    marks: tuple = ()
+
+    def to_body(self) -> dict:
+        return {"marks": [[h, float(t), bool(f)] for h, t, f in self.marks]}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "ServiceMarksExchange":
+        return cls(_marks(body))
+
+    @staticmethod
+    def answer_to_body(marks) -> dict:
+        return {"marks": [[h, float(t), bool(f)] for h, t, f in marks]}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> tuple:
+        return _marks(ok)
+
+
+@attrs.frozen
+class PingRequest(_NoAnswer):
+    """The cheapest signed (and sealed) round trip: the receiver does nothing but
+    answer. -> None. Measures the transport's floor (bench/placement_real.py)."""
+
+    OP: ClassVar[Op] = Op.PING
+
+    def to_body(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "PingRequest":
+        return cls()
+
+
 REQUESTS: dict[Op, type] = {cls.OP: cls for cls in (
     BidRequest, CommitRequest, ReleaseRequest, ListRequest, LocateRequest, OwnerCall,
     HostRequest, ReplicateRequest, ReplicaSyncRequest, ReplicaQuery, CommitStatusRequest,
-    ServiceStateRequest)
-    + QUOTA_REQUESTS + IMAGE_REQUESTS + REGISTRY_REQUESTS}
+    ServiceStateRequest, ServiceMarksExchange)
+    + QUOTA_REQUESTS + IMAGE_REQUESTS + REGISTRY_REQUESTS + FLAVOR_REQUESTS
+    + NETWORK_REQUESTS + (PingRequest,)}
 
 
 def check_owner_call(operation: str, args: dict) -> None:

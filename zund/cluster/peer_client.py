@@ -72,8 +72,13 @@ class PeerClient:
                  timeout_s: float = 5.0, clock, reactor=None,
                  slow_timeout_s: float = 120.0,
                  max_response_bytes: int = 64 * 1024 * 1024,
-                 sealer: sealing.Sealer | None = None):
+                 sealer: sealing.Sealer | None = None, channel: bool = False):
         self.node_name = node_name
+        #: True: calls go over one persistent multiplexed channel per peer
+        #: (``zund.cluster.channel``), HTTP for slow owner calls (big answers must
+        #: not hold up bids behind them) and for peers without the channel
+        self.channel = channel
+        self._channels = None
         self._signer = signer
         self._sealer = sealer
         self._http = treq_client
@@ -84,6 +89,9 @@ class PeerClient:
         self.max_response_bytes = max_response_bytes
         self._clock = clock
 
+    #: idle persistent connections kept per peer
+    max_connections_per_peer = 32
+
     def _client(self):
         if self._http is None:
             from treq.client import HTTPClient
@@ -91,20 +99,42 @@ class PeerClient:
 
             reactor = self._reactor or self._clock
             self._pool = HTTPConnectionPool(reactor, persistent=True)
-            self._pool.maxPersistentPerHost = 4
+            # one connection per concurrent call is kept (bids fan out to every
+            # sampled node while other calls are in flight): fewer would close and
+            # reopen connections under load
+            self._pool.maxPersistentPerHost = self.max_connections_per_peer
             self._pool.cachedConnectionTimeout = 60
             self._http = HTTPClient(Agent(reactor, pool=self._pool))
         return self._http
 
+    def _channel_pool(self):
+        if self._channels is None:
+            from zund.cluster.channel import ChannelPool
+
+            self._channels = ChannelPool(self._reactor or self._clock,
+                                         max_frame=self.max_response_bytes,
+                                         connect_timeout_s=self.timeout_s)
+        return self._channels
+
     async def close(self) -> None:
-        """Close pooled connections (call from stopService)."""
+        """Close pooled connections and channels (call from stopService)."""
+        if self._channels is not None:
+            await self._channels.close()
         if self._pool is not None:
             await self._pool.closeCachedConnections()
 
     # -- transport -------------------------------------------------------------------
 
     async def _exchange(self, node: NodeView, path: str, body: bytes,
-                        signature: dict[str, str]) -> tuple[int, bytes]:
+                        signature: dict[str, str], use_channel: bool = False
+                        ) -> tuple[int, bytes]:
+        if use_channel and self.channel:
+            from zund.cluster.channel import NoChannel
+
+            try:
+                return await self._channel_pool().exchange(node.peer, signature, body)
+            except NoChannel:
+                pass  # a peer without the channel: HTTP below
         content_type = wire.CONTENT_TYPE if self._sealer is None else sealing.CONTENT_TYPE
         headers = {"Content-Type": [content_type]}
         for name, value in signature.items():
@@ -145,6 +175,40 @@ class PeerClient:
             self.observer(op, self._clock.seconds() - started, None)
         return answer
 
+    #: this node's own ``peer_server.PeerAPI`` (set by the composition root): a call
+    #: addressed to this node is served in-process (``PeerAPI.serve_in_process``):
+    #: the same envelopes, packed and unpacked as on the wire so caller and handler
+    #: share nothing, but no HTTP round trip, signature or seal. None: over HTTP.
+    local = None
+
+    async def _send_in_process(self, msg, body: bytes, timeout_s: float, what: str):
+        # The handler is never cancelled (over HTTP a caller's timeout does not stop
+        # the peer either: a commit half-way must finish, exactly once); only the
+        # wait for it times out.
+        handled = defer.Deferred.fromCoroutine(self.local.serve_in_process(body))
+        waiter: defer.Deferred = defer.Deferred()
+
+        def deliver(result):
+            if not waiter.called:
+                waiter.callback(result)
+
+        handled.addBoth(deliver)
+        waiter.addTimeout(timeout_s, self._clock)
+        try:
+            data = await waiter
+        except (defer.TimeoutError, defer.CancelledError) as e:
+            raise PeerTimeout(reason=f"this node ({self.node_name}) did not answer {what} "
+                                     f"in time") from e
+        if not isinstance(data, bytes):  # serve_in_process never raises; be sure
+            raise errors.RuntimeFailure(reason=f"in-process {what} failed: {data!r}")
+        try:
+            return messages.decode_answer(msg, wire.unpack_map(data, self.max_response_bytes),
+                                          self.node_name)
+        except wire.WireError as e:
+            raise errors.ServiceUnavailable(
+                reason=f"this node ({self.node_name}) made a malformed {what} answer: "
+                       f"{e}") from e
+
     async def _send_untimed(self, node: NodeView, msg):
         """One call; the typed answer. Raises the peer's zund error, or
         ServiceUnavailable when the peer did not answer usefully. Owner calls that
@@ -153,11 +217,14 @@ class PeerClient:
         timeout_s = self.slow_timeout_s if slow else self.timeout_s
         what = f"{msg.OP.name.lower()}"
         body = wire.pack(messages.encode_request(msg))
+        if self.local is not None and node.name == self.node_name:
+            return await self._send_in_process(msg, body, timeout_s, what)
         if self._sealer is not None:
             body = self._sealer.seal(body, sealing.request_aad(self.node_name, node.name))
         # the signature covers the bytes as sent (sealed when keys are configured)
         signature = self._signer.headers("POST", PATH, body, node.name)
-        d = defer.Deferred.fromCoroutine(self._exchange(node, PATH, body, signature))
+        d = defer.Deferred.fromCoroutine(self._exchange(node, PATH, body, signature,
+                                                        use_channel=not slow))
         d.addTimeout(timeout_s, self._clock)
         try:
             status, data = await d
@@ -254,6 +321,10 @@ class PeerClient:
         lists of ActionRecord)."""
         return await self._send(node, messages.OwnerCall(_context(ctx), operation, ref,
                                                          dict(args)))
+
+    async def ping(self, node: NodeView) -> None:
+        """The cheapest signed (and sealed) round trip (``PING``): the transport's floor."""
+        await self._send(node, messages.PingRequest())
 
     async def host(self, node: NodeView) -> dict:
         return await self._send(node, messages.HostRequest())

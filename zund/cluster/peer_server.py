@@ -53,6 +53,11 @@ _STATUS = (
 )
 
 
+#: the request headers the signature travels in (``zund.cluster.signing``)
+SIGNED_HEADERS = (signing.HEADER_NODE, signing.HEADER_TARGET, signing.HEADER_TIMESTAMP,
+                  signing.HEADER_NONCE, signing.HEADER_SIGNATURE)
+
+
 def status_for(exc: BaseException) -> int:
     for cls, status in _STATUS:
         if isinstance(exc, cls):
@@ -132,36 +137,47 @@ class PeerAPI:
 
     # -- pipeline --------------------------------------------------------------------
 
-    def _answer(self, request, status: int, payload: dict,
-                seal_aad: bytes | None = None) -> bytes:
-        return self._reply(request, status, wire.pack(payload), seal_aad)
+    def _answer(self, status: int, payload: dict,
+                seal_aad: bytes | None = None) -> tuple[int, str, bytes]:
+        return self._reply(status, wire.pack(payload), seal_aad)
 
-    def _reply(self, request, status: int, data: bytes, seal_aad: bytes | None) -> bytes:
-        """``seal_aad``: the answer's associated data once the request is authenticated
-        and sealing is on (every answer to it is then sealed, errors included);
-        None: plaintext (refusals of unauthenticated requests, insecure mode)."""
-        request.setResponseCode(status)
+    def _reply(self, status: int, data: bytes,
+               seal_aad: bytes | None) -> tuple[int, str, bytes]:
+        """(status, content type, body). ``seal_aad``: the answer's associated data
+        once the request is authenticated and sealing is on (every answer to it is
+        then sealed, errors included); None: plaintext (refusals of unauthenticated
+        requests, insecure mode)."""
         if seal_aad is None:
-            request.setHeader("Content-Type", wire.CONTENT_TYPE)
-            return data
-        request.setHeader("Content-Type", sealing.CONTENT_TYPE)
-        return self.sealer.seal(data, seal_aad)
+            return status, wire.CONTENT_TYPE, data
+        return status, sealing.CONTENT_TYPE, self.sealer.seal(data, seal_aad)
 
-    def _error(self, request, exc: errors.ZundError, seal_aad: bytes | None = None) -> bytes:
-        return self._answer(request, status_for(exc), messages.encode_error(exc), seal_aad)
+    def _error(self, exc: errors.ZundError,
+               seal_aad: bytes | None = None) -> tuple[int, str, bytes]:
+        return self._answer(status_for(exc), messages.encode_error(exc), seal_aad)
 
     @app.route("/v1/peer", methods=["POST"])
     async def rpc(self, request):
-        self.stats["requests"] += 1
+        """The HTTP transport of :meth:`exchange`."""
         body = request.content.read(self.max_body_bytes + 1)
+        headers = {name: request.getHeader(name) for name in SIGNED_HEADERS}
+        status, content_type, data = await self.exchange(
+            headers, body, getattr(request.getClientAddress(), "host", None),
+            method=request.method.decode("ascii", "replace"),
+            path=request.uri.decode("utf-8", "replace"))
+        request.setResponseCode(status)
+        request.setHeader("Content-Type", content_type)
+        return data
+
+    async def exchange(self, headers: dict, body: bytes, client: str | None = None, *,
+                       method: str = "POST", path: str = "/v1/peer") -> tuple[int, str, bytes]:
+        """One peer request, whatever carried it (HTTP, or the channel:
+        ``zund.cluster.channel``): ``headers`` maps the signature header names to
+        their values; the answer as (status, content type, body). Never raises."""
+        self.stats["requests"] += 1
         if len(body) > self.max_body_bytes:
             self.stats["too_large"] += 1
-            return self._error(request, errors.RequestEntityTooLarge(limit=self.max_body_bytes))
-        headers = {name: request.getHeader(name) for name in (
-            signing.HEADER_NODE, signing.HEADER_TARGET, signing.HEADER_TIMESTAMP,
-            signing.HEADER_NONCE, signing.HEADER_SIGNATURE)}
-        method = request.method.decode("ascii", "replace")
-        path = request.uri.decode("utf-8", "replace")
+            return self._error(errors.RequestEntityTooLarge(limit=self.max_body_bytes))
+        headers = {name: headers.get(name) for name in SIGNED_HEADERS}
         try:
             sender = self.verifier.verify(method, path, body, headers)
         except signing.SignatureInvalid as e:
@@ -169,9 +185,8 @@ class PeerAPI:
             self.stats[f"unauthorized.{e.reason}"] += 1
             log.warn("peer.unauthorized path={path} reason={reason} claimed={claimed} "
                      "client={client}", path=path, reason=e.reason,
-                     claimed=headers.get(signing.HEADER_NODE),
-                     client=getattr(request.getClientAddress(), "host", None))
-            return self._error(request, errors.NotAuthenticated())
+                     claimed=headers.get(signing.HEADER_NODE), client=client)
+            return self._error(errors.NotAuthenticated())
         seal = None
         if self.sealer is not None:
             # the signature verified the sealed bytes; now they must open with our
@@ -183,7 +198,7 @@ class PeerAPI:
                 self.stats[f"unauthorized.{e.reason}"] += 1
                 log.warn("peer.unsealable sender={sender} reason={reason}", sender=sender,
                          reason=e.reason)
-                return self._error(request, errors.NotAuthenticated())
+                return self._error(errors.NotAuthenticated())
             seal = sealing.answer_aad(sender, self.node_name, headers[signing.HEADER_NONCE])
         try:
             msg = messages.decode_request(wire.unpack_map(body, self.max_body_bytes),
@@ -192,12 +207,13 @@ class PeerAPI:
             self.stats["bad_body"] += 1
             log.warn("peer.bad_body sender={sender} reason={reason}", sender=sender,
                      reason=str(e))
-            return self._error(request, errors.InvalidInput(field="body", reason=str(e)), seal)
+            return self._error(errors.InvalidInput(field="body", reason=str(e)), seal)
         except errors.ZundError as e:  # unsupported version / operation, bad arguments
             self.stats["refused"] += 1
             log.warn("peer.refused sender={sender} error={error}", sender=sender,
                      error=str(e))
-            return self._error(request, e, seal)
+            return self._error(e, seal)
+        self.stats[f"op.{msg.OP.name}"] += 1
         ctx = getattr(msg, "ctx", None)  # messages that act for a user carry one
         if ctx is not None:
             # the owner's trace of a forwarded call: both ids, so one user action
@@ -212,23 +228,54 @@ class PeerAPI:
             answer = wire.pack(messages.encode_answer(msg, result))
         except wire.WireError as e:
             self.stats["bad_body"] += 1
-            return self._error(request, errors.InvalidInput(field="body", reason=str(e)), seal)
+            return self._error(errors.InvalidInput(field="body", reason=str(e)), seal)
         except errors.ZundError as e:
             status = status_for(e)
             self.stats["errors" if status < 500 else "failures"] += 1
-            return self._error(request, e, seal)
+            return self._error(e, seal)
         except Exception:
             self.stats["failures"] += 1
             cid = str(uuidlib.uuid4())
             log.failure("peer.error op={op} sender={sender} correlation_id={cid}",
                         op=msg.OP.name, sender=sender, cid=cid)
-            return self._error(request, errors.RuntimeFailure(
+            return self._error(errors.RuntimeFailure(
                 reason=f"internal error on {self.node_name}, correlation id {cid}"), seal)
         self.stats["ok"] += 1
-        return self._reply(request, 200, answer, seal)
+        return self._reply(200, answer, seal)
+
+    async def serve_in_process(self, body: bytes) -> bytes:
+        """The packed answer to ``body`` (a packed request envelope) that this node
+        sends to itself (``PeerClient.local``): the pipeline of :meth:`rpc` after
+        authentication — the same decoding, handlers, errors and answers — without
+        HTTP, signature or seal (nothing crosses a trust boundary). Never raises.
+        Counted as ``in_process``, not as a request."""
+        self.stats["in_process"] += 1
+        try:
+            msg = messages.decode_request(wire.unpack_map(body, self.max_body_bytes),
+                                          self.node_name)
+        except wire.WireError as e:
+            return wire.pack(messages.encode_error(errors.InvalidInput(field="body",
+                                                                       reason=str(e))))
+        except errors.ZundError as e:
+            return wire.pack(messages.encode_error(e))
+        try:
+            return wire.pack(messages.encode_answer(msg, await self._handle(msg)))
+        except wire.WireError as e:
+            return wire.pack(messages.encode_error(errors.InvalidInput(field="body",
+                                                                       reason=str(e))))
+        except errors.ZundError as e:
+            return wire.pack(messages.encode_error(e))
+        except Exception:
+            cid = str(uuidlib.uuid4())
+            log.failure("peer.error op={op} sender={sender} correlation_id={cid}",
+                        op=msg.OP.name, sender=self.node_name, cid=cid)
+            return wire.pack(messages.encode_error(errors.RuntimeFailure(
+                reason=f"internal error on {self.node_name}, correlation id {cid}")))
 
     async def _handle(self, msg):
         h = self.handlers
+        if isinstance(msg, messages.PingRequest):
+            return None
         if isinstance(msg, messages.BidRequest):
             return await _maybe_await(h.bid(msg.request))
         if isinstance(msg, messages.CommitRequest):
@@ -255,11 +302,20 @@ class PeerAPI:
         if (isinstance(msg, messages.ServiceStateRequest)
                 and getattr(h, "healer", None) is not None):
             return h.healer.apply_service_state(msg)
+        if (isinstance(msg, messages.ServiceMarksExchange)
+                and getattr(h, "healer", None) is not None):
+            return h.healer.exchange_marks(msg)
         if isinstance(msg, messages.QUOTA_REQUESTS) and getattr(h, "quota", None) is not None:
             return await h.quota.handle(msg)
         if (isinstance(msg, messages.REGISTRY_REQUESTS)
                 and getattr(h, "registries", None) is not None):
             return await h.registries.handle(msg)
+        if (isinstance(msg, messages.NETWORK_REQUESTS)
+                and getattr(h, "networks", None) is not None):
+            return await h.networks.handle(msg)
+        if (isinstance(msg, messages.FLAVOR_REQUESTS)
+                and getattr(h, "flavors", None) is not None):
+            return await h.flavors.handle(msg)
         raise errors.UnsupportedPeerOperation(operation=msg.OP.name, node=self.node_name)
 
     async def _replica_op(self, msg):

@@ -73,7 +73,13 @@ class PlacementConfig:
     tenant_mode: str = "off"
     reservation_ttl_s: float = 10.0
     probe_ratio: float = 2.0
-    probe_all_below: int = 8
+    #: Sparrow's d = 2 even in a small cluster: asking everyone below 8 nodes made a
+    #: 5-node placement ~10 RPCs; a round whose 2 bids both fail asks the others
+    probe_all_below: int = 2
+    #: a create that mounts named volumes must reach the node holding them (only
+    #: that bidder knows it holds them, and scores it first): up to this many
+    #: candidates, every one is asked
+    volume_probe_all_below: int = 8
     bid_timeout_s: float = 2.0
     max_rounds: int = 2
     #: how long an unknown commit outcome is asked about (COMMIT_STATUS) before the
@@ -317,8 +323,11 @@ class Coordinator:
             if not pool:
                 rnd["note"] = "no candidate left to ask"
                 break
-            chosen = sample(pool, probe_size(len(pool), cfg.probe_ratio, cfg.probe_all_below,
-                                             round_no), self._rng)
+            all_below = cfg.probe_all_below
+            if req.volumes:
+                all_below = max(all_below, getattr(cfg, "volume_probe_all_below", 0))
+            chosen = sample(pool, probe_size(len(pool), cfg.probe_ratio, all_below, round_no),
+                            self._rng)
             asked.update(v.name for v in chosen)
             rnd["asked"] = [v.name for v in chosen[:_MAX_LISTED]]
             answers = await self._ask_all(chosen, req)

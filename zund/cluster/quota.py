@@ -253,6 +253,8 @@ class QuotaService(service.Service):
     """
 
     name = "quota"
+    #: rendezvous orders remembered (one per project or limits key in use)
+    ORDERS_MAX = 4096
 
     def __init__(self, node: str, config: QuotaConfig, clock, local_records: Callable,
                  view: Callable | None = None, client=None,
@@ -269,6 +271,8 @@ class QuotaService(service.Service):
         self.ledgers: dict[str, Ledger] = {}
         self._locks: dict[str, defer.DeferredLock] = {}
         self._class_cache: tuple[float, dict] | None = None
+        #: key -> (member names, their rendezvous order); never mutated by callers
+        self._orders: dict[str, tuple[frozenset, list[str]]] = {}
 
     # -- start: the durable limit replicas ---------------------------------------------
 
@@ -305,8 +309,16 @@ class QuotaService(service.Service):
         members = self._members()
         if not members:
             return [self.node]
-        names = set(members) | {self.node}
-        return rendezvous(key, names)
+        names = frozenset(members) | {self.node}
+        # every claim and settle asks: hash the members once per membership
+        cached = self._orders.get(key)
+        if cached is not None and cached[0] == names:
+            return cached[1]
+        order = rendezvous(key, names)
+        if len(self._orders) >= self.ORDERS_MAX:
+            self._orders.clear()
+        self._orders[key] = (names, order)
+        return order
 
     def holder(self, project_id: str) -> str:
         return self._order(project_key(project_id))[0]

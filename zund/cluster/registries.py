@@ -6,7 +6,7 @@ the live members (``zund.cluster.quota.rendezvous``, the rule quota limits use).
 Any node serves the API: a write (create, update, delete) sends the new copy of
 the one registry it changes to every replica and needs a majority of
 acknowledgements; a read asks every replica, merges per registry by version
-(``zund.registries.merge``: the newest copy wins, deletions are tombstones) and
+(``zund.cluster.kvstore``: the newest copy wins, deletions are tombstones) and
 writes the newest copy back to replicas that were behind. Because copies merge
 per registry, two concurrent creates of different registries through two nodes
 both survive (the version is ``(seconds, node)``).
@@ -34,10 +34,9 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from zund.cluster import messages
-from zund.cluster.quota import LIVE, rendezvous
+from zund.cluster import kvstore, messages
 from zund.common import errors
-from zund.registries import NodeKey, RegistryEntry, find, merge
+from zund.registries import NodeKey, RegistryEntry, find
 
 log = Logger()
 
@@ -54,6 +53,8 @@ class RegistryService(service.Service):
     ``client``: the PeerClient (``call(node, msg)``), None for a single node;
     ``store``: the node's Store (``put_registry``/``list_registries``), None: memory;
     ``key``: the NodeKey that encrypts stored passwords (required with a store).
+    The replication is ``zund.cluster.kvstore.ReplicatedStore``'s (space
+    ``registries``, one group per project).
     """
 
     name = "registries"
@@ -63,14 +64,23 @@ class RegistryService(service.Service):
                  new_id: Callable[[], str] | None = None):
         self.node = node
         self._clock = clock
-        self._view = view
-        self._client = client
         self._store = store
         self._key = key
-        self.replicas_count = replicas
         self._new_id = new_id or (lambda: str(uuidlib.uuid4()))
-        #: uuid -> the newest copy this node holds
-        self.held: dict[str, RegistryEntry] = {}
+        self.kv = kvstore.ReplicatedStore(
+            node, "registries", ident=lambda e: e.uuid, group_of=lambda e: e.project_id,
+            put_message=messages.RegistryPut, get_message=messages.RegistryGet,
+            view=view, client=client, persist=self._persist if store is not None else None,
+            replicas=replicas)
+
+    @property
+    def held(self) -> dict:
+        """uuid -> the newest copy this node holds"""
+        return self.kv.held
+
+    @property
+    def replicas_count(self) -> int:
+        return self.kv.replicas_count
 
     def startService(self):
         super().startService()
@@ -79,117 +89,50 @@ class RegistryService(service.Service):
     async def _load(self) -> None:
         if self._store is None:
             return
+        entries = []
         for data in await self._store.list_registries():
             if data.get("password"):
                 data = dict(data, password=self._key.decrypt(data["password"]))
-            entry = RegistryEntry.from_wire(data)
-            if entry.newer_than(self.held.get(entry.uuid)):
-                self.held[entry.uuid] = entry
+            entries.append(RegistryEntry.from_wire(data))
+        self.kv.load(entries)
         log.info("registries.loaded node={node} count={n}", node=self.node,
                  n=len(self.held))
 
-    async def _keep(self, entry: RegistryEntry) -> None:
-        """Hold ``entry`` when newer than our copy: durable (password encrypted)
-        before it is acknowledged."""
-        if not entry.newer_than(self.held.get(entry.uuid)):
-            return
-        if self._store is not None:
-            data = entry.to_wire()
-            if entry.password:
-                data["password"] = self._key.encrypt(entry.password)
-            await self._store.put_registry(data)
-        self.held[entry.uuid] = entry
-
-    def _held_for(self, project_id: str | None) -> list:
-        return [e for e in self.held.values()
-                if project_id is None or e.project_id == project_id]
-
-    # -- membership ------------------------------------------------------------------
-
-    def _members(self) -> dict:
-        if self._view is None:
-            return {}
-        return {n.name: n for n in self._view() if n.state in LIVE}
+    async def _persist(self, entry: RegistryEntry) -> None:
+        """A copy on disk, its password encrypted with this node's key."""
+        data = entry.to_wire()
+        if entry.password:
+            data["password"] = self._key.encrypt(entry.password)
+        await self._store.put_registry(data)
 
     def replicas(self, project_id: str) -> list[str]:
-        names = set(self._members()) | {self.node}
-        return rendezvous(registries_key(project_id), names)[:max(1, self.replicas_count)]
-
-    async def _call(self, name: str, msg):
-        node = self._members().get(name)
-        if node is None or self._client is None:
-            raise errors.ServiceUnavailable(reason=f"node {name} is not alive")
-        return await self._client.call(node, msg)
+        return self.kv.holders(project_id)
 
     async def handle(self, msg):
         """Serve a registry peer message (called by the peer server)."""
         if isinstance(msg, messages.RegistryPut):
-            for entry in msg.entries:
-                await self._keep(entry)
+            await self.kv.handle_put(msg.entries)
             return None
         if isinstance(msg, messages.RegistryGet):
-            return self._held_for(msg.project_id)
+            return self.kv.handle_get(msg.project_id)
         raise errors.UnsupportedPeerOperation(operation=msg.OP.name, node=self.node)
 
     # -- replicated reads and writes -------------------------------------------------
 
-    async def _put_one(self, name: str, entries: list) -> bool:
-        try:
-            if name == self.node:
-                for e in entries:
-                    await self._keep(e)
-            else:
-                await self._call(name, messages.RegistryPut(tuple(entries)))
-            return True
-        except errors.ZundError as e:
-            log.info("registries.put_failed node={node} reason={r}", node=name, r=str(e))
-            return False
-
     async def _read(self, project_id: str) -> dict:
         """uuid -> newest copy of the project's registries among its replicas
         (tombstones included); stale replicas are brought up to date."""
-        answers: dict[str, list] = {}
-        failures = []
-        for name in self.replicas(project_id):
-            if name == self.node:
-                answers[name] = self._held_for(project_id)
-                continue
-            try:
-                answers[name] = await self._call(name, messages.RegistryGet(project_id))
-            except errors.ZundError as e:
-                failures.append(f"{name}: {e}")
-        if not answers:
-            raise errors.ServiceUnavailable(
-                reason=f"no replica of project {project_id}'s registries answered: "
-                       f"{'; '.join(failures)}")
-        newest = merge(*answers.values())
-        for name, held in answers.items():
-            have = {e.uuid: e for e in held}
-            behind = [e for u, e in newest.items() if e.newer_than(have.get(u))]
-            if behind:
-                await self._put_one(name, behind)
-        return newest
+        return await self.kv.read(project_id)
 
     async def _write(self, entry: RegistryEntry) -> None:
-        targets = self.replicas(entry.project_id)
-        acks = 0
-        for name in targets:
-            acks += await self._put_one(name, [entry])
-        needed = len(targets) // 2 + 1
-        if acks < needed:
-            raise errors.ServiceUnavailable(
-                reason=f"registry {entry.uuid} reached {acks} of {len(targets)} "
-                       f"replicas, {needed} needed")
+        await self.kv.write(entry)
 
     def _now_text(self) -> str:
         return datetime.datetime.fromtimestamp(self._clock.seconds(),
                                                datetime.timezone.utc).isoformat()
 
     def _version(self, previous: RegistryEntry | None = None) -> tuple:
-        now = self._clock.seconds()
-        if previous is not None:
-            now = max(now, float(previous.version[0]) + 0.001)
-        return (now, self.node)
+        return kvstore.next_version(self._clock.seconds(), self.node, previous)
 
     # -- the API's operations (policy is the caller's) -------------------------------
 
@@ -218,16 +161,7 @@ class RegistryService(service.Service):
 
     async def _gather_all(self) -> dict:
         """Every project's registries: each live node's copies, merged."""
-        copies = [self._held_for(None)]
-        for name in sorted(self._members()):
-            if name == self.node:
-                continue
-            try:
-                copies.append(await self._call(name, messages.RegistryGet(None)))
-            except errors.ZundError as e:
-                log.info("registries.gather_failed node={node} reason={r}", node=name,
-                         r=str(e))
-        return merge(*copies)
+        return await self.kv.gather_all()
 
     async def get(self, ctx, ident: str, all_projects: bool = False) -> RegistryEntry:
         if all_projects:

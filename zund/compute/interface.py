@@ -212,6 +212,14 @@ class IContainers(Interface):
     async def console_resize(ctx, ref, width, height, exec_id=None):
         """Resize the TTY of a console exec (``exec_id``) or of the container."""
 
+    @owner_call(slow=True)
+    async def network_action(ctx, ref, action, args):
+        """Change the container's networks on its owner (issue 16,
+        ``zund.network.node``): ``action`` "attach" (args: network id, v4-fixed-ip,
+        port), "detach" (network or port), "security_groups" (add / remove names)
+        -> the updated ContainerRecord. Slow: an attach may wait for a Neutron port
+        to become ACTIVE."""
+
     @owner_call()
     async def list_actions(ctx, ref):
         """-> list[ActionRecord]."""

@@ -110,6 +110,10 @@ class Lifecycle:
         #: rt -> rt: how callers see a record's runtime (the composition root sets
         #: zund.metrics.NodeMetrics.timed_runtime to time runtime calls); None = as is
         self.runtime_view: Callable | None = None
+        #: zund.network.node.NodeNetworks (None: ``[network] driver = none``): ports
+        #: allocated at create, wired before the runtime object is made and before
+        #: each start, released after removal (issue 16)
+        self.networks = None
 
     # -- runtimes -----------------------------------------------------------------
 
@@ -183,17 +187,19 @@ class Lifecycle:
                          availability_zone=request.availability_zone
                          or self.config.availability_zone,
                          status=states.CREATING, task_state="container_creating")
+        if self.networks is not None and request.nets:
+            await self.networks.allocate(ctx, rec, request.nets, request.security_groups,
+                                         request.exposed_ports)
         heal = (placement or {}).get("heal")
         if heal:
             # a heal or a drain move (zund.cluster.healer): outrank the old copy
             rec.generation = int(heal.get("generation") or 0) + HEAL_GENERATION_STEP
+        # the entry node's decision (candidates, bids, winner, why) is an event of
+        # the create action, committed with the record: one commit per create
         action_id = await self.store.create_container(
             rec, action=("create", ctx.request_id, ctx.user_id, ctx.project_id,
-                         "compute__do_container_create"))
-        if placement:
-            # the entry node's decision: candidates, bids, winner, why
-            await self.store.add_event(action_id, SCHEDULE_EVENT, result="Success",
-                                       details=placement)
+                         "compute__do_container_create"),
+            events=((SCHEDULE_EVENT, "Success", placement),) if placement else ())
         if heal:
             message = (f"healed from node {heal.get('from')} to node {self.config.node}, "
                        f"because {heal.get('because')}")
@@ -296,26 +302,10 @@ class Lifecycle:
                 spec = spec_of(rec, self.config.node, self.config.image_pull_policy)
                 state = await self._adopt(rt, uuid) if resume else None
                 if state is None:
-                    rec.task_state = "image_pulling"
-                    await self.store.save_container(rec)
-                    if rec.image_driver == "glance":
-                        # downloaded from Glance into the local engine (cached there),
-                        # where both real runtimes take their images from
-                        if self.glance is None:
-                            raise errors.ImagePullFailed(
-                                image=rec.image, reason=f"node {self.config.node} has no "
-                                                       "Glance configured")
-                        await self.glance.fetch(rec.image)
-                        await rt.ensure_image(spec.image, "ifnotpresent")
-                    else:
-                        await rt.ensure_image(spec.image, spec.image_pull_policy,
-                                              await self.registry_auth(rec))
-                    marks["image_ms"] = self.clock.seconds()
-                    rec.task_state = "container_creating"
-                    await self.store.save_container(rec)
                     await self.volumes.prepare(rt, rec)
-                    state = await rt.create(spec)
-                    marks["create_ms"] = self.clock.seconds()
+                    if self.networks is not None:
+                        spec = await self.networks.prepare(rec, spec)
+                    state = await self._create_object(rt, rec, spec, marks)
                 elif state.status != RuntimeStatus.CREATED:
                     run = False  # it was started before the crash: what it is now stands
                 rec.container_id = state.runtime_id
@@ -327,15 +317,18 @@ class Lifecycle:
                 if resume and not run:
                     self.apply_state(rec, state)
                 if run:
-                    rec.task_state = "container_starting"
-                    await self.store.save_container(rec)
+                    # No commit of "Created, container_starting" first: a crash here
+                    # leaves the record Creating, and recovery adopts the object
+                    # (started or not) by its uuid; the commit only cost the client
+                    # a store round trip (issue 13 §2).
                     await rt.start(uuid)
+                    if self.networks is not None:
+                        await self.networks.started(rec)
                     marks["start_ms"] = self.clock.seconds()
                     self.apply_state(rec, await rt.inspect(uuid))
                 rec.task_state = None
-                await self.store.save_container(rec)
-                if action_id is not None:
-                    await self.store.finish_action(action_id)
+                # the record and the end of its create action: one transaction
+                await self.store.save_container(rec, finish_action=action_id)
             except errors.ContainerNotFound:
                 return  # deleted (forcibly) meanwhile
             except errors.ZundError as e:
@@ -348,6 +341,46 @@ class Lifecycle:
             took["total_ms"] = round((self.clock.seconds() - t0) * 1000, 1)
             log.info("compute.container.created uuid={uuid} status={status} {took}",
                      uuid=uuid, status=rec.status, took=took)
+
+    async def _create_object(self, rt, rec: ContainerRecord, spec: ContainerSpec,
+                             marks: dict):
+        """Make the runtime object of ``rec``, pulling its image first if needed.
+
+        With pull policy ifnotpresent or never, the object is created at once: the
+        IRuntime contract says create never pulls and answers ImageNotFound for a
+        missing image, so only then is the image pulled (task_state image_pulling,
+        persisted: a pull can take minutes) and the create made again. This skips
+        an image lookup and two commits on the usual path, the image being there
+        (issue 13 §2). ``always`` and Glance images pull (or fetch) first."""
+        pull_first = (rec.image_driver == "glance"
+                      or (spec.image_pull_policy or "").lower() == "always")
+        if not pull_first:
+            try:
+                state = await rt.create(spec)
+                marks["create_ms"] = self.clock.seconds()
+                return state
+            except errors.ImageNotFound:
+                pass  # not here: pull following the policy (``never``: fails there)
+        rec.task_state = "image_pulling"
+        await self.store.save_container(rec)
+        if rec.image_driver == "glance":
+            # downloaded from Glance into the local engine (cached there),
+            # where both real runtimes take their images from
+            if self.glance is None:
+                raise errors.ImagePullFailed(
+                    image=rec.image, reason=f"node {self.config.node} has no "
+                                           "Glance configured")
+            await self.glance.fetch(rec.image)
+            await rt.ensure_image(spec.image, "ifnotpresent")
+        else:
+            await rt.ensure_image(spec.image, spec.image_pull_policy,
+                                  await self.registry_auth(rec))
+        marks["image_ms"] = self.clock.seconds()
+        rec.task_state = "container_creating"
+        await self.store.save_container(rec)
+        state = await rt.create(spec)
+        marks["create_ms"] = self.clock.seconds()
+        return state
 
     async def fail(self, rec: ContainerRecord, e: Exception, action_id: int | None,
                    what: str) -> None:
@@ -403,7 +436,11 @@ class Lifecycle:
             rec = await self.store.get_container(uuid)
             rt = self.runtime(rec)
             try:
+                if self.networks is not None and action in ("start", "reboot"):
+                    await self.networks.ensure(rec)
                 await op(rt, uuid)
+                if self.networks is not None and action in ("start", "reboot"):
+                    await self.networks.started(rec)
                 self.apply_state(rec, await rt.inspect(uuid))
                 rec.task_state = None
                 await self.store.save_container(rec)
@@ -510,6 +547,8 @@ class Lifecycle:
                                 pass
                         await rt.remove(uuid, force=True)
                         await self.volumes.release(rt, rec)
+                        if self.networks is not None:
+                            await self.networks.release(rec)
                     except errors.ZundError as e:
                         await self.fail(rec, e, None, "delete")
                         return

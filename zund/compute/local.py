@@ -151,6 +151,11 @@ class LocalContainers:
     async def update(self, ctx, ref, patch):
         return await self.manager.update(ctx, await self._record(ctx, ref), dict(patch))
 
+    async def network_action(self, ctx, ref, action, args):
+        from zund.network.node import act  # the network package is optional per node
+        return await act(self.manager.lifecycle, ctx, await self._record(ctx, ref), action,
+                         dict(args))
+
     async def resize_container(self, ctx, ref, cpu=None, memory=None):
         return await self.manager.resize_container(ctx, await self._record(ctx, ref),
                                                    cpu=cpu, memory=memory)

@@ -86,6 +86,8 @@ async def run_rebuild(lc, uuid: str, image: str | None, image_driver: str | None
                 pass
             await rt.remove(uuid, force=True)
             await lc.volumes.prepare(rt, rec)
+            if lc.networks is not None:  # same ports: the sandbox / the guest's NICs
+                spec = await lc.networks.prepare(rec, spec)
             state = await rt.create(spec)
             rec.container_id = state.runtime_id
             rec.ports = sorted(state.ports)
@@ -93,6 +95,8 @@ async def run_rebuild(lc, uuid: str, image: str | None, image_driver: str | None
             rec.exit_code = None
             if was_running:
                 await rt.start(uuid)
+                if lc.networks is not None:
+                    await lc.networks.started(rec)
                 state = await rt.inspect(uuid)
             lc.apply_state(rec, state)
             if state.status == RuntimeStatus.CREATED:

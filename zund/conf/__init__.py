@@ -16,7 +16,7 @@ DEFAULT_CONFIG = "/etc/zund/zund.conf"
 
 #: modules under zund.conf that define options; each has register_opts/list_opts.
 _MODULES = ("default", "api", "noauth", "docker", "libvirt", "compute", "gossip", "peer", "placement", "listeners", "quota",
-            "cluster", "glance", "observability", "nova_api")
+            "cluster", "glance", "observability", "nova_api", "network", "neutron")
 
 
 def _modules():

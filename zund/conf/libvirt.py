@@ -35,6 +35,24 @@ libvirt_opts = [
     cfg.StrOpt("socket_dir", default="/run/zund/microvm",
                help="Directory of the guests' control-line UNIX sockets. Keep it short: a "
                     "socket path is limited to 107 bytes."),
+    cfg.StrOpt("machine_type", default="auto", choices=["auto", "microvm", "pc"],
+               help="QEMU machine type of the guests: `microvm` (virtio-mmio devices, no "
+                    "PCI, boots faster), `pc`, or `auto`: microvm when a probe guest boots "
+                    "with it when the runtime opens (the result is cached per QEMU binary "
+                    "and kernel under images_path), else pc. Decided once per open, never "
+                    "per container."),
+    cfg.StrOpt("modules_path", default="/var/lib/zund/microvm/modules",
+               help="Kernel modules of the guest kernel, laid out like /lib/modules "
+                    "(`<release>/kernel/...`, from the same Debian package as the kernel; "
+                    "tools/setup-libvirt.sh unpacks them). Guests with volumes get "
+                    "virtio_blk and its dependencies from here; without them the runtime "
+                    "does not offer volumes."),
+    cfg.StrOpt("volumes_path", default="$state_path/microvm/volumes",
+               help="Volumes of micro-VM containers: one sparse raw disk image "
+                    "(ext4) per volume, with its labels beside it."),
+    cfg.IntOpt("volume_default_size_gb", default=1, min=1,
+               help="Size (GiB) of a micro-VM volume whose request gives none. A "
+                    "micro-VM volume is a disk of exactly its size (sparse on the host)."),
     cfg.IntOpt("max_workers", default=8, min=1,
                help="Threads for blocking libvirt and image-conversion calls."),
 ]

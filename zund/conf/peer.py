@@ -31,6 +31,12 @@ peer_opts = [
     cfg.IntOpt("max_response_bytes", default=64 * 1024 * 1024, min=65536,
                help="Largest peer response body a caller reads (logs and archives can be "
                     "big); a larger answer fails the call."),
+    cfg.BoolOpt("channel", default=True,
+                help="Send peer calls over one persistent, multiplexed connection per "
+                     "peer (length-prefixed frames carrying the same signed and sealed "
+                     "messages, on the same port as HTTP) instead of one HTTP request "
+                     "per call. Slow owner calls (logs, archives) and peers that do not "
+                     "speak the channel use HTTP. The listener always accepts both."),
     cfg.FloatOpt("clock_skew_s", default=30.0, min=1.0,
                  help="Largest accepted difference between a signed request's timestamp "
                       "and this node's clock; nonces are remembered for twice as long."),
@@ -49,6 +55,7 @@ class PeerConfig:
     max_body_bytes: int = 1024 * 1024
     max_response_bytes: int = 64 * 1024 * 1024
     clock_skew_s: float = 30.0
+    channel: bool = True
     #: base64 strings of ``[gossip] keys`` (may be empty) and the cluster name,
     #: the inputs of ``zund.cluster.signing.peer_keys``
     gossip_keys: tuple[str, ...] = ()
@@ -62,7 +69,7 @@ def peer_config(conf) -> PeerConfig:
         host_ip=group.host_ip, port=group.port, advertise_host=group.advertise_host,
         timeout_s=group.timeout_s, slow_call_timeout_s=group.slow_call_timeout_s,
         max_body_bytes=group.max_body_bytes, max_response_bytes=group.max_response_bytes,
-        clock_skew_s=group.clock_skew_s,
+        clock_skew_s=group.clock_skew_s, channel=group.channel,
         # conf.gossip.keys is the Mapping method, not the option (see zund.conf.gossip)
         gossip_keys=tuple(conf["gossip"]["keys"]),
         cluster_name=conf["gossip"]["cluster_name"],

@@ -32,6 +32,11 @@ class GossipConfig:
     # re-gossiped after this short delay instead of waiting for the next gossip
     # tick; the transmit limit still bounds the total.  0 disables it.
     eager_gossip_delay_s: float = 0.005
+    # zund addition, the immediate push's rate limit: a node runs at most one
+    # out-of-tick gossip round (its own metadata change, or relayed news) per
+    # this many seconds; changes inside the window coalesce (the queue keeps only
+    # the newest message per member) into one push at the window's end.
+    push_min_interval_s: float = 0.02
     push_pull_interval_s: float = 30.0
     # Serf reconnect (serf.go handleReconnect): periodically try a full sync with
     # a random dead member so healed partitions merge again.
@@ -39,6 +44,20 @@ class GossipConfig:
     # Lifeguard §IV-B (suspicion) and §IV-A (awareness).
     suspicion_mult: int = 4
     suspicion_max_timeout_mult: int = 6
+    # zund tuning of Lifeguard §IV-B: the suspicion timeout once all k =
+    # suspicion_mult - 2 independent confirmations are in is
+    # suspicion_min_mult * max(1, log10 n) * probe_interval (memberlist uses
+    # suspicion_mult here).  Each confirmation is itself a failed direct +
+    # indirect probe lasting a whole probe_interval, so the minimum only has to
+    # leave the suspect time to refute what it hears; a lone accuser still waits
+    # suspicion_max_timeout_mult * suspicion_mult * max(1, log10 n) * probe_interval.
+    suspicion_min_mult: float = 1.0
+    # zund addition: a member that hears a new suspicion probes the suspect at
+    # once (not at its next tick) with probability min(1, suspicion_probers /
+    # (n - 2)): about this many members check it in parallel, so k
+    # confirmations arrive one probe_interval after the suspicion, without a
+    # herd at 1,000 nodes.
+    suspicion_probers: int = 6
     awareness_max_multiplier: int = 8
     # Wire and resource bounds.
     max_datagram: int = 1400
@@ -66,6 +85,10 @@ class GossipConfig:
             raise ValueError("max_datagram must be within 512..65000")
         if self.gossip_interval_s <= 0 or self.push_pull_interval_s <= 0:
             raise ValueError("gossip_interval_s and push_pull_interval_s must be > 0")
+        if not 0 < self.suspicion_min_mult <= self.suspicion_mult:
+            raise ValueError("suspicion_min_mult must be within (0, suspicion_mult]")
+        if self.push_min_interval_s < 0 or self.suspicion_probers < 0:
+            raise ValueError("push_min_interval_s and suspicion_probers must be >= 0")
 
 
 def lan(**overrides) -> GossipConfig:

@@ -16,6 +16,15 @@ Effects:
 Timer names: ``probe``, ``probe.indirect``, ``probe.deadline``, ``gossip``, ``gossip.eager``,
 ``push_pull``, ``reconnect``, ``suspect:<member name>``, ``relay:<seq>``.
 
+zund additions to memberlist (each bounded, see ``GossipConfig``): news is
+pushed at once instead of on the next gossip tick (``_push``: our metadata
+change and news from timers immediately, news from peers after
+``eager_gossip_delay_s``; at most one such round per ``push_min_interval_s``,
+what comes inside the window coalesces into one round at its end); and a new
+suspicion heard from a peer makes about ``suspicion_probers`` members probe the
+suspect at once (``_check_suspect``), so Lifeguard's confirmations arrive one
+probe interval after the suspicion.
+
 Only the owning shell may call methods; calls are not re-entrant.
 """
 
@@ -112,6 +121,9 @@ class Membership:
         self.left = False
         self._queued = 0
         self._eager_pending = False
+        self._last_push_at = float("-inf")
+        self._last_extra_probe_at = float("-inf")
+        self._stale_answered: dict[str, float] = {}
         self._overhead = codec.packet_overhead(config.cluster_name)
 
     # ------------------------------------------------------------ queries
@@ -186,7 +198,7 @@ class Membership:
         self.local.meta_version += 1
         self.local.incarnation += 1
         self._queue(self._local_alive())
-        return [MemberEvent("update", self.local.view())] + self._gossip_round(now)
+        return [MemberEvent("update", self.local.view())] + self._push(now)
 
     def bootstrap(self, states, now: float) -> list:
         """Adopt a full member list without gossiping it (benchmarks' steady state)."""
@@ -218,10 +230,10 @@ class Membership:
             elif kind is Dead:
                 effects += self._dead_node(msg, now)
             # PushPull over UDP is not a thing: ignored.
-        if self._queued != queued_before and not self._eager_pending and self.config.eager_gossip_delay_s > 0:
-            # Fresh news: pass it on now rather than at the next gossip tick.
-            self._eager_pending = True
-            effects.append(SetTimer("gossip.eager", now + self.config.eager_gossip_delay_s))
+        if self._queued != queued_before and self.config.eager_gossip_delay_s > 0:
+            # Fresh news: pass it on now rather than at the next gossip tick
+            # (the short delay lets the rest of a burst join the same round).
+            effects += self._push(now, self.config.eager_gossip_delay_s)
         return effects
 
     def _on_ping(self, ping: Ping, from_addr: tuple, now: float) -> list:
@@ -265,6 +277,14 @@ class Membership:
 
     def on_timer(self, name: str, now: float) -> list:
         self._last_now = now
+        queued_before = self._queued
+        effects = self._on_timer(name, now)
+        if self._queued != queued_before:
+            # News we made ourselves (a suspicion, a confirmation, a death): push it now.
+            effects += self._push(now)
+        return effects
+
+    def _on_timer(self, name: str, now: float) -> list:
         if name == "probe":
             return self._probe_tick(now)
         if name == "probe.indirect":
@@ -275,7 +295,7 @@ class Membership:
             return [SetTimer("gossip", now + self.config.gossip_interval_s)] + self._gossip_round(now)
         if name == "gossip.eager":
             self._eager_pending = False
-            return self._gossip_round(now)
+            return self._push(now)
         if name == "push_pull":
             return self._push_pull_tick(now)
         if name == "reconnect":
@@ -465,8 +485,10 @@ class Membership:
     def _suspect_node(self, s: Suspect, now: float) -> list:
         """memberlist state.go suspectNode (SWIM §4.2 suspicion, Lifeguard §IV-B)."""
         member = self._members.get(s.node)
-        if member is None or s.incarnation < member.incarnation:
+        if member is None:
             return []
+        if s.incarnation < member.incarnation:
+            return self._answer_stale(s, now)
         suspicion = self._suspicions.get(s.node)
         if suspicion is not None:
             # Lifeguard: an independent confirmation shortens the timeout;
@@ -485,13 +507,38 @@ class Membership:
         cfg = self.config
         n = self.estimated_size()
         k = expected_confirmations(cfg.suspicion_mult, n)
-        min_s = suspicion_timeout(cfg.suspicion_mult, n, cfg.probe_interval_s)
-        max_s = cfg.suspicion_max_timeout_mult * min_s
+        min_s = suspicion_timeout(cfg.suspicion_min_mult, n, cfg.probe_interval_s)
+        max_s = cfg.suspicion_max_timeout_mult * suspicion_timeout(cfg.suspicion_mult, n, cfg.probe_interval_s)
         suspicion = Suspicion(s.sender, k, min_s, max_s, now)
         self._suspicions[s.node] = suspicion
+        effects = [SetTimer(f"suspect:{s.node}", suspicion.deadline), MemberEvent("suspect", member.view())]
         if s.sender != self.name:
-            self._probe_first = s.node
-        return [SetTimer(f"suspect:{s.node}", suspicion.deadline), MemberEvent("suspect", member.view())]
+            effects += self._check_suspect(member, n, now)
+        return effects
+
+    def _check_suspect(self, member: Member, n: int, now: float) -> list:
+        """zund addition: probe a member someone else suspects, at once, maybe.
+
+        The suspect becomes our next probe target (so our ping carries the
+        buddy suspect within a probe interval), and with probability
+        ``min(1, suspicion_probers / (n - 2))`` (about that many members, not
+        all n) if no probe of ours is running (and we did not already start
+        one out of turn this probe interval) the probe starts now; the periodic
+        tick is re-armed one interval later, so our probe rate is unchanged.
+        If the suspect is gone our failed probe is an independent confirmation
+        one probe interval after the suspicion; if it is alive our ping carries
+        the buddy suspect so it refutes at once.  The round-robin order is
+        untouched, so SWIM's detection bound still holds.
+        """
+        cfg = self.config
+        self._probe_first = member.name  # everyone: next tick at the latest (buddy system)
+        share = cfg.suspicion_probers / max(n - 2, 1)
+        if cfg.suspicion_probers <= 0 or (share < 1.0 and self.rng.random() >= share):
+            return []
+        if self._probe is not None or now - self._last_extra_probe_at < cfg.probe_interval_s:
+            return []
+        self._last_extra_probe_at = now
+        return self._start_probe(now)
 
     def _suspicion_expired(self, name: str, now: float) -> list:
         suspicion = self._suspicions.get(name)
@@ -505,8 +552,10 @@ class Membership:
     def _dead_node(self, d: Dead, now: float) -> list:
         """memberlist state.go deadNode; ``node == sender`` means a graceful leave."""
         member = self._members.get(d.node)
-        if member is None or d.incarnation < member.incarnation:
+        if member is None:
             return []
+        if d.incarnation < member.incarnation:
+            return self._answer_stale(d, now)
         effects = self._cancel_suspicion(d.node)
         if member.state in (DEAD, LEFT):
             return effects
@@ -518,6 +567,24 @@ class Membership:
         self._set_state(member, LEFT if left else DEAD, now)
         effects.append(MemberEvent("leave" if left else "dead", member.view()))
         return effects
+
+    def _answer_stale(self, msg, now: float) -> list:
+        """zund addition: an accusation of us older than our incarnation means its
+        sender missed our refutation (e.g. every copy was lost); memberlist ignores
+        it and the sender's suspicion may run out into a false death.  We send the
+        sender our current alive directly, at most once per probe interval each."""
+        if msg.node != self.name or self.left or msg.sender == self.name:
+            return []
+        sender = self._members.get(msg.sender)
+        if sender is None or sender.state in (DEAD, LEFT):
+            return []
+        last = self._stale_answered.get(msg.sender)
+        if last is not None and now - last < self.config.probe_interval_s:
+            return []
+        if len(self._stale_answered) > 4 * len(self._members):
+            self._stale_answered.clear()
+        self._stale_answered[msg.sender] = now
+        return [self._send(sender.addr, [self._local_alive()])]
 
     def _refute(self, accused_incarnation: int) -> list:
         """memberlist state.go refute: outbid the accusation, costs local health."""
@@ -555,6 +622,30 @@ class Membership:
         used = self._overhead + sum(codec.message_size(m) for m in messages)
         extra = self.broadcasts.get(0, self.config.max_datagram - used, self.estimated_size())
         return Send(tuple(addr), tuple(messages) + tuple(extra))
+
+    def _push(self, now: float, delay: float = 0.0) -> list:
+        """The immediate push: an out-of-tick gossip round (queued broadcasts
+        to ``gossip_nodes`` random peers) ``delay`` from now, rate-limited to
+        one per ``push_min_interval_s``; inside the window one ``gossip.eager``
+        timer is armed for its end and everything queued meanwhile goes in that
+        one round (the queue keeps only the newest message per member).  While
+        queued news has transmits left, rounds go on once per window: the news
+        spends memberlist's transmit budget in a few windows, not in ticks."""
+        at = max(now + delay, self._last_push_at + self.config.push_min_interval_s)
+        if at <= now:
+            effects = self._gossip_round(now)
+            if effects:
+                self._last_push_at = now
+                if len(self.broadcasts) and not self._eager_pending:
+                    # Keep pushing, one round per window, until the news has
+                    # used its transmit budget (the total stays memberlist's).
+                    self._eager_pending = True
+                    effects.append(SetTimer("gossip.eager", now + self.config.push_min_interval_s))
+            return effects
+        if self._eager_pending:
+            return []
+        self._eager_pending = True
+        return [SetTimer("gossip.eager", at)]
 
     def _gossip_round(self, now: float) -> list:
         """memberlist state.go gossip: queued broadcasts to ``gossip_nodes`` peers,

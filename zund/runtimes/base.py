@@ -173,6 +173,12 @@ class ContainerSpec:
     exposed_ports: dict = attrs.field(factory=dict)
     #: ``Mount`` values, in the request's order (capability ``volumes``)
     mounts: tuple = ()
+    #: the engine network mode to use instead of the runtime's configured one
+    #: (zund.network: ``container:<sandbox>`` joins the sandbox's namespace)
+    network_mode: str | None = None
+    #: micro-VM NICs (zund.network.plugger.guest_vif): ``{"tap", "mac", "mtu",
+    #: "address" (a.b.c.d/prefix), "gateway"}`` each
+    vifs: tuple = ()
 
 
 @attrs.frozen

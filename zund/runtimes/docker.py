@@ -357,8 +357,13 @@ class DockerRuntime:
             "auto_remove": bool(spec.auto_remove),
             "privileged": bool(spec.privileged),
         }
-        if self._network_mode:
+        if spec.network_mode:
+            # joined to a network sandbox (zund.network.plugger): the sandbox holds
+            # the hostname and the namespace; Docker refuses both on the joiner
+            host_kwargs["network_mode"] = spec.network_mode
+        elif self._network_mode:
             host_kwargs["network_mode"] = self._network_mode
+        joined = bool(spec.network_mode and spec.network_mode.startswith("container:"))
         if spec.cpu is not None:
             host_kwargs.update(cpu_limits(spec.cpu))
         if spec.memory_mb is not None:
@@ -387,13 +392,13 @@ class DockerRuntime:
                 command=list(spec.command) if spec.command is not None else None,
                 entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
                 name=name,
-                hostname=spec.hostname or None,
+                hostname=(spec.hostname or None) if not joined else None,
                 environment={str(k): str(v) for k, v in (spec.environment or {}).items()} or None,
                 labels=labels,
                 working_dir=spec.workdir or None,
                 stdin_open=bool(spec.interactive),
                 tty=bool(spec.tty),
-                ports=ports or None,
+                ports=(ports or None) if not joined else None,
                 host_config=host_config,
             )
             if injected is not None:

@@ -2,16 +2,26 @@
 
 Each container is a libvirt domain ``zun-<uuid>`` that boots the configured
 kernel with an initramfs made from the image (see ``zund/runtimes/microvm/``).
-The guest has no disk and no network device; its first serial port writes to a
-file under ``console_path`` (the container's log, which survives the guest), its
-second is a pty used as a control line for signals.
+The guest has no network device; its first serial port writes to a file under
+``console_path`` (the container's log, which survives the guest), its second is
+a unix socket used as a control line for signals. Each volume is a virtio disk
+(a sparse raw ext4 image under ``volumes_path``, :mod:`zund.runtimes.microvm.disks`)
+that the guest's init mounts at its destination; injected files travel in the
+container's initramfs layer.
+
+Machine type (``[libvirt] machine_type``): ``microvm`` or ``pc``; ``auto`` boots
+a probe guest on ``microvm`` once when the runtime opens (cached per QEMU,
+libvirt and kernel in ``images_path/machine-probe.json``) and falls back to
+``pc`` when it does not come up; the choice is logged and applies to every
+container of this runtime.
 
 Domain state → RuntimeStatus: running/blocked/shutdown → running; paused /
 pmsuspended → paused; shut off → ``created`` if the container was never started
 (no start record), else ``exited`` with the code the guest's init printed (137
 when the guest was destroyed before it could print one); crashed → dead.
 
-Capabilities: ``pause`` only. exec, archive, commit, top, stats, update and
+Capabilities: ``pause``, and ``volumes`` when the guest kernel's modules are
+found (``[libvirt] modules_path``). exec, archive, commit, top, stats, update and
 logs_since need an in-guest agent zund does not have yet; those calls raise
 ``NotSupportedByRuntime`` (the manager answers 409).
 
@@ -30,6 +40,8 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import gzip
+import hashlib
 import json
 import math
 import os
@@ -50,6 +62,7 @@ from zund.runtimes.executor import TrackedCalls
 from zund.runtimes.base import (
     ContainerSpec,
     IRuntime,
+    VolumeInfo,
     RuntimeState,
     RuntimeStatus,
     exposed_port_numbers,
@@ -57,9 +70,11 @@ from zund.runtimes.base import (
     runtime_object_name,
 )
 from zund.runtimes.images import DockerImageSource, connect_api
+from zund.runtimes.microvm import disks
 from zund.runtimes.microvm import domain_xml as dx
 from zund.runtimes.microvm import initramfs
-from zund.runtimes.microvm.init import ConsoleRun, parse_console
+from zund.runtimes.microvm import modules as kmodules
+from zund.runtimes.microvm.init import INIT_VERSION, ConsoleRun, parse_console
 
 log = Logger()
 
@@ -74,6 +89,10 @@ POLL_S = 0.1
 BOOT_POLL_S = 0.05
 #: Orphaned files (guest gone, e.g. auto_remove) older than this are swept by list().
 ORPHAN_AGE_S = 300.0
+#: The machine-type probe guest must print its marker within this many seconds.
+PROBE_TIMEOUT_S = 90.0
+#: ``images_path/machine-probe-<key>.json``: one probe result per QEMU, libvirt and kernel
+PROBE_FILE = "machine-probe-{key}.json"
 
 
 @attrs.frozen
@@ -95,6 +114,10 @@ class LibvirtConfig:
     socket_dir: str = "/run/zund/microvm"
     docker_url: str = "unix:///var/run/docker.sock"
     docker_timeout_s: float = 120.0
+    machine_type: str = "auto"  # auto | microvm | pc
+    modules_path: str = "/var/lib/zund/microvm/modules"
+    volumes_path: str = "/var/lib/zund/microvm/volumes"
+    volume_default_size_gb: int = 1
 
     @classmethod
     def from_conf(cls, conf) -> "LibvirtConfig":
@@ -105,7 +128,10 @@ class LibvirtConfig:
                    boot_timeout_s=float(lv.boot_timeout), stop_timeout_s=float(lv.stop_timeout),
                    images_path=lv.images_path, console_path=lv.console_path,
                    socket_dir=lv.socket_dir, docker_url=conf.docker.api_url,
-                   docker_timeout_s=float(conf.docker.default_timeout))
+                   docker_timeout_s=float(conf.docker.default_timeout),
+                   machine_type=lv.machine_type, modules_path=lv.modules_path,
+                   volumes_path=lv.volumes_path,
+                   volume_default_size_gb=lv.volume_default_size_gb)
 
 
 # -- pure helpers ----------------------------------------------------------------
@@ -122,6 +148,47 @@ def kvm_usable(path: str = "/dev/kvm") -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def host_tsc_khz(cpuinfo: str) -> int | None:
+    """The host's TSC rate in kHz from /proc/cpuinfo's first ``cpu MHz`` (what
+    TCG's rdtsc counts at), or None when it is not there."""
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "cpu MHz":
+            try:
+                return int(float(value) * 1000) or None
+            except ValueError:
+                return None
+    return None
+
+
+def probe_key(qemu_version: int, libvirt_version: int, kernel_stat: tuple,
+              virt_type: str) -> str:
+    """Cache key of a machine-type probe: what decides whether microvm boots."""
+    h = hashlib.sha256()
+    for part in (qemu_version, libvirt_version, *kernel_stat, virt_type, INIT_VERSION):
+        h.update(str(part).encode() + b"\0")
+    return h.hexdigest()
+
+
+def volume_disks(mounts, volumes_path: str) -> list:
+    """``[(DiskSpec, destination)]`` of the ``volume`` mounts, in request order (pure)."""
+    out = []
+    for m in mounts:
+        if m.kind != "volume":
+            continue
+        i = len(out)
+        if i >= 26:
+            raise errors.InvalidInput(field="mounts", reason="a micro-VM takes at most 26 volumes")
+        try:
+            path = disks.image_path(volumes_path, m.source or "")
+        except disks.DiskError as e:
+            raise errors.InvalidInput(field="mounts", reason=str(e)) from e
+        out.append((dx.DiskSpec(path=path,
+                                serial=dx.disk_serial(i), target=dx.disk_target(i),
+                                read_only=bool(m.read_only)), m.destination))
+    return out
 
 
 def guest_vcpus(cpu: float | None, default: int) -> int:
@@ -164,6 +231,7 @@ class LibvirtRuntime:
     """
 
     name = RUNTIME_NAME
+    #: ``pause``; ``volumes`` is added by :meth:`open` when the guest kernel's modules are there
     capabilities = CAPABILITIES
     #: ``zund.console``: "console_log" = a read-only attach to the guest's serial console
     console_capabilities = frozenset({"console_log"})
@@ -176,7 +244,11 @@ class LibvirtRuntime:
         self._conn: libvirt.virConnect | None = None
         self._docker_api = None  # docker.APIClient once open
         self._virt_type = config.virt_type
+        self._machine = config.machine_type
+        self._tsc_khz: int | None = None
+        self._modules_layer: str | None = None
         self._image_locks: dict[str, defer.DeferredLock] = {}
+        self._volume_locks: dict[str, defer.DeferredLock] = {}
         self._blocking = TrackedCalls(run_blocking, self.name)
         self._images = DockerImageSource(self._image_api, self._blocking, self.name)
 
@@ -184,6 +256,11 @@ class LibvirtRuntime:
     def virt_type(self) -> str:
         """``kvm`` or ``qemu`` once open (``auto`` resolved)."""
         return self._virt_type
+
+    @property
+    def machine_type(self) -> str:
+        """``microvm`` or ``pc`` once open (``auto`` resolved by the probe)."""
+        return self._machine
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -263,7 +340,7 @@ class LibvirtRuntime:
             if virt_type == "auto":
                 virt_type = "kvm" if kvm_usable() else "qemu"
             for d in (cfg.images_path, os.path.join(cfg.images_path, "containers"),
-                      cfg.console_path, cfg.socket_dir):
+                      cfg.console_path, cfg.socket_dir, cfg.volumes_path):
                 os.makedirs(d, exist_ok=True)
                 # QEMU runs as an unprivileged user under qemu:///system.
                 os.chmod(d, 0o755)
@@ -290,8 +367,129 @@ class LibvirtRuntime:
             reason = e.get_error_message() if isinstance(e, libvirt.libvirtError) else str(e)
             raise errors.RuntimeUnavailable(runtime=self.name, reason=reason) from e
         self._conn, self._docker_api, self._virt_type = conn, api, virt_type
-        log.info("runtime.microvm.open uri={uri} virt_type={vt} kernel={kernel}",
-                 uri=cfg.uri, vt=virt_type, kernel=cfg.kernel_path)
+        self._tsc_khz = await self._blocking(_read_tsc_khz)
+        try:
+            self._machine = await self._choose_machine()
+        except errors.ZundError:
+            await self.close()
+            raise
+        try:
+            self._modules_layer = await self._blocking(
+                lambda: kmodules.write_modules_layer(cfg.kernel_path, cfg.modules_path,
+                                                     self._machine, cfg.images_path))
+            self.capabilities = CAPABILITIES | {"volumes"}
+        except (OSError, kmodules.ModulesUnavailable) as e:
+            self._modules_layer = None
+            self.capabilities = CAPABILITIES
+            log.warn("runtime.microvm.volumes_unavailable reason={reason}", reason=str(e))
+        log.info("runtime.microvm.open uri={uri} virt_type={vt} machine={machine} "
+                 "kernel={kernel} volumes={volumes}", uri=cfg.uri, vt=virt_type,
+                 machine=self._machine, kernel=cfg.kernel_path,
+                 volumes="volumes" in self.capabilities)
+
+    async def _choose_machine(self) -> str:
+        """``machine_type`` unless ``auto``; then the cached probe result for this
+        QEMU, libvirt and kernel, else a probe boot on ``microvm`` (falls back to
+        ``pc`` when the probe guest does not come up). Decided once per open."""
+        cfg = self.config
+        if cfg.machine_type != "auto":
+            return cfg.machine_type
+        conn = self._c
+
+        def _key():
+            try:
+                st = os.stat(cfg.kernel_path)
+            except FileNotFoundError:
+                return None, None, None
+            key = probe_key(conn.getVersion(), conn.getLibVersion(),
+                            (cfg.kernel_path, st.st_size, st.st_mtime_ns), self._virt_type)
+            cache = os.path.join(cfg.images_path, PROBE_FILE.format(key=key[:24]))
+            return key, cache, _read_record(cache)
+        key, cache, cached = await self._call(_key)
+        if key is None:
+            # create() names the missing kernel; nothing to probe with until it exists
+            log.warn("runtime.microvm.machine_type chosen=pc source=default "
+                     "reason=kernel {kernel} missing", kernel=cfg.kernel_path)
+            return "pc"
+        if cached and cached.get("key") == key and cached.get("machine") in dx.MACHINE_TYPES:
+            log.info("runtime.microvm.machine_type chosen={machine} source=cache reason={reason}",
+                     machine=cached["machine"], reason=cached.get("reason", ""))
+            return cached["machine"]
+        ok, reason = await self._probe("microvm")
+        machine = "microvm" if ok else "pc"
+        await self._call(lambda: _write_record(cache, {"key": key, "machine": machine,
+                                                       "reason": reason}))
+        log.info("runtime.microvm.machine_type chosen={machine} source=probe reason={reason}",
+                 machine=machine, reason=reason)
+        return machine
+
+    async def _probe(self, machine: str) -> tuple:
+        """Boot a throw-away guest (zund's init with no command: it prints a start
+        error and powers off) on ``machine``; ``(booted, reason)``."""
+        cfg = self.config
+        conn = self._c
+        tag = f"zund-probe-{os.getpid()}-{machine}"
+        console = os.path.join(cfg.console_path, tag + ".log")
+        initrd = os.path.join(cfg.images_path, tag + ".initrd")
+        control = os.path.join(cfg.socket_dir, tag + ".ctl")
+
+        def _boot():
+            with open(cfg.busybox_path, "rb") as f:
+                layer = gzip.compress(initramfs.zund_layer(f.read()), compresslevel=1)
+            # no command: the init prints a start error (our "booted" marker), powers off
+            layer += initramfs.container_layer(initramfs.container_config([], [], "/", "probe"))
+            with open(initrd, "wb") as f:
+                f.write(layer)
+            os.chmod(initrd, 0o644)
+            _unlink(console)
+            xml = dx.domain_xml(dx.DomainSpec(
+                name=tag, meta=dx.DomainMeta(uuid=tag, node="", project_id=""),
+                virt_type=self._virt_type, vcpus=1, memory_mb=max(cfg.min_memory_mb, 96),
+                kernel=cfg.kernel_path, initrd=initrd, console_log=console,
+                control_socket=control, machine=machine,
+                cmdline=dx.kernel_cmdline(machine, self._virt_type, self._tsc_khz)))
+            return conn.createXML(xml, 0)
+
+        def _done(dom):
+            text = _read_from(console, 0)
+            if any(r.start_error for r in parse_console(text)):
+                return True, None
+            try:
+                active = bool(dom.isActive())
+            except libvirt.libvirtError:
+                active = False
+            return False, (None if active else text)
+
+        def _cleanup(dom):
+            try:
+                if dom is not None and dom.isActive():
+                    dom.destroy()
+            except libvirt.libvirtError:
+                pass
+            for path in (console, initrd, control):
+                _unlink(path)
+
+        dom = None
+        started = time.monotonic()
+        try:
+            try:
+                dom = await self._blocking(_boot)
+            except Exception as e:
+                reason = e.get_error_message() if isinstance(e, libvirt.libvirtError) else str(e)
+                return False, f"{machine} refused: {reason}"
+            while True:
+                ok, ended = await self._blocking(lambda: _done(dom))
+                elapsed = time.monotonic() - started
+                if ok:
+                    return True, f"{machine} probe guest booted in {elapsed:.1f}s"
+                if ended is not None:
+                    tail = " | ".join(ln.strip() for ln in ended.strip().splitlines()[-3:])
+                    return False, f"{machine} probe guest stopped early: {tail or 'no output'}"
+                if elapsed > PROBE_TIMEOUT_S:
+                    return False, f"{machine} probe guest did not boot in {PROBE_TIMEOUT_S:g}s"
+                await self._sleep(BOOT_POLL_S)
+        finally:
+            await self._blocking(lambda: _cleanup(dom))
 
     async def close(self) -> None:
         await self._blocking.drain()
@@ -346,8 +544,18 @@ class LibvirtRuntime:
         cfg = self.config
         conn = self._c
         name = runtime_object_name(spec.uuid)
+        if spec.vifs and self._modules_layer is None:
+            # virtio_net is a module in Debian's cloud kernel: no layer, no NIC
+            raise errors.NotSupportedByRuntime(action="networks (no guest kernel modules)",
+                                               runtime=self.name)
         if spec.mounts:
             self._require("volumes", "mounts")
+            if any(m.kind == "bind" for m in spec.mounts):
+                # A host directory would need virtiofs and a host daemon per guest.
+                raise errors.NotSupportedByRuntime(action="bind mounts of host paths",
+                                                   runtime=self.name)
+        vol_disks = volume_disks(spec.mounts, cfg.volumes_path)
+        files = [m for m in spec.mounts if m.kind == "file"]
         # Fail fast and clearly: libvirt would only notice at boot.
         for what, path in (("kernel", cfg.kernel_path), ("busybox", cfg.busybox_path)):
             if not os.path.isfile(path):
@@ -371,8 +579,10 @@ class LibvirtRuntime:
         argv = initramfs.resolve_argv(spec.entrypoint, spec.command, image_config)
         env = initramfs.resolve_env(image_config, spec.environment, hostname)
         workdir = spec.workdir or image_config.get("WorkingDir") or "/"
-        config_sh = initramfs.container_config(argv, env, workdir, hostname,
-                                               interactive=bool(spec.interactive))
+        config_sh = initramfs.container_config(
+            argv, env, workdir, hostname, interactive=bool(spec.interactive),
+            disks=[(d.serial, dest, d.read_only) for d, dest in vol_disks],
+            files=[m.destination for m in files])
         exposed = dict(image_config.get("ExposedPorts") or {})
         exposed.update(spec.exposed_ports or {})
         meta = dx.DomainMeta(uuid=spec.uuid, node=spec.node, project_id=spec.project_id,
@@ -384,13 +594,26 @@ class LibvirtRuntime:
             vcpus=guest_vcpus(spec.cpu, cfg.default_vcpus),
             memory_mb=guest_memory_mb(spec.memory_mb, cfg.default_memory_mb, cfg.min_memory_mb),
             kernel=cfg.kernel_path, initrd=self._initrd_path(spec.uuid),
-            console_log=self._log_path(spec.uuid), control_socket=self._control_path(spec.uuid)))
+            console_log=self._log_path(spec.uuid), control_socket=self._control_path(spec.uuid),
+            machine=self._machine, disks=tuple(d for d, _ in vol_disks),
+            vifs=tuple(spec.vifs),
+            cmdline=" ".join(filter(None, (
+                dx.kernel_cmdline(self._machine, self._virt_type, self._tsc_khz),
+                dx.net_cmdline(spec.vifs))))))
         log_path, record_path, initrd_path, _ = self._files(spec.uuid)
+        # the modules layer carries virtio_blk for disks and virtio_net for NICs
+        modules_layer = self._modules_layer if vol_disks or spec.vifs else None
 
         def _define():
+            for disk, dest in vol_disks:
+                if not os.path.exists(disk.path):
+                    raise errors.RuntimeFailure(
+                        reason=f"the volume mounted at {dest} does not exist on this node")
             for stale in (log_path, record_path):
                 _unlink(stale)
-            initramfs.write_container_initrd(base, config_sh, initrd_path)
+            initramfs.write_container_initrd(base, config_sh, initrd_path,
+                                             modules_layer=modules_layer,
+                                             files=[m.content or b"" for m in files])
             try:
                 conn.defineXML(xml)
             except BaseException:
@@ -675,19 +898,57 @@ class LibvirtRuntime:
     async def commit(self, uuid: str, repository: str, tag: str | None = None) -> str:
         self._require("commit", "commit")
 
-    # volumes (issue 12 item 5): a virtio disk per volume is not built yet
+    # -- volumes: one ext4 disk image each (zund/runtimes/microvm/disks.py) ----------------
 
-    async def create_volume(self, name: str, labels: dict):
+    async def _volume_call(self, name: str, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the pool under the volume's lock (create/remove of one name
+        never interleave); disk errors become RuntimeFailure."""
+        lock = self._volume_locks.setdefault(name, defer.DeferredLock())
+        await lock.acquire()
+        try:
+            try:
+                return await self._blocking(fn)
+            except disks.DiskError as e:
+                raise errors.RuntimeFailure(reason=str(e)) from e
+            except errors.ZundError:
+                raise
+            except Exception as e:
+                raise self._translate(e) from e
+        finally:
+            lock.release()
+            if not lock.locked and not lock.waiting:
+                self._volume_locks.pop(name, None)
+
+    async def create_volume(self, name: str, labels: dict) -> VolumeInfo:
         self._require("volumes", "create_volume")
+        cfg = self.config
+        found = await self._volume_call(name, lambda: disks.create(
+            cfg.volumes_path, name, dict(labels or {}), cfg.volume_default_size_gb))
+        return VolumeInfo(name, found)
 
-    async def inspect_volume(self, name: str):
+    async def inspect_volume(self, name: str) -> VolumeInfo:
         self._require("volumes", "inspect_volume")
+        cfg = self.config
+        found = await self._volume_call(name, lambda: disks.read_labels(cfg.volumes_path, name))
+        if found is None:
+            raise errors.RuntimeObjectNotFound(name=name)
+        return VolumeInfo(name, found)
 
     async def remove_volume(self, name: str) -> None:
         self._require("volumes", "remove_volume")
+        cfg = self.config
+        await self._volume_call(name, lambda: disks.remove(cfg.volumes_path, name))
 
 
 # -- blocking helpers (run on the pool) --------------------------------------------------
+
+def _read_tsc_khz() -> int | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return host_tsc_khz(f.read())
+    except OSError:
+        return None
+
 
 def _unlink(path: str) -> None:
     try:

@@ -174,3 +174,12 @@ def test_oslo_options_register():
     assert gossip_conf.gossip_keys(conf) == []
     assert gossip_conf.list_opts()[0][0] == "gossip"
     assert [o for o in gossip_conf.gossip_opts if o.name == "keys"][0].secret
+
+
+def test_zund_timing_knobs_are_validated():
+    """suspicion_min_mult must be in (0, suspicion_mult]; push interval and probers non-negative."""
+    assert config.lan().suspicion_min_mult == 1.0 and config.lan().suspicion_probers == 6
+    for bad in ({"suspicion_min_mult": 0}, {"suspicion_min_mult": 5}, {"push_min_interval_s": -1},
+                {"suspicion_probers": -1}):
+        with pytest.raises(ValueError):
+            config.lan(**bad)

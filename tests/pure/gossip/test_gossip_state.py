@@ -191,8 +191,9 @@ def test_probe_tick_during_stretched_probe_is_deferred():
 def test_probe_of_suspect_carries_suspect_message_buddy_system():
     """Lifeguard §IV-C: the ping to a suspect also tells it that it is suspected."""
     m = make(1)
-    m.on_messages(peer(0), [Suspect(1, "p0", "x")], NOW)
-    effects, target, seq = start_probe(m)
+    m.on_messages(peer(0), [Suspect(1, "p0", "x")], NOW)  # probed at once (zund), see below
+    m.on_messages(peer(0), [Ack(m._probe.seq)], NOW)
+    effects, target, seq = start_probe(m, NOW + 1)
     send = next(e for e in effects if isinstance(e, Send))
     assert target == "p0"
     assert send.messages[:2] == (Ping(seq, "p0", "a", ME), Suspect(1, "p0", "a"))
@@ -260,15 +261,16 @@ def test_suspicion_expires_into_dead():
     """SWIM §4.2: an unrefuted suspicion becomes dead and is gossiped."""
     m = make(4)
     effects = m.on_messages(peer(1), [Suspect(1, "p0", "p1")], NOW)
-    (timer,) = [e for e in effects if isinstance(e, SetTimer)]
+    (timer,) = [e for e in effects if isinstance(e, SetTimer) and e.name == "suspect:p0"]
     effects = m.on_timer("suspect:p0", timer.at)
     assert events(effects) == [("dead", "p0")]
-    assert m.broadcasts.pending()[-1] == Dead(1, "p0", "a")
+    sends = [e for e in effects if isinstance(e, Send)]  # pushed at once, not at the next tick
+    assert sends and all(Dead(1, "p0", "a") in s.messages for s in sends)
 
 
 def test_confirmations_shorten_suspicion():
     """Lifeguard §IV-B: each independent suspect message moves the deadline earlier."""
-    m = make(4)  # n = 5: min 4 s, max 24 s, k = 2
+    m = make(4, cfg=config.lan(eager_gossip_delay_s=0.0, suspicion_min_mult=4))  # memberlist: min 4 s, max 24 s, k = 2
     m.on_messages(peer(1), [Suspect(1, "p0", "p1")], NOW)
     e1 = m.on_messages(peer(2), [Suspect(1, "p0", "p2")], NOW + 1)
     # 24 - 20 * log(2)/log(3) = 11.381 (floored to ms) from the start
@@ -447,15 +449,117 @@ def test_eager_gossip_passes_news_on_quickly():
     assert SetTimer("gossip.eager", NOW + 0.005) in effects
     effects = m.on_messages(peer(1), [Alive(2, "p1", peer(1), b"n", 1)], NOW)
     assert not any(isinstance(e, SetTimer) for e in effects)
-    sends = m.on_timer("gossip.eager", NOW + 0.005)
-    assert len(sends) == 2 and all(isinstance(e, Send) for e in sends)
+    effects = m.on_timer("gossip.eager", NOW + 0.005)
+    assert len([e for e in effects if isinstance(e, Send)]) == 2
 
 
-def test_member_suspected_by_others_is_probed_next_out_of_turn():
-    """zund addition: hearing a suspicion makes the suspect our next probe target, once."""
+def test_member_suspected_by_others_is_probed_at_once_out_of_turn():
+    """zund addition: hearing a suspicion starts a probe of the suspect now, buddy message included."""
+    m = make(6)
+    effects = m.on_messages(peer(3), [Suspect(1, "p3", "p5")], NOW)
+    (send,) = [e for e in effects if isinstance(e, Send) and e.addr == peer(3)]
+    assert send.messages[:2] == (Ping(m._probe.seq, "p3", "a", ME), Suspect(1, "p3", "a"))
+    assert SetTimer("probe", NOW + 1.0) in effects  # the periodic tick moves: probe rate unchanged
+
+
+def test_suspect_heard_while_probing_is_probed_next():
+    """With a probe of ours running, the suspect is the next target instead."""
+    m = make(6)
+    start_probe(m)
+    m.on_messages(peer(3), [Suspect(1, "p3", "p5")], NOW)
+    m.on_messages(peer(0), [Ack(m._probe.seq)], NOW)  # whatever we probed answers
+    effects, target, _ = start_probe(m, NOW + 1)
+    assert target == "p3"
+
+
+def test_only_about_suspicion_probers_members_probe_a_suspect_at_once():
+    """At n = 102 a suspicion makes ~suspicion_probers (6) members probe, not all 100."""
+    probed = 0
+    for seed in range(200):
+        m = make(100, seed=seed)
+        effects = m.on_messages(peer(7), [Suspect(1, "p3", "p5")], NOW)
+        probed += any(isinstance(e, Send) and e.addr == peer(3) for e in effects)
+    assert 200 * 6 / 100 * 0.4 <= probed <= 200 * 6 / 100 * 2  # ~12 of 200
+
+
+def test_out_of_turn_probes_are_limited_to_one_per_probe_interval():
+    """A stream of suspicions cannot make a member probe faster than once per interval."""
     m = make(6)
     m.on_messages(peer(3), [Suspect(1, "p3", "p5")], NOW)
-    effects, target, seq = start_probe(m)
-    assert target == "p3"
-    send = next(e for e in effects if isinstance(e, Send))
-    assert send.messages[1] == Suspect(1, "p3", "a")  # buddy system still applies
+    m.on_messages(peer(3), [Ack(m._probe.seq)], NOW + 0.01)
+    effects = m.on_messages(peer(4), [Suspect(1, "p4", "p5")], NOW + 0.02)
+    assert not any(isinstance(e, Send) and e.addr == peer(4) for e in effects)
+    effects, target, _ = start_probe(m, NOW + 1)
+    assert target == "p4"
+
+
+def test_confirmed_suspicion_ends_after_the_zund_minimum():
+    """With k = 2 confirmations the suspicion ends suspicion_min_mult (1) * probe_interval after it began."""
+    m = make(4)  # n = 5: min 1 s, max 24 s, k = 2
+    m.on_messages(peer(1), [Suspect(1, "p0", "p1")], NOW)
+    m.on_messages(peer(2), [Suspect(1, "p0", "p2")], NOW + 0.5)
+    e2 = m.on_messages(peer(3), [Suspect(1, "p0", "p3")], NOW + 0.6)
+    assert SetTimer("suspect:p0", NOW + 1.0) in e2
+    assert events(m.on_timer("suspect:p0", NOW + 1.0)) == [("dead", "p0")]
+
+
+def test_lone_accuser_still_waits_the_maximum():
+    """Without confirmations a suspicion lasts 6 * 4 * probe_interval = 24 s at n = 5 (as memberlist)."""
+    m = make(4)
+    effects = m.on_messages(peer(1), [Suspect(1, "p0", "p1")], NOW)
+    assert SetTimer("suspect:p0", NOW + 24.0) in effects
+
+
+def test_metadata_changes_inside_the_push_window_coalesce_into_one_push():
+    """Rate limit: a second change within push_min_interval_s waits for one push at the window's end."""
+    m = make(4)
+    first = m.set_metadata(b"v1", NOW)
+    assert len([e for e in first if isinstance(e, Send)]) == 3
+    assert SetTimer("gossip.eager", NOW + 0.02) in first  # the window's end
+    second = m.set_metadata(b"v2", NOW + 0.005)
+    third = m.set_metadata(b"v3", NOW + 0.010)
+    assert [e for e in second + third if not isinstance(e, MemberEvent)] == []  # nothing sent yet
+    pushed = [e for e in m.on_timer("gossip.eager", NOW + 0.02) if isinstance(e, Send)]
+    latest = Alive(4, "a", ME, b"v3", 3)
+    assert pushed and all(isinstance(e, Send) and latest in e.messages for e in pushed)
+    assert not any(Alive(3, "a", ME, b"v2", 2) in e.messages for e in pushed)  # v2 never sent
+
+
+def test_eager_relay_respects_the_push_rate_limit():
+    """Relayed news right after our own push waits for the end of the push window."""
+    m = make(2, cfg=config.lan())
+    m.on_timer("gossip.eager", NOW)
+    m.set_metadata(b"v1", NOW)
+    effects = m.on_messages(peer(0), [Alive(2, "p0", peer(0), b"n", 1)], NOW + 0.001)
+    assert not any(isinstance(e, Send) for e in effects)
+    assert m.on_timer("gossip.eager", NOW + 0.015) == [SetTimer("gossip.eager", NOW + 0.02)]  # early: waits
+    pushed = [e for e in m.on_timer("gossip.eager", NOW + 0.02) if isinstance(e, Send)]
+    assert pushed and all(Alive(2, "p0", peer(0), b"n", 1) in e.messages for e in pushed)
+
+
+def test_pushes_continue_until_the_transmit_budget_is_spent():
+    """Queued news keeps going out once per window until retransmit_mult * ceil(log10(n+1)) sends."""
+    m = make(4)  # n = 5: 4 transmits per message
+    sends = [e for e in m.set_metadata(b"v1", NOW) if isinstance(e, Send)]
+    at = NOW
+    while m._eager_pending:
+        at += 0.02
+        sends += [e for e in m.on_timer("gossip.eager", at) if isinstance(e, Send)]
+    assert len(sends) == 4 and len(m.broadcasts) == 0
+    assert at == pytest.approx(NOW + 0.02)
+
+
+def test_stale_accusation_of_us_is_answered_with_our_alive_to_its_sender():
+    """zund addition: a suspect/dead about us below our incarnation (its sender missed our
+    refutation) gets our current alive sent straight to the sender, once per probe interval."""
+    m = make(3)
+    m.on_messages(peer(0), [Suspect(1, "a", "p0")], NOW)  # refuted: we are at incarnation 2
+    assert m.local_member().incarnation == 2
+    effects = m.on_messages(peer(2), [Suspect(1, "a", "p1")], NOW + 5)
+    (send,) = [e for e in effects if isinstance(e, Send)]
+    assert send.addr == peer(1) and send.messages[0] == Alive(2, "a", ME, b"", 0)
+    assert not any(isinstance(e, Send) for e in m.on_messages(peer(2), [Suspect(1, "a", "p1")], NOW + 5.5))
+    effects = m.on_messages(peer(2), [Dead(1, "a", "p2")], NOW + 6)
+    (send,) = [e for e in effects if isinstance(e, Send)]
+    assert send.addr == peer(2) and send.messages[0] == Alive(2, "a", ME, b"", 0)
+    assert m.local_member().incarnation == 2 and state_of(m, "a") == "alive"

@@ -17,7 +17,7 @@ import attrs
 import requests
 
 from .keystone import Keystone
-from tests.support.nodeproc import ZundProcess, start_cluster
+from tests.support.nodeproc import ZundProcess, free_port, start_cluster
 
 #: a microversion every route of the matrix exists at, unless its row names another
 DEFAULT_VERSION = "1.40"
@@ -49,8 +49,13 @@ def start_keystone_cluster(workdir: str, keystone: Keystone, admin: Caller, n: i
                            tag: str = "tm") -> list[ZundProcess]:
     """n real nodes (fake runtime) authenticating with ``keystone``; ``admin``'s
     token is used to watch the cluster converge."""
-    return start_cluster(workdir, n, tag, runtimes="fake", extra=keystone.node_config(),
-                         token=admin.token)
+    # the compute API too, on one free port of 127.0.0.1..n (the Nova matrix)
+    nova_port = free_port("127.0.0.1")
+    extra = {**keystone.node_config(), "nova_api": {"port": str(nova_port)}}
+    nodes = start_cluster(workdir, n, tag, runtimes="fake", extra=extra, token=admin.token)
+    for node in nodes:
+        node.nova_port = nova_port
+    return nodes
 
 
 @attrs.frozen
@@ -77,6 +82,33 @@ def call(node: ZundProcess, caller: Caller | None, method: str, path: str, *,
     except ValueError:
         decoded = r.text
     return Answer(r.status_code, decoded, dict(r.headers))
+
+
+def nova_call(node: ZundProcess, caller: Caller | None, method: str, path: str, *,
+              body=None, headers: dict | None = None, timeout_s: float = 60.0) -> Answer:
+    """One request to ``node``'s compute API (``path`` below ``/v2.1``) as ``caller``."""
+    h = {"OpenStack-API-Version": "compute 2.100"}
+    if caller is not None:
+        h["X-Auth-Token"] = caller.token
+    if body is not None:
+        h["Content-Type"] = "application/json"
+    h.update(headers or {})
+    r = requests.request(method, f"http://{node.host_ip}:{node.nova_port}/v2.1{path}",
+                         json=body, headers=h, timeout=timeout_s)
+    try:
+        decoded = r.json()
+    except ValueError:
+        decoded = r.text
+    return Answer(r.status_code, decoded, dict(r.headers))
+
+
+def nova_fault(answer: Answer) -> tuple[str, str]:
+    """(fault name, message) of a Nova fault body (("", "") when there is none)."""
+    if isinstance(answer.body, dict) and len(answer.body) == 1:
+        (name, inner), = answer.body.items()
+        if isinstance(inner, dict):
+            return name, str(inner.get("message", ""))
+    return "", ""
 
 
 def run_parallel(jobs: list[tuple[object, Callable[[], object]]], per_key: int = 2,

@@ -80,3 +80,37 @@ def test_long_runner_lifecycle_in_a_microvm(node, real_docker):
     domains = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
                              capture_output=True, text=True).stdout
     assert f"zun-{uuid}" not in domains
+
+
+def test_volume_and_file_injection_in_a_microvm_survive_stop_start(node, real_docker, tmp_path):
+    """`run --runtime microvm --mount source=v1,destination=/data --mount type=bind,...`:
+    the guest sees the injected file, writes into the volume, and after stop/start
+    reads back what the first boot wrote; delete keeps the named volume's disk."""
+    conf = tmp_path / "app.conf"
+    conf.write_text("answer=42\n")
+    script = ('cat /etc/app.conf; echo boot >> /data/log; echo boots=$(wc -l < /data/log); '
+              'trap "exit 0" TERM; while true; do sleep 1; done')
+    osc(node, "run", "--wait", "--runtime", "microvm", "--memory", "128", "--name", "vmvol",
+        "--mount", "source=v1,destination=/data",
+        "--mount", f"type=bind,source={conf},destination=/etc/app.conf",
+        real_docker, "sh", "-c", script)
+
+    def logs_with(text):
+        deadline = time.monotonic() + 60
+        while True:
+            out = osc(node, "logs", "vmvol").stdout
+            if text in out:
+                return out
+            assert time.monotonic() < deadline, out
+            time.sleep(0.5)
+
+    assert "answer=42" in logs_with("boots=1")
+    osc(node, "stop", "vmvol")
+    wait_show(node, "vmvol", "Stopped", timeout_s=60)
+    osc(node, "start", "vmvol")
+    wait_show(node, "vmvol", "Running", timeout_s=120)
+    logs_with("boots=2")
+    osc(node, "delete", "--force", "--wait", "vmvol")
+    images = [f for f in os.listdir(os.path.join(node.state_path, "microvm", "volumes"))
+              if f.endswith(".img")]
+    assert len(images) == 1, images

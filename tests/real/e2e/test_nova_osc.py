@@ -172,3 +172,25 @@ def test_a_zun_container_is_a_server_and_a_server_a_zun_container(node):
     assert zun == {"zun-made": "Running", "nova-made": "Running"}
     for name in ("zun-made", "nova-made"):
         osc(node, "server", "delete", "--wait", name)
+
+
+def test_osc_flavor_create_set_show_list_and_delete(node):
+    """An admin's unmodified ``openstack flavor create/set --property/show/list/
+    delete``: the flavor boots a server of its size, and is gone after delete."""
+    made = osc(node, "flavor", "create", "--ram", "96", "--vcpus", "1", "--disk", "1",
+               "--id", "osc-1", "--property", "zund:note=first", "osc.custom", fmt_json=True)
+    assert (made["name"], made["ram"], made["vcpus"]) == ("osc.custom", 96, 1)
+    osc(node, "flavor", "set", "--property", "zund:runtime=runc", "osc.custom")
+    shown = osc(node, "flavor", "show", "osc.custom", fmt_json=True)
+    assert shown["id"] == "osc-1"
+    assert shown["properties"] == {"zund:note": "first", "zund:runtime": "runc"}
+    listed = {f["Name"] for f in osc(node, "flavor", "list", fmt_json=True)}
+    assert {"osc.custom", "c1.small"} <= listed
+    server = osc(node, "server", "create", "--flavor", "osc.custom", "--image", SERVER_IMAGE,
+                 "--wait", "on-custom", fmt_json=True)
+    assert server["status"] == "ACTIVE" and server["flavor"]["original_name"] == "osc.custom"
+    osc(node, "server", "delete", "--wait", "on-custom")
+    osc(node, "flavor", "delete", "osc.custom")
+    assert "osc.custom" not in {f["Name"] for f in osc(node, "flavor", "list", fmt_json=True)}
+    gone = osc(node, "flavor", "show", "osc-1", check=False)
+    assert gone.returncode != 0

@@ -165,6 +165,13 @@ OTHER_ROUTES: dict[tuple[str, str], str] = {
     ("PUT", "/quota_classes/<name>"): "test_quotas_of_another_project",
     ("GET", "/registries"): "test_other_project_never_lists_the_container",
     ("POST", "/registries"): "fixture a_registry / test_reader_may_look_but_not_act",
+    # tenant networks (issue 16): this cluster runs [network] driver = none (400);
+    # their matrix is test_network_tenant_matrix.py (a keystone cluster with
+    # [network] driver = vxlan: through every node, by uuid and name, forged headers)
+    ("GET", "/networks"): "test_network_tenant_matrix (b-member lists)",
+    ("POST", "/networks"): "test_network_tenant_matrix (reader 403, shared admin-only)",
+    ("GET", "/networks/<ident>"): "test_network_tenant_matrix (b-member 404)",
+    ("DELETE", "/networks/<ident>"): "test_network_tenant_matrix (b-member 404)",
 }
 
 #: need no token (zund/api/resources/discovery.py)
@@ -597,3 +604,239 @@ def test_images_are_admin_only(nodes, callers):
                     user, path, denied)
         listed = call(node, callers["a-admin"], "GET", "/images")
         assert listed.status == 200 and "images" in listed.body, listed
+
+
+# -- the compute (Nova) API: the same cluster, its own url_map ------------------------------
+
+from zund.api.nova.app import NovaAPI  # noqa: E402,F401  (registers every compute route)
+from zund.api.nova.pipeline import NOVA_APP  # noqa: E402
+from zund.api.nova.servers import _ACTIONS as NOVA_SERVER_ACTIONS  # noqa: E402
+
+from .tenant_cluster import nova_call, nova_fault  # noqa: E402
+
+
+@attrs.frozen
+class NovaRow:
+    """One compute API call about a server (or a flavor write), and its rule."""
+
+    rule: str
+    body: dict | None = None
+
+
+#: every route under /servers/<ident>, and each action of POST .../action
+NOVA_SERVER_ROWS: dict[tuple[str, str], NovaRow] = {
+    ("GET", "/servers/<ident>"): NovaRow("container:get_one"),
+    ("PUT", "/servers/<ident>"): NovaRow("container:rename",
+                                         {"server": {"name": "stolen-nova"}}),
+    ("DELETE", "/servers/<ident>"): NovaRow("container:delete"),
+    ("POST", "/servers/<ident>/action os-stop"): NovaRow("container:stop", {"os-stop": None}),
+    ("POST", "/servers/<ident>/action os-start"): NovaRow("container:start",
+                                                          {"os-start": None}),
+    ("POST", "/servers/<ident>/action reboot"): NovaRow("container:reboot",
+                                                        {"reboot": {"type": "HARD"}}),
+    ("POST", "/servers/<ident>/action pause"): NovaRow("container:pause", {"pause": None}),
+    ("POST", "/servers/<ident>/action unpause"): NovaRow("container:unpause",
+                                                         {"unpause": None}),
+    ("POST", "/servers/<ident>/action os-getConsoleOutput"): NovaRow(
+        "container:logs", {"os-getConsoleOutput": {"length": 5}}),
+}
+
+#: flavor writes: administrators only (Nova's rules)
+NOVA_FLAVOR_ADMIN_ROWS: dict[tuple[str, str], NovaRow] = {
+    ("POST", "/flavors"): NovaRow("os_compute_api:os-flavor-manage:create", {"flavor": {
+        "name": "stolen-flavor", "ram": 64, "vcpus": 1, "disk": 0}}),
+    ("DELETE", "/flavors/<ident>"): NovaRow("os_compute_api:os-flavor-manage:delete"),
+    ("POST", "/flavors/<ident>/os-extra_specs"): NovaRow(
+        "os_compute_api:os-flavor-extra-specs:create", {"extra_specs": {"stolen": "x"}}),
+    ("PUT", "/flavors/<ident>/os-extra_specs/<key>"): NovaRow(
+        "os_compute_api:os-flavor-extra-specs:update", {"tm-key": "stolen"}),
+    ("DELETE", "/flavors/<ident>/os-extra_specs/<key>"): NovaRow(
+        "os_compute_api:os-flavor-extra-specs:delete"),
+    ("GET", "/flavors/<ident>/os-flavor-access"): NovaRow("os_compute_api:os-flavor-access"),
+    ("POST", "/flavors/<ident>/action addTenantAccess"): NovaRow(
+        "os_compute_api:os-flavor-access:add_tenant_access",
+        {"addTenantAccess": {"tenant": "stolen"}}),
+    ("POST", "/flavors/<ident>/action removeTenantAccess"): NovaRow(
+        "os_compute_api:os-flavor-access:remove_tenant_access",
+        {"removeTenantAccess": {"tenant": "stolen"}}),
+}
+
+#: the other compute routes, and the test of this module that covers each
+NOVA_OTHER_ROUTES: dict[tuple[str, str], str] = {
+    ("GET", "/servers"): "test_other_project_never_lists_the_server",
+    ("GET", "/servers/detail"): "test_other_project_never_lists_the_server",
+    ("POST", "/servers"): "test_nova_matrix_requests_pass_for_the_owner (reader: 403)",
+    ("GET", "/flavors"): "test_flavor_writes_are_admin_only (reads are open)",
+    ("GET", "/flavors/detail"): "test_flavor_writes_are_admin_only (reads are open)",
+    ("GET", "/flavors/<ident>"): "test_flavor_writes_are_admin_only (reads are open)",
+    ("GET", "/flavors/<ident>/os-extra_specs"): "test_flavor_writes_are_admin_only",
+    ("GET", "/flavors/<ident>/os-extra_specs/<key>"): "test_flavor_writes_are_admin_only",
+    ("GET", "/os-availability-zone"): "test_other_project_never_lists_the_server",
+    ("GET", "/os-availability-zone/detail"): "test_other_project_never_lists_the_server",
+    ("GET", "/limits"): "test_other_project_never_lists_the_server",
+}
+NOVA_PUBLIC_ROUTES = {("GET", "/"), ("GET", "/v2.1")}
+TM_FLAVOR = "tm-private"
+
+
+def nova_routes() -> set[tuple[str, str]]:
+    """(method, path) of every compute route, without ``/v2.1``, the legacy
+    ``/<project_id>`` prefix and the trailing slash; POST .../action is one row
+    per action (servers: the handler's table; flavors: the two access actions)."""
+    out = set()
+    for rule in NOVA_APP.url_map.iter_rules():
+        path = rule.rule
+        for prefix in ("/v2.1/<project_id>", "/v2.1"):
+            if path.startswith(prefix + "/"):
+                path = path[len(prefix):]
+                break
+        path = path.rstrip("/") or "/"
+        for method in set(rule.methods) - {"HEAD", "OPTIONS"}:
+            if path == "/servers/<ident>/action":
+                out |= {(method, f"{path} {a}") for a in NOVA_SERVER_ACTIONS}
+            elif path == "/flavors/<ident>/action":
+                out |= {(method, f"{path} {a}") for a in ("addTenantAccess",
+                                                          "removeTenantAccess")}
+            else:
+                out.add((method, path))
+    return out
+
+
+def test_every_nova_route_is_in_the_matrix():
+    """Each compute route (each server action too) is a server row, an admin-only
+    flavor row, another route covered here, or public — a new route or action
+    fails this test until it is listed."""
+    routes = nova_routes()
+    assert {r for r in routes if r[1].startswith("/servers/<ident>")} == set(NOVA_SERVER_ROWS)
+    flavor_writes = {r for r in routes if r[1].startswith("/flavors") and r[0] != "GET"}
+    assert flavor_writes | {("GET", "/flavors/<ident>/os-flavor-access")} == set(
+        NOVA_FLAVOR_ADMIN_ROWS)
+    assert routes - set(NOVA_SERVER_ROWS) - set(NOVA_FLAVOR_ADMIN_ROWS) == set(
+        NOVA_OTHER_ROUTES) | NOVA_PUBLIC_ROUTES
+    declared = {rule.name for rule in policy.list_rules()}
+    assert {row.rule for row in {**NOVA_SERVER_ROWS, **NOVA_FLAVOR_ADMIN_ROWS}.values()} \
+        <= declared
+
+
+def nova_path(route: str, ident: str, key: str = "tm-key") -> str:
+    return route.split(" ")[0].replace("<ident>", ident).replace("<key>", key)
+
+
+def nova_denial_problem(answer: Answer, ident: str) -> str | None:
+    """None when ``answer`` is Nova's itemNotFound naming the server, or its
+    forbidden naming a policy rule; else what is wrong with it."""
+    name, message = nova_fault(answer)
+    if answer.status == 404 and name == "itemNotFound" and ident in message:
+        return None
+    if answer.status == 403 and name == "forbidden" and "Policy doesn't allow" in message:
+        return None
+    return f"{answer.status} {answer.body!r}"[:300]
+
+
+def nova_server_view(node, callers, uuid: str) -> dict:
+    shown = nova_call(node, callers["a-admin"], "GET", f"/servers/{uuid}")
+    assert shown.status == 200, shown
+    s = shown.body["server"]
+    return {k: s.get(k) for k in ("id", "name", "status", "metadata", "tenant_id",
+                                  "OS-EXT-STS:task_state", "OS-EXT-STS:vm_state")}
+
+
+def test_other_project_is_denied_every_server_route_on_every_node(
+        nodes, callers, victim, a_registry, b_own):
+    """b-member, through each node's compute API, plain / with forged admin headers
+    of project A / with all_tenants: every server route and action on project A's
+    server is itemNotFound or forbidden, and the server is untouched (status, name,
+    metadata, actions and the Zun record)."""
+    intruder = callers["b-member"]
+    before = snapshot(nodes[0], callers, victim, a_registry)
+    before_nova = nova_server_view(nodes[0], callers, victim["uuid"])
+    variants = {"plain": ({}, ""), "forged": (forged_headers(callers), ""),
+                "all_tenants": ({}, "?all_tenants=1")}
+    cells = [(f"node{i} {variant} {method} {route}", node, method,
+              nova_path(route, victim["uuid"]) + suffix, headers, row)
+             for i, node in enumerate(nodes, 1)
+             for variant, (headers, suffix) in variants.items()
+             for (method, route), row in NOVA_SERVER_ROWS.items()]
+
+    def attempt(cell):
+        _, node, method, path, headers, row = cell
+        answer = nova_call(node, intruder, method, path, body=row.body, headers=headers)
+        return nova_denial_problem(answer, victim["uuid"])
+
+    problems = run_parallel([(c[1].name, lambda c=c: attempt(c)) for c in cells])
+    leaks = [f"{c[0]}: {p}" for c, p in zip(cells, problems) if p]
+    assert not leaks, f"{len(leaks)} of {len(cells)} attempts not denied:\n" + "\n".join(leaks)
+    for node in nodes:
+        assert nova_server_view(node, callers, victim["uuid"]) == before_nova
+    assert_untouched(nodes, callers, victim, a_registry, before)
+
+
+def test_nova_matrix_requests_pass_for_the_owner(nodes, callers):
+    """Control: the same compute requests by project A's member on its own server
+    through another node are never itemNotFound/forbidden (a 409 for an action in
+    the wrong state is the route's own answer); a-reader's create is 403."""
+    member = callers["a-member"]
+    own = create_running(nodes[1], member, "tm-nova-control")
+    rows = sorted(NOVA_SERVER_ROWS.items(), key=lambda item: item[0][0] == "DELETE")
+    wrong = []
+    for (method, route), row in rows:
+        answer = nova_call(nodes[2], member, method, nova_path(route, own["uuid"]),
+                           body=row.body)
+        if answer.status in (403, 404):
+            wrong.append(f"{method} {route}: {answer.status} {answer.body!r}"[:300])
+    assert not wrong, "\n".join(wrong)
+    reader = nova_call(nodes[0], callers["a-reader"], "POST", "/servers", body={"server": {
+        "name": "tm-reader", "flavorRef": "c1.tiny", "imageRef": TEST_IMAGE}})
+    assert reader.status == 403 and "container:create" in nova_fault(reader)[1], reader
+
+
+def test_other_project_never_lists_the_server(nodes, callers, victim, b_own):
+    """b-member's server lists through each node hold project B's own only (forged
+    headers change nothing); all_tenants is 403; zones and limits answer."""
+    intruder = callers["b-member"]
+    for node in nodes:
+        for headers in ({}, forged_headers(callers)):
+            for path in ("/servers", "/servers/detail"):
+                listed = nova_call(node, intruder, "GET", path, headers=headers)
+                assert listed.status == 200, listed
+                assert [s["id"] for s in listed.body["servers"]] == [b_own["uuid"]]
+                everyone = nova_call(node, intruder, "GET", path + "?all_tenants=1",
+                                     headers=headers)
+                assert everyone.status == 403, everyone
+        assert nova_call(node, intruder, "GET", "/os-availability-zone").status == 200
+        assert nova_call(node, intruder, "GET", "/os-availability-zone/detail").status == 403
+        assert nova_call(node, intruder, "GET", "/limits").status == 200
+
+
+def test_flavor_writes_are_admin_only(nodes, callers):
+    """a-admin makes a private flavor through node 1; members and readers of
+    either project (forged headers included) get 403 naming Nova's rule for every
+    flavor write through each node, and the flavor is unchanged; reads are open
+    (the private flavor is 404 for them)."""
+    admin = callers["a-admin"]
+    made = nova_call(nodes[0], admin, "POST", "/flavors", body={"flavor": {
+        "name": TM_FLAVOR, "id": TM_FLAVOR, "ram": 64, "vcpus": 1, "disk": 0,
+        "os-flavor-access:is_public": False}})
+    assert made.status == 200, made
+    specs = nova_call(nodes[1], admin, "POST", f"/flavors/{TM_FLAVOR}/os-extra_specs",
+                      body={"extra_specs": {"tm-key": "kept"}})
+    assert specs.status == 200, specs
+    before = nova_call(nodes[0], admin, "GET", f"/flavors/{TM_FLAVOR}").body
+    for node in nodes:
+        for user, headers in (("a-member", {}), ("a-reader", {}), ("b-member", {}),
+                              ("b-member", forged_headers(callers))):
+            for (method, route), row in NOVA_FLAVOR_ADMIN_ROWS.items():
+                denied = nova_call(node, callers[user], method, nova_path(route, TM_FLAVOR),
+                                   body=row.body, headers=headers)
+                assert denied.status == 403 and row.rule in nova_fault(denied)[1], (
+                    user, route, denied)
+            assert nova_call(node, callers[user], "GET", "/flavors/c1.small").status == 200
+            assert nova_call(node, callers[user], "GET", "/flavors/detail").status == 200
+            hidden = nova_call(node, callers[user], "GET", f"/flavors/{TM_FLAVOR}",
+                               headers=headers)
+            assert hidden.status == 404, (user, hidden)
+            for path in (f"/flavors/{TM_FLAVOR}/os-extra_specs",
+                         f"/flavors/{TM_FLAVOR}/os-extra_specs/tm-key"):
+                assert nova_call(node, callers[user], "GET", path).status == 404
+    assert nova_call(nodes[0], admin, "GET", f"/flavors/{TM_FLAVOR}").body == before
+    assert nova_call(nodes[2], admin, "DELETE", f"/flavors/{TM_FLAVOR}").status == 202

@@ -101,3 +101,30 @@ async def test_real_udp_graceful_leave():
         assert await wait_for(reactor, lambda: states(a).get("b") == "left", 5)
     finally:
         await a.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_real_udp_metadata_change_is_pushed_at_once():
+    """Encrypted UDP, gossip ticks and probes every 30 s: a metadata change is on all 4 peers within 1 s."""
+    from twisted.internet import reactor
+
+    slow_ticks = config.lan(probe_interval_s=30.0, gossip_interval_s=30.0, push_pull_interval_s=60.0,
+                            reconnect_interval_s=60.0, leave_propagate_s=0.1)
+    ports = free_ports(5)
+    addrs = [("127.0.0.1", p) for p in ports]
+    nodes = [GossipService(slow_ticks, f"r{i}", a, a, [s for s in addrs if s != a], Keyring([KEY]),
+                           reactor, random.Random(i)) for i, a in enumerate(addrs)]
+    for node in nodes:
+        node.startService()
+    try:
+        everyone = {f"r{i}" for i in range(5)}
+        assert await wait_for(reactor, lambda: all(
+            {n for n, s in states(node).items() if s == "alive"} == everyone for node in nodes), 10)
+        started = reactor.seconds()
+        nodes[1].set_metadata(b"draining")
+        assert await wait_for(reactor, lambda: all(
+            {m.name: m.meta for m in node.members()}["r1"] == b"draining" for node in nodes), 1.0)
+        assert reactor.seconds() - started < 1.0
+    finally:
+        for node in nodes:
+            await node.stopService()

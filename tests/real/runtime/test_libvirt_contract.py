@@ -26,7 +26,7 @@ from twisted.internet import defer, reactor
 
 from tests.support.runtime_contract import LONG_RUNNER, TEST_IMAGE, RuntimeContract, wait_exited, wait_for
 from zund.common import errors
-from zund.runtimes.base import ContainerSpec, RuntimeStatus, runtime_object_name
+from zund.runtimes.base import ContainerSpec, Mount, RuntimeStatus, runtime_object_name
 
 SESSION_NODE = "test-mv-" + uuidlib.uuid4().hex[:10]
 URI = "qemu:///system"
@@ -77,7 +77,8 @@ def make_config(state_dir: str, **overrides):
     values = dict(uri=URI, virt_type="qemu", kernel_path=KERNEL, busybox_path=BUSYBOX,
                   default_memory_mb=GUEST_MEMORY_MB, min_memory_mb=96, boot_timeout_s=60.0,
                   stop_timeout_s=5.0, images_path=os.path.join(state_dir, "images"),
-                  console_path=os.path.join(state_dir, "console"))
+                  console_path=os.path.join(state_dir, "console"),
+                  volumes_path=os.path.join(state_dir, "volumes"))
     values.update(overrides)
     return LibvirtConfig(**values)
 
@@ -126,9 +127,9 @@ def libvirt_session(state_dir):
 
 
 class TestLibvirtRuntimeContract(RuntimeContract):
-    """The shared contract. Capabilities: ``pause`` only; the contract skips the
-    exec/archive/commit/top/stats/update/logs_since tests and checks they raise
-    NotSupportedByRuntime."""
+    """The shared contract. Capabilities: ``pause`` and ``volumes``; the contract
+    skips the exec/archive/commit/top/stats/update/logs_since tests and checks they
+    raise NotSupportedByRuntime."""
 
     @pytest.fixture
     def node(self):
@@ -138,10 +139,11 @@ class TestLibvirtRuntimeContract(RuntimeContract):
     def runtime(self, libvirt_session):
         return libvirt_session
 
-    def test_declares_exactly_pause(self, runtime):
-        """The micro-VM runtime is `microvm` and declares only the pause capability."""
+    def test_declares_exactly_pause_and_volumes(self, runtime):
+        """The micro-VM runtime is `microvm` and declares pause and volumes (the guest
+        kernel's modules are installed by tools/setup-libvirt.sh)."""
         assert runtime.name == "microvm"
-        assert runtime.capabilities == frozenset({"pause"})
+        assert runtime.capabilities == frozenset({"pause", "volumes"})
 
 
 # -- micro-VM specifics --------------------------------------------------------------
@@ -312,3 +314,132 @@ class TestMicroVM:
         state = await wait_for(rt, spec.uuid, lambda s: s.status == RuntimeStatus.EXITED)
         assert state.exit_code == 5
         assert await rt.logs(spec.uuid, True, True, False, None, None) == "run\nrun\n"
+
+
+# -- volumes and machine types (issue 12 item 5, issue 13 item 4) -----------------------
+
+def _dumpxml(uuid: str) -> str:
+    return subprocess.run(["virsh", "-c", URI, "dumpxml", runtime_object_name(uuid)],
+                          capture_output=True, text=True, check=True).stdout
+
+
+class TestMicroVMVolumesAndMachines:
+    @pytest.fixture(autouse=True)
+    def _cleanup(self, libvirt_session):
+        self._made: list = []  # (runtime, uuid)
+        self._volumes: list = []  # (runtime, name)
+        yield
+        self._drop(None)
+
+    def _drop(self, runtime) -> None:
+        """Remove what the test made through ``runtime`` (None: through any)."""
+        for rt, uuid in [m for m in self._made if runtime in (None, m[0])]:
+            try:
+                pytest_twisted.blockon(defer.ensureDeferred(rt.remove(uuid, True)))
+            except Exception:
+                pass
+        for rt, name in [v for v in self._volumes if runtime in (None, v[0])]:
+            pytest_twisted.blockon(defer.ensureDeferred(rt.remove_volume(name)))
+        self._made = [m for m in self._made if runtime not in (None, m[0])]
+        self._volumes = [v for v in self._volumes if runtime not in (None, v[0])]
+
+    def spec(self, rt, **kwargs) -> ContainerSpec:
+        kwargs.setdefault("image", TEST_IMAGE)
+        kwargs.setdefault("project_id", "microvm-project")
+        spec = ContainerSpec(uuid=str(uuidlib.uuid4()), node=SESSION_NODE, **kwargs)
+        self._made.append((rt, spec.uuid))
+        return spec
+
+    async def volume(self, rt, **labels) -> str:
+        name = f"zund-mvtest-{uuidlib.uuid4().hex[:10]}"
+        self._volumes.append((rt, name))
+        await rt.create_volume(name, {"zund.project": "microvm-project", **labels})
+        return name
+
+    @pytest.fixture
+    def pc_runtime(self, state_dir):
+        from zund.runtimes.executor import make_run_blocking
+        from zund.runtimes.libvirt import LibvirtRuntime
+
+        run_blocking, pool = make_run_blocking(reactor, 4)
+        pool.start()
+        rt = LibvirtRuntime(make_config(state_dir, machine_type="pc"), SESSION_NODE,
+                            run_blocking, reactor)
+        pytest_twisted.blockon(defer.ensureDeferred(rt.open()))
+        yield rt
+        self._drop(rt)
+        pytest_twisted.blockon(defer.ensureDeferred(rt.close()))
+        pool.stop()
+
+    @pytest_twisted.ensureDeferred
+    async def test_auto_machine_type_is_microvm_here_and_cached(self, libvirt_session,
+                                                                 state_dir):
+        """machine_type=auto probed microvm on this host once; a second open reuses the
+        cached decision without booting a probe guest."""
+        import glob
+
+        from zund.runtimes.executor import make_run_blocking
+        from zund.runtimes.libvirt import LibvirtRuntime, _read_record
+
+        assert libvirt_session.machine_type == "microvm"
+        cached = [_read_record(p) for p in
+                  glob.glob(os.path.join(state_dir, "images", "machine-probe-*.json"))]
+        assert any(c["machine"] == "microvm" for c in cached), cached
+        run_blocking, pool = make_run_blocking(reactor, 2)
+        pool.start()
+        rt = LibvirtRuntime(make_config(state_dir), SESSION_NODE, run_blocking, reactor)
+        try:
+            started = time.monotonic()
+            await rt.open()
+            assert rt.machine_type == "microvm"
+            assert time.monotonic() - started < 5, "the second open booted a probe again"
+        finally:
+            await rt.close()
+            pool.stop()
+
+    @pytest_twisted.ensureDeferred
+    async def test_volume_is_a_disk_of_its_size_kept_across_stop_and_start(self,
+                                                                           libvirt_session):
+        """A 32 MiB volume is a 32 MiB virtio-mmio disk in the guest, mounted at its
+        destination; what one boot writes there the next boot reads."""
+        rt = libvirt_session
+        name = await self.volume(rt, **{"zund.volume.size_gb": "0.03125"})
+        spec = self.spec(rt, mounts=(Mount("volume", "/data", name),), command=(
+            "sh", "-c", 'echo sectors=$(cat /sys/block/vda/size); echo b >> /data/log; '
+                        'echo boots=$(wc -l < /data/log)'))
+        await rt.create(spec)
+        xml = _dumpxml(spec.uuid)
+        assert "type='virtio-mmio'" in xml and "<serial>zund-vol-0</serial>" in xml, xml
+        await rt.start(spec.uuid)
+        assert (await wait_exited(rt, spec.uuid, 60)).exit_code == 0
+        await rt.start(spec.uuid)
+        await wait_for(rt, spec.uuid, lambda s: s.status == RuntimeStatus.EXITED, 60)
+        logs = await rt.logs(spec.uuid, True, True, False, None, None)
+        assert logs == "sectors=65536\nboots=1\nsectors=65536\nboots=2\n", logs
+
+    @pytest_twisted.ensureDeferred
+    async def test_pc_machine_mounts_volumes_and_injects_files(self, pc_runtime):
+        """machine_type=pc: the volume is a virtio-pci disk the guest mounts, and an
+        injected file is at its destination."""
+        rt = pc_runtime
+        assert rt.machine_type == "pc"
+        name = await self.volume(rt)
+        spec = self.spec(rt, mounts=(Mount("volume", "/srv/v", name),
+                                     Mount("file", "/etc/app/app.conf", content=b"answer=42\n")),
+                         command=("sh", "-c", "cat /etc/app/app.conf; echo x > /srv/v/f; "
+                                              "cat /srv/v/f"))
+        await rt.create(spec)
+        xml = _dumpxml(spec.uuid)
+        assert "machine='pc-" in xml and "virtio-mmio" not in xml, xml
+        await rt.start(spec.uuid)
+        assert (await wait_exited(rt, spec.uuid, 60)).exit_code == 0
+        assert await rt.logs(spec.uuid, True, True, False, None, None) == "answer=42\nx\n"
+
+    @pytest_twisted.ensureDeferred
+    async def test_bind_of_a_host_path_is_not_supported(self, libvirt_session):
+        """A host-path bind mount is NotSupportedByRuntime and defines no domain."""
+        rt = libvirt_session
+        spec = self.spec(rt, mounts=(Mount("bind", "/data", "/var/tmp"),), command=("true",))
+        with pytest.raises(errors.NotSupportedByRuntime):
+            await rt.create(spec)
+        assert runtime_object_name(spec.uuid) not in _domain_names()

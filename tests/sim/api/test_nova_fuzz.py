@@ -54,8 +54,21 @@ ACTIONS = ["os-stop", "os-start", "reboot", "pause", "unpause", "os-getConsoleOu
 server_like = st.dictionaries(st.sampled_from(SERVER_KEYS), fuzzing.json_values,
                               max_size=6).map(lambda d: {"name": "fz", "flavorRef": "c1.tiny",
                                                          "imageRef": "zund-test/busybox", **d})
+FLAVOR_KEYS = ["name", "ram", "vcpus", "disk", "id", "OS-FLV-EXT-DATA:ephemeral", "swap",
+               "rxtx_factor", "os-flavor-access:is_public", "description", "extra"]
+flavor_like = st.dictionaries(st.sampled_from(FLAVOR_KEYS), fuzzing.json_values,
+                              max_size=5).map(lambda d: {"name": "fz", "ram": 64, "vcpus": 1,
+                                                         **d})
 nova_bodies = st.one_of(
     server_like.map(lambda s: {"server": s}),
+    flavor_like.map(lambda f: {"flavor": f}),
+    st.dictionaries(st.text(max_size=8), fuzzing.json_values, max_size=3).map(
+        lambda d: {"extra_specs": d}),
+    st.tuples(st.sampled_from(["addTenantAccess", "removeTenantAccess"]),
+              fuzzing.json_values).map(lambda kv: {kv[0]: kv[1]}),
+    st.sampled_from([{"extra_specs": {"zund:runtime": "microvm"}}, {"c1.small": "x"},
+                     {"addTenantAccess": {"tenant": "p"}},
+                     {"flavor": {"name": "fz2", "ram": "64", "vcpus": "1", "id": "auto"}}]),
     st.tuples(st.sampled_from(ACTIONS), fuzzing.json_values).map(lambda kv: {kv[0]: kv[1]}),
     st.sampled_from([{"reboot": {"type": "HARD"}}, {"os-getConsoleOutput": {"length": 2 ** 70}},
                      {"os-getConsoleOutput": {"length": "-1"}}, {"server": {"name": "ok-2"}},
@@ -110,4 +123,7 @@ def test_no_compute_route_answers_5xx_to_hostile_requests(stack, route, method):
 def test_every_compute_route_is_fuzzed():
     """The route table is not empty and includes servers, actions and flavors."""
     assert {"nova_server_create", "nova_server_action", "nova_flavor_show",
+            "nova_flavor_create", "nova_flavor_delete", "nova_flavor_extra_specs_create",
+            "nova_flavor_extra_spec_update", "nova_flavor_extra_spec_delete",
+            "nova_flavor_access_list", "nova_flavor_action",
             "nova_limits", "nova_versions"} <= set(ROUTES)

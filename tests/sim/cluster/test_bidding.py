@@ -134,21 +134,70 @@ def test_commit_turns_reservation_into_record_without_double_counting():
     assert isinstance(result(b.bid(req("c"))), Decline)
 
 
-def test_reservation_being_committed_does_not_expire_and_blocks_bids():
-    """While do_create runs (under the lock) the TTL passes: the commit still succeeds,
-    and a concurrent bid waits for it and then sees the record."""
+def test_reservation_being_committed_does_not_expire_and_keeps_counting():
+    """While do_create runs (outside the lock) the TTL passes: the commit still
+    succeeds, and a concurrent bid is answered at once, counting the reservation."""
     b, clock, store = make(ttl=1.0)
     bid = result(b.bid(req("a", cpu=2.0)))
     gate = defer.Deferred()
     commit_d = defer.ensureDeferred(b.commit(bid.reservation_id, store.create_fn(gate)))
-    other = defer.ensureDeferred(b.bid(req("b")))
     clock.advance(5.0)
-    assert not commit_d.called and not other.called
+    answer = result(b.bid(req("b")))  # not queued behind the commit's writes
+    assert isinstance(answer, Decline) and answer.reason.startswith("cpu")
+    assert not commit_d.called
     b.release(bid.reservation_id)  # a stray RELEASE during the commit is ignored
     gate.callback(None)
     assert result(commit_d)["uuid"] == "a"
-    answer = result(other)
-    assert isinstance(answer, Decline) and answer.reason.startswith("cpu")
+    after = result(b.bid(req("c")))
+    assert isinstance(after, Decline) and after.reason.startswith("cpu")
+
+
+def test_a_duplicated_commit_during_the_first_returns_the_same_record():
+    """A COMMIT delivered twice while the first is being made: one record, both
+    deliveries answered with it."""
+    b, _, store = make()
+    bid = result(b.bid(req("a")))
+    gate = defer.Deferred()
+    first = defer.ensureDeferred(b.commit(bid.reservation_id, store.create_fn(gate)))
+
+    async def existing():
+        return next((r.to_wire() for r in store.records if r.uuid == "a"), None)
+
+    second = defer.ensureDeferred(b.commit(bid.reservation_id, store.create_fn(),
+                                           existing=existing))
+    assert not second.called
+    gate.callback(None)
+    assert result(first)["uuid"] == result(second)["uuid"] == "a"
+    assert [r.uuid for r in store.records] == ["a"]
+
+
+def test_commit_status_during_a_commit_answers_its_outcome():
+    """COMMIT_STATUS asked while the commit is being made waits and answers "held"
+    (never fences a reservation whose record is about to exist)."""
+    b, _, store = make()
+    bid = result(b.bid(req("a")))
+    gate = defer.Deferred()
+    commit_d = defer.ensureDeferred(b.commit(bid.reservation_id, store.create_fn(gate)))
+
+    async def lookup():
+        return next((r.to_wire() for r in store.records if r.uuid == "a"), None)
+
+    status = defer.ensureDeferred(b.resolve(bid.reservation_id, "a", lookup))
+    assert not status.called
+    gate.callback(None)
+    assert result(commit_d)["uuid"] == "a" and result(status)["uuid"] == "a"
+
+
+def test_a_bid_for_a_uuid_being_committed_is_declined_as_existing():
+    """A late BID of a container whose commit is in flight here is declined (exists)."""
+    b, _, store = make()
+    bid = result(b.bid(req("a", cpu=0.5)))
+    gate = defer.Deferred()
+    commit_d = defer.ensureDeferred(b.commit(bid.reservation_id, store.create_fn(gate)))
+    answer = result(b.bid(req("a", cpu=0.5)))
+    assert isinstance(answer, Decline) and answer.reason.startswith("exists")
+    gate.callback(None)
+    assert result(commit_d)["uuid"] == "a"
 
 
 def test_failed_create_drops_the_reservation_and_propagates():

@@ -25,7 +25,7 @@ GOSSIP_KEY = base64.b64encode(b"k" * 32).decode()
 HOST = capacity.HostFacts(cpus=4, mem_total_mb=4096, disk_total_gb=50, architecture="x86_64",
                           os="SimOS", kernel_version="6.0-sim")
 START_ORDER = ["store", "observers", "runtimes", "compute", "images", "quota", "registries",
-               "peer-client", "peer-rpc", "api", "console", "console-ws", "metrics",
+               "flavors", "peer-client", "peer-rpc", "api", "console", "console-ws", "metrics",
                "nova-api", "replicator", "healer", "announcer", "gossip", "control"]
 
 

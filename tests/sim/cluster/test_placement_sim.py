@@ -46,7 +46,8 @@ def test_places_on_a_node_and_returns_the_decision():
     assert record["uuid"] == "u1" and record["host"] == decision["winner"]
     assert [r.uuid for r in c.nodes[decision["winner"]].records] == ["u1"]
     rnd = decision["rounds"][0]
-    assert rnd["candidates"] == 4 and len(rnd["bids"]) == 4 and decision["why"]
+    # d = 2 of the 4 candidates are asked (power of two choices)
+    assert rnd["candidates"] == 4 and len(rnd["bids"]) == 2 and decision["why"]
     # every other bid was released: no reservation is left anywhere
     c.clock.advance(1.0)
     assert all(not n.bidder.reservations() for n in c.nodes.values())

@@ -167,7 +167,8 @@ def test_timeouts_on_the_clock(h):
 _ARGS = {"execute": {"argv": ["true"]}, "update": {"patch": {}},
          "get_archive": {"path": "/"}, "put_archive": {"path": "/", "data": b""},
          "commit": {"repository": "r"}, "get_action": {"request_id": "req-1"},
-         "console_open": {"kind": "exec"}, "console_resize": {"width": 80, "height": 24}}
+         "console_open": {"kind": "exec"}, "console_resize": {"width": 80, "height": 24},
+         "network_action": {"action": "detach", "args": {"network": "n"}}}
 
 
 @pytest.mark.parametrize("operation", sorted(interface.owner_operations()))

@@ -1,5 +1,6 @@
-"""Flavors: named sizes from configuration (pure values and parsing, no I/O but
-the optional flavors file read by ``flavors_from_conf``).
+"""Flavors: named sizes from configuration (parsing, no I/O but the optional
+flavors file read by ``flavors_from_conf``); the value is ``zund.flavors.Flavor``.
+Flavors created through the API live in ``zund.cluster.flavors``.
 
 A flavor's id is its name unless the file gives one, so every node configured
 alike serves the same flavors without any shared state. A server's flavor is
@@ -11,32 +12,14 @@ containers made through the Zun API have a flavor too.
 from __future__ import annotations
 
 import json
-import re
 
-import attrs
+from zund.flavors import ID_RE, RUNTIME_SPEC, Flavor  # noqa: F401  (re-exported)
 
-#: the extra spec that selects the runtime of a server booted with the flavor
-RUNTIME_SPEC = "zund:runtime"
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}$")
+_ID_RE = ID_RE
 
 
 class FlavorConfigError(ValueError):
     """A flavor in the configuration is malformed (the node refuses to start)."""
-
-
-@attrs.frozen
-class Flavor:
-    id: str
-    name: str
-    vcpus: int
-    ram: int  # MiB
-    disk: int  # GiB; 0 = the runtime's default
-    extra_specs: dict = attrs.field(factory=dict)
-    description: str | None = None
-
-    @property
-    def runtime(self) -> str | None:
-        return self.extra_specs.get(RUNTIME_SPEC)
 
 
 def parse_flavor(text: str) -> Flavor:

@@ -14,7 +14,7 @@ from typing import Any
 from zund.api import schemas
 from zund.api.microversions import v
 from zund.api.nova import views
-from zund.api.nova.flavors import find_flavor, flavor_of
+from zund.api.nova.flavors import flavor_of
 from zund.api.nova.pipeline import ApiRequest, Reply, route
 from zund.common import errors
 from zund.compute.interface import ContainerRef
@@ -74,7 +74,8 @@ class ServersResource:
                                   {"project_id": rec.project_id, "user_id": rec.user_id})
 
     def _server_view(self, req: ApiRequest, rec) -> dict:
-        flavor = flavor_of(self._flavors, rec.cpu, rec.memory, rec.disk, rec.runtime)
+        flavor = flavor_of(self._flavor_store.cached(), rec.cpu, rec.memory, rec.disk,
+                           rec.runtime)
         return views.server(rec, flavor, req.base_url, req.version,
                             admin=self._is_admin_for(req.ctx, rec))
 
@@ -99,7 +100,7 @@ class ServersResource:
 
     # -- create ---------------------------------------------------------------------------
 
-    def _create_request(self, req: ApiRequest) -> CreateRequest:
+    async def _create_request(self, req: ApiRequest) -> CreateRequest:
         body = req.body
         if not isinstance(body, dict) or not isinstance(body.get("server"), dict):
             raise bad("Invalid input for field/attribute server. Value: None. "
@@ -121,7 +122,7 @@ class ServersResource:
                 or not str(flavor_ref):
             raise bad("Invalid input for field/attribute flavorRef. "
                       "'flavorRef' is a required property")
-        flavor = find_flavor(self._flavors, str(flavor_ref))
+        flavor = await self._usable_flavor(req, str(flavor_ref))
         if flavor is None:
             raise bad(f"Flavor {flavor_ref} could not be found.")
         image_ref = s.get("imageRef")
@@ -192,7 +193,7 @@ class ServersResource:
     async def server_create(self, req: ApiRequest):
         ctx = req.ctx
         self._policy.authorize(ctx, "container:create")
-        request = self._create_request(req)
+        request = await self._create_request(req)
         # the flavor's runtime is the operator's choice, not the caller's: no
         # container:create:runtime check (that rule guards a user-chosen runtime)
         rec = await self._containers.create(ctx, request)
@@ -266,11 +267,13 @@ class ServersResource:
     @route("/servers/detail", ["GET"])
     async def server_list_detail(self, req: ApiRequest):
         recs, limit = await self._list(req)
+        await self._flavor_store.fresh()
         return self._page(req, recs, limit, "servers/detail",
                           lambda r: self._server_view(req, r))
 
     @route("/servers/<ident>", ["GET"])
     async def server_show(self, req: ApiRequest, ident: str):
+        await self._flavor_store.fresh()
         return {"server": self._server_view(req, await self._get(req, ident))}
 
     @route("/servers/<ident>", ["PUT"])

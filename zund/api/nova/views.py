@@ -111,7 +111,7 @@ def flavor_view(flavor: Flavor, base_url: str, version: APIVersion, detail: bool
         return out
     out.update({"vcpus": flavor.vcpus, "ram": flavor.ram, "disk": flavor.disk,
                 "OS-FLV-EXT-DATA:ephemeral": 0, "OS-FLV-DISABLED:disabled": False,
-                "os-flavor-access:is_public": True, "rxtx_factor": 1.0,
+                "os-flavor-access:is_public": flavor.is_public, "rxtx_factor": 1.0,
                 "swap": 0 if version >= v("2.75") else ""})
     if version >= v("2.61"):
         out["extra_specs"] = dict(flavor.extra_specs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 
 from zund.api import schemas, views
 from zund.api.microversions import v
@@ -28,7 +29,8 @@ class ContainersResource:
         ctx = req.ctx
         self._policy.authorize(ctx, "container:create")
         body = req.body if req.body is not None else {}
-        request = schemas.validate_create(body, req.version, self._limits)
+        request = schemas.validate_create(body, req.version, self._limits,
+                                          networks=self.networks is not None)
         if request.get("runtime") is not None:
             self._policy.authorize(ctx, "container:create:runtime")
         if request.get("privileged"):
@@ -50,9 +52,31 @@ class ContainersResource:
         request["run"] = schemas.optional_bool(self._query(req.raw), "run", False)
         if request.get("registry") is not None:
             await self._resolve_registry(ctx, request)
+        if self.networks is not None:
+            await self._resolve_nets(ctx, request)
         rec = await self._containers.create(ctx, CreateRequest.from_dict(request))
         location = f"{req.base_url}/v1/containers/{rec.uuid}"
         return Reply(202, self._container_view(req, rec), {"Location": location})
+
+    async def _resolve_nets(self, ctx, request: dict) -> None:
+        """``nets`` names -> network ids (another project's private network: 404);
+        no ``nets``: Zun's default network (the project's oldest, else the oldest
+        shared one), or none at all when there is no network."""
+        nets = request.get("nets") or []
+        if not nets:
+            default = await self.networks.default_network(ctx)
+            if default is not None:
+                request["nets"] = [{"network": default.id}]
+            return
+        for entry in nets:
+            if entry.get("network"):
+                entry["network"] = (await self.networks.get_network(ctx, entry["network"])).id
+
+    async def _network_ref_action(self, req: ApiRequest, ident: str, rule: str, action: str,
+                                  args: dict):
+        rec = await self._containers.network_action(req.ctx, self._ref(req, ident, rule),
+                                                    action, args)
+        return rec
 
     async def _resolve_registry(self, ctx, request: dict) -> None:
         """``registry`` (name or uuid, the caller's project) -> ``registry_id``; the
@@ -344,27 +368,75 @@ class ContainersResource:
         await self._containers.find(req.ctx, self._ref(req, ident, rule))
         raise errors.InvalidInput(message=message, field=field)
 
+    def _net_param(self, req: ApiRequest, name: str) -> str | None:
+        value = schemas.not_none(req.params.get(name))
+        if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= 255):
+            raise schemas.invalid(name, "must be a name or id of 1-255 characters.")
+        return value
+
     @route("/containers/<ident>/network_attach", ["POST"], min_version="1.8")
     async def container_network_attach(self, req: ApiRequest, ident: str):
-        await self._refuse_once_found(req, ident, "container:network_attach", "network",
-                                      "network_attach is not supported: zund has no "
-                                      "Neutron networks.")
+        rule = "container:network_attach"
+        if self.networks is None:
+            await self._refuse_once_found(req, ident, rule, "network",
+                                          "network_attach is not supported by this cloud "
+                                          "([network] driver = none).")
+        network, port = self._net_param(req, "network"), self._net_param(req, "port")
+        fixed_ip = self._net_param(req, "fixed_ip")
+        if not network and not port:
+            raise schemas.invalid("network", "network or port is required.")
+        args = {}
+        if network:
+            args["network"] = (await self.networks.get_network(req.ctx, network)).id
+        if port:
+            args["port"] = port
+        if fixed_ip:
+            try:
+                args["v4-fixed-ip"] = str(ipaddress.IPv4Address(fixed_ip))
+            except ValueError:
+                raise schemas.invalid("fixed_ip", f"{fixed_ip!r} is not an IPv4 "
+                                                  "address.") from None
+        await self._network_ref_action(req, ident, rule, "attach", args)
+        return Reply(200, None)
 
     @route("/containers/<ident>/network_detach", ["POST"], min_version="1.6")
     async def container_network_detach(self, req: ApiRequest, ident: str):
-        await self._refuse_once_found(req, ident, "container:network_detach", "network",
-                                      "network_detach is not supported: zund has no "
-                                      "Neutron networks.")
+        rule = "container:network_detach"
+        if self.networks is None:
+            await self._refuse_once_found(req, ident, rule, "network",
+                                          "network_detach is not supported by this cloud "
+                                          "([network] driver = none).")
+        network = self._net_param(req, "network")
+        port = self._net_param(req, "port") if req.version >= v("1.17") else None
+        if not network and not port:
+            raise schemas.invalid("network", "network (or, from 1.17, port) is required.")
+        args = {}
+        if network:
+            args["network"] = (await self.networks.get_network(req.ctx, network)).id
+        if port:
+            args["port"] = port
+        await self._network_ref_action(req, ident, rule, "detach", args)
+        return Reply(200, None)
+
+    async def _security_group(self, req: ApiRequest, ident: str, rule: str, key: str):
+        if self.networks is None:
+            await self._refuse_once_found(req, ident, rule, "name",
+                                          "Security groups are not supported by this cloud "
+                                          "([network] driver = none).")
+        name = self._net_param(req, "name")
+        if not name:
+            raise schemas.invalid("name", "a security group name is required.")
+        await self._network_ref_action(req, ident, rule, "security_groups", {key: [name]})
+        return Reply(202, None)
 
     @route("/containers/<ident>/add_security_group", ["POST"], max_version="1.14")
     async def container_add_security_group(self, req: ApiRequest, ident: str):
-        await self._refuse_once_found(req, ident, "container:add_security_group", "name",
-                                      "Security groups are not supported: zund has no Neutron.")
+        return await self._security_group(req, ident, "container:add_security_group", "add")
 
     @route("/containers/<ident>/remove_security_group", ["POST"], max_version="1.14")
     async def container_remove_security_group(self, req: ApiRequest, ident: str):
-        await self._refuse_once_found(req, ident, "container:remove_security_group", "name",
-                                      "Security groups are not supported: zund has no Neutron.")
+        return await self._security_group(req, ident, "container:remove_security_group",
+                                          "remove")
 
     @route("/containers/<ident>/container_actions", ["GET"])
     async def container_actions(self, req: ApiRequest, ident: str):

@@ -1,8 +1,27 @@
 """libvirt domain XML for one micro-VM container, and zund's metadata inside it.
 
-Pure: builds and parses strings. The guest has no network device (no
-``<interface>``), no disk, no graphics: kernel + initrd + one serial port whose
-output goes to a file (the container's log, kept after the guest stops).
+Pure: builds and parses strings. The guest has a network device only for each
+tenant-network port (``vifs``: ``<interface type='ethernet'>``), no graphics:
+kernel + initrd + one serial port whose output goes to a file (the container's
+log, kept after the guest stops), a control serial line, and one virtio disk per
+volume (with a stable serial the init finds it by).
+
+Machine types (``DomainSpec.machine``):
+
+- ``pc``: virtio devices on PCI, ACPI on;
+- ``microvm``: QEMU's minimal machine: no PCI, so every virtio device needs an
+  explicit ``<address type='virtio-mmio'/>`` (libvirt otherwise answers "No PCI
+  buses available"). ACPI stays ON: Debian's cloud kernel is built without
+  ``CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES``, so the ``virtio_mmio.device=`` entries
+  QEMU adds to the command line without ACPI are ignored and the guest finds its
+  disks only through the DSDT; and without ACPI ``poweroff`` cannot end the
+  guest. Under TCG the microvm guest has no PIT/HPET to calibrate its TSC against
+  and hangs; ``tsc_early_khz`` (the host's TSC rate, which TCG's rdtsc returns)
+  is added to the command line then (see :func:`kernel_cmdline`).
+
+Each part of the XML is built by its own function (``_os``, ``_features``,
+``_disks``, ``_serials``), so a later device kind (e.g. a network interface)
+is one more function that uses :func:`device_address` for the machine type.
 """
 
 from __future__ import annotations
@@ -35,6 +54,35 @@ class DomainMeta:
     auto_remove: bool = False
 
 
+MACHINE_TYPES = ("pc", "microvm")
+
+
+@attrs.frozen
+class DiskSpec:
+    """One volume disk: a raw image, seen by the guest as ``/dev/<target>`` with
+    ``serial`` in ``/sys/block/<target>/serial``."""
+
+    path: str
+    serial: str  # <= 20 characters (virtio-blk)
+    target: str  # vda, vdb, ...
+    read_only: bool = False
+
+
+def disk_target(index: int) -> str:
+    return "vd" + "abcdefghijklmnopqrstuvwxyz"[index]
+
+
+def disk_serial(index: int) -> str:
+    return f"zund-vol-{index}"
+
+
+def kernel_cmdline(machine: str, virt_type: str, tsc_khz: int | None) -> str:
+    """BASE_CMDLINE plus what the machine needs (see the module docstring)."""
+    if machine == "microvm" and virt_type != "kvm" and tsc_khz:
+        return f"{BASE_CMDLINE} tsc_early_khz={int(tsc_khz)}"
+    return BASE_CMDLINE
+
+
 @attrs.frozen
 class DomainSpec:
     name: str
@@ -47,6 +95,9 @@ class DomainSpec:
     console_log: str
     control_socket: str
     cmdline: str = BASE_CMDLINE
+    machine: str = "pc"  # MACHINE_TYPES
+    disks: tuple = ()  # DiskSpec
+    vifs: tuple = ()  # NICs: zund.network.plugger.guest_vif dicts
 
 
 ET.register_namespace(METADATA_PREFIX, METADATA_NS)
@@ -104,7 +155,81 @@ def _is_uuid(value: str) -> bool:
         return False
 
 
+def device_address(device, machine: str) -> None:
+    """Give a virtio ``device`` element the address its machine type needs: on
+    ``microvm`` there is no PCI bus, only virtio-mmio slots."""
+    if machine == "microvm":
+        _sub(device, "address", type="virtio-mmio")
+
+
+def _os(dom, spec: DomainSpec) -> None:
+    os_el = _sub(dom, "os")
+    _sub(os_el, "type", "hvm", arch="x86_64", machine=spec.machine)
+    _sub(os_el, "kernel", spec.kernel)
+    _sub(os_el, "initrd", spec.initrd)
+    _sub(os_el, "cmdline", spec.cmdline)
+
+
+def _features(dom, spec: DomainSpec) -> None:
+    feats = _sub(dom, "features")
+    # ACPI on both machines: poweroff and (on microvm) virtio-mmio discovery need it.
+    _sub(feats, "acpi")
+    if spec.virt_type == "kvm":
+        _sub(dom, "cpu", mode="host-passthrough")
+
+
+def _serials(dev, spec: DomainSpec) -> None:
+    serial = _sub(dev, "serial", type="file")
+    _sub(serial, "source", path=spec.console_log, append="on")
+    _sub(serial, "target", port=0)
+    # Control line (guest /dev/ttyS1): a unix socket QEMU listens on; the host
+    # writes one signal name per line to it.
+    control = _sub(dev, "serial", type="unix")
+    _sub(control, "source", mode="bind", path=spec.control_socket)
+    _sub(control, "target", port=1)
+
+
+def _disks(dev, spec: DomainSpec) -> None:
+    for disk in spec.disks:
+        el = _sub(dev, "disk", type="file", device="disk")
+        # cache=none is not used: the images are sparse files on any host filesystem
+        # (tmpfs refuses O_DIRECT); the guest's flushes still reach the file.
+        _sub(el, "driver", name="qemu", type="raw", discard="unmap")
+        _sub(el, "source", file=disk.path)
+        _sub(el, "target", dev=disk.target, bus="virtio")
+        _sub(el, "serial", disk.serial)
+        if disk.read_only:
+            _sub(el, "readonly")
+        device_address(el, spec.machine)
+
+
+def net_cmdline(vifs) -> str:
+    """The guests' addresses on the kernel command line, one ``zund.netN=
+    MAC,ADDRESS/PREFIX,GATEWAY,MTU`` word per NIC (read by the init from
+    /proc/cmdline; a dotted name is never handed to init nor taken by the kernel's
+    own ``ip=`` autoconfiguration, which would wait for a NIC whose driver is
+    still a module)."""
+    return " ".join(f"zund.net{i}={v['mac']},{v['address']},{v.get('gateway') or ''},"
+                    f"{int(v['mtu'])}" for i, v in enumerate(vifs))
+
+
+def _interfaces(dev, spec: DomainSpec) -> None:
+    # type='ethernet': libvirt makes the TAP (named for the port) and leaves it
+    # unattached; zund puts it on the tenant network's bridge after the boot
+    # (zund.network.plugger.TapPlugger): that works when libvirtd and the node run
+    # in different network namespaces, where type='bridge' cannot see the bridge.
+    for vif in spec.vifs:
+        el = _sub(dev, "interface", type="ethernet")
+        _sub(el, "mac", address=vif["mac"])
+        _sub(el, "target", dev=vif["tap"])
+        _sub(el, "model", type="virtio")
+        _sub(el, "mtu", size=int(vif["mtu"]))
+        device_address(el, spec.machine)
+
+
 def domain_xml(spec: DomainSpec) -> str:
+    if spec.machine not in MACHINE_TYPES:
+        raise ValueError(f"unknown machine type {spec.machine!r}")
     dom = ET.Element("domain", {"type": spec.virt_type})
     _sub(dom, "name", spec.name)
     if _is_uuid(spec.meta.uuid):
@@ -114,15 +239,8 @@ def domain_xml(spec: DomainSpec) -> str:
     md.append(ET.fromstring(metadata_xml(spec.meta)))
     _sub(dom, "memory", spec.memory_mb, unit="MiB")
     _sub(dom, "vcpu", spec.vcpus)
-    os_el = _sub(dom, "os")
-    _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
-    _sub(os_el, "kernel", spec.kernel)
-    _sub(os_el, "initrd", spec.initrd)
-    _sub(os_el, "cmdline", spec.cmdline)
-    feats = _sub(dom, "features")
-    _sub(feats, "acpi")
-    if spec.virt_type == "kvm":
-        _sub(dom, "cpu", mode="host-passthrough")
+    _os(dom, spec)
+    _features(dom, spec)
     _sub(dom, "clock", offset="utc")
     # The init powers off when the command ends; a reboot or crash ends the domain too
     # (restart is zund's decision, not the guest's).
@@ -130,18 +248,14 @@ def domain_xml(spec: DomainSpec) -> str:
     _sub(dom, "on_reboot", "destroy")
     _sub(dom, "on_crash", "destroy")
     dev = _sub(dom, "devices")
-    serial = _sub(dev, "serial", type="file")
-    _sub(serial, "source", path=spec.console_log, append="on")
-    _sub(serial, "target", port=0)
-    # Control line (guest /dev/ttyS1): a unix socket QEMU listens on; the host
-    # writes one signal name per line to it.
-    control = _sub(dev, "serial", type="unix")
-    _sub(control, "source", mode="bind", path=spec.control_socket)
-    _sub(control, "target", port=1)
+    _disks(dev, spec)
+    _interfaces(dev, spec)
+    _serials(dev, spec)
     # Nothing the guest does not use: each device costs boot time.
+    # (explicitly none: libvirt's default USB controller sits on PCI, which microvm lacks)
     _sub(dev, "controller", type="usb", model="none")
     _sub(dev, "memballoon", model="none")
-    # No <interface>: micro-VM containers have no network (yet).
+    # <interface>s only for tenant-network ports (``vifs``): no NIC otherwise.
     ET.indent(dom)
     # ElementTree names the namespace prefix itself when serialising a parsed
     # element; keep ours stable for humans reading `virsh dumpxml`.

@@ -9,6 +9,15 @@ clobbers what the image ships in /bin). It
 2. sources ``/.zund/config.sh`` (written per container by
    :func:`zund.runtimes.microvm.initramfs.container_config`): hostname, workdir,
    PATH, the program name and ``set -- argv`` (through ``busybox env -i K=V…``);
+   then mounts the container's volumes (``ZUND_DISKS``: ``insmod`` the modules
+   layer, find each virtio disk by its serial in ``/sys/block/vd*/serial``, mount
+   it ext4 at its destination) and copies its injected files
+   (``/.zund/files/<i>`` to ``ZUND_FILE_<i>_DEST``); a volume that cannot be found
+   or mounted is a ``ZUND-START-ERROR``;
+   then configures the NICs of tenant networks (``zund.netN=`` words on the
+   kernel command line: ``insmod`` the modules layer for virtio_net, find each
+   NIC by its MAC, set MTU, address and default route); a NIC that does not
+   appear is a ``ZUND-START-ERROR``;
 3. refuses early with ``ZUND-START-ERROR: …`` when the program does not exist
    (docker's "executable file not found" is a failed *start*, not an exit);
 4. prints ``ZUND-OUTPUT-BEGIN`` and runs the command as PID 1 of a fresh PID
@@ -18,7 +27,7 @@ clobbers what the image ships in /bin). It
    serial console as ``O <epoch-seconds> <text>`` / ``E <epoch-seconds> <text>``:
    that keeps the streams apart, timestamps them and makes every line of process
    output distinguishable from kernel noise (which has no tag);
-5. prints ``ZUND-EXIT-CODE: N`` and powers off (``-f``: nothing else runs; the
+5. prints ``ZUND-EXIT-CODE: N``, unmounts the volumes and powers off (``-f``: nothing else runs; the
    domain's ``on_poweroff`` is ``destroy``).
 
 Signals reach the command over a control line, the second serial port
@@ -37,7 +46,7 @@ import re
 import attrs
 
 #: Bumped whenever INIT_SCRIPT or the guest layout changes: part of the image cache key.
-INIT_VERSION = "6"
+INIT_VERSION = "8"
 
 BEGIN_MARKER = "ZUND-OUTPUT-BEGIN"
 EXIT_MARKER = "ZUND-EXIT-CODE:"
@@ -61,7 +70,75 @@ ZUND_WORKDIR=/
 ZUND_PATH=$PATH
 ZUND_PROG=
 ZUND_INTERACTIVE=0
+ZUND_DISKS=0
+ZUND_FILES=0
 . /.zund/config.sh
+zund_fail() {
+    echo "ZUND-START-ERROR: $*"
+    $B sync
+    $B poweroff -f
+}
+if [ "$ZUND_DISKS" -gt 0 ]; then
+    for m in /.zund/modules/*.ko; do
+        [ -f "$m" ] && $B insmod "$m" 2>/dev/null
+    done
+    i=0
+    while [ "$i" -lt "$ZUND_DISKS" ]; do
+        eval "serial=\$ZUND_DISK_${i}_SERIAL dest=\$ZUND_DISK_${i}_DEST ro=\$ZUND_DISK_${i}_RO"
+        dev=
+        n=0
+        while :; do
+            for b in /sys/block/vd*; do
+                [ "$($B cat "$b/serial" 2>/dev/null)" = "$serial" ] && dev=/dev/${b##*/}
+            done
+            [ -n "$dev" ] && break
+            [ "$n" -ge 100 ] && zund_fail "volume for $dest: no disk with serial $serial"
+            $B usleep 50000
+            n=$((n + 1))
+        done
+        opts=noinit_itable
+        [ "$ro" = 1 ] && opts=ro,$opts
+        $B mkdir -p "$dest"
+        $B mount -t ext4 -o "$opts" "$dev" "$dest" || zund_fail "cannot mount the volume at $dest"
+        i=$((i + 1))
+    done
+fi
+i=0
+while [ "$i" -lt "$ZUND_FILES" ]; do
+    eval "dest=\$ZUND_FILE_${i}_DEST"
+    $B mkdir -p "$($B dirname "$dest")"
+    $B cp "/.zund/files/$i" "$dest" || zund_fail "cannot write the injected file $dest"
+    i=$((i + 1))
+done
+# tenant networks: one zund.netN=MAC,ADDRESS/PREFIX,GATEWAY,MTU per NIC on the
+# kernel command line (zund.runtimes.microvm.domain_xml.net_cmdline)
+ZUND_NETS=
+for w in $($B cat /proc/cmdline); do
+    case "$w" in zund.net[0-9]*=*) ZUND_NETS="$ZUND_NETS ${w#*=}" ;; esac
+done
+if [ -n "$ZUND_NETS" ]; then
+    for m in /.zund/modules/*.ko; do
+        [ -f "$m" ] && $B insmod "$m" 2>/dev/null
+    done
+    $B ip link set lo up
+    for n in $ZUND_NETS; do
+        mac=${n%%,*}; r=${n#*,}; addr=${r%%,*}; r=${r#*,}; gw=${r%%,*}; mtu=${r#*,}
+        dev=
+        k=0
+        while :; do
+            for d in /sys/class/net/*; do
+                [ "$($B cat "$d/address" 2>/dev/null)" = "$mac" ] && dev=${d##*/}
+            done
+            [ -n "$dev" ] && break
+            [ "$k" -ge 100 ] && zund_fail "network: no NIC with MAC $mac"
+            $B usleep 50000
+            k=$((k + 1))
+        done
+        $B ip link set dev "$dev" mtu "$mtu" up || zund_fail "network: cannot bring $dev up"
+        $B ip addr add "$addr" dev "$dev" || zund_fail "network: cannot set $addr on $dev"
+        [ -n "$gw" ] && $B ip route add default via "$gw" dev "$dev"
+    done
+fi
 $B hostname "$ZUND_HOSTNAME"
 cd "$ZUND_WORKDIR" 2>/dev/null || cd /
 PATH=$ZUND_PATH
@@ -141,6 +218,12 @@ done
 wait "$reader_out" "$reader_err" 2>/dev/null
 echo "ZUND-EXIT-CODE: $code"
 $B sync
+i=$ZUND_DISKS
+while [ "$i" -gt 0 ]; do
+    i=$((i - 1))
+    eval "dest=\$ZUND_DISK_${i}_DEST"
+    $B umount "$dest" 2>/dev/null
+done
 $B poweroff -f
 """
 

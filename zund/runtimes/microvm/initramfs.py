@@ -7,8 +7,12 @@ unpacks them in order; a later path replaces an earlier one):
    source, :meth:`zund.runtimes.images.DockerImageSource.export_rootfs`);
 2. zund's layer: ``/init`` (:data:`~zund.runtimes.microvm.init.INIT_SCRIPT`),
    ``/.zund/busybox`` (static), ``/dev/console``;
-3. the container's layer: ``/.zund/config.sh`` (hostname, workdir, argv with the
-   environment).
+3. only for a container with volumes: the kernel modules its disks need
+   (:mod:`zund.runtimes.microvm.modules`, cached per kernel and machine type);
+4. the container's layer: ``/.zund/config.sh`` (hostname, workdir, argv with the
+   environment, the volumes' disk serials and destinations) and its injected
+   files (``/.zund/files/<i>``, copied to their destinations by the init at
+   every boot).
 
 (1)+(2) depend only on the image id, the init version and busybox, so they are
 built once and cached under a content-addressed name; (3) is a few hundred bytes
@@ -72,7 +76,7 @@ def guest_hostname(uuid: str, hostname: str | None) -> str:
 
 
 def container_config(argv: list, env: list, workdir: str | None, hostname: str,
-                     interactive: bool = False) -> str:
+                     interactive: bool = False, disks=(), files=()) -> str:
     """``/.zund/config.sh``, sourced by the init. The command runs through
     ``busybox env -i`` so any variable name docker accepts works (the shell's
     ``export`` would refuse many), and none of the init's variables leak."""
@@ -91,7 +95,15 @@ def container_config(argv: list, env: list, workdir: str | None, hostname: str,
         f"ZUND_PROG={q(argv[0] if argv else '')}",
         f"ZUND_INTERACTIVE={1 if interactive else 0}",
         ("set -- " + " ".join(q(w) for w in words)) if words else "set --",
+        f"ZUND_DISKS={len(disks)}",
     ]
+    # disks: (serial, destination, read_only); files: destinations, in layer order
+    for i, (serial, dest, read_only) in enumerate(disks):
+        lines += [f"ZUND_DISK_{i}_SERIAL={q(serial)}", f"ZUND_DISK_{i}_DEST={q(dest)}",
+                  f"ZUND_DISK_{i}_RO={1 if read_only else 0}"]
+    lines.append(f"ZUND_FILES={len(files)}")
+    for i, dest in enumerate(files):
+        lines.append(f"ZUND_FILE_{i}_DEST={q(dest)}")
     return "\n".join(lines) + "\n"
 
 
@@ -169,12 +181,17 @@ def zund_layer(busybox: bytes) -> bytes:
     return buf.getvalue()
 
 
-def container_layer(config_sh: str) -> bytes:
-    """The gzip'd cpio holding one container's ``/.zund/config.sh``."""
+def container_layer(config_sh: str, files=()) -> bytes:
+    """The gzip'd cpio holding one container's ``/.zund/config.sh`` and the
+    contents of its injected files (``files``: bytes, in config order)."""
     buf = io.BytesIO()
     w = CpioWriter(buf)
     w.add_dir(".zund", 0o755)
     w.add_file(".zund/config.sh", config_sh.encode(), 0o644)
+    if files:
+        w.add_dir(".zund/files", 0o755)
+        for i, content in enumerate(files):
+            w.add_file(f".zund/files/{i}", bytes(content), 0o644)
     w.close()
     return gzip.compress(buf.getvalue(), compresslevel=6, mtime=0)
 
@@ -209,17 +226,22 @@ def build_image_initramfs(tar_path: str, busybox: bytes, out_path: str) -> None:
     _atomic_write(out_path, _write)
 
 
-def write_container_initrd(base_path: str, config_sh: str, out_path: str) -> None:
-    """``out_path`` = the cached image initramfs + this container's layer."""
-    layer = container_layer(config_sh)
+def write_container_initrd(base_path: str, config_sh: str, out_path: str,
+                           modules_layer: str | None = None, files=()) -> None:
+    """``out_path`` = the cached image initramfs [+ the cached modules layer] +
+    this container's layer."""
+    layer = container_layer(config_sh, files)
 
     def _write(f):
-        with open(base_path, "rb") as src:
-            while True:
-                buf = src.read(1 << 20)
-                if not buf:
-                    break
-                f.write(buf)
+        for part in (base_path, modules_layer):
+            if part is None:
+                continue
+            with open(part, "rb") as src:
+                while True:
+                    buf = src.read(1 << 20)
+                    if not buf:
+                        break
+                    f.write(buf)
         f.write(layer)
     _atomic_write(out_path, _write)
 

@@ -1,0 +1,482 @@
+"""Run every benchmark with its CI-sized arguments and write one summary.
+
+    python bench/run_all.py [--budget-s 2400] [--out-dir DIR] [--only a,b] [--skip a,b]
+
+Each benchmark runs as its own process under its own timeout, cut to what is left
+of the whole-run budget (``--budget-s``; none starts with less than
+``--min-start-s`` left). Their JSON (every JSON value a benchmark prints on
+stdout) is collected into ``summary.json`` with one table of figures, also
+written as ``summary.md`` and printed at the end:
+
+    | figure | zund | reference | ratio | target | met? |
+
+A benchmark that fails, times out or prints no JSON is a row saying so, never a
+crash; a figure whose key a benchmark does not print is an ``n/a`` row. The
+figures are read by the ``rows_*`` functions below, one per benchmark, each
+tolerant of missing keys, so figures other helpers add later (a placement floor,
+micro-VM machine types, gossip starvation scenarios) show up when present.
+
+Exit status: 0 unless the summary itself could not be written (benchmarks
+measure; they assert nothing here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Iterable
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NA = "n/a"
+
+
+# -- reading a benchmark's JSON -------------------------------------------------------
+
+
+def json_values(text: str) -> list:
+    """Every top-level JSON object printed in ``text`` (in order); other lines
+    (progress, warnings) are skipped."""
+    dec = json.JSONDecoder()
+    out, i = [], 0
+    while True:
+        i = text.find("{", i)
+        if i < 0:
+            return out
+        try:
+            value, end = dec.raw_decode(text, i)
+        except ValueError:
+            i += 1
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+        i = end
+
+
+def get(data: Any, *paths: str) -> Any:
+    """The value at the first dotted ``path`` present in ``data`` (list items by
+    index), or None."""
+    for path in paths:
+        cur = data
+        for part in path.split("."):
+            if isinstance(cur, dict) and part in cur:
+                cur = cur[part]
+            elif isinstance(cur, list) and part.lstrip("-").isdigit() and \
+                    -len(cur) <= int(part) < len(cur):
+                cur = cur[int(part)]
+            else:
+                cur = None
+                break
+        if cur is not None:
+            return cur
+    return None
+
+
+def _num(v) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, list):  # e.g. oversubscribed node names: the count is the figure
+        return float(len(v))
+    return None
+
+
+def row(bench: str, figure: str, zund=None, reference=None, target: str = "",
+        met: bool | None = None, ratio: float | None = None, note: str = "") -> dict:
+    return {"bench": bench, "figure": figure, "zund": zund, "reference": reference,
+            "ratio": ratio, "target": target, "met": met, "note": note}
+
+
+def ratio_row(bench: str, figure: str, data, zund_path, ref_path, max_ratio: float | None,
+              unit: str = "", note: str = "") -> dict:
+    """zund / reference, met when <= ``max_ratio``."""
+    zund_paths = zund_path if isinstance(zund_path, tuple) else (zund_path,)
+    ref_paths = ref_path if isinstance(ref_path, tuple) else (ref_path,)
+    z, r = _num(get(data, *zund_paths)), _num(get(data, *ref_paths))
+    ratio = round(z / r, 3) if z is not None and r else None
+    met = None if ratio is None or max_ratio is None else ratio <= max_ratio
+    return row(bench, figure, _fmt(z, unit), _fmt(r, unit),
+               f"<= {max_ratio}x" if max_ratio is not None else "", met, ratio, note)
+
+
+def value_row(bench: str, figure: str, data, path, target=None, op: str = "<=",
+              unit: str = "", ref_path=None, note: str = "") -> dict:
+    """One figure against a fixed target (``op``: "<=" | ">=" | "=="); the
+    reference (``ref_path``), when given, is shown beside it."""
+    paths = path if isinstance(path, tuple) else (path,)
+    raw = get(data, *paths)
+    v = _num(raw)
+    ref = None
+    if ref_path is not None:
+        ref_paths = ref_path if isinstance(ref_path, tuple) else (ref_path,)
+        ref = _num(get(data, *ref_paths))
+    met = None
+    if v is not None and target is not None:
+        met = {"<=": v <= target, ">=": v >= target, "==": v == target}[op]
+    ratio = round(v / ref, 3) if v is not None and ref else None
+    return row(bench, figure, _fmt(v, unit) if v is not None else raw, _fmt(ref, unit),
+               f"{op} {target}{unit}" if target is not None else "", met, ratio, note)
+
+
+def _fmt(v, unit: str = ""):
+    if v is None:
+        return None
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        v = int(v)
+    return f"{v}{unit}" if unit else v
+
+
+# -- one rows_* function per benchmark: its JSON values -> rows -----------------------
+
+
+def rows_create_latency(values: list) -> list:
+    d = values[-1]
+    out = [ratio_row("create_latency", "create->Running p50 vs docker create+start", d,
+                     "zund_p50_ms", "docker_p50_ms", get(d, "target_ratio") or 1.10, " ms",
+                     note=f"runs={get(d, 'runs')}")]
+    if get(d, "glance_cached_p50_ms") is not None:
+        out.append(ratio_row("create_latency", "glance cached create->Running vs docker",
+                             d, "glance_cached_p50_ms", "docker_p50_ms", None, " ms"))
+        out.append(ratio_row("create_latency", "glance first pull vs docker load+create+start",
+                             d, "glance_first_pull_p50_ms", "docker_load_create_start_p50_ms",
+                             None, " ms"))
+    return out
+
+
+def rows_placement(values: list) -> list:
+    d = values[-1]
+    return [
+        value_row("placement", "in-memory decision p50", d, "latency.p50_ms", 3.0, unit=" ms"),
+        value_row("placement", "in-memory decision p99", d, "latency.p99_ms", 15.0, unit=" ms"),
+        value_row("placement", "in-memory placements/s", d, "latency.throughput_per_s", 1000,
+                  ">="),
+        value_row("placement", "oversubscribed nodes", d, "quality.oversubscribed_nodes", 0,
+                  "=="),
+        value_row("placement", "max/mean load vs omniscient", d,
+                  "quality.max_over_mean_vs_omniscient", 1.05),
+        value_row("placement", "first-round success", d, "quality.first_round_success", 0.98,
+                  ">="),
+    ]
+
+
+def rows_placement_real(values: list) -> list:
+    d = values[-1]
+    rows = [
+        value_row("placement_real", "placements/s (5 processes, 8 clients)", d,
+                  "placements_per_s", 1000, ">=", ref_path="placements_per_s_ceiling",
+                  note="reference: ceiling = floor RPC/s / RPCs per placement"),
+        value_row("placement_real", "decision p50", d, "decision_ms_p50", 3.0, unit=" ms",
+                  ref_path=("floor.rpc_ms_p50", "floor.p50_ms"),
+                  note="reference: cheapest signed peer round trip p50"),
+        value_row("placement_real", "decision p99", d, "decision_ms_p99", 15.0, unit=" ms",
+                  ref_path=("floor.rpc_ms_p99", "floor.p99_ms")),
+        value_row("placement_real", "RPCs per placement", d, "rpcs_per_placement"),
+        value_row("placement_real", "oversubscribed nodes", d, "oversubscribed_nodes", 0, "=="),
+    ]
+    floor = get(d, "floor")
+    if isinstance(floor, dict):
+        for k, v in sorted(floor.items()):
+            if _num(v) is not None:
+                rows.append(value_row("placement_real", f"floor: {k}", floor, k))
+    return rows
+
+
+def rows_gossip_sim(values: list) -> list:
+    d = values[-1]
+    rows = []
+    for res in get(d, "results") or []:
+        n = get(res, "nodes")
+        rows.append(value_row("gossip_sim", f"n={n} dissemination 99.99% (simulated)", res,
+                              "dissemination_s_99_99pct", unit=" s"))
+        rows.append(value_row("gossip_sim", f"n={n} detection everywhere (simulated)", res,
+                              "detection_all_s", unit=" s"))
+        rows.append(value_row("gossip_sim", f"n={n} false dead (stress)", res,
+                              "stress.false_dead_events", 0, "=="))
+    return rows or [row("gossip_sim", "results", note=NA)]
+
+
+def rows_quota_race(values: list) -> list:
+    rows = []
+    for d in values:
+        mode = get(d, "mode") or "?"
+        rows.append(value_row("quota_race", f"{mode}: quota overshoot", d, "overshoot", 0, "=="))
+        rows.append(value_row("quota_race", f"{mode}: create p50", d, "p50_ms", unit=" ms",
+                              ref_path="reference.p50_ms",
+                              note="reference: same race without a quota"
+                              if get(d, "reference") else ""))
+    return rows or [row("quota_race", "results", note=NA)]
+
+
+def rows_chaos(values: list) -> list:
+    d = values[-1]
+    rows = [value_row("chaos", f"sim: {k}", d, f"sim.{k}", 0, "==")
+            for k in ("twins", "lost", "stuck", "oversubscribed", "orphans")]
+    if get(d, "real") is not None:
+        rows += [value_row("chaos", f"real kill -9: {k}", d, f"real.{k}", 0, "==")
+                 for k in ("lost", "doubled", "orphaned", "stuck", "errors")]
+    return rows
+
+
+def rows_heal(values: list) -> list:
+    d = values[-1]
+    return [
+        value_row("heal", "kill -9 -> healed p50", d, "p50_s", get(d, "targets.p50_s") or 15.0,
+                  unit=" s", ref_path="reference.detect_p50_s",
+                  note="reference: death detection alone"),
+        value_row("heal", "kill -9 -> healed p99", d, "p99_s", get(d, "targets.p99_s") or 30.0,
+                  unit=" s"),
+        value_row("heal", "twins", d, "twins", 0, "=="),
+    ]
+
+
+def rows_ws_latency(values: list) -> list:
+    d = values[-1]
+    return [
+        ratio_row("ws_latency", "keystroke round trip p50, via non-owner", d,
+                  "zund_via_non_owner.p50_ms", "docker_exec_attach.p50_ms", None, " ms"),
+        ratio_row("ws_latency", "keystroke round trip p50, via owner", d,
+                  "zund_via_owner.p50_ms", "docker_exec_attach.p50_ms", None, " ms"),
+        ratio_row("ws_latency", "keystroke round trip p99, via non-owner", d,
+                  "zund_via_non_owner.p99_ms", "docker_exec_attach.p99_ms", None, " ms"),
+    ]
+
+
+def rows_gossip_vs_serf(values: list) -> list:
+    d = values[-1]
+    if get(d, "error"):
+        return [row("gossip_vs_serf", "all", note=str(get(d, "error")))]
+    targets = get(d, "targets") or {}
+    rows = []
+    for scenario, res in sorted((get(d, "results") or {}).items()):
+        dis_target = targets.get("dissemination_ratio_max", 0.5) if scenario == "steady" \
+            else None
+        rows.append(ratio_row("gossip_vs_serf", f"{scenario}: metadata visible everywhere",
+                              res, "zund.dissemination_median_s", "serf.dissemination_median_s",
+                              dis_target, " s"))
+        rows.append(ratio_row("gossip_vs_serf", f"{scenario}: kill -9 -> dead everywhere", res,
+                              "zund.detection_median_s", "serf.detection_median_s",
+                              targets.get("detection_ratio_max", 0.6), " s"))
+        rows.append(value_row("gossip_vs_serf", f"{scenario}: false positives", res,
+                              "zund.false_positives", 0, "==", ref_path="serf.false_positives"))
+    return rows or [row("gossip_vs_serf", "results", note=NA)]
+
+
+def rows_microvm(values: list) -> list:
+    d = values[-1]
+    target = get(d, "target_ratio") or 1.15
+    rows = []
+    # per machine type, if the benchmark reports them ({"machine_types": {name: {...}}}
+    # or a list of {"machine_type": name, ...})
+    per = get(d, "machine_types", "machines", "results")
+    items = []
+    if isinstance(per, dict):
+        items = sorted(per.items())
+    elif isinstance(per, list):
+        items = [(get(m, "machine_type", "machine", "name") or str(i), m)
+                 for i, m in enumerate(per) if isinstance(m, dict)]
+    for name, m in items:
+        if not isinstance(m, dict):
+            continue
+        rows.append(ratio_row("microvm", f"{name}: create->running vs bare QEMU boot", m,
+                              ("runtime_median_s", "zund_median_s"),
+                              ("bare_qemu_median_s", "bare_median_s"),
+                              get(m, "target_ratio") or target, " s",
+                              note=str(get(m, "error") or get(m, "fallback") or "")))
+    if not rows:
+        rows.append(ratio_row("microvm", "create->running vs bare QEMU boot", d,
+                              ("runtime_median_s", "zund_median_s"),
+                              ("bare_qemu_median_s", "bare_median_s"), target, " s",
+                              note=str(get(d, "machine_type", "error") or "")))
+    return rows
+
+
+def rows_memory(values: list) -> list:
+    d = values[-1]
+    return [
+        value_row("memory", "RSS idle zund serve", d, "zund_idle_mb",
+                  get(d, "target_idle_mb") or 60.0, unit=" MB", ref_path="serf_mb",
+                  note="reference: one Serf agent, same run"),
+        value_row("memory", f"RSS with {get(d, 'accepted')} containers (fake runtime)", d,
+                  "zund_loaded_mb", get(d, "target_loaded_mb") or 80.0, unit=" MB",
+                  ref_path="dockerd_mb", note="reference: the running dockerd, same run"),
+    ]
+
+
+def rows_soak(values: list) -> list:
+    d = values[-1]
+    rows = [value_row("soak", k, d, k, 0, "==")
+            for k in ("errors", "server_errors", "lost", "doubled", "extra")]
+    rows.append(value_row("soak", "RSS/fd growth bounded", d, "growth_ok"))
+    rows[-1]["met"] = get(d, "growth_ok") if isinstance(get(d, "growth_ok"), bool) else None
+    rows.append(value_row("soak", "list p50 under load", d, "ops.list.p50_ms", unit=" ms",
+                          ref_path="reference.list_idle_p50_ms",
+                          note="reference: idle cluster, same run"))
+    return rows
+
+
+def rows_network(values: list) -> list:
+    d = values[-1]
+    return [
+        ratio_row("network", "ping p50 container->container (vxlan vs underlay)", d,
+                  ("vxlan.ping_p50_ms", "vxlan.p50_ms"),
+                  ("underlay.ping_p50_ms", "underlay.p50_ms"), None, " ms"),
+        ratio_row("network", "TCP throughput (vxlan vs underlay)", d,
+                  ("vxlan.iperf_gbps", "vxlan.gbps", "vxlan.throughput_gbps"),
+                  ("underlay.iperf_gbps", "underlay.gbps", "underlay.throughput_gbps"), None,
+                  " Gbit/s"),
+    ]
+
+
+class Bench:
+    def __init__(self, name: str, argv: list, timeout_s: float,
+                 rows: Callable[[list], list]):
+        self.name, self.argv, self.timeout_s, self.rows = name, argv, timeout_s, rows
+
+
+#: every benchmark, with its CI-sized arguments and its own timeout (seconds)
+BENCHES = [
+    Bench("create_latency", ["bench/create_latency.py", "--runs", "30"], 900,
+          rows_create_latency),
+    Bench("placement", ["bench/placement.py"], 600, rows_placement),
+    Bench("placement_real", ["bench/placement_real.py"], 600, rows_placement_real),
+    Bench("gossip_sim", ["bench/gossip_sim.py"], 600, rows_gossip_sim),
+    Bench("quota_race", ["bench/quota_race.py"], 600, rows_quota_race),
+    Bench("chaos", ["bench/chaos.py", "--sim-runs", "10", "--creates", "100"], 900, rows_chaos),
+    Bench("heal", ["bench/heal.py", "--rounds", "2"], 900, rows_heal),
+    Bench("ws_latency", ["bench/ws_latency.py"], 300, rows_ws_latency),
+    Bench("gossip_vs_serf", ["bench/gossip_vs_serf.py"], 600, rows_gossip_vs_serf),
+    Bench("microvm", ["-m", "bench.microvm", "--runs", "6"], 900, rows_microvm),
+    Bench("memory", ["bench/memory.py", "--containers", "1000"], 600, rows_memory),
+    Bench("soak", ["bench/soak.py", "--duration-s", "60"], 600, rows_soak),
+    Bench("network", ["bench/network.py"], 300, rows_network),
+]
+
+
+def run_one(bench: Bench, timeout_s: float, out_dir: str) -> dict:
+    """Run one benchmark; never raises. Its stdout/stderr go to ``out_dir``."""
+    t0 = time.monotonic()
+    argv = [sys.executable, *bench.argv]
+    result: dict = {"name": bench.name, "argv": bench.argv, "timeout_s": round(timeout_s)}
+    try:
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
+                              timeout=timeout_s, stdin=subprocess.DEVNULL)
+        stdout, stderr, rc = proc.stdout, proc.stderr, proc.returncode
+        result["status"] = "ok" if rc == 0 else f"exit {rc}"
+    except subprocess.TimeoutExpired as e:
+        stdout = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) \
+            else (e.stdout or "")
+        stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) \
+            else (e.stderr or "")
+        result["status"] = f"timed out after {round(timeout_s)} s"
+    except OSError as e:
+        stdout, stderr = "", str(e)
+        result["status"] = f"could not start: {e}"
+    result["seconds"] = round(time.monotonic() - t0, 1)
+    for suffix, text in (("out", stdout), ("err", stderr)):
+        with open(os.path.join(out_dir, f"{bench.name}.{suffix}"), "w") as f:
+            f.write(text)
+    values = json_values(stdout)
+    result["json"] = values
+    if not values:
+        tail = " | ".join(stderr.strip().splitlines()[-2:])[-300:]
+        result["rows"] = [row(bench.name, "(benchmark)",
+                              note=f"{result['status']}, no JSON: {tail}".strip())]
+        return result
+    try:
+        rows = list(bench.rows(values))
+    except Exception as e:  # a mapping bug must not lose the other rows
+        rows = [row(bench.name, "(mapping)", note=f"{type(e).__name__}: {e}")]
+    if result["status"] != "ok":
+        rows.insert(0, row(bench.name, "(benchmark)", note=result["status"]))
+    result["rows"] = rows
+    return result
+
+
+def _cell(v) -> str:
+    if v is None:
+        return NA
+    if v is True:
+        return "yes"
+    if v is False:
+        return "NO"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v).replace("|", "/")
+
+
+def markdown(results: Iterable[dict]) -> str:
+    lines = ["| figure | zund | reference | ratio | target | met? |",
+             "|---|---|---|---|---|---|"]
+    for res in results:
+        for r in res["rows"]:
+            fig = f"{r['bench']}: {r['figure']}"
+            if r.get("note"):
+                fig += f" ({r['note']})"
+            met = r["met"] if r["met"] is not None else (None if r["target"] else "")
+            lines.append("| " + " | ".join([fig.replace("|", "/"), _cell(r["zund"]),
+                                             _cell(r["reference"]), _cell(r["ratio"]),
+                                             r["target"] or "", _cell(met)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--budget-s", type=float, default=float(os.environ.get("ZUND_BENCH_BUDGET_S",
+                                                                          3600)),
+                    help="the whole run's time; each benchmark's timeout is cut to what is left")
+    ap.add_argument("--min-start-s", type=float, default=120.0,
+                    help="do not start a benchmark with less than this left")
+    ap.add_argument("--out-dir", default=None, help="default: a new /tmp/zund-bench-summary-*")
+    ap.add_argument("--only", default="", help="comma-separated benchmark names")
+    ap.add_argument("--skip", default="", help="comma-separated benchmark names")
+    args = ap.parse_args(argv)
+    only = {s for s in args.only.split(",") if s}
+    skip = {s for s in args.skip.split(",") if s}
+    out_dir = args.out_dir or _mkdtemp()
+    os.makedirs(out_dir, exist_ok=True)
+    deadline = time.monotonic() + args.budget_s
+    results = []
+    for bench in BENCHES:
+        if (only and bench.name not in only) or bench.name in skip:
+            continue
+        left = deadline - time.monotonic()
+        if left < args.min_start_s:
+            res = {"name": bench.name, "argv": bench.argv, "status": "skipped: run budget spent",
+                   "json": [], "rows": [row(bench.name, "(benchmark)",
+                                            note=f"skipped: {round(left)} s of the run "
+                                                 "budget left")]}
+        else:
+            print(f"run_all: {bench.name} (timeout {round(min(bench.timeout_s, left))} s)",
+                  file=sys.stderr, flush=True)
+            res = run_one(bench, min(bench.timeout_s, left), out_dir)
+            print(f"run_all: {bench.name}: {res['status']} in {res['seconds']} s",
+                  file=sys.stderr, flush=True)
+        results.append(res)
+    table = markdown(results)
+    summary = {"benchmarks": [{k: v for k, v in r.items() if k != "rows"} for r in results],
+               "rows": [x for r in results for x in r["rows"]],
+               "failed": [r["name"] for r in results if r["status"] != "ok"]}
+    with open(os.path.join(out_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2, default=str)
+    with open(os.path.join(out_dir, "summary.md"), "w") as f:
+        f.write(table)
+    print(f"run_all: summary in {out_dir}/summary.json and summary.md", file=sys.stderr)
+    if summary["failed"]:
+        print(f"run_all: benchmarks that did not finish cleanly: {summary['failed']}",
+              file=sys.stderr)
+    print(table)
+    return 0
+
+
+def _mkdtemp() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="zund-bench-summary-")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""bench/run_all.py: every benchmark becomes rows of one table; a benchmark that
+fails, times out or lacks a figure is a row saying so, never a crash."""
+
+import json
+
+from bench import run_all
+
+
+def test_every_json_object_printed_is_collected_amid_other_output():
+    """Progress lines are skipped; several JSON objects (one per mode) are all kept."""
+    text = 'building image...\n{"mode": "sim", "overshoot": 0}\nnoise {not json\n' \
+           + json.dumps({"mode": "real", "overshoot": 1}, indent=2) + "\ndone\n"
+    assert [v["mode"] for v in run_all.json_values(text)] == ["sim", "real"]
+
+
+def test_missing_figures_are_na_rows_not_errors():
+    """A benchmark's JSON without the expected keys yields n/a cells and no verdict."""
+    rows = run_all.rows_create_latency([{"benchmark": "create_latency"}])
+    assert rows[0]["zund"] is None and rows[0]["met"] is None
+    table = run_all.markdown([{"rows": rows}])
+    assert "| n/a | n/a | n/a |" in table
+
+
+def test_ratio_row_judges_against_the_target():
+    """zund / reference is the ratio; met when it is at most the target."""
+    rows = run_all.rows_create_latency([{"zund_p50_ms": 330.0, "docker_p50_ms": 300.0,
+                                         "target_ratio": 1.10}])
+    assert rows[0]["ratio"] == 1.1 and rows[0]["met"] is True
+    rows = run_all.rows_memory([{"zund_idle_mb": 82.3, "serf_mb": 9.7, "zund_loaded_mb": 99,
+                                 "dockerd_mb": 90, "target_idle_mb": 60, "target_loaded_mb": 80,
+                                 "accepted": 1000}])
+    assert [r["met"] for r in rows] == [False, False]
+
+
+def test_new_keys_of_other_benchmarks_are_picked_up_when_present():
+    """Per-machine micro-VM results and gossip scenarios each become their own rows."""
+    microvm = run_all.rows_microvm([{"target_ratio": 1.15, "machines": {
+        "pc": {"runtime_median_s": 1.2, "bare_qemu_median_s": 1.0},
+        "microvm": {"runtime_median_s": 0.5, "bare_qemu_median_s": 0.45}}}])
+    assert [r["figure"].split(":")[0] for r in microvm] == ["microvm", "pc"]
+    gossip = run_all.rows_gossip_vs_serf([{"results": {
+        "steady": {"zund": {"dissemination_median_s": 0.004, "detection_median_s": 1.0,
+                            "false_positives": 0},
+                   "serf": {"dissemination_median_s": 0.01, "detection_median_s": 2.0,
+                            "false_positives": 0}},
+        "starved": {"zund": {"detection_median_s": 1.5, "false_positives": 0}}}}])
+    figures = [r["figure"] for r in gossip]
+    assert "starved: kill -9 -> dead everywhere" in figures
+    assert next(r for r in gossip if r["figure"].startswith("steady: metadata"))["met"]
