@@ -16,10 +16,11 @@ relay accepts host-loopback connections and forwards each to 127.0.0.1:<api port
 of the node's namespace. No address outside 127.0.0.0/8 and the test's own
 namespaces is ever used.
 
-A **partition** sets the underlay's veth end of the cut nodes down: their eth0
+A **cut** sets the underlay's veth end of the cut nodes down: their eth0
 loses its carrier (its addresses stay, so the node keeps serving its API through
-the relay) and no packet crosses the bridge to or from them; :meth:`heal` sets it
-up again.
+the relay) and no packet crosses the bridge to or from them, each is alone. A
+**split** moves some nodes' veth ends to a second bridge: two sides, each whole
+inside (a 2|3 partition). :meth:`heal` puts every end on the first bridge, up.
 
 Only processes started here are signalled, by PID; namespaces are named after
 the test's PID so parallel runs never share one.
@@ -259,10 +260,20 @@ class NetnsCluster:
         for i in indices:
             ip("-n", self.underlay, "link", "set", f"v{i + 1}", "down")
 
+    def split(self, *indices: int) -> None:
+        """Partition: nodes (0-based) ``indices`` move to a second bridge ``br1``,
+        so they still reach each other but no other node (a 2|3 partition is
+        ``split(3, 4)``), until :meth:`heal`. Carriers stay up on both sides."""
+        if ip("-n", self.underlay, "link", "show", "br1", check=False).returncode != 0:
+            ip("-n", self.underlay, "link", "add", "br1", "type", "bridge")
+            ip("-n", self.underlay, "link", "set", "br1", "up")
+        for i in indices:
+            ip("-n", self.underlay, "link", "set", f"v{i + 1}", "master", "br1")
+
     def heal(self) -> None:
-        """Every node on the bridge again."""
+        """Every node on the bridge br0 again, its veth end up."""
         for i in range(len(self.nodes)):
-            ip("-n", self.underlay, "link", "set", f"v{i + 1}", "up")
+            ip("-n", self.underlay, "link", "set", f"v{i + 1}", "master", "br0", "up")
 
     # -- teardown ---------------------------------------------------------------------
 

@@ -348,7 +348,12 @@ class Healer(service.Service):
                 # a node that joined (or this node, joining) may have missed marks
                 self._spawn(self.sync_marks(), "sync_marks")
         if now >= self._next_check and (self._checking is None or self._checking.called):
-            self._next_check = now + self.check_interval_s
+            # for hold_max_s after a start, look again every retry_s: a peer that
+            # still took this node for dead may finish a heal of a record this node
+            # resumed; its higher generation wins and this copy must go now, not
+            # check_interval_s later (a twin found by the chaos campaign)
+            soon = now - self._started_at < self.hold_max_s
+            self._next_check = now + (self.retry_s if soon else self.check_interval_s)
             self._checking = self._spawn(self.check_moved(), "check_moved")
         if self.local.facts.draining and (self._draining is None or self._draining.called):
             self._draining = self._spawn(self.drain_step(), "drain")

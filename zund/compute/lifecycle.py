@@ -540,13 +540,14 @@ class Lifecycle:
                 if rec.placed:
                     try:
                         rt = self.runtime(rec)
-                        if stop_first:
-                            try:
-                                await rt.stop(uuid, self.config.stop_timeout_s)
-                            except errors.RuntimeObjectNotFound:
-                                pass
-                        await rt.remove(uuid, force=True)
-                        await self.volumes.release(rt, rec)
+                        if not await self._made_elsewhere(rt, uuid):
+                            if stop_first:
+                                try:
+                                    await rt.stop(uuid, self.config.stop_timeout_s)
+                                except errors.RuntimeObjectNotFound:
+                                    pass
+                            await rt.remove(uuid, force=True)
+                            await self.volumes.release(rt, rec)
                         if self.networks is not None:
                             await self.networks.release(rec)
                     except errors.ZundError as e:
@@ -558,6 +559,21 @@ class Lifecycle:
                 self.notify("deleted", rec)
             finally:
                 self.locks.forget(uuid)
+
+    async def _made_elsewhere(self, rt, uuid: str) -> bool:
+        """True when the runtime object named for ``uuid`` was made by another node
+        (its node label says so): a stale copy's delete must never remove the object
+        of the node the container moved to, e.g. on an engine nodes share."""
+        try:
+            state = await rt.inspect(uuid)
+        except errors.RuntimeObjectNotFound:
+            return False
+        owner = getattr(state, "node", None)
+        if owner and owner != self.config.node:
+            log.warn("compute.container.delete_skipped_foreign_object", uuid=uuid,
+                     made_by=owner)
+            return True
+        return False
 
     # -- update -------------------------------------------------------------------------
 

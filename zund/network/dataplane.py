@@ -77,9 +77,11 @@ class Dataplane:
 
     # -- security (iptables physdev + conntrack) ---------------------------------------
 
-    async def apply_security(self, port, rules) -> None:
-        """Make the kernel enforce ``rules`` (a ``secgroups.PortRules``) for ``port``."""
-        await self._blocking(_apply_security, port, rules)
+    async def apply_security(self, port, rules, revoked=()) -> None:
+        """Make the kernel enforce ``rules`` (a ``secgroups.PortRules``) for ``port``;
+        ``revoked``: addresses admitted before and no longer, whose flows to the
+        port are forgotten (conntrack would let them go on as ESTABLISHED)."""
+        await self._blocking(_apply_security, port, rules, tuple(revoked))
 
     async def drop_security(self, port) -> None:
         await self._blocking(_drop_security, port)
@@ -230,7 +232,7 @@ def _forward_rules(port, ip: str) -> list[tuple]:
              "!", "-s", f"{ip}/32", "-j", "DROP")]
 
 
-def _apply_security(port, rules) -> None:
+def _apply_security(port, rules, revoked: tuple = ()) -> None:
     """Ingress to ``port``: replies (conntrack), its exposed ports, and anything
     from the addresses in ``rules.sources``; all else dropped. The chain is
     refilled in one ``iptables-restore`` transaction, so no packet ever sees it
@@ -254,6 +256,26 @@ def _apply_security(port, rules) -> None:
         if _iptables("-C", "FORWARD", *rule, check=False).returncode != 0:
             _iptables("-I", "FORWARD", *rule)
     _ipv6_closed(port)
+    if revoked:
+        _forget_flows(rules.ip, revoked)
+
+
+def _forget_flows(dst: str, sources) -> None:
+    """Delete the conntrack entries of connections from ``sources`` to ``dst``."""
+    from pyroute2 import Conntrack
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+    ct = Conntrack()
+    try:
+        for src in sources:
+            for entry in list(ct.dump_entries(tuple_orig=NFCTAttrTuple(saddr=src, daddr=dst))):
+                try:
+                    ct.delete(entry)
+                except Exception as e:  # gone by itself meanwhile
+                    log.debug("network.secgroup.flow_gone src={src} dst={dst} e={e}",
+                              src=src, dst=dst, e=str(e))
+    finally:
+        ct.close()
 
 
 def _ipv6_closed(port) -> None:

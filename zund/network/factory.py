@@ -74,7 +74,9 @@ def build(conf, reactor, node: str, *, view: Callable | None, client, state_path
         from zund.network import neutron
 
         backend = neutron.from_conf(conf, reactor, node)
-        if isinstance(backend, service.IService):
+        # an interface is not a type: isinstance() is always False here, and an
+        # unstarted backend's thread pool would queue every Neutron call forever
+        if service.IService.providedBy(backend):
             services.append(backend)
     return NetworkParts(backend=backend, node=NodeNetworks(node, backend, plugger, guest_plugger),
                         services=tuple(services))

@@ -100,6 +100,7 @@ class VxlanNetworks(service.Service):
         #: port id -> the version of its last membership write from here (a
         #: quick second write at the same clock reading must still be newer)
         self._member_versions: dict[str, tuple] = {}
+        self._net_locks: dict[str, defer.DeferredLock] = {}
         #: net id -> the VTEPs this node floods to (what the data plane has)
         self.peers: dict[str, frozenset] = {}
         #: net id -> its VNI, for the networks whose devices exist on this node
@@ -505,8 +506,21 @@ class VxlanNetworks(service.Service):
                 log.info("network.sync_failed net={net} reason={r}", net=net_id, r=str(e))
 
     async def _sync_net(self, net_id: str) -> None:
+        """One network at a time per network: two syncs at once (the loop, an
+        allocation, a peer's push) could otherwise leave the older read's rules
+        in the kernel."""
         if self.dataplane is None:
             return
+        lock = self._net_locks.setdefault(net_id, defer.DeferredLock())
+        await lock.acquire()
+        try:
+            await self._sync_net_locked(net_id)
+        finally:
+            lock.release()
+            if not lock.locked and not lock.waiting and net_id not in self._vnis:
+                self._net_locks.pop(net_id, None)
+
+    async def _sync_net_locked(self, net_id: str) -> None:
         local = [p for p in self.ports.values() if p.net_id == net_id]
         if not local:
             self.peers.pop(net_id, None)
@@ -531,6 +545,18 @@ class VxlanNetworks(service.Service):
         to a partition), then give the data plane the rules that changed."""
         members = {i.data.get("port"): i.data for i in items.values()
                    if not i.deleted and i.key.startswith("member:")}
+        for port_id, data in list(members.items()):
+            if data.get("node") == self.node and port_id not in self.ports:
+                # released while the store was unreachable: forget it now, or its
+                # address would stay admitted in its old groups when reused
+                stale = items[R.member_key(net_id, port_id)]
+                try:
+                    await self.kv.write(attrs.evolve(stale, deleted=True,
+                                                     version=self._version(stale)))
+                    del members[port_id]
+                except errors.ZundError as e:
+                    log.info("network.member.forget_later port={port} reason={r}",
+                             port=port_id, r=str(e))
         for p in local:
             want = self._member_of(p)
             if members.get(p.id) != want:
@@ -544,8 +570,10 @@ class VxlanNetworks(service.Service):
             rules = secgroups.port_rules(
                 members[p.id], (self.security.get(p.id) or {}).get("exposed_ports"),
                 members.values())
-            if self.applied.get(p.id) != rules:
-                await self.dataplane.apply_security(p, rules)
+            before = self.applied.get(p.id)
+            if before != rules:
+                revoked = sorted(set(before.sources) - set(rules.sources)) if before else []
+                await self.dataplane.apply_security(p, rules, revoked)
                 self.applied[p.id] = rules
                 log.info("network.secgroup.applied port={port} sources={n} exposed={e}",
                          port=p.id, n=len(rules.sources), e=len(rules.exposed))

@@ -8,6 +8,8 @@ so all traffic stays between addresses the test assigned. Helpers are the ones o
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from tests.real.e2e.test_network_vxlan import (A, IMAGE, _addr, _delete, _exec, _net, _pings,
@@ -41,6 +43,24 @@ def _connects(node, uuid: str, addr: str, port: int) -> bool:
     return out["exit_code"] == 0 and "hi" in (out.get("output") or "")
 
 
+def _port_rules(node) -> list[str]:
+    """The per-port iptables/ip6tables rules left in the node's namespace."""
+    out = []
+    for tool in ("iptables", "ip6tables"):
+        p = subprocess.run(["ip", "netns", "exec", node.ns, tool, "-w", "5", "-S"],
+                           capture_output=True, text=True, timeout=30)
+        out += [line for line in p.stdout.splitlines() if "zsg-" in line or "physdev" in line]
+    return out
+
+
+def _replies(node, uuid: str, after_s: float = 0.0) -> int:
+    """How many echo replies the background ping of ``uuid`` has logged so far
+    (read ``after_s`` seconds from now, in the container)."""
+    out = _exec(node, A, uuid, "sh", "-c",
+                f"sleep {after_s}; grep -c 'bytes from' /tmp/flow || true")["output"]
+    return int(out.strip().splitlines()[-1] or 0)
+
+
 def _group(node, uuid: str, action: str, name: str) -> None:
     r = node.api("POST", f"/containers/{uuid}/{action}_security_group?name={name}",
                  token=A, headers=OLD)
@@ -71,9 +91,15 @@ def test_groups_admit_their_members_only_and_change_live(cluster):
         assert _connects(n2, d2["uuid"], ip_w1, 8081)
         shown = n1.api("GET", f"/containers/{d2['uuid']}", token=A).json()
         assert shown["security_groups"] == ["web"]
-        # and leaves it: closed again
+        # and leaves it: closed again, a flow already under way included (one
+        # ping process: its echoes are one conntrack entry, ESTABLISHED)
+        _exec(n2, A, d2["uuid"], "sh", "-c", f"ping -i 0.2 {ip_w1} >/tmp/flow 2>&1 &")
+        _poll(lambda: _replies(n2, d2["uuid"]) > 0, 10, "the flow d2 -> w1 answered")
         _group(n1, d2["uuid"], "remove", "web")
         _poll(lambda: not _pings(n2, A, d2["uuid"], ip_w1), 20, "d2 -> w1 closed again")
+        settled = _poll(lambda: (lambda a: a if a == _replies(n2, d2["uuid"], 1.0) else 0)(
+            _replies(n2, d2["uuid"])), 20, "the flow under way stopped")
+        assert settled > 0
         assert _pings(n2, A, w2["uuid"], ip_w1)
     finally:
         for rec in (w1, w2, d2):
@@ -99,3 +125,5 @@ def test_an_exposed_port_opens_just_that_port(cluster):
     finally:
         for rec in (e1, c2, c1):
             _delete(n1, A, rec["uuid"])
+    # released ports take their rules with them
+    assert _port_rules(n1) == [] and _port_rules(n2) == []

@@ -30,7 +30,7 @@ class KernelState:
     async def remove_network(self, vni):
         self.networks.pop(vni, None)
 
-    async def apply_security(self, port, rules):
+    async def apply_security(self, port, rules, revoked=()):
         self.rules[port.id] = rules
         self.rebuilds[port.id] = self.rebuilds.get(port.id, 0) + 1
 
@@ -133,3 +133,18 @@ def test_a_released_port_leaves_its_peers_rules_and_the_kernel(backend):
     _run(b.release(CTX, "c2", [p2]))
     assert p2.id not in kernel.rules
     assert kernel.rules[p1.id].sources == ()
+
+
+def test_a_membership_left_behind_by_this_node_is_forgotten_on_sync(backend):
+    """A member item of this node naming a port it no longer has (its tombstone
+    was lost) is deleted by the next sync and admits nobody."""
+    b, kernel, clock = backend
+    net = _run(b.create_network(CTX, "n", "10.90.1.0/24"))
+    p = _port(b, net, "c1")
+    _run(b.kv.handle_put([R.NetItem(R.member_key(net.id, "gone"), net.id,
+                                    {"port": "gone", "ip": "10.90.1.50", "project": "proj-a",
+                                     "groups": ["default"], "node": "n1"},
+                                    (clock.seconds(), "n1"))]))
+    _run(b.sync())
+    assert kernel.rules[p.id].sources == ()
+    assert _run(b.kv.read(net.id))[R.member_key(net.id, "gone")].deleted
