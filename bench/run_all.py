@@ -322,11 +322,11 @@ def rows_network(values: list) -> list:
     d = values[-1]
     return [
         ratio_row("network", "ping p50 container->container (vxlan vs underlay)", d,
-                  ("vxlan.ping_p50_ms", "vxlan.p50_ms"),
-                  ("underlay.ping_p50_ms", "underlay.p50_ms"), None, " ms"),
+                  ("vxlan.ping.p50_ms", "vxlan.ping_p50_ms"),
+                  ("underlay.ping.p50_ms", "underlay.ping_p50_ms"), None, " ms"),
         ratio_row("network", "TCP throughput (vxlan vs underlay)", d,
-                  ("vxlan.iperf_gbps", "vxlan.gbps", "vxlan.throughput_gbps"),
-                  ("underlay.iperf_gbps", "underlay.gbps", "underlay.throughput_gbps"), None,
+                  ("vxlan.iperf3.gbit_s", "vxlan.iperf_gbps"),
+                  ("underlay.iperf3.gbit_s", "underlay.iperf_gbps"), None,
                   " Gbit/s"),
     ]
 

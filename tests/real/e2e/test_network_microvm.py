@@ -17,9 +17,8 @@ import tempfile
 
 import pytest
 
-from tests.real.e2e.test_network_vxlan import (
-    A, IMAGE, _addr, _delete, _exec, _net, _pings, _poll, _remove_leftovers, _run)
-from tests.support.netns import NetnsCluster
+from tests.support.tenant_net import (A, addr, delete, execute, make_net, pings, poll, run,
+                                      vxlan_cluster)
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +31,11 @@ def cluster():
         pytest.fail("libvirtd does not answer: run tools/setup-libvirt.sh")
     wd = tempfile.mkdtemp(prefix="zund-netvm-", dir="/var/tmp")
     os.chmod(wd, 0o755)  # QEMU (unprivileged) must reach the guests' files
-    c = NetnsCluster(wd, n=2, tag="nm",
-                     subnet="10.213.0", runtimes="docker,libvirt",
-                     extra={"network": {"driver": "vxlan", "sync_interval": "1",
-                                        "sandbox_image": IMAGE},
-                            "libvirt": {"virt_type": "qemu"}})
     try:
-        c.setup().start()
-        yield c
+        with vxlan_cluster(wd, tag="nm", subnet="10.213.0", runtimes="docker,libvirt",
+                           extra={"libvirt": {"virt_type": "qemu"}}) as c:
+            yield c
     finally:
-        c.close()
-        _remove_leftovers({n.name for n in c.nodes})
         shutil.rmtree(wd, ignore_errors=True)
 
 
@@ -56,23 +49,23 @@ def test_microvm_and_docker_container_on_one_network_reach_each_other(cluster):
     """A Docker container on node 1 pings a micro-VM on node 2 (same project's
     network), and the guest's own pings to the container get replies."""
     n1, n2 = cluster.nodes
-    net = _net(n1, A, "net-vm", "10.92.1.0/24")
-    c1 = _run(n1, A, "c1", n1.name, [{"network": "net-vm"}])
+    net = make_net(n1, A, "net-vm", "10.92.1.0/24")
+    c1 = run(n1, A, "c1", n1.name, [{"network": "net-vm"}])
     vm = None
     try:
-        ip_c1 = _addr(c1, net["uuid"])
+        ip_c1 = addr(c1, net["uuid"])
         probe = (f"while true; do ping -c1 -W1 {ip_c1} >/dev/null 2>&1 && echo PONG; "
                  "sleep 1; done")
-        vm = _run(n2, A, "v1", n2.name, [{"network": "net-vm"}], runtime="microvm",
+        vm = run(n2, A, "v1", n2.name, [{"network": "net-vm"}], runtime="microvm",
                   memory=128, command=["sh", "-c", probe])
-        ip_vm = _addr(vm, net["uuid"])
+        ip_vm = addr(vm, net["uuid"])
         assert ip_vm != ip_c1
-        _poll(lambda: _pings(n1, A, c1["uuid"], ip_vm), 60, "container -> micro-VM")
-        _poll(lambda: "PONG" in _logs(n2, A, vm["uuid"]), 60, "micro-VM -> container")
+        poll(lambda: pings(n1, A, c1["uuid"], ip_vm), 60, "container -> micro-VM")
+        poll(lambda: "PONG" in _logs(n2, A, vm["uuid"]), 60, "micro-VM -> container")
         # the guest's NIC is a TAP on the network's bridge in node 2's namespace
-        assert _exec(n1, A, c1["uuid"], "ping", "-c3", "-W2", ip_vm)["exit_code"] == 0
+        assert execute(n1, A, c1["uuid"], "ping", "-c3", "-W2", ip_vm)["exit_code"] == 0
     finally:
         if vm is not None:
-            _delete(n2, A, vm["uuid"])
-        _delete(n1, A, c1["uuid"])
+            delete(n2, A, vm["uuid"])
+        delete(n1, A, c1["uuid"])
 

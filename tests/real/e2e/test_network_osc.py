@@ -18,12 +18,8 @@ import subprocess
 
 import pytest
 
-from tests.real.e2e.test_network_vxlan import (
-    IMAGE, RUNNER, _delete, _net, _poll, _remove_leftovers)
-from tests.support.netns import NetnsCluster
+from tests.support.tenant_net import A, B, IMAGE, RUNNER, delete, make_net, poll, vxlan_cluster
 
-A = "alice:proj-a"
-B = "bob:proj-b"
 #: the project's admin: only an admin may ask for a host (``--host``)
 A_ADMIN = "admin:proj-a"
 B_ADMIN = "admin:proj-b"
@@ -31,16 +27,9 @@ B_ADMIN = "admin:proj-b"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = NetnsCluster(str(tmp_path_factory.mktemp("netosc")), n=2, tag="no",
-                     subnet="10.214.0", runtimes="docker",
-                     extra={"network": {"driver": "vxlan", "sync_interval": "1",
-                                        "sandbox_image": IMAGE}})
-    try:
-        c.setup().start()
+    with vxlan_cluster(str(tmp_path_factory.mktemp("netosc")), tag="no",
+                       subnet="10.214.0") as c:
         yield c
-    finally:
-        c.close()
-        _remove_leftovers({n.name for n in c.nodes})
 
 
 def osc(node, token: str, *args, check: bool = True, fmt_json: bool = False):
@@ -100,16 +89,16 @@ def test_user_session_with_the_unmodified_cli(cluster):
     cannot reach them, network attach/list/detach live, and --expose-port opens
     exactly the exposed port to the network (another port stays blocked)."""
     n1, n2 = cluster.nodes
-    net_a = _net(n1, A, "net-a", "10.93.1.0/24")
-    _net(n2, B, "net-b", "10.93.1.0/24")
-    net_c = _net(n1, A, "net-c", "10.93.3.0/24")
+    net_a = make_net(n1, A, "net-a", "10.93.1.0/24")
+    make_net(n2, B, "net-b", "10.93.1.0/24")
+    net_c = make_net(n1, A, "net-c", "10.93.3.0/24")
     shown_all.clear()
     try:
         a1 = _run(n1, A_ADMIN, "a1", "--net", "network=net-a", IMAGE, *RUNNER)
         a2 = _run(n2, A_ADMIN, "a2", "--net", "network=net-a", IMAGE, *RUNNER)
         assert (a1["host"], a2["host"]) == (n1.name, n2.name)
         ip1, ip2 = _ip(a1), _ip(a2)
-        _poll(lambda: _reaches(n1, A, "a1", ip2), 30, "a1 -> a2 across nodes")
+        poll(lambda: _reaches(n1, A, "a1", ip2), 30, "a1 -> a2 across nodes")
         # another project's container, on its own network with the same subnet
         _run(n2, B_ADMIN, "b1", "--net", "network=net-b,v4-fixed-ip=10.93.1.201",
              IMAGE, *RUNNER)
@@ -123,7 +112,7 @@ def test_user_session_with_the_unmodified_cli(cluster):
         assert not _reaches(n1, A, "a1", ip_c1)
         osc(n1, A, "network", "attach", "a1", "--network", "net-c")
         assert _net_ids(n1, a1["uuid"]) == {net_a["uuid"], net_c["uuid"]}
-        _poll(lambda: _reaches(n1, A, "a1", ip_c1), 30, "a1 -> c1 after attach")
+        poll(lambda: _reaches(n1, A, "a1", ip_c1), 30, "a1 -> c1 after attach")
         osc(n1, A, "network", "detach", "a1", "--network", "net-c")
         assert _net_ids(n1, a1["uuid"]) == {net_a["uuid"]}
         assert not _reaches(n1, A, "a1", ip_c1)
@@ -134,11 +123,11 @@ def test_user_session_with_the_unmodified_cli(cluster):
         w1 = _run(n2, A_ADMIN, "w1", "--net", "network=net-a", "--expose-port", "80/tcp",
                   IMAGE, *web)
         ip_w1 = _ip(w1)
-        _poll(lambda: _fetch(n1, A, "a1", ip_w1, 80), 30, "exposed port 80 from a1")
+        poll(lambda: _fetch(n1, A, "a1", ip_w1, 80), 30, "exposed port 80 from a1")
         assert not _fetch(n1, A, "a1", ip_w1, 81)
         # port 81 does answer: the network blocks it, not the server
         assert _fetch(n2, A, "w1", "127.0.0.1", 81)
     finally:
         # cleanup through the API: fewer CLI start-ups (each is seconds of imports)
         for node, token, shown in reversed(shown_all):
-            _delete(node, token, shown["uuid"])
+            delete(node, token, shown["uuid"])

@@ -10,126 +10,41 @@ One cluster serves every test of the module (start-up is most of the time)."""
 
 from __future__ import annotations
 
-import time
-import urllib.parse
-
 import pytest
 
-from tests.support.netns import NetnsCluster
-
-IMAGE = "zund-test/busybox:latest"
-RUNNER = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
-A = "alice:proj-a"   # project a's member
-B = "bob:proj-b"     # project b's member
-
-
-def _poll(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s} s")
-        time.sleep(0.2)
+from tests.support.tenant_net import (A, B, IMAGE, addr, delete, execute, make_net, pings,
+                                      poll, run, vxlan_cluster)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = NetnsCluster(str(tmp_path_factory.mktemp("netvx")), n=2, tag="nv",
-                     subnet="10.212.0", runtimes="docker",
-                     extra={"network": {"driver": "vxlan", "sync_interval": "1",
-                                        "sandbox_image": IMAGE},
-                            "docker": {"network_mode": "none"}})
-    try:
-        c.setup().start()
+    with vxlan_cluster(str(tmp_path_factory.mktemp("netvx")), tag="nv", subnet="10.212.0",
+                       extra={"docker": {"network_mode": "none"}}) as c:
         yield c
-    finally:
-        c.close()
-        _remove_leftovers({n.name for n in c.nodes})
-
-
-def _net(node, token: str, name: str, cidr: str) -> dict:
-    r = node.api("POST", "/networks", token=token,
-                 json={"network": {"name": name, "cidr": cidr}})
-    assert r.status_code == 200, r.text
-    return r.json()["network"]
-
-
-def _run(node, token: str, name: str, host: str, nets: list | None = None, **extra) -> dict:
-    body = {"image": IMAGE, "name": name, "command": RUNNER, "host": host,
-            "image_pull_policy": "never", **extra}
-    if nets is not None:
-        body["nets"] = nets
-    # the requested host needs the admin role: the admin places it in the project
-    # through the token's project (admin of that project)
-    user, project = token.split(":")[:2]
-    r = node.api("POST", "/containers?run=true", token=f"admin:{project}", json=body)
-    assert r.status_code == 202, r.text
-    return node.wait_status(r.json()["uuid"], "Running", 90, token=f"admin:{project}")
-
-
-def _addr(rec: dict, net_id: str) -> str:
-    return rec["addresses"][net_id][0]["addr"]
-
-
-def _exec(node, token: str, uuid: str, *argv: str) -> dict:
-    command = " ".join(f'"{a}"' for a in argv)
-    r = node.api("POST", f"/containers/{uuid}/execute?run=true&command="
-                 + urllib.parse.quote(command), token=token)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def _pings(node, token, uuid, addr) -> bool:
-    return _exec(node, token, uuid, "ping", "-c1", "-W1", addr)["exit_code"] == 0
-
-
-def _delete(node, token, uuid):
-    """Delete and wait until it is gone (the sandbox and ports go with it)."""
-    admin = "admin:" + token.split(":")[1]  # a forced delete needs the admin role
-    r = node.api("DELETE", f"/containers/{uuid}?force=true", token=admin)
-    assert r.status_code in (204, 404), r.text
-    _poll(lambda: node.api("GET", f"/containers/{uuid}", token=admin).status_code == 404,
-          60, f"{uuid} deleted")
-
-
-def _remove_leftovers(names) -> None:
-    """Safety net after a failed test: the engine objects of this cluster's nodes
-    (labelled with their node names) are removed, never anyone else's."""
-    import docker
-
-    client = docker.APIClient()
-    try:
-        for c in client.containers(all=True, filters={"label": "zund.node"}):
-            if c["Labels"].get("zund.node") in names:
-                client.remove_container(c["Id"], force=True)
-    finally:
-        client.close()
 
 
 def test_containers_on_one_network_talk_across_nodes_and_other_projects_cannot(cluster):
     """a1 (node 1) and a2 (node 2) on net-a ping each other; b1 on project b's
     net-b (same addresses) reaches neither; another project sees net-a as 404."""
     n1, n2 = cluster.nodes
-    net_a = _net(n1, A, "net-a", "10.90.1.0/24")
-    net_b = _net(n2, B, "net-b", "10.90.1.0/24")
+    net_a = make_net(n1, A, "net-a", "10.90.1.0/24")
+    net_b = make_net(n2, B, "net-b", "10.90.1.0/24")
     assert n2.api("GET", f"/networks/{net_a['uuid']}", token=B).status_code == 404
     r = n2.api("POST", "/containers", token="admin:proj-b",
                json={"image": IMAGE, "nets": [{"network": net_a["uuid"]}]})
     assert r.status_code == 404, r.text
-    a1 = _run(n1, A, "a1", n1.name, [{"network": "net-a"}])
-    a2 = _run(n2, A, "a2", n2.name, [{"network": "net-a"}])
+    a1 = run(n1, A, "a1", n1.name, [{"network": "net-a"}])
+    a2 = run(n2, A, "a2", n2.name, [{"network": "net-a"}])
     # same subnet, another project's network: a distinct address that would
     # reach a1/a2 if the networks were not isolated
-    b1 = _run(n2, B, "b1", n2.name, [{"network": "net-b", "v4-fixed-ip": "10.90.1.200"}])
+    b1 = run(n2, B, "b1", n2.name, [{"network": "net-b", "v4-fixed-ip": "10.90.1.200"}])
     try:
-        ip1, ip2 = _addr(a1, net_a["uuid"]), _addr(a2, net_a["uuid"])
+        ip1, ip2 = addr(a1, net_a["uuid"]), addr(a2, net_a["uuid"])
         assert ip1 != ip2
-        _poll(lambda: _pings(n1, A, a1["uuid"], ip2), 20, "a1 -> a2 across nodes")
-        assert _pings(n2, A, a2["uuid"], ip1)
-        assert not _pings(n2, B, b1["uuid"], ip1)
-        assert not _pings(n2, B, b1["uuid"], ip2)
+        poll(lambda: pings(n1, A, a1["uuid"], ip2), 20, "a1 -> a2 across nodes")
+        assert pings(n2, A, a2["uuid"], ip1)
+        assert not pings(n2, B, b1["uuid"], ip1)
+        assert not pings(n2, B, b1["uuid"], ip2)
         listed = n2.api("GET", f"/containers/{a1['uuid']}/network_list", token=A).json()
         assert listed["networks"][0]["net_id"] == net_a["uuid"]
         # a network in use is not deleted
@@ -137,7 +52,7 @@ def test_containers_on_one_network_talk_across_nodes_and_other_projects_cannot(c
         assert r.status_code == 409, r.text
     finally:
         for rec, tok in ((a1, A), (a2, A), (b1, B)):
-            _delete(n1, tok, rec["uuid"])
+            delete(n1, tok, rec["uuid"])
 
 
 def test_attach_detach_live_and_restarts_keep_the_address(cluster):
@@ -145,46 +60,46 @@ def test_attach_detach_live_and_restarts_keep_the_address(cluster):
     address survives a reboot through the API, a restart-policy restart by
     dockerd (the sandbox keeps the namespace) and a rebuild."""
     n1, n2 = cluster.nodes
-    net_c = _net(n1, A, "net-c", "10.90.3.0/24")
-    net_d = _net(n1, A, "net-d", "10.90.4.0/24")
-    c1 = _run(n1, A, "c1", n1.name, [{"network": "net-c"}],
+    net_c = make_net(n1, A, "net-c", "10.90.3.0/24")
+    net_d = make_net(n1, A, "net-d", "10.90.4.0/24")
+    c1 = run(n1, A, "c1", n1.name, [{"network": "net-c"}],
               restart_policy={"Name": "always"})
-    d1 = _run(n2, A, "d1", n2.name, [{"network": "net-d"}])
+    d1 = run(n2, A, "d1", n2.name, [{"network": "net-d"}])
     try:
-        ip_c = _addr(c1, net_c["uuid"])
-        ip_d = _addr(d1, net_d["uuid"])
-        assert not _pings(n1, A, c1["uuid"], ip_d)
+        ip_c = addr(c1, net_c["uuid"])
+        ip_d = addr(d1, net_d["uuid"])
+        assert not pings(n1, A, c1["uuid"], ip_d)
         r = n1.api("POST", f"/containers/{c1['uuid']}/network_attach?network=net-d", token=A)
         assert r.status_code == 200, r.text
-        _poll(lambda: _pings(n1, A, c1["uuid"], ip_d), 20, "attached c1 -> d1")
+        poll(lambda: pings(n1, A, c1["uuid"], ip_d), 20, "attached c1 -> d1")
         r = n1.api("POST", f"/containers/{c1['uuid']}/network_detach?network=net-d", token=A)
         assert r.status_code == 200, r.text
-        assert not _pings(n1, A, c1["uuid"], ip_d)
+        assert not pings(n1, A, c1["uuid"], ip_d)
         assert list(n1.api("GET", f"/containers/{c1['uuid']}", token=A)
                     .json()["addresses"]) == [net_c["uuid"]]
         # reboot through the API
         r = n1.api("POST", f"/containers/{c1['uuid']}/reboot", token=A)
         assert r.status_code == 202, r.text
         n1.wait_status(c1["uuid"], "Running", 60, token=A)
-        out = _exec(n1, A, c1["uuid"], "ip", "-4", "-o", "addr", "show")["output"]
+        out = execute(n1, A, c1["uuid"], "ip", "-4", "-o", "addr", "show")["output"]
         assert ip_c in out
         # the process exits: dockerd's restart policy starts it again, same address
-        _exec(n1, A, c1["uuid"], "kill", "1")
-        out = _poll(lambda: (lambda o: o if ip_c in o else None)(
-            _exec(n1, A, c1["uuid"], "ip", "-4", "-o", "addr", "show")["output"]),
+        execute(n1, A, c1["uuid"], "kill", "1")
+        out = poll(lambda: (lambda o: o if ip_c in o else None)(
+            execute(n1, A, c1["uuid"], "ip", "-4", "-o", "addr", "show")["output"]),
             30, "address after dockerd's restart")
         assert ip_c in out
         # a rebuild makes a new app container: it joins the same sandbox
         r = n1.api("POST", f"/containers/{c1['uuid']}/rebuild", token=A, json={})
         assert r.status_code == 202, r.text
-        _poll(lambda: n1.api("GET", f"/containers/{c1['uuid']}", token=A).json()
+        poll(lambda: n1.api("GET", f"/containers/{c1['uuid']}", token=A).json()
               .get("task_state") is None, 60, "rebuild done")
         n1.wait_status(c1["uuid"], "Running", 60, token=A)
-        out = _exec(n1, A, c1["uuid"], "ip", "-4", "-o", "addr", "show")["output"]
+        out = execute(n1, A, c1["uuid"], "ip", "-4", "-o", "addr", "show")["output"]
         assert ip_c in out
     finally:
-        _delete(n1, A, c1["uuid"])
-        _delete(n2, A, d1["uuid"])
+        delete(n1, A, c1["uuid"])
+        delete(n2, A, d1["uuid"])
 
 
 def test_network_definitions_and_nodes_blocks_survive_a_node_death(cluster):
@@ -192,21 +107,21 @@ def test_network_definitions_and_nodes_blocks_survive_a_node_death(cluster):
     (definitions are replicated), and a new container on node 1 gets an address
     outside every block node 2 holds."""
     n1, n2 = cluster.nodes
-    net_e = _net(n2, A, "net-e", "10.90.5.0/24")
-    e2 = _run(n2, A, "e2", n2.name, [{"network": "net-e"}])
-    ip_e2 = _addr(e2, net_e["uuid"])
+    net_e = make_net(n2, A, "net-e", "10.90.5.0/24")
+    e2 = run(n2, A, "e2", n2.name, [{"network": "net-e"}])
+    ip_e2 = addr(e2, net_e["uuid"])
     n2.terminate()
     try:
         names = {n["name"] for n in n1.api("GET", "/networks", token=A).json()["networks"]}
         assert "net-e" in names
         cluster.wait_hosts(lambda node, hosts: hosts.get(n2.name) == "down", 60,
                            "node 2 down", nodes=[n1])
-        e1 = _run(n1, A, "e1", n1.name, [{"network": "net-e"}])
-        ip_e1 = _addr(e1, net_e["uuid"])
+        e1 = run(n1, A, "e1", n1.name, [{"network": "net-e"}])
+        ip_e1 = addr(e1, net_e["uuid"])
         size = 16
         assert int(ip_e1.rsplit(".", 1)[1]) // size != int(ip_e2.rsplit(".", 1)[1]) // size
-        _delete(n1, A, e1["uuid"])
+        delete(n1, A, e1["uuid"])
     finally:
         n2.start()
         cluster.wait_hosts(lambda node, hosts: hosts.get(n2.name) == "up", 60, "node 2 back")
-        _delete(n2, A, e2["uuid"])
+        delete(n2, A, e2["uuid"])

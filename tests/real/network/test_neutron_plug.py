@@ -27,7 +27,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 
 import pytest
@@ -35,24 +34,12 @@ import pytest
 from tests.real.e2e.keystone import real_keystone  # noqa: F401 (fixture)
 from tests.support.netns import ROOT, NetnsCluster, ip
 from tests.support.neutron_service import real_neutron  # noqa: F401 (fixture)
+from tests.support.tenant_net import IMAGE, RUNNER, poll, remove_leftovers
 from zund.network.neutron import DEVICE_OWNER
 from zund.network.plugger import sandbox_name
 
-IMAGE = "zund-test/busybox:latest"
-RUNNER = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
 CIDR = "10.78.1.0/24"
 CLONE_NEWNET = 0x40000000
-
-
-def _poll(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s} s")
-        time.sleep(0.2)
 
 
 def _listener_in(ns: str, port: int) -> socket.socket:
@@ -116,20 +103,6 @@ class HostServices:
             sock.close()
 
 
-def _remove_leftovers(names) -> None:
-    """Safety net after a failed test: the Docker objects labelled with this
-    test's node names are removed, never anyone else's."""
-    import docker
-
-    client = docker.APIClient()
-    try:
-        for c in client.containers(all=True, filters={"label": "zund.node"}):
-            if c["Labels"].get("zund.node") in names:
-                client.remove_container(c["Id"], force=True)
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, real_keystone, real_neutron):  # noqa: F811
     ks = real_keystone
@@ -159,12 +132,12 @@ def cluster(tmp_path_factory, real_keystone, real_neutron):  # noqa: F811
             r = n.api("GET", "/hosts", token=admin)
             return r.status_code == 200 and len(r.json().get("hosts") or []) == 2
 
-        _poll(lambda: all(_listed(n) for n in cluster.nodes), 60, "both nodes list both")
+        poll(lambda: all(_listed(n) for n in cluster.nodes), 60, "both nodes list both")
         yield cluster
     finally:
         cluster.close()
         relays.close()
-        _remove_leftovers({n.name for n in cluster.nodes})
+        remove_leftovers({n.name for n in cluster.nodes})
 
 
 def play_agent(cluster, net: dict) -> None:
@@ -275,7 +248,7 @@ def test_neutron_ports_are_plugged_into_live_containers_that_talk_and_are_releas
         port_id = c1["addresses"][tenant_net["id"]][0]["port"]
         r = n1.api("DELETE", f"/containers/{c1['uuid']}?force=true", token=admin)
         assert r.status_code == 204, r.text
-        _poll(lambda: n1.api("GET", f"/containers/{c1['uuid']}",
+        poll(lambda: n1.api("GET", f"/containers/{c1['uuid']}",
                              token=admin).status_code == 404, 60, "c1 deleted")
         placed.pop(0)
         assert neutron.get(f"/v2.0/ports/{port_id}", raise_exc=False).status_code == 404
@@ -284,6 +257,6 @@ def test_neutron_ports_are_plugged_into_live_containers_that_talk_and_are_releas
     finally:
         for n, rec in placed:
             n.api("DELETE", f"/containers/{rec['uuid']}?force=true", token=admin)
-            _poll(lambda u=rec["uuid"], n=n: n.api("GET", f"/containers/{u}",
+            poll(lambda u=rec["uuid"], n=n: n.api("GET", f"/containers/{u}",
                                                    token=admin).status_code == 404,
                   60, f"{rec['uuid']} deleted")
