@@ -41,7 +41,7 @@ import subprocess
 import sys
 import time
 
-from tests.support.nodeproc import ZundProcess
+from tests.support.nodeproc import ZundProcess, launch, log_tail, wait_healthy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 API_PORT = 9517
@@ -103,36 +103,16 @@ class NetnsNode:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def start(self, wait_s: float = 60.0) -> "NetnsNode":
-        import requests
-
         if self.relay is None or self.relay.poll() is not None:
             self.start_relay()
-        log = open(self.log_path, "ab")
-        # ``ip netns exec`` execs the command: the PID is zund's own
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, sys.executable, "-m", "zund.cmd.main", "serve",
-             "--config-file", self.conf_path],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
-        log.close()
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"zund exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if requests.get(f"http://127.0.0.1:{self.port}/healthcheck",
-                                timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"zund did not come up:\n{self.log_tail()}")
+        self.proc = launch(["ip", "netns", "exec", self.ns], self.conf_path, self.log_path,
+                           cwd=ROOT)
+        wait_healthy(self.proc, f"http://127.0.0.1:{self.port}/healthcheck", self.log_path,
+                     wait_s)
+        return self
 
     def log_tail(self, n: int = 60) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, n)
 
     def terminate(self, timeout_s: float = 30.0) -> None:
         for proc in (self.proc, self.relay):

@@ -24,6 +24,42 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def log_tail(path: str, n: int = 60) -> str:
+    """The last ``n`` lines of the log at ``path`` ("" when there is none yet)."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+def launch(prefix: list, conf_path: str, log_path: str,
+           cwd: str | None = None) -> subprocess.Popen:
+    """Start ``zund serve --config-file conf_path`` after ``prefix`` (e.g. ``ip netns
+    exec NS``, which execs it: the PID is zund's own), logging to ``log_path``."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [*prefix, sys.executable, "-m", "zund.cmd.main", "serve", "--config-file", conf_path],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd)
+
+
+def wait_healthy(proc: subprocess.Popen, health_url: str, log_path: str,
+                 wait_s: float) -> None:
+    """Wait until ``health_url`` answers 200; RuntimeError with the log's tail if
+    ``proc`` exits or does not come up within ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"zund exited with {proc.returncode}:\n{log_tail(log_path)}")
+        try:
+            if requests.get(health_url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"zund did not come up:\n{log_tail(log_path)}")
+
+
 class ZundProcess:
     def __init__(self, workdir: str, name: str = "node1", host_ip: str = "127.0.0.1",
                  port: int | None = None, runtimes: str = "docker",
@@ -58,29 +94,13 @@ class ZundProcess:
         return f"http://{self.host_ip}:{self.port}/v1"
 
     def start(self, wait_s: float = 60.0) -> "ZundProcess":
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "zund.cmd.main", "serve", "--config-file", self.conf_path],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"zund exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if requests.get(f"http://{self.host_ip}:{self.port}/healthcheck",
-                                timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"zund did not come up:\n{self.log_tail()}")
+        self.proc = launch([], self.conf_path, self.log_path)
+        wait_healthy(self.proc, f"http://{self.host_ip}:{self.port}/healthcheck",
+                     self.log_path, wait_s)
+        return self
 
     def log_tail(self, n: int = 60) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, n)
 
     def kill9(self) -> None:
         if self.proc and self.proc.poll() is None:
