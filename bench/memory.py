@@ -8,8 +8,18 @@ RSS is ``VmRSS`` of ``/proc/<pid>/status`` (resident, shared pages included, as
 ``ps`` shows it). "Idle" is read after the node answered its health check and
 ``--settle-s`` more seconds (the gossip and sync loops have run). The loaded
 figure is read after every create reached Running and ``--settle-s`` more.
-dockerd's pid comes from ``$ZUND_CI_DIR/dockerd.pid`` (tools/start-dockerd.sh);
-without it, or without a ``serf`` binary, that reference is null with the reason.
+dockerd's pid comes from ``$ZUND_CI_DIR/dockerd.pid`` (tools/start-dockerd.sh), else
+dockerd's own ``--pidfile`` there, else the process holding the listening docker
+socket (read-only, from ``/proc``); without any, or without a ``serf`` binary, that
+reference is null with the reason.
+
+``imports``: the node runs with ``PYTHONPROFILEIMPORTTIME`` (no measurable RSS
+cost); its import log is replayed in a fresh interpreter set up as ``zund serve``
+is (same refused optional imports), reading RSS after each module, and the RSS
+is summed per top-level package (zund per subpackage): ``imports_top`` lists the
+10 largest, ``imports_rss_mb`` is the replay's RSS after every import (the floor
+before the node does anything), ``imports_zund_mb`` the part zund's own modules
+add, ``python_mb`` the bare interpreter's.
 Targets (issue 13 §5): <= 60 MB idle, <= 80 MB with 1,000 containers.
 """
 
@@ -45,19 +55,172 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def dockerd_rss() -> tuple[float | None, str | None]:
-    """(RSS MB, None) of the dockerd tools/start-dockerd.sh started, or (None, why)."""
-    ci_dir = os.environ.get("ZUND_CI_DIR", "/tmp/zund-dev")
-    path = os.path.join(ci_dir, "dockerd.pid")
+def _is_dockerd(pid: int) -> bool:
     try:
-        with open(path) as f:
-            pid = int(f.read().strip())
         with open(f"/proc/{pid}/comm") as f:
-            if f.read().strip() != "dockerd":
-                return None, f"pid {pid} of {path} is not dockerd"
+            return f.read().strip() == "dockerd"
+    except OSError:
+        return False
+
+
+def _docker_socket_owner() -> int | None:
+    """The pid of the dockerd holding the listening unix socket of ``DOCKER_HOST``
+    (default /var/run/docker.sock), found read-only through /proc."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        return None
+    want = {os.path.realpath(host[len("unix://"):]), host[len("unix://"):]}
+    inodes = set()
+    try:
+        with open("/proc/net/unix") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 8 and parts[7] in want:
+                    inodes.add(f"socket:[{parts[6]}]")
+    except OSError:
+        return None
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or not _is_dockerd(int(entry)):
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{entry}/fd"):
+                if os.readlink(f"/proc/{entry}/fd/{fd}") in inodes:
+                    return int(entry)
+        except OSError:
+            continue
+    return None
+
+
+def dockerd_rss() -> tuple[float | None, str | None]:
+    """(RSS MB, None) of the running dockerd, or (None, why): the pid from
+    tools/start-dockerd.sh's file, dockerd's own pid file, or the docker socket."""
+    ci_dir = os.environ.get("ZUND_CI_DIR", "/tmp/zund-dev")
+    tried = []
+    for name in ("dockerd.pid", "dockerd.self.pid"):
+        path = os.path.join(ci_dir, name)
+        try:
+            with open(path) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError) as e:
+            tried.append(f"{path}: {e}")
+            continue
+        if _is_dockerd(pid):
+            return rss_mb(pid), None
+        tried.append(f"pid {pid} of {path} is not dockerd")
+    pid = _docker_socket_owner()
+    if pid is not None:
         return rss_mb(pid), None
-    except (OSError, ValueError) as e:
-        return None, f"no dockerd pid: {e}"
+    return None, "no dockerd pid (" + "; ".join(tried + ["no dockerd holds the docker socket"]) + ")"
+
+
+#: Replays an import log (argv[1]) as ``zund serve`` would load it; prints JSON.
+_REPLAY = r"""
+import importlib, json, re, sys
+
+
+def rss():
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024
+
+
+class Refuse:  # as zund.cmd.main.RefuseImports, without importing zund first
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.partition('.')[0] in sys.argv[2].split(','):
+            raise ModuleNotFoundError(fullname, name=fullname)
+
+
+stack, own = [], {}  # own: RSS a module's loading added, minus the modules it imported
+
+
+class Measured:
+    def __init__(self, inner, name):
+        self._inner, self._name = inner, name
+
+    def __getattr__(self, attr):
+        return getattr(self._inner, attr)
+
+    def create_module(self, spec):
+        stack.append([rss(), 0.0])
+        try:
+            return self._inner.create_module(spec)
+        except BaseException:
+            stack.pop()
+            raise
+
+    def exec_module(self, module):
+        try:
+            self._inner.exec_module(module)
+        finally:
+            start, children = stack.pop()
+            total = rss() - start
+            own[self._name] = own.get(self._name, 0.0) + total - children
+            if stack:
+                stack[-1][1] += total
+
+
+class Measure:
+    def find_spec(self, fullname, path=None, target=None):
+        for finder in sys.meta_path:
+            if finder is self or isinstance(finder, Refuse) or not hasattr(finder, 'find_spec'):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, 'exec_module'):
+                    spec.loader = Measured(spec.loader, fullname)
+                return spec
+        return None
+
+
+start = rss()
+sys.meta_path[:0] = [Refuse(), Measure()]
+ms = {}
+for line in open(sys.argv[1], errors='replace'):
+    m = re.match(r'import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)', line)
+    if m:
+        ms[m.group(2)] = int(m.group(1)) / 1000
+        try:
+            importlib.import_module(m.group(2))
+        except Exception:
+            pass
+per, per_ms = {}, {}
+for name, mb in own.items():
+    parts = name.split('.')
+    key = '.'.join(parts[:2]) if parts[0] == 'zund' else parts[0].lstrip('_')
+    per[key] = per.get(key, 0.0) + mb
+    per_ms[key] = per_ms.get(key, 0.0) + ms.get(name, 0.0)
+top = sorted(per.items(), key=lambda kv: -kv[1])[:10]
+zund_mb = sum(v for k, v in per.items() if k == 'zund' or k.startswith('zund.'))
+print(json.dumps({'python_mb': round(start, 1), 'imports_rss_mb': round(rss(), 1),
+                  'imports_zund_mb': round(zund_mb, 1),
+                  'imports_top': [{'package': k, 'rss_mb': round(v, 1),
+                                   'import_ms': round(per_ms[k], 1)} for k, v in top]}))
+"""
+
+
+def import_breakdown(log_path: str, wd: str) -> dict:
+    """RSS per top-level package of the node's imports (see the module docstring).
+    Replayed twice with a bytecode cache in ``wd``, the second run counted: as an
+    installed node, which has its ``.pyc`` files. (Compiling from source, e.g. under
+    ``PYTHONDONTWRITEBYTECODE``, leaves up to ~2 MB per large module in the replay's
+    per-module figures, but changes a whole node's RSS by < 0.5 MB.)"""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env.pop("PYTHONPROFILEIMPORTTIME", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(wd, "pycache")
+    env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
+    from zund.cmd.main import DAEMON_REFUSED_IMPORTS
+
+    refused = ",".join(sorted(DAEMON_REFUSED_IMPORTS))
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", _REPLAY, log_path, refused],
+                           capture_output=True, text=True, timeout=120, env=env, cwd=repo)
+        if r.returncode != 0:
+            return {"imports_error": r.stderr[-500:]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def serf_rss(settle_s: float, wd: str) -> tuple[float | None, str | None]:
@@ -156,7 +319,11 @@ def main(argv=None) -> int:
                     "reserved_host_memory_mb": "0", "cpu_allocation_ratio": "1.0",
                     "ram_allocation_ratio": "1.0"},
     })
-    node.start()
+    os.environ["PYTHONPROFILEIMPORTTIME"] = "1"  # the node's import log, for "imports"
+    try:
+        node.start()
+    finally:
+        os.environ.pop("PYTHONPROFILEIMPORTTIME", None)
     try:
         time.sleep(args.settle_s)  # measurement window: the node's loops have run
         out["zund_idle_mb"] = rss_mb(node.proc.pid)
@@ -169,6 +336,7 @@ def main(argv=None) -> int:
         out["zund_loaded_mb"] = rss_mb(node.proc.pid)
     finally:
         node.terminate()
+    out.update(import_breakdown(node.log_path, wd))
     out["serf_mb"], why = serf_rss(args.settle_s, wd)
     if why:
         out["serf_error"] = why

@@ -29,8 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-IMAGE = "zund-test/busybox:latest"
-RUNNER = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
+TOKEN = "admin:bench"
 
 
 def _ping(prefix: list[str], addr: str, n: int) -> dict:
@@ -81,60 +80,41 @@ def main(argv: list[str] | None = None) -> int:
     ns = ap.parse_args(argv)
     import docker
 
-    from tests.support.netns import NetnsCluster
+    from tests.support.tenant_net import addr, make_net, run, vxlan_cluster
 
-    with tempfile.TemporaryDirectory(prefix="zund-netbench-") as tmp:
-        cluster = NetnsCluster(tmp, n=2, tag="nb", subnet="10.213.0", runtimes="docker",
-                               extra={"network": {"driver": "vxlan", "sandbox_image": IMAGE,
-                                                  "sync_interval": "1"}})
+    with tempfile.TemporaryDirectory(prefix="zund-netbench-") as tmp, \
+            vxlan_cluster(tmp, tag="nb", subnet="10.213.0") as cluster:
+        n1, n2 = cluster.nodes
+        net_id = make_net(n1, TOKEN, "bench", "10.92.0.0/24")["uuid"]
+        recs = [run(node, TOKEN, f"bench-{node.name}", node.name,
+                    nets=[{"network": "bench"}]) for node in (n1, n2)]
         client = docker.APIClient()
         try:
-            cluster.setup().start()
-            n1, n2 = cluster.nodes
-            r = n1.api("POST", "/networks", token="admin:bench",
-                       json={"network": {"name": "bench", "cidr": "10.92.0.0/24"}})
-            assert r.status_code == 200, r.text
-            net_id = r.json()["network"]["uuid"]
-            recs = []
-            for node in (n1, n2):
-                r = node.api("POST", "/containers?run=true", token="admin:bench", json={
-                    "image": IMAGE, "command": RUNNER, "host": node.name,
-                    "image_pull_policy": "never", "nets": [{"network": "bench"}]})
-                assert r.status_code == 202, r.text
-                recs.append(node.wait_status(r.json()["uuid"], "Running", 90,
-                                             token="admin:bench"))
             pids = [client.inspect_container("zund-sbx-" + rec["uuid"])["State"]["Pid"]
                     for rec in recs]
-            ns1, ns2 = (["nsenter", "-t", str(pid), "-n"] for pid in pids)
-            addr2 = recs[1]["addresses"][net_id][0]["addr"]
-            u1, u2 = (["ip", "netns", "exec", node.ns] for node in (n1, n2))
-            # the first packets resolve ARP through the flood entries (set when the
-            # second node's block claim reached the first): wait for an answer
-            deadline = time.monotonic() + 30
-            while subprocess.run([*ns1, "busybox", "ping", "-c", "1", "-W", "1", addr2],
-                                 capture_output=True).returncode != 0:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{addr2} never answered")
-            
-            out = {
-                "vxlan": {"ping": _ping(ns1, addr2, ns.pings),
-                          "iperf3": _iperf(ns2, ns1, addr2, ns.seconds)},
-                "underlay": {"ping": _ping(u1, n2.addr, ns.pings),
-                             "iperf3": _iperf(u2, u1, n2.addr, ns.seconds)},
-                "mtu": {"tenant": 1450, "underlay": 1500},
-                "pings": ns.pings, "seconds": ns.seconds,
-                "note": "shared, loaded machine: noisy; CI re-measures on a quiet one",
-            }
-            for rec, node in zip(recs, (n1, n2)):
-                node.api("DELETE", f"/containers/{rec['uuid']}?force=true",
-                         token="admin:bench")
         finally:
-            cluster.close()
-            names = {n.name for n in cluster.nodes}
-            for c in client.containers(all=True, filters={"label": "zund.node"}):
-                if c["Labels"].get("zund.node") in names:
-                    client.remove_container(c["Id"], force=True)
             client.close()
+        ns1, ns2 = (["nsenter", "-t", str(pid), "-n"] for pid in pids)
+        addr2 = addr(recs[1], net_id)
+        u1, u2 = (["ip", "netns", "exec", node.ns] for node in (n1, n2))
+        # the first packets resolve ARP through the flood entries (set when the
+        # second node's block claim reached the first): wait for an answer
+        deadline = time.monotonic() + 30
+        while subprocess.run([*ns1, "busybox", "ping", "-c", "1", "-W", "1", addr2],
+                             capture_output=True).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{addr2} never answered")
+        out = {
+            "vxlan": {"ping": _ping(ns1, addr2, ns.pings),
+                      "iperf3": _iperf(ns2, ns1, addr2, ns.seconds)},
+            "underlay": {"ping": _ping(u1, n2.addr, ns.pings),
+                         "iperf3": _iperf(u2, u1, n2.addr, ns.seconds)},
+            "mtu": {"tenant": 1450, "underlay": 1500},
+            "pings": ns.pings, "seconds": ns.seconds,
+            "note": "shared, loaded machine: noisy; CI re-measures on a quiet one",
+        }
+        for rec, node in zip(recs, (n1, n2)):
+            node.api("DELETE", f"/containers/{rec['uuid']}?force=true", token=TOKEN)
     print(json.dumps(out, indent=2))
     return 0
 

@@ -32,8 +32,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.network import _iperf  # noqa: E402
 
-IMAGE = "zund-test/busybox:latest"
-RUNNER = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
 TOKEN = "admin:bench"
 OLD = {"OpenStack-API-Version": "container 1.14"}
 
@@ -75,86 +73,68 @@ def main(argv: list[str] | None = None) -> int:
     ns = ap.parse_args(argv)
     import docker
 
-    from tests.support.netns import NetnsCluster
+    from tests.support.tenant_net import addr, make_net, run, vxlan_cluster
 
-    with tempfile.TemporaryDirectory(prefix="zund-sgbench-") as tmp:
-        cluster = NetnsCluster(tmp, n=2, tag="sb", subnet="10.216.0", runtimes="docker",
-                               extra={"network": {"driver": "vxlan", "sandbox_image": IMAGE,
-                                                  "sync_interval": "1"}})
+    with tempfile.TemporaryDirectory(prefix="zund-sgbench-") as tmp, \
+            vxlan_cluster(tmp, tag="sb", subnet="10.216.0") as cluster:
+        n1, n2 = cluster.nodes
+        net_id = make_net(n1, TOKEN, "sg", "10.93.0.0/24")["uuid"]
+        c = run(n1, TOKEN, "sg-client", n1.name, nets=[{"network": "sg"}])
+        s = run(n2, TOKEN, "sg-server", n2.name, nets=[{"network": "sg"}],
+                security_groups=["web"])
         client = docker.APIClient()
         try:
-            cluster.setup().start()
-            n1, n2 = cluster.nodes
-            r = n1.api("POST", "/networks", token=TOKEN,
-                       json={"network": {"name": "sg", "cidr": "10.93.0.0/24"}})
-            assert r.status_code == 200, r.text
-            net_id = r.json()["network"]["uuid"]
-            recs = []
-            for node, groups in ((n1, None), (n2, ["web"])):
-                body = {"image": IMAGE, "command": RUNNER, "host": node.name,
-                        "image_pull_policy": "never", "nets": [{"network": "sg"}]}
-                if groups:
-                    body["security_groups"] = groups
-                r = node.api("POST", "/containers?run=true", token=TOKEN, json=body)
-                assert r.status_code == 202, r.text
-                recs.append(node.wait_status(r.json()["uuid"], "Running", 90, token=TOKEN))
-            c, s = recs
             pids = [client.inspect_container("zund-sbx-" + rec["uuid"])["State"]["Pid"]
-                    for rec in recs]
-            ns_c, ns_s = (["nsenter", "-t", str(pid), "-n"] for pid in pids)
-            addr_s = s["addresses"][net_id][0]["addr"]
-            if _pings(ns_c, addr_s):
-                raise RuntimeError("default reached web before any change")
-            opens, closes = [], []
-            # a ping run starts right after the API answered; the first answered
-            # (open) / first unanswered (close) echo dates the change to
-            # INTERVAL_S; the same after a full sync_interval as the bound
-            for _ in range(ns.rounds):
-                for action, want, out in (("add", True, opens), ("remove", False, closes)):
-                    t0 = time.monotonic()
-                    r = n1.api("POST", f"/containers/{c['uuid']}/{action}_security_group"
-                               "?name=web", token=TOKEN, headers=OLD)
-                    assert r.status_code == 202, r.text
-                    api_s = time.monotonic() - t0
-                    seqs = _seqs(ns_c, addr_s)
-                    if want:
-                        if not seqs:
-                            raise RuntimeError("never opened within the ping run")
-                        out.append(round(api_s + min(seqs) * INTERVAL_S, 3))
-                    else:
-                        # after the last answer (a loss before it is not the close)
-                        gone = max(seqs) + 1 if seqs else 0
-                        if gone >= 80:
-                            raise RuntimeError("never closed within the ping run")
-                        out.append(round(api_s + gone * INTERVAL_S, 3))
-                    _until(lambda: _pings(ns_c, addr_s) == want, 30)
-            r = n1.api("POST", f"/containers/{c['uuid']}/add_security_group?name=web",
-                       token=TOKEN, headers=OLD)
-            assert r.status_code == 202, r.text
-            _until(lambda: _pings(ns_c, addr_s), 30)
-            with_rules = _iperf(ns_s, ns_c, addr_s, ns.seconds)
-            # the reference: the server port's jump to its chain taken out of FORWARD
-            u2 = ["ip", "netns", "exec", n2.ns]
-            rules = subprocess.run([*u2, "iptables", "-S", "FORWARD"], capture_output=True,
-                                   text=True, timeout=30).stdout.splitlines()
-            jumps = [line for line in rules if "--physdev-out" in line and "zsg-" in line]
-            for line in jumps:
-                subprocess.run([*u2, "iptables", "-D", *line.split()[1:]], check=True,
-                               timeout=30)
-            without_rules = _iperf(ns_s, ns_c, addr_s, ns.seconds)
-            out = {"open_s": _stats(opens), "close_s": _stats(closes),
-                   "iperf3": {"with_rules": with_rules, "without_rules": without_rules},
-                   "rounds": ns.rounds, "seconds": ns.seconds, "sync_interval_s": 1.0,
-                   "note": "shared, loaded machine: noisy; CI re-measures on a quiet one"}
-            for rec, node in zip(recs, (n1, n2)):
-                node.api("DELETE", f"/containers/{rec['uuid']}?force=true", token=TOKEN)
+                    for rec in (c, s)]
         finally:
-            cluster.close()
-            names = {n.name for n in cluster.nodes}
-            for ct in client.containers(all=True, filters={"label": "zund.node"}):
-                if ct["Labels"].get("zund.node") in names:
-                    client.remove_container(ct["Id"], force=True)
             client.close()
+        ns_c, ns_s = (["nsenter", "-t", str(pid), "-n"] for pid in pids)
+        addr_s = addr(s, net_id)
+        if _pings(ns_c, addr_s):
+            raise RuntimeError("default reached web before any change")
+        opens, closes = [], []
+        # a ping run starts right after the API answered; the first answered
+        # (open) / first unanswered (close) echo dates the change to
+        # INTERVAL_S; the same after a full sync_interval as the bound
+        for _ in range(ns.rounds):
+            for action, want, out in (("add", True, opens), ("remove", False, closes)):
+                t0 = time.monotonic()
+                r = n1.api("POST", f"/containers/{c['uuid']}/{action}_security_group"
+                           "?name=web", token=TOKEN, headers=OLD)
+                assert r.status_code == 202, r.text
+                api_s = time.monotonic() - t0
+                seqs = _seqs(ns_c, addr_s)
+                if want:
+                    if not seqs:
+                        raise RuntimeError("never opened within the ping run")
+                    out.append(round(api_s + min(seqs) * INTERVAL_S, 3))
+                else:
+                    # after the last answer (a loss before it is not the close)
+                    gone = max(seqs) + 1 if seqs else 0
+                    if gone >= 80:
+                        raise RuntimeError("never closed within the ping run")
+                    out.append(round(api_s + gone * INTERVAL_S, 3))
+                _until(lambda: _pings(ns_c, addr_s) == want, 30)
+        r = n1.api("POST", f"/containers/{c['uuid']}/add_security_group?name=web",
+                   token=TOKEN, headers=OLD)
+        assert r.status_code == 202, r.text
+        _until(lambda: _pings(ns_c, addr_s), 30)
+        with_rules = _iperf(ns_s, ns_c, addr_s, ns.seconds)
+        # the reference: the server port's jump to its chain taken out of FORWARD
+        u2 = ["ip", "netns", "exec", n2.ns]
+        rules = subprocess.run([*u2, "iptables", "-S", "FORWARD"], capture_output=True,
+                               text=True, timeout=30).stdout.splitlines()
+        jumps = [line for line in rules if "--physdev-out" in line and "zsg-" in line]
+        for line in jumps:
+            subprocess.run([*u2, "iptables", "-D", *line.split()[1:]], check=True,
+                           timeout=30)
+        without_rules = _iperf(ns_s, ns_c, addr_s, ns.seconds)
+        out = {"open_s": _stats(opens), "close_s": _stats(closes),
+               "iperf3": {"with_rules": with_rules, "without_rules": without_rules},
+               "rounds": ns.rounds, "seconds": ns.seconds, "sync_interval_s": 1.0,
+               "note": "shared, loaded machine: noisy; CI re-measures on a quiet one"}
+        for rec, node in ((c, n1), (s, n2)):
+            node.api("DELETE", f"/containers/{rec['uuid']}?force=true", token=TOKEN)
     print(json.dumps(out, indent=2))
     return 0
 

@@ -137,7 +137,12 @@ def rows_create_latency(values: list) -> list:
     d = values[-1]
     out = [ratio_row("create_latency", "create->Running p50 vs docker create+start", d,
                      "zund_p50_ms", "docker_p50_ms", get(d, "target_ratio") or 1.10, " ms",
-                     note=f"runs={get(d, 'runs')}")]
+                     note=f"runs={get(d, 'runs')}; observed by "
+                          f"{'event long poll' if get(d, 'zund_event_p50_ms') else 'GET poll'}")]
+    if get(d, "zund_polled_p50_ms") is not None:
+        out.append(ratio_row("create_latency", "create->Running p50, client polling GET "
+                             "every 20 ms", d, "zund_polled_p50_ms", "docker_p50_ms", None,
+                             " ms"))
     if get(d, "glance_cached_p50_ms") is not None:
         out.append(ratio_row("create_latency", "glance cached create->Running vs docker",
                              d, "glance_cached_p50_ms", "docker_p50_ms", None, " ms"))
@@ -145,6 +150,16 @@ def rows_create_latency(values: list) -> list:
                              d, "glance_first_pull_p50_ms", "docker_load_create_start_p50_ms",
                              None, " ms"))
     return out
+
+
+def rows_store_commit(values: list) -> list:
+    d = values[-1]
+    return [
+        ratio_row("store_commit", "store CPU per create, group commit + point reads vs one "
+                  "COMMIT per write", d, "grouped.cpu_ms_per_create",
+                  "reference.cpu_ms_per_create", None, " ms",
+                  note=f"commits per write {get(d, 'grouped.commits_per_write')}"),
+    ]
 
 
 def rows_placement(values: list) -> list:
@@ -286,6 +301,10 @@ def rows_microvm(values: list) -> list:
                               ("bare_qemu_median_s", "bare_median_s"),
                               get(m, "target_ratio") or target, " s",
                               note=str(get(m, "error") or get(m, "fallback") or "")))
+        if get(m, "cpu_ratio") is not None:
+            rows.append(row("microvm", f"{name}: CPU per boot (QEMU + libvirtd + zund) "
+                            "vs bare QEMU", ratio=_num(get(m, "cpu_ratio")),
+                            note="not distorted by load; no target"))
     if not rows:
         rows.append(ratio_row("microvm", "create->running vs bare QEMU boot", d,
                               ("runtime_median_s", "zund_median_s"),
@@ -348,6 +367,8 @@ BENCHES = [
     Bench("gossip_vs_serf", ["bench/gossip_vs_serf.py", "--reps", "5"], 600,
           rows_gossip_vs_serf),
     Bench("microvm", ["-m", "bench.microvm", "--runs", "4"], 900, rows_microvm),
+    Bench("store_commit", ["bench/store_commit.py", "--creates", "400", "--flows", "8",
+                           "--rounds", "3"], 120, rows_store_commit),
     Bench("placement", ["bench/placement.py"], 600, rows_placement),
     Bench("gossip_sim", ["bench/gossip_sim.py"], 600, rows_gossip_sim),
     Bench("network", ["bench/network.py"], 300, rows_network),

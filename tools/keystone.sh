@@ -112,10 +112,7 @@ EOF
 }
 
 start() {
-    if running && [ -f "$ENVFILE" ]; then
-        log "already running (pid $(cat "$PIDFILE")), $ENVFILE"
-        return
-    fi
+    if up_already; then return; fi
     stop  # a half-started one from this run dir
     local t0=$SECONDS
     install_venv "$VENV" keystone "$KEYSTONE_VERSION" keystone-manage
@@ -135,9 +132,7 @@ start() {
     echo $! > "$PIDFILE"
     # the API answers /v3 without the bootstrap rows: both go on at once
     bootstrap & local boot=$!
-    if ! wait_for "$URL/v3" 90; then
-        log "keystone did not answer on $URL; last log lines:"
-        tail -n 30 "$RUN/gunicorn.log" "$RUN/keystone.log" 2>/dev/null || true
+    if ! serving "$URL/v3" 90 "$RUN/gunicorn.log" "$RUN/keystone.log"; then
         wait "$boot" || true
         stop
         return 1

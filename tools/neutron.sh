@@ -59,9 +59,7 @@ EOF
     "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation "$src" >/dev/null
 }
 
-db_running() {
-    [ -f "$DB_PIDFILE" ] && kill -0 "$(cat "$DB_PIDFILE")" 2>/dev/null
-}
+db_running() { alive "$DB_PIDFILE"; }
 
 start_db() {
     mkdir -p "$RUN/mysql" "$RUN/mysql-tmp"
@@ -201,10 +199,7 @@ PY
 }
 
 start() {
-    if running && db_running && [ -f "$ENVFILE" ]; then
-        log "already running (pid $(cat "$PIDFILE")), $ENVFILE"
-        return
-    fi
+    if db_running && up_already; then return; fi
     stop  # a half-started one from this run dir
     local t0=$SECONDS
     rm -rf "$RUN"
@@ -225,9 +220,7 @@ start() {
         </dev/null >>"$RUN/gunicorn.log" 2>&1 &
     echo $! > "$PIDFILE"
     register & local reg=$!
-    if ! wait_for "$URL/" 120; then
-        log "neutron did not answer on $URL; last log lines:"
-        tail -n 30 "$RUN/gunicorn.log" "$RUN/neutron.log" 2>/dev/null || true
+    if ! serving "$URL/" 120 "$RUN/gunicorn.log" "$RUN/neutron.log"; then
         wait "$reg" || true
         stop
         return 1
@@ -239,24 +232,9 @@ EOF
     log "running on $URL (pid $(cat "$PIDFILE")); install $((t1 - t0))s, db+migrate $((t2 - t1))s, server $((SECONDS - t2))s"
 }
 
-stop_service() {  # the gunicorn of service.sh's stop, then MariaDB
-    if running; then
-        local pid
-        pid=$(cat "$PIDFILE")
-        log "stopping neutron pid $pid"
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    fi
-    rm -f "$PIDFILE"
-    if db_running; then
-        local pid
-        pid=$(cat "$DB_PIDFILE")
-        log "stopping mariadb pid $pid"
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    fi
-    rm -f "$DB_PIDFILE"
+stop() {  # gunicorn, then MariaDB (given longer to flush)
+    stop_pidfile "$PIDFILE" neutron
+    stop_pidfile "$DB_PIDFILE" mariadb 100
 }
-stop() { stop_service; }
 
 main "$@"

@@ -627,6 +627,9 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
     metrics.sources.update(coordinator=coordinator, bidder=bidder, peer_api=peer_api,
                            gossip=gossip, records=census, quota=quota,
                            replicator=replicator, replica_holder=replica_holder)
+    metrics.sources.setdefault("figures", {}).update(  # store group commit (issue 13)
+        zund_store_commits=lambda: store.commits,
+        zund_store_write_transactions=lambda: store.transactions)
     peer_client.observer = metrics.observe_peer
     manager.lifecycle.runtime_view = metrics.timed_runtime
     gossip.add_listener(metrics.observe_member)

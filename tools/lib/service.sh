@@ -1,11 +1,21 @@
 # Shared by tools/keystone.sh, tools/glance.sh and tools/registry.sh: one loopback
 # service per run directory, tracked by its PID file so that a run stops only what it
-# started. The caller sets NAME (for log lines) and PIDFILE before sourcing this.
+# started. The caller sets NAME (for log lines) and PIDFILE before sourcing this,
+# and ENVFILE (what it writes once up) before calling up_already.
 
 log() { echo "$NAME: $*"; }
 
-running() {
-    [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
+# alive PIDFILE: the process PIDFILE names is running.
+alive() {
+    [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+running() { alive "$PIDFILE"; }
+
+# up_already: this run dir's service answers already (it wrote ENVFILE): say so.
+up_already() {
+    running && [ -f "$ENVFILE" ] || return 1
+    log "already running (pid $(cat "$PIDFILE")), $ENVFILE"
 }
 
 free_port() {
@@ -44,15 +54,32 @@ PY
     done
 }
 
-stop() {
-    running || { rm -f "$PIDFILE"; return 0; }
-    local pid
-    pid=$(cat "$PIDFILE")
-    log "stopping pid $pid"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    rm -f "$PIDFILE"
+# serving URL SECONDS LOG...: wait_for URL (2xx); when it does not answer, the LOGs'
+# last lines and status 1 (the caller stops what it started).
+serving() {
+    local url="$1" secs="$2"
+    shift 2
+    wait_for "$url" "$secs" && return 0
+    log "did not answer on $url; last log lines:"
+    tail -n 30 "$@" 2>/dev/null || true
+    return 1
 }
+
+# stop_pidfile PIDFILE [WHAT] [TRIES]: TERM the process PIDFILE names, wait for it to
+# end (TRIES x 0.2 s, default 50), forget the file.
+stop_pidfile() {
+    local file="$1" what="${2:-}" tries="${3:-50}" pid
+    if alive "$file"; then
+        pid=$(cat "$file")
+        log "stopping ${what:+$what }pid $pid"
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 "$tries"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    fi
+    rm -f "$file"
+}
+
+# stop: the service this run dir started (a script with more processes overrides it).
+stop() { stop_pidfile "$PIDFILE"; }
 
 # main "$@": start | stop
 main() {

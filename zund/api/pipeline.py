@@ -238,6 +238,7 @@ class ApiBase:
             config.auth_strategy, config.noauth_user_id, config.noauth_project_id)
         self._started_at = self._now()
         self._admin_keys_cache: dict = {}
+        self._admin_keys_ctx = None
         # quotas: a zund.cluster.quota.QuotaService (None: /v1/quotas answers 501)
         self._quotas = quotas
         # images: a zund.images.interface.IImages (None: /v1/images is empty and
@@ -439,9 +440,14 @@ class ApiBase:
 
     def _visible_admin_keys(self, ctx, rec) -> tuple[str, ...]:
         # Evaluated once per (request, owner): a list view of 1000 containers would
-        # otherwise run 4000 oslo.policy checks. ctx carries the request id, so a
-        # cached answer never outlives its request (policy file reloads still apply).
-        key = (ctx, rec.project_id, rec.user_id)
+        # otherwise run 4000 oslo.policy checks. Only the latest request's answers
+        # are kept (a view is built without yielding), so no answer outlives its
+        # request and no past request's context stays in memory (policy file reloads
+        # still apply).
+        if self._admin_keys_ctx is not ctx:
+            self._admin_keys_cache.clear()
+            self._admin_keys_ctx = ctx
+        key = (rec.project_id, rec.user_id)
         keys = self._admin_keys_cache.get(key)
         if keys is None:
             keys = tuple(k for k in views.ADMIN_ONLY_CONTAINER_KEYS

@@ -80,6 +80,8 @@ class Op(enum.IntEnum):
     FLAVOR_GET = 63
     # 100-109: the peer transport itself (zund.cluster.peer_client)
     PING = 100
+    # 110-119: batched housekeeping between peers (zund.cluster.peer_client outbox)
+    PEER_NOTES = 110
 
 
 WireError = wire.WireError
@@ -989,6 +991,55 @@ class ServiceMarksExchange:
         return _marks(ok)
 
 
+#: notes one PEER_NOTES (or one envelope's ``notes``) carries at most, per kind
+MAX_NOTES = 4096
+
+
+def _releases(body: dict) -> tuple:
+    raw = _get(body, "releases", list, optional=True, default=[])
+    if len(raw) > MAX_NOTES or not all(isinstance(r, str) for r in raw):
+        raise WireError(f"releases: at most {MAX_NOTES} reservation ids")
+    return tuple(raw)
+
+
+def _settles(body: dict) -> tuple:
+    raw = _get(body, "settles", list, optional=True, default=[])
+    if len(raw) > MAX_NOTES:
+        raise WireError(f"settles: more than {MAX_NOTES}")
+    out = []
+    for item in raw:
+        if (not isinstance(item, list) or len(item) != 3 or not isinstance(item[0], str)
+                or not isinstance(item[1], str) or not isinstance(item[2], bool)):
+            raise WireError("settles: each is [project_id, uuid, committed]")
+        out.append((item[0], item[1], item[2]))
+    return tuple(out)
+
+
+@attrs.frozen
+class PeerNotes(_NoAnswer):
+    """Fire-and-forget housekeeping the sender batched for the receiver: RELEASE
+    of these reservation ids (``releases``) and QUOTA_SETTLE of these claims
+    (``settles``: ``(project_id, uuid, committed)``), each as idempotent as its
+    single message. Sent on its own (op PEER_NOTES) when nothing else goes to the
+    receiver soon, else in the ``notes`` key of another request's envelope (applied
+    before that request). -> None."""
+
+    OP: ClassVar[Op] = Op.PEER_NOTES
+    releases: tuple = ()
+    settles: tuple = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.releases or self.settles)
+
+    def to_body(self) -> dict:
+        return {"releases": list(self.releases),
+                "settles": [[p, u, bool(c)] for p, u, c in self.settles]}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "PeerNotes":
+        return cls(_releases(body), _settles(body))
+
+
 @attrs.frozen
 class PingRequest(_NoAnswer):
     """The cheapest signed (and sealed) round trip: the receiver does nothing but
@@ -1009,7 +1060,7 @@ REQUESTS: dict[Op, type] = {cls.OP: cls for cls in (
     HostRequest, ReplicateRequest, ReplicaSyncRequest, ReplicaQuery, CommitStatusRequest,
     ServiceStateRequest, ServiceMarksExchange)
     + QUOTA_REQUESTS + IMAGE_REQUESTS + REGISTRY_REQUESTS + FLAVOR_REQUESTS
-    + NETWORK_REQUESTS + (PingRequest,)}
+    + NETWORK_REQUESTS + (PingRequest, PeerNotes)}
 
 
 def check_owner_call(operation: str, args: dict) -> None:
@@ -1031,8 +1082,25 @@ def check_owner_call(operation: str, args: dict) -> None:
 # -- envelopes ----------------------------------------------------------------------
 
 
-def encode_request(msg) -> dict:
-    return {"v": PROTOCOL_VERSION, "op": int(msg.OP), "body": msg.to_body()}
+def encode_request(msg, notes: "PeerNotes | None" = None) -> dict:
+    """The envelope of ``msg``; ``notes`` (a non-empty ``PeerNotes``) ride along in
+    its optional ``notes`` key (a receiver that predates it ignores them: a
+    reservation then expires by its TTL, a claim is recounted)."""
+    envelope = {"v": PROTOCOL_VERSION, "op": int(msg.OP), "body": msg.to_body()}
+    if notes:
+        envelope["notes"] = notes.to_body()
+    return envelope
+
+
+def decode_notes(envelope: dict) -> "PeerNotes | None":
+    """The ``PeerNotes`` riding in ``envelope``, or None. Raises WireError when
+    malformed."""
+    body = envelope.get("notes")
+    if body is None:
+        return None
+    if not isinstance(body, dict):
+        raise WireError("notes: expected a map")
+    return PeerNotes.from_body(body) or None
 
 
 def _check_version(envelope: dict, node: str) -> None:

@@ -201,8 +201,9 @@ class PeerAPI:
                 return self._error(errors.NotAuthenticated())
             seal = sealing.answer_aad(sender, self.node_name, headers[signing.HEADER_NONCE])
         try:
-            msg = messages.decode_request(wire.unpack_map(body, self.max_body_bytes),
-                                          self.node_name)
+            envelope = wire.unpack_map(body, self.max_body_bytes)
+            msg = messages.decode_request(envelope, self.node_name)
+            notes = messages.decode_notes(envelope)  # batched RELEASE/SETTLE riding along
         except wire.WireError as e:
             self.stats["bad_body"] += 1
             log.warn("peer.bad_body sender={sender} reason={reason}", sender=sender,
@@ -223,6 +224,9 @@ class PeerAPI:
                       "global_request_id={global_request_id}", op=msg.OP.name,
                       sender=sender, user_id=ctx.user_id, project_id=ctx.project_id,
                       request_id=ctx.request_id, global_request_id=ctx.global_request_id)
+        if notes is not None:
+            self.stats["notes_carried"] += 1
+            await self._apply_notes(notes)
         try:
             result = await self._handle(msg)
             answer = wire.pack(messages.encode_answer(msg, result))
@@ -272,10 +276,25 @@ class PeerAPI:
             return wire.pack(messages.encode_error(errors.RuntimeFailure(
                 reason=f"internal error on {self.node_name}, correlation id {cid}")))
 
+    async def _apply_notes(self, notes: messages.PeerNotes) -> None:
+        """The sender's batched RELEASEs and QUOTA_SETTLEs (``zund.cluster.peer_client``
+        outbox); best effort, never fails the request they rode with."""
+        h = self.handlers
+        try:
+            for rid in notes.releases:
+                await _maybe_await(h.release(rid))
+            quota = getattr(h, "quota", None)
+            if notes.settles and quota is not None:
+                await quota.settle_many(notes.settles)
+        except Exception:
+            log.failure("peer.notes_failed")
+
     async def _handle(self, msg):
         h = self.handlers
         if isinstance(msg, messages.PingRequest):
             return None
+        if isinstance(msg, messages.PeerNotes):
+            return await self._apply_notes(msg)
         if isinstance(msg, messages.BidRequest):
             return await _maybe_await(h.bid(msg.request))
         if isinstance(msg, messages.CommitRequest):

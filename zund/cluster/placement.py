@@ -11,7 +11,8 @@ DESIGN.md "Data flow of one create":
 3. ask for bids in parallel, each with ``bid_timeout_s`` (a slow or unreachable
    bidder counts as a decline; its reservation, if any, expires on its own);
 4. COMMIT to the best bid (ties broken by ``rng``), RELEASE the others (all but one
-   fallback at once, that one after the commit); a commit that failed falls back
+   fallback at once, that one after the commit; never awaited: the peer client
+   batches releases per bidder, ``peer_client`` "notes"); a commit that failed falls back
    to the next bid only once its outcome is known (exactly once, issue 11 item 1):
    a refusal the node answered, or a connection it refused, is definite; a lost or
    garbled answer is resolved by asking the node (COMMIT_STATUS, retried on the

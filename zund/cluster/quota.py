@@ -454,11 +454,22 @@ class QuotaService(service.Service):
         if not ledger.settle(uuid, committed):
             ledger.rebuilt_at = float("-inf")  # unknown commit: recount on next claim
 
+    async def settle_many(self, settles) -> None:
+        """Settles batched by one entry node (``PeerNotes.settles``: ``(project_id,
+        uuid, committed)``), in the order they were made."""
+        for project_id, uuid, committed in settles:
+            await self._settle_here(project_id, uuid, committed)
+
     async def _usage_here(self, project_id: str) -> dict:
+        """What the project holds: committed containers and the creates in flight
+        (as Zun counts a container from the moment its create is accepted). A
+        create's "committed" settle reaches the holder batched, after the create
+        answered (``settle``); its claim counts the same amount meanwhile, so the
+        view is exact whichever of the two it reads."""
         lock = self._lock(project_id)
         await lock.acquire()
         try:
-            return (await self._ledger(project_id)).in_use()
+            return (await self._ledger(project_id)).held()
         finally:
             lock.release()
 
@@ -485,13 +496,25 @@ class QuotaService(service.Service):
 
     async def settle(self, project_id: str, uuid: str, committed: bool) -> None:
         """Tell the holder the claim ``uuid`` committed or released (best effort:
-        a lost message is repaired by the holder's recount)."""
+        a lost message is repaired by the holder's recount).
+
+        "Committed" goes to a remote holder batched (the peer client's outbox:
+        ``PeerNotes``, with the next request to it or within its ``notes_delay_s``;
+        the create does not wait for it): until it lands the claim counts the same
+        resources, so no quota decision changes. A release (a failed create, a
+        delete) is sent at once, so the quota it frees is free on every node when
+        the delete answers."""
         if not self.config.enforce:
             return
         holder = self.holder(project_id)
         try:
             if holder == self.node:
                 await self._settle_here(project_id, uuid, committed)
+            elif committed and hasattr(self._client, "note_settle"):
+                node = self._members().get(holder)
+                if node is None:
+                    raise errors.ServiceUnavailable(reason=f"node {holder} is not alive")
+                self._client.note_settle(node, project_id, uuid, committed)
             else:
                 await self._call(holder, messages.QuotaSettleRequest(project_id, uuid,
                                                                      committed))

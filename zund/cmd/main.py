@@ -91,6 +91,64 @@ def _start_logging(debug: bool, log_format: str = "text") -> None:
                         stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
+#: Optional dependencies that libraries of the daemon import when installed, but that
+#: no code path of ``zund serve`` uses (issue 13 §5, memory; figures from
+#: ``bench/memory.py``). Refused, every library takes its documented "not installed"
+#: branch:
+#: - ``OpenSSL``/``service_identity``: Twisted's reactor imports pyOpenSSL (and with
+#:   it cryptography's x509) for ``listenSSL``/``startTLS``, about 5 MB RSS. The
+#:   daemon has no TLS endpoint or https client in Twisted: API, peer RPC, console
+#:   and metrics listen on plain TCP, peer frames are sealed by zund.cluster.sealing;
+#:   Keystone/Glance/Neutron/docker go through requests and the stdlib ``ssl``.
+#: - ``charset_normalizer``/``chardet``: requests' guess of an undeclared body
+#:   encoding, about 3 MB; without them requests decodes such a body as UTF-8.
+#: Other commands and the tests import them as usual.
+DAEMON_REFUSED_IMPORTS = frozenset({"OpenSSL", "service_identity", "charset_normalizer",
+                                    "chardet"})
+
+
+class RefuseImports:
+    """A ``sys.meta_path`` finder that makes ``import X`` (and ``X.*``) raise
+    ``ModuleNotFoundError`` for the top-level names given; other names fall through."""
+
+    def __init__(self, names):
+        self.names = frozenset(names)
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"zund serve does not load {fullname}", name=fullname)
+        return None
+
+
+def refuse_unused_imports(names=DAEMON_REFUSED_IMPORTS) -> None:
+    """Install :class:`RefuseImports` first in ``sys.meta_path`` (before the reactor
+    or any client library is imported) and silence requests' warning about the
+    missing charset detector. Only ``main`` calls it, for ``zund serve``."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Unable to find acceptable character detection")
+    if not any(isinstance(f, RefuseImports) for f in sys.meta_path):
+        sys.meta_path.insert(0, RefuseImports(names))
+
+
+def settle_memory() -> None:
+    """Once the node has started (issue 13 §5): collect start-up garbage, move what
+    survives (modules, classes, config, the service tree: they live as long as the
+    process) into gc's permanent generation, so later full collections do not walk
+    it again, and give freed heap pages back to the kernel (glibc's ``malloc_trim``;
+    skipped where there is none)."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def serve(argv: list[str]) -> int:
     conf = load_conf(argv, "Run a zund node.")
     from zund.conf.safety import UnsafeConfig, plan_from_conf
@@ -118,7 +176,7 @@ def serve(argv: list[str]) -> int:
             exit_code[0] = 1
             reactor.stop()
 
-        d.addErrback(failed)
+        d.addCallbacks(lambda _: settle_memory(), failed)
 
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", node.stopService)
@@ -166,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     ns, rest = parser.parse_known_args(argv[:1])
     rest = argv[1:]
     if ns.command == "serve":
+        refuse_unused_imports()  # the process is the daemon (not a test calling serve)
         return serve(rest)
     if ns.command == "peers":
         from zund.cmd import peers

@@ -209,7 +209,12 @@ class Lifecycle:
             await self.store.finish_action(heal_id, message=message)
             log.info("compute.container.healed", uuid=u, message=message)
         self.notify("created", rec)
-        self.tasks.spawn(self._do_create(rec.uuid, request.run, action_id), "create")
+        # the record just committed goes to the task as it is (no re-read: nothing
+        # awaited since the commit, and the task takes the container lock before
+        # this returns); a heal awaited its action above, so its task reads
+        self.tasks.spawn(self._do_create(rec.uuid, request.run, action_id,
+                                         committed=None if heal else rec.copy()),
+                         "create")
         return rec
 
     async def record_unplaceable(self, ctx, request: CreateRequest, uuid: str, reason: str,
@@ -289,23 +294,39 @@ class Lifecycle:
             return None
 
     async def _do_create(self, uuid: str, run: bool, action_id: int | None,
-                         resume: bool = False) -> None:
+                         resume: bool = False,
+                         committed: ContainerRecord | None = None) -> None:
+        """The background half of a create: the runtime object, then (``run``) its
+        start, then ONE commit of the outcome with the create action's end.
+        ``committed``: the record ``create`` just wrote (else it is read).
+
+        Timing (issue 13 §2): the steps are logged with ``compute.container.created``.
+        A runtime with ``create_and_start`` (Docker) makes and starts the object in
+        one engine job and reports its state inspected after the start, so the
+        record still says what the engine says (a process that exited at once is
+        Stopped, not Running); others go create, start, inspect."""
         async with self.locks[uuid]:
-            try:
-                rec = await self.store.get_container(uuid)
-            except errors.ContainerNotFound:
-                return  # deleted meanwhile
+            rec = committed
+            if rec is None:
+                try:
+                    rec = await self.store.get_container(uuid)
+                except errors.ContainerNotFound:
+                    return  # deleted meanwhile
             t0 = self.clock.seconds()
-            marks = {}
+            marks: dict = {}
+            steps: dict = {}
+            rt = None
             try:
                 rt = self.runtime(rec)
                 spec = spec_of(rec, self.config.node, self.config.image_pull_policy)
                 state = await self._adopt(rt, uuid) if resume else None
+                started = False
                 if state is None:
                     await self.volumes.prepare(rt, rec)
                     if self.networks is not None:
                         spec = await self.networks.prepare(rec, spec)
-                    state = await self._create_object(rt, rec, spec, marks)
+                    state, started = await self._create_object(rt, rec, spec, marks,
+                                                                start=run, steps=steps)
                 elif state.status != RuntimeStatus.CREATED:
                     run = False  # it was started before the crash: what it is now stands
                 rec.container_id = state.runtime_id
@@ -321,17 +342,26 @@ class Lifecycle:
                     # leaves the record Creating, and recovery adopts the object
                     # (started or not) by its uuid; the commit only cost the client
                     # a store round trip (issue 13 §2).
-                    await rt.start(uuid)
+                    if not started:
+                        await rt.start(uuid)
                     if self.networks is not None:
                         await self.networks.started(rec)
-                    marks["start_ms"] = self.clock.seconds()
-                    self.apply_state(rec, await rt.inspect(uuid))
+                    if not started:
+                        marks["start_ms"] = self.clock.seconds()
+                    self.apply_state(rec, state if started else await rt.inspect(uuid))
                 rec.task_state = None
                 # the record and the end of its create action: one transaction
                 await self.store.save_container(rec, finish_action=action_id)
             except errors.ContainerNotFound:
                 return  # deleted (forcibly) meanwhile
             except errors.ZundError as e:
+                if rec.container_id is None and run and rt is not None \
+                        and hasattr(rt, "create_and_start"):
+                    # made, then its start failed in the same engine job: keep its
+                    # id, so the record is known to have reached the runtime
+                    found = await self._adopt_quietly(rt, uuid)
+                    if found is not None and found.node == self.config.node:
+                        rec.container_id = found.runtime_id
                 await self.fail(rec, e, action_id, "create")
                 return
             prev, took = t0, {}
@@ -339,12 +369,25 @@ class Lifecycle:
                 took[k] = round((t - prev) * 1000, 1)
                 prev = t
             took["total_ms"] = round((self.clock.seconds() - t0) * 1000, 1)
+            if steps:
+                took["engine_ms"] = steps  # the engine calls inside create_and_start
             log.info("compute.container.created uuid={uuid} status={status} {took}",
                      uuid=uuid, status=rec.status, took=took)
 
+    async def _adopt_quietly(self, rt, uuid: str):
+        """``_adopt`` for a failure path: None also when the runtime cannot answer."""
+        try:
+            return await self._adopt(rt, uuid)
+        except errors.ZundError:
+            return None
+
     async def _create_object(self, rt, rec: ContainerRecord, spec: ContainerSpec,
-                             marks: dict):
-        """Make the runtime object of ``rec``, pulling its image first if needed.
+                             marks: dict, start: bool = False,
+                             steps: dict | None = None) -> tuple:
+        """Make the runtime object of ``rec``, pulling its image first if needed ->
+        ``(state, started)``: with ``start`` and a runtime that has
+        ``create_and_start``, the object is also started (``started`` True, the
+        state inspected after the start); else only created.
 
         With pull policy ifnotpresent or never, the object is created at once: the
         IRuntime contract says create never pulls and answers ImageNotFound for a
@@ -352,13 +395,22 @@ class Lifecycle:
         persisted: a pull can take minutes) and the create made again. This skips
         an image lookup and two commits on the usual path, the image being there
         (issue 13 §2). ``always`` and Glance images pull (or fetch) first."""
+        combined = getattr(rt, "create_and_start", None) if start else None
+
+        async def make():
+            if combined is not None:
+                state = await combined(spec, steps)
+            else:
+                state = await rt.create(spec)
+            marks["create_ms" if combined is None else "create_start_ms"] = \
+                self.clock.seconds()
+            return state, combined is not None
+
         pull_first = (rec.image_driver == "glance"
                       or (spec.image_pull_policy or "").lower() == "always")
         if not pull_first:
             try:
-                state = await rt.create(spec)
-                marks["create_ms"] = self.clock.seconds()
-                return state
+                return await make()
             except errors.ImageNotFound:
                 pass  # not here: pull following the policy (``never``: fails there)
         rec.task_state = "image_pulling"
@@ -378,9 +430,7 @@ class Lifecycle:
         marks["image_ms"] = self.clock.seconds()
         rec.task_state = "container_creating"
         await self.store.save_container(rec)
-        state = await rt.create(spec)
-        marks["create_ms"] = self.clock.seconds()
-        return state
+        return await make()
 
     async def fail(self, rec: ContainerRecord, e: Exception, action_id: int | None,
                    what: str) -> None:

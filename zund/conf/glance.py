@@ -9,10 +9,9 @@ user; leave ``auth_type`` unset for a noauth Glance) and adapter options
 catalog of the configured auth.
 """
 
-from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
-from zund.conf import groups
+from zund.conf import _service_client
 
 GROUP = "glance"
 
@@ -29,19 +28,9 @@ glance_opts = [
 ]
 
 
-def _adapter_opts():
-    return ks_loading.get_adapter_conf_options(include_deprecated=False)
-
-
 def register_opts(conf):
-    groups.register_group(conf, glance_group)
-    conf.register_opts(glance_opts, group=glance_group.name)
-    ks_loading.register_session_conf_options(conf, GROUP)
-    ks_loading.register_auth_conf_options(conf, GROUP)
-    ks_loading.register_adapter_conf_options(conf, GROUP, include_deprecated=False)
-    conf.set_default("service_type", "image", group=GROUP)
+    _service_client.register(conf, glance_group, glance_opts, "image")
 
 
 def list_opts():
-    return [(GROUP, glance_opts + ks_loading.get_session_conf_options()
-             + ks_loading.get_auth_common_conf_options() + _adapter_opts())]
+    return _service_client.list_opts(glance_group, glance_opts)

@@ -11,10 +11,9 @@ ports, whose requests carry its token as ``X-Service-Token``) and which finds
 Neutron in the Keystone catalog when there is no ``endpoint_override``.
 """
 
-from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
-from zund.conf import groups
+from zund.conf import _service_client
 
 GROUP = "neutron"
 
@@ -34,19 +33,9 @@ neutron_opts = [
 ]
 
 
-def _adapter_opts():
-    return ks_loading.get_adapter_conf_options(include_deprecated=False)
-
-
 def register_opts(conf):
-    groups.register_group(conf, neutron_group)
-    conf.register_opts(neutron_opts, group=neutron_group.name)
-    ks_loading.register_session_conf_options(conf, GROUP)
-    ks_loading.register_auth_conf_options(conf, GROUP)
-    ks_loading.register_adapter_conf_options(conf, GROUP, include_deprecated=False)
-    conf.set_default("service_type", "network", group=GROUP)
+    _service_client.register(conf, neutron_group, neutron_opts, "network")
 
 
 def list_opts():
-    return [(GROUP, neutron_opts + ks_loading.get_session_conf_options()
-             + ks_loading.get_auth_common_conf_options() + _adapter_opts())]
+    return _service_client.list_opts(neutron_group, neutron_opts)

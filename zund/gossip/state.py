@@ -94,6 +94,11 @@ class _Relay:
     nack: bool
 
 
+def _alive(member: Member | None) -> bool:
+    """Believed reachable: a send to it spends a broadcast's transmit budget."""
+    return member is not None and member.state is ALIVE
+
+
 class Membership:
     """Membership list of one node plus the rules that change it."""
 
@@ -241,7 +246,8 @@ class Membership:
         # was reused after a restart under a different name) gets no ack.
         if ping.target != self.name:
             return []
-        return [self._send(ping.source_addr or from_addr, [Ack(ping.seq)])]
+        return [self._send(ping.source_addr or from_addr, [Ack(ping.seq)],
+                           ping.source_name)]
 
     def _on_indirect_ping(self, req: IndirectPing, now: float) -> list:
         """SWIM §3.1 ping-req: probe the target on the requester's behalf."""
@@ -250,7 +256,8 @@ class Membership:
         seq = self._next_seq()
         self._relays[seq] = _Relay(req.seq, req.source_addr, req.nack)
         return [
-            self._send(req.target_addr, [Ping(seq, req.target, self.name, self.local.addr)]),
+            self._send(req.target_addr, [Ping(seq, req.target, self.name, self.local.addr)],
+                       req.target, _alive(self._members.get(req.target))),
             # memberlist handleIndirectPing: nack after ProbeTimeout without an ack.
             SetTimer(f"relay:{seq}", now + self.config.probe_timeout_s),
         ]
@@ -334,7 +341,7 @@ class Membership:
             # Lifeguard §IV-C buddy system: tell the suspect directly so it can
             # refute without waiting for the gossip to reach it.
             messages.append(Suspect(target.incarnation, target.name, self.name))
-        effects.append(self._send(target.addr, messages))
+        effects.append(self._send(target.addr, messages, target.name, _alive(target)))
         # Lifeguard §IV-A: local health scales both the probe timeout and the
         # probe interval (memberlist only scales the interval).
         effects.append(SetTimer("probe.indirect", now + self.awareness.scale(cfg.probe_timeout_s)))
@@ -390,7 +397,7 @@ class Membership:
             lambda m: m.state is ALIVE and m.name != probe.target)
         probe.expected_nacks = len(peers)
         req = IndirectPing(probe.seq, probe.target, probe.addr, True, self.name, self.local.addr)
-        return [self._send(peer.addr, [req]) for peer in peers]
+        return [self._send(peer.addr, [req], peer.name) for peer in peers]  # alive ones
 
     def _probe_deadline(self, now: float) -> list:
         """No ack within the (scaled) interval: suspect the target (SWIM §4.2)."""
@@ -584,7 +591,7 @@ class Membership:
         if len(self._stale_answered) > 4 * len(self._members):
             self._stale_answered.clear()
         self._stale_answered[msg.sender] = now
-        return [self._send(sender.addr, [self._local_alive()])]
+        return [self._send(sender.addr, [self._local_alive()], sender.name, _alive(sender))]
 
     def _refute(self, accused_incarnation: int) -> list:
         """memberlist state.go refute: outbid the accusation, costs local health."""
@@ -615,12 +622,19 @@ class Membership:
 
     def _queue(self, msg) -> None:
         self._queued += 1
-        self.broadcasts.queue(msg.node, msg, codec.message_size(msg))
+        self.broadcasts.queue(msg.node, msg, codec.message_size(msg),
+                              msg.sender if isinstance(msg, Suspect) else None)
 
-    def _send(self, addr: tuple, messages: list) -> Send:
-        """One datagram: ``messages`` plus as many queued broadcasts as fit."""
+    def _send(self, addr: tuple, messages: list, to: str | None = None,
+              counted: bool = True) -> Send:
+        """One datagram: ``messages`` plus as many queued broadcasts as fit.
+        ``to``: the member it goes to, if known; ``counted``: whether it is
+        believed reachable (alive, or the sender of the packet we answer), so
+        that the broadcasts count as transmissions (once per member, see
+        ``broadcast``)."""
         used = self._overhead + sum(codec.message_size(m) for m in messages)
-        extra = self.broadcasts.get(0, self.config.max_datagram - used, self.estimated_size())
+        extra = self.broadcasts.get(0, self.config.max_datagram - used, self.estimated_size(),
+                                    counted, to)
         return Send(tuple(addr), tuple(messages) + tuple(extra))
 
     def _push(self, now: float, delay: float = 0.0) -> list:
@@ -649,7 +663,8 @@ class Membership:
 
     def _gossip_round(self, now: float) -> list:
         """memberlist state.go gossip: queued broadcasts to ``gossip_nodes`` peers,
-        including members dead for less than ``gossip_to_the_dead_time``."""
+        including members dead for less than ``gossip_to_the_dead_time``; only
+        the sends to alive ones count toward a broadcast's transmit limit."""
         if not len(self.broadcasts):
             return []
         cfg = self.config
@@ -660,7 +675,7 @@ class Membership:
         n = self.estimated_size()
         effects = []
         for target in targets:
-            messages = self.broadcasts.get(0, budget, n)
+            messages = self.broadcasts.get(0, budget, n, _alive(target), target.name)
             if not messages:
                 break
             effects.append(Send(target.addr, tuple(messages)))

@@ -132,15 +132,10 @@ def make_adapter(conf) -> Any:
     """The keystoneauth adapter of ``[glance]``: session and auth options (a
     service user; none for a noauth Glance) and adapter options (service type
     ``image``, ``endpoint_override``, interface, region)."""
-    from keystoneauth1 import loading as ks_loading
-
+    from zund.conf._service_client import load_adapter
     from zund.conf.glance import GROUP
 
-    auth = None
-    if conf[GROUP].auth_type:
-        auth = ks_loading.load_auth_from_conf_options(conf, GROUP)
-    session = ks_loading.load_session_from_conf_options(conf, GROUP, auth=auth)
-    return ks_loading.load_adapter_from_conf_options(conf, GROUP, session=session)
+    return load_adapter(conf, GROUP)
 
 
 class GlanceImages:

@@ -114,15 +114,10 @@ class NeutronClient:
 def make_adapter(conf) -> Any:
     """The keystoneauth adapter of ``[neutron]`` (session, service-user auth and
     adapter options, like ``zund.images.glance.make_adapter``)."""
-    from keystoneauth1 import loading as ks_loading
-
+    from zund.conf._service_client import load_adapter
     from zund.conf.neutron import GROUP
 
-    auth = None
-    if conf[GROUP].auth_type:
-        auth = ks_loading.load_auth_from_conf_options(conf, GROUP)
-    session = ks_loading.load_session_from_conf_options(conf, GROUP, auth=auth)
-    return ks_loading.load_adapter_from_conf_options(conf, GROUP, session=session)
+    return load_adapter(conf, GROUP)
 
 
 # -- translation (by type; Neutron's error body names its exception type) -------------------

@@ -168,3 +168,22 @@ def test_kvm_usable_is_false_for_a_non_kvm_device(tmp_path):
 
     assert kvm_usable(str(tmp_path / "nope")) is False
     assert kvm_usable("/dev/null") is False
+
+
+def test_runtime_busybox_digest_follows_the_file_and_names_the_same_cache_path(tmp_path):
+    """The runtime keeps busybox's digest between creates but notices a replaced
+    busybox; the cache path from the digest is the one from the bytes."""
+    from twisted.internet import defer, task
+
+    from zund.runtimes.libvirt import LibvirtConfig, LibvirtRuntime
+
+    bb = tmp_path / "busybox"
+    bb.write_bytes(b"BUSYBOX-1")
+    rt = LibvirtRuntime(LibvirtConfig(busybox_path=str(bb)), "n",
+                        lambda fn: defer.maybeDeferred(fn), task.Clock())
+    first = rt._busybox_digest()
+    assert (initramfs.image_initramfs_path_digest(str(tmp_path), "sha256:aa", first)
+            == initramfs.image_initramfs_path(str(tmp_path), "sha256:aa", b"BUSYBOX-1"))
+    assert rt._busybox_digest() == first
+    bb.write_bytes(b"BUSYBOX-2, a new build")
+    assert rt._busybox_digest() != first

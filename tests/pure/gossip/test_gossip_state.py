@@ -354,15 +354,44 @@ def test_leave_broadcasts_dead_from_self_immediately():
 
 
 def test_gossip_round_sends_to_gossip_nodes_and_respects_transmit_limit():
-    """SWIM §4.4: each broadcast goes out retransmit_mult*ceil(log10(n+1)) times."""
+    """SWIM §4.4: each broadcast reaches retransmit_mult*ceil(log10(n+1)) distinct
+    alive members (a repeated target does not count), then leaves the queue."""
     m = make(4)
     m.on_messages(peer(0), [Alive(2, "p0", peer(0), b"z", 1)], NOW)
-    sent = 0
+    sends = []
     for i in range(20):
         effects = m.on_timer("gossip", NOW + 0.2 * i)
-        sent += sum(1 for e in effects if isinstance(e, Send))
-    assert sent == 4 * 1  # n = 5 -> ceil(log10 6) = 1
-    assert len(m.broadcasts) == 0
+        sends += [e for e in effects if isinstance(e, Send) and e.messages]
+    assert {e.addr for e in sends} == {peer(i) for i in range(4)}  # n = 5 -> 4 * ceil(log10 6)
+    assert 4 <= len(sends) <= 3 * 4 and len(m.broadcasts) == 0
+
+
+def test_sends_to_suspect_members_do_not_spend_the_transmit_budget():
+    """During a partition the unreachable (suspect) members get the news too, but
+    only sends to alive members count: every alive member is reached."""
+    m = make(6)
+    for i in (4, 5):
+        m.on_messages(peer(0), [Suspect(1, f"p{i}", "p0")], NOW)
+    m.broadcasts.clear()
+    m.on_messages(peer(0), [Alive(2, "p0", peer(0), b"z", 1)], NOW)
+    got = set()
+    for i in range(40):
+        got |= {e.addr for e in m.on_timer("gossip", NOW + 0.2 * i)
+                if isinstance(e, Send) and Alive(2, "p0", peer(0), b"z", 1) in e.messages}
+    assert {peer(i) for i in range(4)} <= got and len(m.broadcasts) == 0
+
+
+def test_suspicions_by_different_senders_are_queued_side_by_side():
+    """Lifeguard confirmations: a relayed suspicion does not replace our own (or another
+    sender's) about the same member; an alive about it replaces them all."""
+    m = make(4)
+    m.broadcasts.clear()
+    m.broadcasts.queue("p3", Suspect(1, "p3", "a"), 10, sender="a")
+    m.broadcasts.queue("p3", Suspect(1, "p3", "p0"), 10, sender="p0")
+    m.broadcasts.queue("p3", Suspect(1, "p3", "p0"), 10, sender="p0")
+    assert m.broadcasts.pending() == [Suspect(1, "p3", "a"), Suspect(1, "p3", "p0")]
+    m.broadcasts.queue("p3", Alive(2, "p3", peer(3), b"", 0), 10)
+    assert m.broadcasts.pending() == [Alive(2, "p3", peer(3), b"", 0)]
 
 
 def test_gossip_includes_recently_dead_members():
@@ -538,15 +567,16 @@ def test_eager_relay_respects_the_push_rate_limit():
 
 
 def test_pushes_continue_until_the_transmit_budget_is_spent():
-    """Queued news keeps going out once per window until retransmit_mult * ceil(log10(n+1)) sends."""
-    m = make(4)  # n = 5: 4 transmits per message
+    """Queued news keeps going out once per window until it reached retransmit_mult *
+    ceil(log10(n+1)) distinct alive members."""
+    m = make(4)  # n = 5: 4 members per message
     sends = [e for e in m.set_metadata(b"v1", NOW) if isinstance(e, Send)]
     at = NOW
     while m._eager_pending:
         at += 0.02
         sends += [e for e in m.on_timer("gossip.eager", at) if isinstance(e, Send)]
-    assert len(sends) == 4 and len(m.broadcasts) == 0
-    assert at == pytest.approx(NOW + 0.02)
+    assert {e.addr for e in sends} == {peer(i) for i in range(4)} and len(m.broadcasts) == 0
+    assert len(sends) <= 3 * 4 and at <= NOW + 0.02 * 4
 
 
 def test_stale_accusation_of_us_is_answered_with_our_alive_to_its_sender():

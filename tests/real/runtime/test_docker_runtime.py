@@ -96,3 +96,77 @@ async def test_execute_is_bounded_by_execute_timeout(short_exec_runtime, test_im
         assert time.monotonic() - started < 4
     finally:
         await rt.remove(spec.uuid, True)
+
+
+LONG_RUNNER = ("sh", "-c", 'trap "exit 0" TERM; while true; do sleep 0.1; done')
+
+
+def _spec(rt, image, **kwargs) -> ContainerSpec:
+    return ContainerSpec(uuid=str(uuidlib.uuid4()), image=image, node=rt.node_name,
+                         project_id="p", **kwargs)
+
+
+@pytest_twisted.ensureDeferred
+async def test_create_and_start_answers_the_running_state_in_one_job(short_exec_runtime,
+                                                                      test_image):
+    """create_and_start makes and starts the container and answers what an inspect
+    after the start says: running, its id, start time, hostname and ports, ours."""
+    rt = short_exec_runtime
+    spec = _spec(rt, test_image, command=LONG_RUNNER, exposed_ports={"80/tcp": {}},
+                 cpu=0.1, memory_mb=32)
+    steps: dict = {}
+    try:
+        state = await rt.create_and_start(spec, steps)
+        seen = await rt.inspect(spec.uuid)
+        assert state.status == RuntimeStatus.RUNNING == seen.status
+        assert state.runtime_id == seen.runtime_id and state.started_at == seen.started_at
+        assert state.hostname == seen.hostname and state.ports == (80,)
+        assert state.node == rt.node_name and state.uuid == spec.uuid
+        assert set(steps) == {"create_ms", "start_ms", "inspect_ms"}
+    finally:
+        await rt.remove(spec.uuid, True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_create_and_start_of_a_process_that_exits_at_once_reports_it(
+        short_exec_runtime, test_image):
+    """The state is the engine's after the start: a command that exits at once is
+    exited (or, if the inspect came first, running and then exited), never lost."""
+    rt = short_exec_runtime
+    spec = _spec(rt, test_image, command=("sh", "-c", "exit 3"))
+    try:
+        state = await rt.create_and_start(spec)
+        assert state.status in (RuntimeStatus.EXITED, RuntimeStatus.RUNNING)
+        if state.status == RuntimeStatus.EXITED:
+            assert state.exit_code == 3
+    finally:
+        await rt.remove(spec.uuid, True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_create_and_start_with_a_missing_image_makes_nothing(short_exec_runtime):
+    """A missing image is ImageNotFound (as create's), and no object is left."""
+    rt = short_exec_runtime
+    spec = _spec(rt, "127.0.0.1:1/zund-test/missing:latest", command=LONG_RUNNER)
+    with pytest.raises(errors.ImageNotFound):
+        await rt.create_and_start(spec)
+    with pytest.raises(errors.RuntimeObjectNotFound):
+        await rt.inspect(spec.uuid)
+
+
+@pytest_twisted.ensureDeferred
+async def test_create_and_start_whose_start_fails_leaves_the_created_object(
+        short_exec_runtime, test_image):
+    """A start that fails (no such executable) raises RuntimeFailure with the
+    engine's reason; the object made stays, not running, for the caller to find."""
+    rt = short_exec_runtime
+    spec = _spec(rt, test_image, command=("/no/such/executable",))
+    try:
+        with pytest.raises(errors.RuntimeFailure) as raised:
+            await rt.create_and_start(spec)
+        assert not isinstance(raised.value, errors.ImageNotFound)
+        assert "no/such/executable" in str(raised.value)
+        left = await rt.inspect(spec.uuid)
+        assert left.runtime_id and left.status != RuntimeStatus.RUNNING
+    finally:
+        await rt.remove(spec.uuid, True)

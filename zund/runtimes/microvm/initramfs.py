@@ -250,7 +250,14 @@ def write_container_initrd(base_path: str, config_sh: str, out_path: str,
 
 def image_initramfs_path(images_path: str, image_id: str, busybox: bytes) -> str:
     """Where the initramfs of (image, init version, busybox) is cached."""
-    key = image_cache_key(image_id, hashlib.sha256(busybox).hexdigest())
+    return image_initramfs_path_digest(images_path, image_id,
+                                       hashlib.sha256(busybox).hexdigest())
+
+
+def image_initramfs_path_digest(images_path: str, image_id: str, busybox_digest: str) -> str:
+    """:func:`image_initramfs_path` from busybox's sha256 hex digest (the runtime
+    keeps the digest, so a create does not read and hash busybox again)."""
+    key = image_cache_key(image_id, busybox_digest)
     return os.path.join(images_path, f"{key}.cpio.gz")
 
 
