@@ -16,6 +16,8 @@ import subprocess
 import time
 
 from tests.support.nodeproc import start_cluster, stop_cluster
+from tests.support.replicas import replicated
+from zund.common.paths import gossip_snapshot_path
 
 RUNNER = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
 #: the ``local`` gossip profile's push-pull interval
@@ -60,7 +62,9 @@ def test_show_of_a_dead_nodes_container_through_any_restarted_node_is_unknown(
         assert r.status_code == 202, r.text
         made = r.json()
         n1.wait_status(made["uuid"], "Running")
-        time.sleep(3)  # replication is asynchronous (sub-second); margin for a slow CI
+        # replication is asynchronous (sub-second): wait until the copy is out
+        wait_until(lambda: replicated(n3, [n1, n2], [made["uuid"]]), 60,
+                   "record replicated")
         n3.kill9()
         wait_until(lambda: all(states_seen_by(n).get(n3.name) == "down" for n in (n1, n2)),
                    40, "node 3 declared down")
@@ -75,6 +79,15 @@ def test_show_of_a_dead_nodes_container_through_any_restarted_node_is_unknown(
         stop_cluster(nodes)
 
 
+def snapshot_names(node) -> set:
+    """Member names in ``node``'s gossip snapshot file (empty until written)."""
+    try:
+        with open(gossip_snapshot_path(node.state_path)) as f:
+            return {m["name"] for m in json.load(f).get("members", [])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
 def test_a_restarted_seed_rejoins_within_one_push_pull_interval(tmp_path, real_docker):
     """SIGTERM and restart of node 1, everyone's seed: every node shows all three
     up again in less than one push-pull interval."""
@@ -82,7 +95,9 @@ def test_a_restarted_seed_rejoins_within_one_push_pull_interval(tmp_path, real_d
     try:
         n1 = nodes[0]
         names = {n.name for n in nodes}
-        time.sleep(2)  # the member snapshots are written (debounced 1 s)
+        # the member snapshots are written (debounced 1 s): each lists the others
+        wait_until(lambda: all(snapshot_names(n) >= names - {n.name} for n in nodes),
+                   30, "member snapshots written")
         assert n1.terminate() == 0, n1.log_tail()
         started = time.monotonic()
         n1.start()

@@ -17,6 +17,7 @@ import sys
 import time
 
 from tests.support.nodeproc import docker_objects, remove_docker_objects, start_cluster, stop_cluster
+from tests.support.replicas import replicated
 
 RUNNER = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
 HEALED = {"auto_heal": True, "restart_policy": {"Name": "always"}}
@@ -76,7 +77,9 @@ def heal_round(workdir: str, image: str, tag: str = "heal", containers: int = 3,
             made.append(r.json())
         for m in made:
             nodes[0].wait_status(m["uuid"], "Running", timeout_s=120)
-        time.sleep(3)  # replication is asynchronous (sub-second); margin for a slow CI
+        # replication is asynchronous (sub-second): wait until the copies are out
+        _poll(lambda: replicated(victim, alive, [m["uuid"] for m in made]), 60,
+              "records replicated")
         killed = time.monotonic()
         victim.kill9()
         # the host goes down with its containers (every test node shares one
@@ -114,8 +117,12 @@ def heal_round(workdir: str, image: str, tag: str = "heal", containers: int = 3,
 
         _poll(no_stale, 120, "stale copies removed on the returning node")
         stale_removed_s = time.monotonic() - restarted
-        time.sleep(3)
-        twins = sum(1 for m in made if len(_where(nodes, m["uuid"])) != 1)
+        # not a wait: a window in which every container must stay on exactly one
+        # node (a late heal or a missed stale copy would show as a twin here)
+        twins, window_end = 0, time.monotonic() + 3.0
+        while not twins and time.monotonic() < window_end:
+            twins = sum(1 for m in made if len(_where(nodes, m["uuid"])) != 1)
+            time.sleep(0.2)
         return {"detect_s": round(declared - killed, 2),
                 "heal_s": [round(heal_s[m["uuid"]], 2) for m in made],
                 "twins": twins, "stale_removed_s": round(stale_removed_s, 2)}
@@ -153,7 +160,9 @@ def test_zund_drain_moves_the_nodes_auto_heal_containers_away(tmp_path, real_doc
             assert r.status_code == 202, r.text
             made[name] = r.json()
             n1.wait_status(made[name]["uuid"], "Running", timeout_s=120)
-        time.sleep(2)
+        _poll(lambda: replicated(n2, [n for n in nodes if n is not n2],
+                                  [m["uuid"] for m in made.values()]), 60,
+              "records replicated")
         env = dict(os.environ)
         p = subprocess.run([sys.executable, "-m", "zund.cmd.main", "drain", "--reason",
                             "maintenance", "--config-file", n2.conf_path],
@@ -216,7 +225,10 @@ def test_openstack_service_disable_enable_and_forcedown(tmp_path, real_docker):
             assert r.status_code == 202, r.text
             made[node.name] = r.json()["uuid"]
             n1.wait_status(made[node.name], "Running", timeout_s=120)
-        time.sleep(2)
+        for node in (n2, n3):
+            _poll(lambda node=node: replicated(node, [n for n in nodes if n is not node],
+                                                [made[node.name]]), 60,
+                  "records replicated")
         osc(n1, "service", "disable", n2.name, "zun-compute", "--reason", "maint")
 
         def host_of(uuid):
