@@ -256,3 +256,39 @@ def test_openstack_service_disable_enable_and_forcedown(tmp_path, real_docker):
         stop_cluster(nodes)
         for n in nodes:
             remove_docker_objects(n.name)
+
+
+def test_a_forced_down_mark_survives_a_restart_of_every_node(tmp_path):
+    """``service forcedown node3`` through node 1, then all three nodes stop and
+    start again (no node keeps the mark in memory): every node's service list
+    still shows node 3 forced down, read from ``<state_path>/service-marks.json``
+    (node 3 itself never reads itself as down, but keeps the mark on disk to pass
+    on); ``forcedown --unset`` through node 2 afterwards clears it everywhere."""
+    nodes = start_cluster(str(tmp_path), 3, "marks")
+    n1, n2, n3 = nodes
+
+    def forced_everywhere(value: bool) -> bool:
+        for n in (n1, n2):
+            r = n.api("GET", "/services")
+            if r.status_code != 200:
+                return False
+            rows = {row["host"]: row for row in r.json()["services"]}
+            if n3.name not in rows or rows[n3.name]["forced_down"] is not value:
+                return False
+        return True
+
+    try:
+        osc(n1, "service", "forcedown", n3.name, "zun-compute")
+        _poll(lambda: forced_everywhere(True), 30, "mark spread")
+        for n in nodes:
+            assert n.terminate() == 0, n.log_tail()
+        for n in nodes:
+            with open(os.path.join(n.state_path, "service-marks.json")) as f:
+                assert n3.name in f.read(), n.name
+        for n in nodes:
+            n.start()
+        _poll(lambda: forced_everywhere(True), 60, "mark kept across the restart")
+        osc(n2, "service", "forcedown", n3.name, "zun-compute", "--unset")
+        _poll(lambda: forced_everywhere(False), 30, "unset spread")
+    finally:
+        stop_cluster(nodes)
