@@ -215,11 +215,15 @@ def start_cluster(workdir: str, n: int, tag: str, memory_mb=None, cpus: int = 4,
 
 
 def stop_cluster(nodes) -> None:
+    """Stop every node first, then remove their Docker objects: an engine that
+    cannot be reached (a fake-runtime cluster on a host without dockerd) must not
+    leave the remaining nodes running."""
     for node in nodes:
         try:
             node.terminate()
         except Exception:
             node.kill9()
+    for node in nodes:
         remove_docker_objects(node.name)
 
 
