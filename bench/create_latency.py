@@ -70,13 +70,18 @@ CMD = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
 
 
 
-def zund_once(node, i, poll_s):
-    t0 = time.perf_counter()
+def post_run(node, name: str) -> str:
+    """POST /v1/containers?run=true of the bench's container; its uuid."""
     r = node.api("POST", "/containers?run=true",
-                 json={"name": f"bench-{i}", "image": IMAGE, "command": CMD,
+                 json={"name": name, "image": IMAGE, "command": CMD,
                        "cpu": 0.1, "memory": 32})
     r.raise_for_status()
-    u = r.json()["uuid"]
+    return r.json()["uuid"]
+
+
+def zund_once(node, i, poll_s):
+    t0 = time.perf_counter()
+    u = post_run(node, f"bench-{i}")
     POST_MS.append((time.perf_counter() - t0) * 1000)
     while True:
         c = node.api("GET", f"/containers/{u}").json()
@@ -93,11 +98,7 @@ def zund_evented_once(node, i, sock: str):
     """create -> Running as the node's event journal announces it (no polling)."""
     since = fetch_events(sock, limit=1)["last_seq"]  # before the clock starts
     t0 = time.perf_counter()
-    r = node.api("POST", "/containers?run=true",
-                 json={"name": f"bench-e{i}", "image": IMAGE, "command": CMD,
-                       "cpu": 0.1, "memory": 32})
-    r.raise_for_status()
-    u = r.json()["uuid"]
+    u = post_run(node, f"bench-e{i}")
     deadline = t0 + 60
     while True:
         answer = fetch_events(sock, since=since, wait_s=EVENT_WAIT_S)

@@ -34,7 +34,7 @@ import pytest
 from tests.real.e2e.keystone import real_keystone  # noqa: F401 (fixture)
 from tests.support.netns import ROOT, NetnsCluster, ip
 from tests.support.neutron_service import real_neutron  # noqa: F401 (fixture)
-from tests.support.tenant_net import IMAGE, RUNNER, poll, remove_leftovers
+from tests.support.tenant_net import IMAGE, RUNNER, execute, poll, remove_leftovers
 from zund.network.neutron import DEVICE_OWNER
 from zund.network.plugger import sandbox_name
 
@@ -181,14 +181,6 @@ def tenant_net(real_neutron, cluster):  # noqa: F811
         admin.delete(f"/v2.0/networks/{net['id']}", raise_exc=False)
 
 
-def _exec(node, token: str, uuid: str, *argv: str) -> dict:
-    command = " ".join(f'"{a}"' for a in argv)
-    r = node.api("POST", f"/containers/{uuid}/execute?run=true&command="
-                 + urllib.parse.quote(command), token=token)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
 def _sandbox_exists(uuid: str) -> bool:
     import docker
 
@@ -203,7 +195,7 @@ def _sandbox_exists(uuid: str) -> bool:
 
 
 def _pings(node, token, uuid, addr) -> bool:
-    return _exec(node, token, uuid, "ping", "-c1", "-W1", addr)["exit_code"] == 0
+    return execute(node, token, uuid, "ping", "-c1", "-W1", addr)["exit_code"] == 0
 
 
 def test_neutron_ports_are_plugged_into_live_containers_that_talk_and_are_released(
@@ -235,9 +227,9 @@ def test_neutron_ports_are_plugged_into_live_containers_that_talk_and_are_releas
             assert [f["ip_address"] for f in port["fixed_ips"]] == [entry["addr"]]
             assert entry["mac_addr"] == port["mac_address"]
             # inside the container: the port's MAC and address on eth0
-            shown = _exec(n, member, rec["uuid"], "ip", "-o", "addr", "show", "eth0")
+            shown = execute(n, member, rec["uuid"], "ip", "-o", "addr", "show", "eth0")
             assert f"{entry['addr']}/24" in shown["output"], shown
-            link = _exec(n, member, rec["uuid"], "ip", "-o", "link", "show", "eth0")
+            link = execute(n, member, rec["uuid"], "ip", "-o", "link", "show", "eth0")
             assert port["mac_address"] in link["output"], link
             addrs.append(entry["addr"])
         (_, c1), (_, c2) = placed
