@@ -17,9 +17,12 @@ reference is null with the reason.
 cost); its import log is replayed in a fresh interpreter set up as ``zund serve``
 is (same refused optional imports), reading RSS after each module, and the RSS
 is summed per top-level package (zund per subpackage): ``imports_top`` lists the
-10 largest, ``imports_rss_mb`` is the replay's RSS after every import (the floor
-before the node does anything), ``imports_zund_mb`` the part zund's own modules
-add, ``python_mb`` the bare interpreter's.
+10 largest, ``imports_rss_mb`` is the replay's RSS after every import the node
+made in the whole run (including those first used by the creates, e.g.
+jsonschema for the create schema, ~1.8 MB: so it can exceed the idle figure),
+``imports_zund_mb`` the part zund's own modules add, ``python_mb`` the bare
+interpreter's. ``growth_mb_per_1000``: (loaded - idle) per 1,000 accepted creates;
+``*_threads``: the node's thread count idle and loaded.
 Targets (issue 13 §5): <= 60 MB idle, <= 80 MB with 1,000 containers.
 """
 
@@ -53,6 +56,11 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return round(int(line.split()[1]) / 1024, 1)
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def threads_of(pid: int) -> int:
+    """How many threads ``pid`` runs (each has its own stack and may have a malloc arena)."""
+    return len(os.listdir(f"/proc/{pid}/task"))
 
 
 def _is_dockerd(pid: int) -> bool:
@@ -327,6 +335,7 @@ def main(argv=None) -> int:
     try:
         time.sleep(args.settle_s)  # measurement window: the node's loops have run
         out["zund_idle_mb"] = rss_mb(node.proc.pid)
+        out["zund_idle_threads"] = threads_of(node.proc.pid)
         deadline = time.monotonic() + args.timeout_s
         t0 = time.perf_counter()
         out["accepted"] = create_many(node, args.containers, args.clients, deadline)
@@ -334,6 +343,9 @@ def main(argv=None) -> int:
         out["settled"] = wait_settled(node, out["accepted"], deadline)
         time.sleep(args.settle_s)
         out["zund_loaded_mb"] = rss_mb(node.proc.pid)
+        out["zund_loaded_threads"] = threads_of(node.proc.pid)
+        out["growth_mb_per_1000"] = round((out["zund_loaded_mb"] - out["zund_idle_mb"])
+                                          * 1000 / max(1, out["accepted"]), 1)
     finally:
         node.terminate()
     out.update(import_breakdown(node.log_path, wd))

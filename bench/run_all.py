@@ -162,6 +162,16 @@ def rows_store_commit(values: list) -> list:
     ]
 
 
+def rows_api_cost(values: list) -> list:
+    d = values[-1]
+    return [
+        ratio_row("api_cost", "node CPU per POST create (with its background work) vs "
+                  "/healthcheck", d, "create_cpu_us", "healthcheck_cpu_us", None, " us"),
+        ratio_row("api_cost", "node CPU per GET one container vs /healthcheck", d,
+                  "get_cpu_us", "healthcheck_cpu_us", None, " us"),
+    ]
+
+
 def rows_placement(values: list) -> list:
     d = values[-1]
     return [
@@ -224,6 +234,15 @@ def rows_quota_race(values: list) -> list:
                               note="reference: same race without a quota"
                               if get(d, "reference") else ""))
     return rows or [row("quota_race", "results", note=NA)]
+
+
+def rows_quota_race_leases(values: list) -> list:
+    """The same race where leases must be taken back: 60 creates, quota 40."""
+    rows = rows_quota_race(values)
+    for r in rows:
+        r["bench"] = "quota_race_leases"
+        r["figure"] = f"60 creates, quota 40: {r['figure']}"
+    return rows
 
 
 def rows_chaos(values: list) -> list:
@@ -301,10 +320,15 @@ def rows_microvm(values: list) -> list:
                               ("bare_qemu_median_s", "bare_median_s"),
                               get(m, "target_ratio") or target, " s",
                               note=str(get(m, "error") or get(m, "fallback") or "")))
+        if get(m, "paired_ratio_median") is not None:
+            rows.append(row("microvm", f"{name}: median of per-round paired ratios "
+                            "(runtime / bare, same round)",
+                            ratio=_num(get(m, "paired_ratio_median")),
+                            note="same rounds as above; load hits both sides of a pair"))
         if get(m, "cpu_ratio") is not None:
             rows.append(row("microvm", f"{name}: CPU per boot (QEMU + libvirtd + zund) "
                             "vs bare QEMU", ratio=_num(get(m, "cpu_ratio")),
-                            note="not distorted by load; no target"))
+                            note="a preempted TCG guest burns more CPU too; no target"))
     if not rows:
         rows.append(ratio_row("microvm", "create->running vs bare QEMU boot", d,
                               ("runtime_median_s", "zund_median_s"),
@@ -369,12 +393,15 @@ BENCHES = [
     Bench("microvm", ["-m", "bench.microvm", "--runs", "4"], 900, rows_microvm),
     Bench("store_commit", ["bench/store_commit.py", "--creates", "400", "--flows", "8",
                            "--rounds", "3"], 120, rows_store_commit),
+    Bench("api_cost", ["bench/api_cost.py", "--requests", "400"], 300, rows_api_cost),
     Bench("placement", ["bench/placement.py"], 600, rows_placement),
     Bench("gossip_sim", ["bench/gossip_sim.py"], 600, rows_gossip_sim),
     Bench("network", ["bench/network.py"], 300, rows_network),
     Bench("heal", ["bench/heal.py", "--rounds", "2"], 900, rows_heal),
     Bench("chaos", ["bench/chaos.py", "--sim-runs", "10", "--creates", "100"], 900, rows_chaos),
     Bench("quota_race", ["bench/quota_race.py"], 600, rows_quota_race),
+    Bench("quota_race_leases", ["bench/quota_race.py", "--requests", "60", "--quota", "40"],
+          600, rows_quota_race_leases),
     Bench("ws_latency", ["bench/ws_latency.py"], 300, rows_ws_latency),
     Bench("soak", ["bench/soak.py", "--duration-s", "60"], 600, rows_soak),
 ]

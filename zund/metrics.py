@@ -195,6 +195,14 @@ class _NodeCollector:
             bids.add_metric(["bid"], s.get("bids", 0))
             bids.add_metric(["decline"], s.get("declines", 0))
             yield bids
+            fast = CounterMetricFamily(
+                "zund_placement_fast_path",
+                "BID_COMMITs this entry node sent (the placement fast path), by outcome: "
+                "accepted, declined (the bid round followed) or failed.",
+                labels=["outcome"])
+            for outcome in ("accepted", "declined", "failed"):
+                fast.add_metric([outcome], s.get(f"fast_path_{outcome}", 0))
+            yield fast
         bidder = src.get("bidder")
         if bidder is not None:
             s = bidder.stats

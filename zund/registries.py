@@ -15,12 +15,14 @@ bring a deleted registry back. Pure: no I/O except :class:`NodeKey`'s key file.
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import attrs
-from cryptography.fernet import Fernet, InvalidToken
 
 from zund.common import errors
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 #: Zun's mask for the password in every output
 MASK = "***"
@@ -116,6 +118,8 @@ class NodeKey:
     def _load(self) -> Fernet:
         if self._fernet is not None:
             return self._fernet
+        from cryptography.fernet import Fernet  # on first use: ~6 MB RSS otherwise
+
         if self.path is None:
             self._fernet = Fernet(Fernet.generate_key())
             return self._fernet
@@ -141,6 +145,8 @@ class NodeKey:
         return self._load().encrypt(text.encode()).decode("ascii")
 
     def decrypt(self, token: str) -> str:
+        from cryptography.fernet import InvalidToken
+
         try:
             return self._load().decrypt(token.encode("ascii")).decode()
         except (InvalidToken, ValueError) as e:

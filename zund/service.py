@@ -125,7 +125,8 @@ def placement_config(conf) -> PlacementConfig:
     return PlacementConfig(policy=p.policy, tenant_mode=p.tenant_isolation,
                            reservation_ttl_s=p.reservation_ttl_s, probe_ratio=p.probe_ratio,
                            probe_all_below=p.probe_all_below, bid_timeout_s=p.bid_timeout_s,
-                           max_rounds=p.max_rounds, commit_resolve_s=p.commit_resolve_s)
+                           max_rounds=p.max_rounds, commit_resolve_s=p.commit_resolve_s,
+                           fast_path=p.fast_path)
 
 
 def load_runtime_factory(name: str):
@@ -558,6 +559,7 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
                              slow_timeout_s=pc.slow_call_timeout_s,
                              max_response_bytes=pc.max_response_bytes, clock=reactor,
                              reactor=reactor, sealer=sealer,
+                             notes_delay_s=pc.notes_delay_s,
                              # an injected HTTP client (the simulation) carries every call
                              channel=pc.channel and peer_http_client is None)
     coordinator = Coordinator(node, nodes, peer_client, pconf, reactor,

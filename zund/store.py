@@ -46,6 +46,11 @@ from zund.records import (ActionEvent, ActionRecord, ContainerRecord, fmt_time, 
 log = Logger()
 
 SCHEMA_VERSION = 8
+#: page cache of the write connection, KiB (SQLite's default is 2,000): the b-tree's
+#: interior pages and the pages a commit touches fit; full-table reads (lists) re-read
+#: the rest from the OS page cache, cheap next to decoding the records (issue 13 §5:
+#: 1,000 containers' store is ~2.5 MB, all of which the default cache kept)
+WRITER_CACHE_KIB = 512
 
 MIGRATIONS = [
     # 0 -> 1
@@ -334,6 +339,7 @@ class Store:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise RuntimeError(

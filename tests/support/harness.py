@@ -56,6 +56,8 @@ class SimConfig:
     policy: str = "spread"
     peer_timeout_s: float = 2.0
     bid_timeout_s: float = 1.0
+    #: [placement] fast_path (BID_COMMIT first; False: the full bid round)
+    fast_path: bool = True
     #: gossip: the memnet's one-way latency range
     gossip_latency: tuple = (0.0005, 0.002)
     metadata_min_interval_s: float = 0.2
@@ -144,6 +146,7 @@ def node_conf(cfg: SimConfig, index: int):
         ("policy", cfg.policy, "placement"),
         ("tenant_isolation", cfg.tenant_isolation, "placement"),
         ("bid_timeout_s", cfg.bid_timeout_s, "placement"),
+        ("fast_path", cfg.fast_path, "placement"),
     ]
     for name, value, group in overrides:
         conf.set_override(name, value, group=group)

@@ -59,6 +59,12 @@ MIN_VERSION = APIVersion(1, 1)
 MAX_VERSION = APIVersion(1, 40)
 
 
+#: header text -> its (immutable) version; clients send few spellings, so a small
+#: bounded memo spares the parse per request. Refused headers are never kept.
+_PARSED: dict[str, APIVersion] = {}
+_PARSED_MAX = 256
+
+
 def from_header(value: str | None) -> APIVersion:
     """The effective version for a request carrying ``value`` as its
     OpenStack-API-Version header (None when absent).
@@ -68,7 +74,19 @@ def from_header(value: str | None) -> APIVersion:
     a malformed one, raises InvalidMicroversionHeader; a version outside
     [MIN_VERSION, MAX_VERSION] raises MicroversionUnsupported (both are 406).
     """
-    if value is None or not value.strip():
+    if value is None:
+        return MIN_VERSION
+    version = _PARSED.get(value)
+    if version is None:
+        version = _parse_header(value)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[value] = version
+    return version
+
+
+def _parse_header(value: str) -> APIVersion:
+    if not value.strip():
         return MIN_VERSION
     requested = None
     for entry in value.split(","):
@@ -88,6 +106,20 @@ def from_header(value: str | None) -> APIVersion:
         raise errors.MicroversionUnsupported(
             version=str(version), min_version=str(MIN_VERSION), max_version=str(MAX_VERSION))
     return version
+
+
+_ENCODED: dict[APIVersion | None, tuple] = {}
+
+
+def encoded_response_headers(version: APIVersion | None) -> tuple:
+    """:func:`response_headers` as ``(name, value)`` bytes pairs, built once per
+    version (the pipeline sets them on every /v1 answer)."""
+    pairs = _ENCODED.get(version)
+    if pairs is None:
+        pairs = _ENCODED[version] = tuple(
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in response_headers(version).items())
+    return pairs
 
 
 def response_headers(version: APIVersion | None) -> dict[str, str]:

@@ -20,9 +20,11 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 from klein import Klein
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
 from werkzeug.exceptions import HTTPException
 
 from zund.api import auth as api_auth
@@ -65,6 +67,9 @@ class ApiConfig:
     default_memory_mb: int = 512
     #: image driver of a create that names none ([glance] default_image_driver)
     default_image_driver: str = "docker"
+    #: ``debug``: emit the per-request ``api.request`` debug event (otherwise the
+    #: event is not even built: the access log already has a line per request)
+    debug: bool = False
 
     def limits(self) -> schemas.Limits:
         return schemas.Limits(
@@ -86,7 +91,7 @@ class ApiConfig:
             min_memory_mb=conf.minimum_memory, max_memory_mb=conf.maximum_memory,
             min_disk_gb=conf.minimum_disk, max_disk_gb=conf.maximum_disk,
             default_cpu=conf.default_cpu, default_memory_mb=conf.default_memory,
-            default_image_driver=conf.glance.default_image_driver)
+            default_image_driver=conf.glance.default_image_driver, debug=bool(getattr(conf, "debug", False)))
 
 
 @attrs.frozen
@@ -128,6 +133,77 @@ class _RouteSpec:
 APP = Klein()
 #: Klein endpoint name -> its route's spec (the listener asks it for body limits)
 _SPECS: dict[str, _RouteSpec] = {}
+#: the last path segment of every route with a body limit of its own (all literals:
+#: a request whose target names none of them has the ordinary limit, and the
+#: listener need not run the URL map to know it)
+_OWN_LIMIT_TAILS: set[bytes] = set()
+
+
+#: the direct dispatch table (see :func:`_fast_match`): (method, segment count) ->
+#: [(segments, url-argument names, handler, spec)], a segment being a literal str
+#: or None for a ``<name>`` argument (werkzeug's default converter: ``[^/]+``)
+_FAST: dict[tuple[bytes, int], list] = {}
+#: literal leading segments of every route the table cannot express (other
+#: converters, e.g. ``<path:image>``): a path under one of them takes Klein
+_SLOW_PREFIXES: list[tuple[str, ...]] = []
+
+
+def _add_fast(url: str, methods: list[str], handler, spec: "_RouteSpec") -> None:
+    segments: list = []
+    names: list[str] = []
+    for part in url.split("/")[1:]:
+        if part.startswith("<") and part.endswith(">") and ":" not in part:
+            segments.append(None)
+            names.append(part[1:-1])
+        elif "<" in part or ">" in part:
+            prefix = []
+            for known in segments:
+                if known is None:
+                    break
+                prefix.append(known)
+            _SLOW_PREFIXES.append(tuple(prefix))
+            return
+        else:
+            segments.append(part)
+    for m in methods:
+        _FAST.setdefault((m.encode("ascii"), len(segments)), []).append(
+            (tuple(segments), tuple(names), handler, spec))
+
+
+def _fast_match(method: bytes, parts: list[str]):
+    """(handler, spec, url_args) when exactly one route of the table matches
+    ``method`` and the path segments ``parts`` and no route outside the table
+    could, else None (Klein's werkzeug map then decides, 404s and 405s included).
+    With a single candidate werkzeug's rule ordering cannot pick another."""
+    found = None
+    for segments, names, handler, spec in _FAST.get((method, len(parts)), ()):
+        args = []
+        for want, got in zip(segments, parts):
+            if want is None:
+                if not got:
+                    break
+                args.append(got)
+            elif want != got:
+                break
+        else:
+            if found is not None:
+                return None
+            found = (handler, spec, dict(zip(names, args)))
+    if found is None:
+        return None
+    for prefix in _SLOW_PREFIXES:
+        if tuple(parts[:len(prefix)]) == prefix:
+            return None
+    return found
+
+
+def _may_have_own_limit(target: bytes) -> bool:
+    path = target.partition(b"?")[0].partition(b"#")[0].rstrip(b"/")
+    tail = path.rpartition(b"/")[2]
+    # percent-encoded spellings take the full match
+    return b"%" in tail or tail in _OWN_LIMIT_TAILS
+
+
 # Every spelling is registered explicitly (see _variants); werkzeug must not answer
 # with redirects of its own, which zunclient would not follow.
 APP.url_map.merge_slashes = False
@@ -152,6 +228,11 @@ def route(path: str, methods: list[str], *, versioned: bool = True, public: bool
     spec = _RouteSpec(versioned=versioned, public=public,
                       min_version=v(min_version) if min_version else None,
                       max_version=v(max_version) if max_version else None, body=body)
+    if body != "request":
+        tail = path.rstrip("/").rpartition("/")[2]
+        if not tail or "<" in tail:
+            raise ValueError(f"a route with its own body limit must end in a literal: {path}")
+        _OWN_LIMIT_TAILS.add(tail.encode("ascii"))
 
     def deco(handler):
         async def endpoint(self, request, **kwargs):
@@ -161,6 +242,7 @@ def route(path: str, methods: list[str], *, versioned: bool = True, public: bool
         for i, url in enumerate(_variants(path, versioned)):
             APP.route(url, methods=methods, endpoint=f"{handler.__name__}_{i}")(endpoint)
             _SPECS[f"{handler.__name__}_{i}"] = spec
+            _add_fast(url, methods, handler, spec)
         return handler
 
     return deco
@@ -201,17 +283,25 @@ class _Utf8Guard(Resource):
 
     isLeaf = True
 
-    def __init__(self, api: "ApiBase", inner):
+    def __init__(self, api: "ApiBase", inner, direct: bool = False):
         super().__init__()
         self._api = api
         self._inner = inner
+        #: the API's routes are APP's, so the direct table (built from them) applies
+        self._direct = direct
 
     def render(self, request):
         try:
-            b"/".join(request.prepath + request.postpath).decode("utf-8")
+            path = b"/".join(request.prepath + request.postpath).decode("utf-8")
             request.getRequestHostname().decode("utf-8")
         except UnicodeDecodeError:
             return self._api._refuse_undecodable(request)
+        if self._direct and not request.prepath:
+            # the path werkzeug would see (Klein's PATH_INFO), split into segments
+            found = _fast_match(request.method, path[1:].split("/")
+                                if path.startswith("/") else path.split("/"))
+            if found is not None:
+                return self._api._render_direct(request, *found)
         return self._inner.render(request)
 
 
@@ -237,6 +327,7 @@ class ApiBase:
         self._auth = authenticator if authenticator is not None else api_auth.make_authenticator(
             config.auth_strategy, config.noauth_user_id, config.noauth_project_id)
         self._started_at = self._now()
+        self._node_header = config.node.encode()
         self._admin_keys_cache: dict = {}
         self._admin_keys_ctx = None
         # quotas: a zund.cluster.quota.QuotaService (None: /v1/quotas answers 501)
@@ -258,7 +349,34 @@ class ApiBase:
 
     def resource(self):
         """The twisted.web resource serving this API."""
-        return _Utf8Guard(self, self.app.resource())
+        return _Utf8Guard(self, self.app.resource(), direct=type(self).app is APP)
+
+    def _render_direct(self, request, handler, spec: _RouteSpec, url_args: dict):
+        """Serve a request the direct table matched, as Klein would (same
+        pipeline, a lost connection cancels the handler, an unexpected error is
+        Twisted's 500) without Klein's per-request URL map binding and matching."""
+        request.prepath.extend(request.postpath)
+        request.postpath = []
+        finished = []
+        request.notifyFinish().addBoth(finished.append)
+        d = Deferred.fromCoroutine(self._dispatch(request, handler, spec, url_args))
+        request.notifyFinish().addErrback(lambda _: d.cancel())
+
+        def write(body: bytes) -> None:
+            if not finished:
+                request.write(body)
+                request.finish()
+
+        def failed(failure: Failure) -> None:
+            if finished:
+                if not failure.check(CancelledError):
+                    log.failure("api.unhandled_error", failure)
+                return
+            request.processingFailed(failure)
+
+        d.addCallbacks(write, failed)
+        d.addErrback(lambda f: log.failure("api.write_failed", f))
+        return NOT_DONE_YET
 
     def _refuse_undecodable(self, request) -> bytes:
         """A URL or Host that is not UTF-8: 400 in Zun's format (Klein would answer
@@ -278,6 +396,8 @@ class ApiBase:
     def limit_for(self, method: bytes, target: bytes) -> int:
         """Largest body of the route a request line names, asked before the body
         is read; an unknown route gets the ordinary limit (it will be a 404)."""
+        if not _may_have_own_limit(target):
+            return self._body_limit(None)
         try:
             path = unquote(urlsplit(target.decode("latin-1")).path, errors="replace")
             endpoint, _ = APP.url_map.bind("localhost").match(
@@ -359,16 +479,19 @@ class ApiBase:
     def _finish(self, request, request_id: str, spec: _RouteSpec | None,
                 version: APIVersion | None, reply: Reply) -> bytes:
         request.setResponseCode(reply.status)
-        log.debug("api.request", method=request.method.decode("ascii", "replace"),
-                  path=request.path.decode("utf-8", "replace"), status=reply.status,
-                  request_id=request_id)
-        request.setHeader(b"X-OpenStack-Request-ID", request_id.encode())
+        if self._config.debug:
+            log.debug("api.request", method=request.method.decode("ascii", "replace"),
+                      path=request.path.decode("utf-8", "replace"), status=reply.status,
+                      request_id=request_id)
+        rid = request_id.encode()
+        headers = request.responseHeaders
+        headers.setRawHeaders(b"X-OpenStack-Request-ID", [rid])
         # zund extra: which node answered (any node serves the whole cloud)
-        request.setHeader(b"Zund-Node", self._config.node.encode())
-        request.setHeader(b"X-Compute-Request-Id", request_id.encode())
+        headers.setRawHeaders(b"Zund-Node", [self._node_header])
+        headers.setRawHeaders(b"X-Compute-Request-Id", [rid])
         if spec is None or spec.versioned:
-            for name, value in microversions.response_headers(version).items():
-                request.setHeader(name.encode(), value.encode())
+            for name, value in microversions.encoded_response_headers(version):
+                headers.setRawHeaders(name, [value])
         for name, value in reply.headers.items():
             request.setHeader(name.encode(), value.encode())
         if reply.body is _NO_BODY:
@@ -398,8 +521,9 @@ class ApiBase:
                 params.update(body)
             ctx = None if spec.public else await self._auth.authenticate(request, request_id)
             if ctx is not None:  # oslo.middleware: an inbound req-<uuid> is the global id
-                ctx = attrs.evolve(ctx, global_request_id=valid_request_id(
-                    header(GLOBAL_REQUEST_ID_HEADER)))
+                global_id = valid_request_id(header(GLOBAL_REQUEST_ID_HEADER))
+                if global_id != ctx.global_request_id:
+                    ctx = attrs.evolve(ctx, global_request_id=global_id)
             req = ApiRequest(request_id=request_id, version=version, ctx=ctx, params=params,
                              body=body, base_url=self._base_url(request), header=header,
                              raw=request)

@@ -208,6 +208,25 @@ def _frozen(value):
     return value
 
 
+def _target_key(target) -> object:
+    """The memo's key for a target: its items as a frozenset when every value is
+    hashable (the usual ``{"project_id", "user_id"}``: no sort, no recursion),
+    else the recursive :func:`_frozen` copy. Equal keys mean equal dicts."""
+    try:
+        return frozenset(target.items())
+    except TypeError:  # a list or dict value
+        return _frozen(target)
+
+
+def _creds_key(ctx) -> tuple:
+    """The memo's key for the credentials ``ctx.to_policy_values()`` gives: the
+    very fields that dict is made of, in a fixed order (without building it)."""
+    if type(ctx) is RequestContext:
+        return (ctx.user_id, ctx.user_domain_id, ctx.project_id, ctx.project_domain_id,
+                tuple(ctx.roles), ctx.is_admin)
+    return _frozen(ctx.to_policy_values())
+
+
 def _fingerprint(rules) -> tuple:
     """What the installed rule set says, comparable across reloads (oslo.policy
     may update its ``Rules`` in place, so identity is not enough)."""
@@ -271,13 +290,13 @@ class PolicyEnforcer:
         target = {"project_id": ctx.project_id, "user_id": ctx.user_id} if target is None \
             else target
         self._refresh()
-        creds = ctx.to_policy_values()
-        key = (action, _frozen(target), _frozen(creds))
+        key = (action, _target_key(target), _creds_key(ctx))
         allowed = self._memo.get(key)
         if allowed is None:
             if len(self._memo) >= self.MEMO_MAX:
                 self._memo.clear()
-            allowed = self._memo[key] = bool(self._enforcer.enforce(action, target, creds))
+            allowed = self._memo[key] = bool(self._enforcer.enforce(
+                action, target, ctx.to_policy_values()))
         return allowed
 
     def authorize(self, ctx: RequestContext, action: str, target: dict | None = None) -> None:

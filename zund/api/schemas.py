@@ -18,8 +18,6 @@ import shlex
 from typing import Any, Iterable, Mapping
 
 import attrs
-import jsonschema
-from jsonschema.exceptions import best_match
 
 from zund.api.microversions import APIVersion, v
 from zund.common import errors
@@ -378,11 +376,23 @@ FIELD_MIN_VERSION: dict[str, APIVersion] = {
 }
 COMMAND_LIST_VERSION = v("1.20")
 
-_create_validator = jsonschema.Draft7Validator(CREATE_SCHEMA)
+_create_validator = None  # built on the first create: a node that only hosts
+#                            containers never loads jsonschema (~1.8 MB RSS, issue 13 §5)
 
 
-def _schema_error(validator: jsonschema.Draft7Validator, body: Any) -> None:
+def _create_schema_validator():
+    global _create_validator
+    if _create_validator is None:
+        import jsonschema
+
+        _create_validator = jsonschema.Draft7Validator(CREATE_SCHEMA)
+    return _create_validator
+
+
+def _schema_error(validator, body: Any) -> None:
     """Raise InvalidInput for the most relevant JSON-schema violation, if any."""
+    from jsonschema.exceptions import best_match
+
     err = best_match(validator.iter_errors(body))
     if err is None:
         return
@@ -416,7 +426,7 @@ def validate_create(body: Any, version: APIVersion, limits: Limits,
         raise invalid("body", "the request body must be a JSON object.")
     check_storable(body)
     _check_versions(body, version)
-    _schema_error(_create_validator, body)
+    _schema_error(_create_schema_validator(), body)
 
     out: dict[str, Any] = {"image": body["image"]}
     if body.get("name") is not None:

@@ -221,6 +221,9 @@ class Bidder:
         #: dropped first): a COMMIT naming one is refused as ``ReservationExpired``.
         #: After a restart every reservation is gone anyway, so memory is enough.
         self._fenced: dict[str, str] = {}
+        #: reservation ids a coordinator chose for BID_COMMIT -> uuid (bounded like
+        #: the fences): each is used once, a repeat never bids again
+        self._used: dict[str, str] = {}
         self.stats = Counter()
 
     # -- read-only views ----------------------------------------------------------
@@ -273,36 +276,102 @@ class Bidder:
     async def bid(self, req: PlacementRequest) -> Bid | Decline:
         """Admit ``req`` against this node's truth and hold a reservation, or decline."""
         async with self._lock:
-            self._purge()
-            # One live reservation per request uuid: a coordinator's later round
-            # supersedes a bid whose answer it never received (it timed out).
-            for rid, res in list(self._reservations.items()):
-                if res.request.uuid == req.uuid and rid not in self._committing:
-                    self._drop(rid)
-            committed = await self._store_view()
-            if not isinstance(committed, Committed):
-                committed = Committed.of(committed)
-            if req.uuid in committed.uuids or req.uuid in self._inflight:
-                self.stats["declined"] += 1
-                self.stats["decline_reason.exists"] += 1
-                return Decline(self.node_name, f"exists: container {req.uuid} is already here")
-            state = self.state_of(committed)
-            if req.volumes and self._volumes_view is not None:
-                held = await self._volumes_view(req.project_id, list(req.volumes))
-                state = attrs.evolve(state, volumes=tuple(held))
-            reason = policies.admit(req, state, self.tenant_mode, self.policy)
-            if reason is not None:
-                self.stats["declined"] += 1
-                # by category ("cpu: ..." -> cpu) for zund_bidder_declines{reason}
-                self.stats[f"decline_reason.{reason.split(':', 1)[0].strip()}"] += 1
-                return Decline(self.node_name, reason)
-            score = policies.rank_score(self.policy, req, state, self.tenant_mode)
-            rid = self._new_id()
-            expires_at = self._clock.seconds() + self.ttl_s
-            self._reservations[rid] = Reservation(rid, req, expires_at, score)
-            self._timers[rid] = self._clock.callLater(self.ttl_s, self._expire, rid)
-            self.stats["reserved"] += 1
-            return Bid(self.node_name, rid, score, expires_at)
+            return await self._admit(req, self._new_id())
+
+    async def _admit(self, req: PlacementRequest, rid: str) -> Bid | Decline:
+        """The bid itself; the caller holds ``self._lock``. ``rid``: the new
+        reservation's id (this bidder's own, or the coordinator's in BID_COMMIT)."""
+        self._purge()
+        # One live reservation per request uuid: a coordinator's later round
+        # supersedes a bid whose answer it never received (it timed out).
+        for old, res in list(self._reservations.items()):
+            if res.request.uuid == req.uuid and old not in self._committing:
+                self._drop(old)
+        committed = await self._store_view()
+        if not isinstance(committed, Committed):
+            committed = Committed.of(committed)
+        if req.uuid in committed.uuids or req.uuid in self._inflight:
+            self.stats["declined"] += 1
+            self.stats["decline_reason.exists"] += 1
+            return Decline(self.node_name, f"exists: container {req.uuid} is already here")
+        state = self.state_of(committed)
+        if req.volumes and self._volumes_view is not None:
+            held = await self._volumes_view(req.project_id, list(req.volumes))
+            state = attrs.evolve(state, volumes=tuple(held))
+        reason = policies.admit(req, state, self.tenant_mode, self.policy)
+        if reason is not None:
+            self.stats["declined"] += 1
+            # by category ("cpu: ..." -> cpu) for zund_bidder_declines{reason}
+            self.stats[f"decline_reason.{reason.split(':', 1)[0].strip()}"] += 1
+            return Decline(self.node_name, reason)
+        score = policies.rank_score(self.policy, req, state, self.tenant_mode)
+        expires_at = self._clock.seconds() + self.ttl_s
+        self._reservations[rid] = Reservation(rid, req, expires_at, score)
+        self._timers[rid] = self._clock.callLater(self.ttl_s, self._expire, rid)
+        self.stats["reserved"] += 1
+        return Bid(self.node_name, rid, score, expires_at)
+
+    async def bid_commit(self, req: PlacementRequest, reservation_id: str,
+                         do_create: Callable[[Reservation], Awaitable],
+                         existing: Callable[[], Awaitable] | None = None,
+                         bar: float | None = None) -> object:
+        """BID_COMMIT (the coordinator's fast path): bid for ``req`` and, when this
+        node would bid, commit at once under the coordinator's ``reservation_id``
+        -> what ``do_create`` returns; else the ``Decline``. ``bar``: the score
+        (``policies.rank_score``) this node's must reach, else it declines as
+        ``outbid`` (the coordinator's view of the next candidate: this node's own
+        truth may have fallen below it since its metadata was published).
+
+        Exactly once, as BID then COMMIT (invariant 4): the bid and the start of
+        the commit happen in one hold of the lock, so no RELEASE, expiry or
+        ``resolve`` can come between them. A reservation id is single-use: a
+        delivery naming one already used (a duplicate, or a retry after a lost
+        answer) returns the record the first made, or ``ReservationExpired`` when
+        it made none; a fenced id (``resolve`` answered "not held") is always
+        refused, so a late BID_COMMIT can never land after the coordinator moved on.
+        """
+        while True:
+            async with self._lock:
+                self._purge()
+                uuid = req.uuid
+                busy = uuid if uuid in self._inflight else None
+                if busy is None:
+                    if reservation_id in self._fenced or reservation_id in self._used \
+                            or reservation_id in self._reservations:
+                        if (existing is not None and reservation_id not in self._fenced
+                                and self._used.get(reservation_id) == uuid):
+                            found = await existing()
+                            if found is not None:
+                                self.stats["commit_repeated"] += 1
+                                return found
+                        self.stats["commit_expired"] += 1
+                        raise errors.ReservationExpired(reservation_id=reservation_id,
+                                                        node=self.node_name)
+                    self._spend(reservation_id, uuid)
+                    answer = await self._admit(req, reservation_id)
+                    if isinstance(answer, Decline):
+                        return answer
+                    if bar is not None and answer.score < bar:
+                        self._drop(reservation_id)
+                        self.stats["declined"] += 1
+                        self.stats["decline_reason.outbid"] += 1
+                        return Decline(self.node_name,
+                                       f"outbid: score {answer.score:.4f} is below the next "
+                                       f"candidate's {bar:.4f} by metadata")
+                    res = self._reservations[reservation_id]
+                    self._committing.add(reservation_id)
+                    self._inflight[uuid] = []
+                    break
+            # a commit of this uuid is in flight (a duplicated delivery): wait for it
+            await self._wait_for(busy)
+        self.stats["bid_commits"] += 1
+        return await self._finish_commit(reservation_id, res, do_create)
+
+    def _spend(self, reservation_id: str, uuid: str) -> None:
+        """Mark a coordinator-chosen reservation id as used (bounded, oldest first)."""
+        self._used[reservation_id] = uuid
+        while len(self._used) > self.MAX_FENCES:
+            self._used.pop(next(iter(self._used)))
 
     async def commit(self, reservation_id: str,
                      do_create: Callable[[Reservation], Awaitable],
@@ -344,6 +413,13 @@ class Bidder:
             # a commit of this uuid is in flight (a duplicated COMMIT): its outcome
             # decides this one (the record it made, or the reservation gone)
             await self._wait_for(busy)
+        return await self._finish_commit(reservation_id, res, do_create)
+
+    async def _finish_commit(self, reservation_id: str, res: Reservation,
+                             do_create: Callable[[Reservation], Awaitable]) -> object:
+        """``do_create`` outside the lock; then the reservation is dropped and the
+        waiters for its uuid are told (invariant 3)."""
+        uuid = res.request.uuid
         try:
             result = await do_create(res)
         finally:

@@ -73,6 +73,20 @@ class FrameError(ValueError):
     """A frame that is too large or malformed."""
 
 
+def no_delay(transport) -> None:
+    """TCP_NODELAY on a channel's socket. Many calls share one connection, so with
+    Nagle a frame written while an earlier one is unacknowledged waits for that
+    ACK, which a peer in delayed-ACK mode holds up to 40 ms (Linux) unless an
+    answer carries it: calls queued behind a slow one. Frames written in one
+    reactor turn still leave in one send (the transport buffers them)."""
+    setter = getattr(transport, "setTcpNoDelay", None)
+    if setter is not None:
+        try:
+            setter(True)
+        except OSError:  # not a TCP socket after all (tests, UNIX sockets)
+            pass
+
+
 def pack_frame(items: list) -> bytes:
     data = msgpack.packb(items, use_bin_type=True)
     return _LEN.pack(len(data)) + data
@@ -148,6 +162,7 @@ class ChannelServerProtocol(_Framed):
 
     def connectionMade(self) -> None:
         self._client = getattr(self.transport.getPeer(), "host", None)
+        no_delay(self.transport)
         self.transport.write(MAGIC)
         self._touch()
 
@@ -291,6 +306,7 @@ class ChannelClientProtocol(_Framed):
         self.lost = False
 
     def connectionMade(self) -> None:
+        no_delay(self.transport)
         self.transport.write(MAGIC)
 
     def dataReceived(self, data: bytes) -> None:

@@ -46,6 +46,15 @@ class NodeHandlers:
         return await self.bidder.commit(reservation_id, do_create,
                                         existing=lambda: self._held(ctx, uuid))
 
+    async def bid_commit(self, request, reservation_id: str, ctx, uuid: str, placement,
+                         create, bar=None):
+        """BID_COMMIT: bid and, when admitted, commit at once (``Bidder.bid_commit``)."""
+        async def do_create(reservation):
+            return await self.containers.create(ctx, create, uuid=uuid, placement=placement)
+
+        return await self.bidder.bid_commit(request, reservation_id, do_create,
+                                            existing=lambda: self._held(ctx, uuid), bar=bar)
+
     async def commit_status(self, ctx, uuid: str, reservation_id: str):
         """COMMIT_STATUS: the record when held here, else None with the reservation
         fenced (``Bidder.resolve``)."""

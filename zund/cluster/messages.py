@@ -82,6 +82,12 @@ class Op(enum.IntEnum):
     PING = 100
     # 110-119: batched housekeeping between peers (zund.cluster.peer_client outbox)
     PEER_NOTES = 110
+    # 115-119: quota leases (zund.cluster.quota)
+    QUOTA_LEASE_CLAIM = 115
+    QUOTA_LEASE_RETURN = 116
+    QUOTA_LEASE_PEEK = 117
+    # 111-114: the one-shot placement fast path (zund.cluster.placement, bidding)
+    BID_COMMIT = 111
 
 
 WireError = wire.WireError
@@ -177,6 +183,68 @@ class CommitRequest:
 
     @staticmethod
     def answer_from_body(ok: dict) -> ContainerRecord:
+        return _get(ok, "record", ContainerRecord)
+
+
+def _bar(body: dict) -> float | None:
+    value = _get(body, "bar", (int, float), optional=True)
+    if isinstance(value, bool) or (value is not None and value != value):
+        raise WireError("bar: expected a number")
+    return None if value is None else float(value)
+
+
+@attrs.frozen
+class BidCommitRequest:
+    """The coordinator's fast path: bid for ``request`` and, when the receiver
+    would bid, commit it at once under the coordinator's ``reservation_id`` (the
+    container ``uuid`` created from ``create`` for ``ctx``, ``placement`` recorded
+    in its create action). -> ContainerRecord, or Decline (the reason it would not
+    bid). An unheard answer is resolved with COMMIT_STATUS of ``reservation_id``."""
+
+    OP: ClassVar[Op] = Op.BID_COMMIT
+    request: PlacementRequest
+    reservation_id: str
+    ctx: RequestContext
+    uuid: str
+    create: CreateRequest
+    placement: dict | None = None
+    #: the score the receiver's own must reach (else it declines, ``outbid``)
+    bar: float | None = None
+
+    def to_body(self) -> dict:
+        return {"request": self.request.to_wire(), "reservation_id": self.reservation_id,
+                "ctx": wire.context_to_dict(self.ctx), "uuid": self.uuid,
+                "create": self.create.to_dict(), "placement": self.placement,
+                "bar": self.bar}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "BidCommitRequest":
+        try:
+            request = PlacementRequest.from_wire(_get(body, "request", dict))
+        except TypeError as e:
+            raise WireError(f"request: {e}") from None
+        try:
+            create = CreateRequest.from_dict(_get(body, "create", dict))
+        except (TypeError, ValueError) as e:
+            raise WireError(f"create: {e}") from None
+        uuid = _get(body, "uuid", str)
+        if request.uuid != uuid:
+            raise WireError("uuid: does not match the request's")
+        return cls(request=request, reservation_id=_get(body, "reservation_id", str),
+                   ctx=_ctx(body), uuid=uuid, create=create,
+                   placement=_get(body, "placement", dict, optional=True),
+                   bar=_bar(body))
+
+    @staticmethod
+    def answer_to_body(answer) -> dict:
+        if isinstance(answer, Decline):
+            return {"accepted": False, "reason": answer.reason}
+        return {"accepted": True, "record": answer}
+
+    @staticmethod
+    def answer_from_body(ok: dict):
+        if not _get(ok, "accepted", bool):
+            return Decline(node="", reason=_get(ok, "reason", str))
         return _get(ok, "record", ContainerRecord)
 
 
@@ -1055,8 +1123,132 @@ class PingRequest(_NoAnswer):
         return cls()
 
 
+def _lease_uses(body: dict, name: str) -> dict:
+    raw = _get(body, name, dict, optional=True, default={})
+    if len(raw) > MAX_NOTES:
+        raise WireError(f"{name}: more than {MAX_NOTES}")
+    return {u: _numbers(raw, u) for u in raw if isinstance(u, str)}
+
+
+def _lease_returns(body: dict) -> tuple:
+    raw = _get(body, "returns", list, optional=True, default=[])
+    if len(raw) > MAX_NOTES:
+        raise WireError(f"returns: at most {MAX_NOTES} leases")
+    out = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise WireError("returns: each is {project_id, lease_id, committed, pending}")
+        out.append((_get(item, "project_id", str), _get(item, "lease_id", str),
+                    _lease_uses(item, "committed"), _lease_uses(item, "pending")))
+    return tuple(out)
+
+
+def _returns_body(returns) -> list:
+    return [{"project_id": p, "lease_id": lid, "committed": dict(c), "pending": dict(q)}
+            for p, lid, c, q in returns]
+
+
+@attrs.frozen
+class QuotaLeaseClaim:
+    """To the project's ledger holder, from node ``node``: hand back the leases in
+    ``returns`` (``(project_id, lease_id, committed {uuid: demand}, pending {uuid:
+    demand})``, any projects this receiver holds),
+    then count ``resources`` for the container ``uuid`` (as QUOTA_CLAIM), then,
+    when ``want_lease``, lease ``node`` a block of the project's headroom.
+    -> ``(lease_id, amounts, ttl_s)`` or None (no lease); QuotaExceeded when the
+    claim does not fit (the returns are applied either way)."""
+
+    OP: ClassVar[Op] = Op.QUOTA_LEASE_CLAIM
+    project_id: str
+    uuid: str
+    resources: dict
+    node: str
+    want_lease: bool = True
+    returns: tuple = ()
+
+    def to_body(self) -> dict:
+        return {"project_id": self.project_id, "uuid": self.uuid,
+                "resources": dict(self.resources), "node": self.node,
+                "want_lease": self.want_lease, "returns": _returns_body(self.returns)}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "QuotaLeaseClaim":
+        return cls(_get(body, "project_id", str), _get(body, "uuid", str),
+                   _numbers(body, "resources"), _get(body, "node", str),
+                   _get(body, "want_lease", bool, optional=True, default=False),
+                   _lease_returns(body))
+
+    @staticmethod
+    def answer_to_body(grant) -> dict:
+        if grant is None:
+            return {}
+        lease_id, amounts, ttl_s = grant
+        return {"lease_id": lease_id, "amounts": dict(amounts), "ttl_s": float(ttl_s)}
+
+    @staticmethod
+    def answer_from_body(ok: dict):
+        if "lease_id" not in ok:
+            return None
+        ttl = _get(ok, "ttl_s", (int, float))
+        return _get(ok, "lease_id", str), _numbers(ok, "amounts"), float(ttl)
+
+
+@attrs.frozen
+class QuotaLeaseReturn(_NoAnswer):
+    """To a ledger holder: these leases are over (``returns``: ``(project_id,
+    lease_id, committed, pending)``; the containers each counted, ``committed``:
+    created, ``pending``: creates still in flight, counted as claims). Sent
+    batched when no QUOTA_LEASE_CLAIM to the receiver carried them. Idempotent.
+    -> None."""
+
+    OP: ClassVar[Op] = Op.QUOTA_LEASE_RETURN
+    returns: tuple = ()
+
+    def to_body(self) -> dict:
+        return {"returns": _returns_body(self.returns)}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "QuotaLeaseReturn":
+        return cls(_lease_returns(body))
+
+
+@attrs.frozen
+class QuotaLeasePeek:
+    """From the project's ledger holder to a node: the containers the node counted
+    against each of its leases of the project (created or in flight; held, spent
+    or returned without acknowledgement), and with ``revoke`` (a new holder taking
+    over, or the holder taking unused leases back) stop using them.
+    -> {lease_id: {uuid: demand}}."""
+
+    OP: ClassVar[Op] = Op.QUOTA_LEASE_PEEK
+    project_id: str
+    revoke: bool = False
+
+    def to_body(self) -> dict:
+        return {"project_id": self.project_id, "revoke": self.revoke}
+
+    @classmethod
+    def from_body(cls, body: dict) -> "QuotaLeasePeek":
+        return cls(_get(body, "project_id", str),
+                   _get(body, "revoke", bool, optional=True, default=False))
+
+    @staticmethod
+    def answer_to_body(leases: dict) -> dict:
+        return {"leases": {lid: dict(used) for lid, used in leases.items()}}
+
+    @staticmethod
+    def answer_from_body(ok: dict) -> dict:
+        raw = _get(ok, "leases", dict)
+        if len(raw) > MAX_NOTES:
+            raise WireError(f"leases: more than {MAX_NOTES}")
+        return {lid: _lease_uses(raw, lid) for lid in raw if isinstance(lid, str)}
+
+
+QUOTA_REQUESTS = QUOTA_REQUESTS + (QuotaLeaseClaim, QuotaLeaseReturn, QuotaLeasePeek)
+
+
 REQUESTS: dict[Op, type] = {cls.OP: cls for cls in (
-    BidRequest, CommitRequest, ReleaseRequest, ListRequest, LocateRequest, OwnerCall,
+    BidRequest, CommitRequest, BidCommitRequest, ReleaseRequest, ListRequest, LocateRequest, OwnerCall,
     HostRequest, ReplicateRequest, ReplicaSyncRequest, ReplicaQuery, CommitStatusRequest,
     ServiceStateRequest, ServiceMarksExchange)
     + QUOTA_REQUESTS + IMAGE_REQUESTS + REGISTRY_REQUESTS + FLAVOR_REQUESTS

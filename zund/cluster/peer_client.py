@@ -1,6 +1,7 @@
 """The peer RPC client: signed, sealed msgpack POSTs to other nodes (see peer_server).
 
-Implements ``zund.cluster.types.IPeerClient`` (bid / commit / release) plus the
+Implements ``zund.cluster.types.IPeerClient`` (bid / commit / release, and
+bid_commit: the placement fast path) plus the
 calls the directory and the cluster containers need on other nodes (list,
 locate, owner calls, host info). Every call sends one typed, versioned message
 (``zund.cluster.messages``) to ``POST /v1/peer``.
@@ -30,7 +31,6 @@ connection pool is built on first use.
 
 from __future__ import annotations
 
-import treq
 from twisted.internet import defer, error
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -177,6 +177,8 @@ class PeerClient:
                 raise _TooLarge(f"answer exceeds {limit} bytes")
             chunks.append(data)
 
+        import treq  # loaded with the HTTP client (first slow call): ~0.8 MB
+
         await treq.collect(response, collect)
         return response.code, b"".join(chunks)
 
@@ -314,6 +316,25 @@ class PeerClient:
         return await self._send(node, messages.CommitRequest(
             reservation_id=reservation_id, ctx=_context(ctx), uuid=uuid, request=request,
             placement=placement))
+
+    async def bid_commit(self, node: NodeView, request: PlacementRequest,
+                         reservation_id: str, ctx, placement: dict | None,
+                         create: CreateRequest,
+                         bar: float | None = None) -> ContainerRecord | Decline:
+        """The placement fast path (BID_COMMIT): the record ``node`` created under
+        ``reservation_id``, or its Decline. A node that does not know the operation
+        declines (``error: UnsupportedPeerOperation``: it certainly did nothing).
+        Failures raise as ``commit``'s do (PeerRefused: definite; PeerTimeout and
+        other ServiceUnavailable: unknown, resolved with ``commit_status``)."""
+        try:
+            answer = await self._send(node, messages.BidCommitRequest(
+                request=request, reservation_id=reservation_id, ctx=_context(ctx),
+                uuid=request.uuid, create=create, placement=placement, bar=bar))
+        except (errors.UnsupportedPeerOperation, errors.UnsupportedPeerVersion) as e:
+            return Decline(node=node.name, reason=f"error: {type(e).__name__}: {e}")
+        if isinstance(answer, Decline):
+            return Decline(node=node.name, reason=answer.reason)
+        return answer
 
     async def commit_status(self, node: NodeView, ctx, uuid: str,
                             reservation_id: str) -> ContainerRecord | None:

@@ -16,7 +16,7 @@ mapped coarsely below — this is a node-to-node boundary, not the Zun API, whos
 status table lives in ``zund/api/errors.py``.
 
 Operations (``messages.Op``): BID → bidder, COMMIT → bidder + local create,
-RELEASE → bidder, LIST / LOCATE / HOST → this node's containers, OWNER_CALL → the
+BID_COMMIT → both at once (the placement fast path), RELEASE → bidder, LIST / LOCATE / HOST → this node's containers, OWNER_CALL → the
 ``IContainers`` owner call it names (the allowlist and the arguments are derived
 from the interface declaration).
 """
@@ -82,6 +82,14 @@ class IPeerHandlers(Interface):
 
     def release(reservation_id):
         """Drop a reservation; unknown ids are fine. May be sync or async."""
+
+    async def bid_commit(request, reservation_id, ctx, uuid, placement, create, bar):
+        """Optional (BID_COMMIT, the placement fast path): the bid for the
+        PlacementRequest ``request`` and, when this node would bid, the commit of
+        ``create`` under the coordinator's ``reservation_id`` at once -> the
+        ContainerRecord, or the Decline (also when its score is below ``bar``,
+        a number or None). Without it BID_COMMIT is refused as an
+        unsupported operation (the coordinator falls back to the bid round)."""
 
     async def commit_status(ctx, uuid, reservation_id):
         """-> the ContainerRecord ``uuid`` when this node holds it; else None, and
@@ -300,6 +308,13 @@ class PeerAPI:
         if isinstance(msg, messages.CommitRequest):
             return await _maybe_await(h.commit(msg.reservation_id, msg.ctx, msg.uuid,
                                                msg.placement, msg.request))
+        if isinstance(msg, messages.BidCommitRequest):
+            bid_commit = getattr(h, "bid_commit", None)
+            if bid_commit is None:  # a node without the fast path: the bid round
+                raise errors.UnsupportedPeerOperation(operation=msg.OP.name,
+                                                      node=self.node_name)
+            return await bid_commit(msg.request, msg.reservation_id, msg.ctx, msg.uuid,
+                                    msg.placement, msg.create, msg.bar)
         if isinstance(msg, messages.ReleaseRequest):
             return await _maybe_await(h.release(msg.reservation_id))
         if isinstance(msg, messages.CommitStatusRequest):

@@ -19,6 +19,14 @@ the live claims of the node that held the ledger before (the next node in the
 order, when alive). A holder that finds a node not answering refuses to grant
 (ServiceUnavailable): it never guesses low.
 
+Leases: a claim that reaches the holder may also lease the entry node a block of
+the project's headroom (``lease_share``); the holder counts the whole block until
+it is handed back or its ``lease_ttl_s`` ends, so usage + claims + leases never
+pass the limit. Meanwhile the node claims from its block locally (no round trip)
+and hands the block back, with the containers it counted, in its next claim to
+that holder or batched (``QuotaLeaseReturn``). A new holder makes every node report
+and drop the leases of an earlier one (``QuotaLeasePeek`` with ``revoke``).
+
 Limits set by an admin (``project:<id>`` and ``class:<name>`` keys) are written
 to the first ``limit_replicas`` nodes of the key's rendezvous order, versioned
 ``(seconds, node)``; a write needs a majority of them; a read asks all of them
@@ -37,6 +45,8 @@ no I/O and take ``now``.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
 from typing import Callable
 
 import attrs
@@ -71,6 +81,14 @@ class QuotaConfig:
     claim_ttl_s: float = 30.0
     limit_replicas: int = 3
     rebuild_interval_s: float = 300.0
+    #: quota leases: a node holding one claims locally, with no round trip
+    leases: bool = True
+    #: how long the holder counts a lease; the node uses it for half of that
+    lease_ttl_s: float = 20.0
+    #: containers one lease holds at most
+    lease_max_containers: int = 8
+    #: a spent lease waits this long for a claim to the same holder to carry it
+    lease_return_delay_s: float = 1.0
 
     def defaults(self) -> dict:
         return {r: getattr(self, r) for r in RESOURCES}
@@ -78,9 +96,12 @@ class QuotaConfig:
     @classmethod
     def from_conf(cls, conf) -> "QuotaConfig":
         q = conf.quota
+        extra = {k: getattr(q, k) for k in ("leases", "lease_ttl_s", "lease_max_containers",
+                                            "lease_return_delay_s") if hasattr(q, k)}
         return cls(containers=q.containers, cpu=q.cpu, memory=q.memory, disk=q.disk,
                    enforce=q.enforce, claim_ttl_s=q.claim_ttl_s,
-                   limit_replicas=q.limit_replicas, rebuild_interval_s=q.rebuild_interval_s)
+                   limit_replicas=q.limit_replicas, rebuild_interval_s=q.rebuild_interval_s,
+                   **extra)
 
 
 # -- pure parts -------------------------------------------------------------------------
@@ -146,6 +167,46 @@ def quota_exceeded(resources: list[str]) -> errors.QuotaExceeded:
     return errors.QuotaExceeded(resources=str(list(resources)))
 
 
+def lease_share(limits: dict, held: dict, live_nodes: int, max_containers: int) -> dict | None:
+    """A lease's block of the headroom: per limited resource
+    ``(limit - held) / (2 * live_nodes)`` rounded down (containers at most
+    ``max_containers``), ``-1`` for an unlimited one; None when it would not
+    hold one container."""
+    out = {}
+    parts = 2 * max(1, live_nodes)
+    for r in RESOURCES:
+        limit = limits.get(r, -1)
+        if limit < 0:
+            out[r] = -1
+            continue
+        share = max(0.0, (limit - held[r]) / parts)
+        if r == "containers":
+            out[r] = min(int(share), max_containers)
+        elif r == "cpu":
+            out[r] = math.floor(share * 1000) / 1000
+        else:
+            out[r] = int(share)
+    return None if out["containers"] == 0 else out
+
+
+def counted_part(amounts: dict) -> dict:
+    """What a lease's amounts count against the limits (unlimited: nothing)."""
+    return {r: max(0, v) for r, v in amounts.items()}
+
+
+def fits(remaining: dict, wanted: dict) -> bool:
+    return all(remaining.get(r, 0) < 0 or wanted.get(r, 0) <= remaining.get(r, 0) + 1e-9
+               for r in RESOURCES)
+
+
+def minus(remaining: dict, wanted: dict, sign: int = 1) -> dict:
+    out = dict(remaining)
+    for r in RESOURCES:
+        if out.get(r, 0) >= 0:
+            out[r] = round(out.get(r, 0) - sign * wanted.get(r, 0), 6)
+    return out
+
+
 @attrs.define
 class Ledger:
     """One project's counts on its holder. ``usage``: uuid -> demand of committed
@@ -157,12 +218,56 @@ class Ledger:
     committed_during_rebuild: dict = attrs.field(factory=dict)
     rebuilding: bool = False
     rebuilt_at: float = 0.0
+    #: lease_id -> [node, remaining amounts (-1: unlimited), expires_at]
+    leases: dict = attrs.field(factory=dict)
+    #: uuid -> until: released before a lease return reported them
+    released: dict = attrs.field(factory=dict)
 
     def in_use(self) -> dict:
         return total(self.usage.values())
 
+    def claimed(self) -> dict:
+        """Committed usage plus claims in flight (what the usage view shows; a
+        lease adopted from a previous holder, ``lease:<id>``, is not usage)."""
+        return total(list(self.usage.values()) + [d for u, (d, _) in self.claims.items()
+                                                  if not u.startswith("lease:")])
+
     def held(self) -> dict:
-        return total(list(self.usage.values()) + [d for d, _ in self.claims.values()])
+        """What grants must leave room for: usage, claims and live leases."""
+        return total(list(self.usage.values()) + [d for d, _ in self.claims.values()]
+                     + [counted_part(a) for _, a, _ in self.leases.values()])
+
+    def grant_lease(self, lease_id: str, node: str, limits: dict, live_nodes: int,
+                    max_containers: int, now: float, ttl_s: float) -> dict | None:
+        """Lease ``node`` a block of the headroom (``lease_share``), or None when
+        the headroom is too small or ``node`` still holds a live lease here."""
+        if any(n == node and expires > now for n, _, expires in self.leases.values()):
+            return None
+        amounts = lease_share(limits, self.held(), live_nodes, max_containers)
+        if amounts is not None:
+            self.leases[lease_id] = [node, dict(amounts), now + ttl_s]
+        return amounts
+
+    def return_lease(self, lease_id: str, committed: dict, pending: dict, now: float,
+                     ttl_s: float) -> None:
+        """A lease is over: its created containers become usage, its creates in
+        flight claims; the rest of its block is free. Idempotent; a container
+        released meanwhile is not counted."""
+        self.leases.pop(lease_id, None)
+        self.claims.pop(f"lease:{lease_id}", None)  # adopted from a previous holder
+        for u, wanted in committed.items():
+            if u in self.released or u in self.usage:
+                continue
+            self.claims.pop(u, None)
+            self.usage[u] = dict(wanted)
+            if self.rebuilding:
+                self.committed_during_rebuild[u] = dict(wanted)
+        for u, wanted in pending.items():
+            if u not in self.released and u not in self.usage and u not in self.claims:
+                self.claims[u] = (dict(wanted), now + ttl_s)
+
+    def note_released(self, uuid: str, until: float) -> None:
+        self.released[uuid] = until
 
     def claim(self, uuid: str, wanted: dict, limits: dict, now: float, ttl_s: float) -> None:
         """Grant or raise QuotaExceeded. A uuid already claimed or counted is
@@ -194,7 +299,9 @@ class Ledger:
         return uuid in self.usage
 
     def expired(self, now: float) -> list[str]:
-        return [u for u, (_, expires) in self.claims.items() if expires <= now]
+        return ([u for u, (_, expires) in self.claims.items() if expires <= now]
+                + [f"lease:{lid}" for lid, (_, _, expires) in self.leases.items()
+                   if expires <= now])
 
     def rebuild(self, records_usage: dict, adopted_claims: dict, now: float,
                 ttl_s: float) -> None:
@@ -212,9 +319,48 @@ class Ledger:
             if u not in usage and u not in claims:
                 claims[u] = (dict(wanted), now + ttl_s)
         self.usage, self.claims = usage, claims
+        # a live lease keeps counting its whole block (its created containers may
+        # also be in the records: counted twice until it is returned, never less)
+        self.leases = {lid: lease for lid, lease in self.leases.items() if lease[2] > now}
+        self.released = {u: until for u, until in self.released.items() if until > now}
         self.committed_during_rebuild = {}
         self.rebuilding = False
         self.rebuilt_at = now
+
+
+@attrs.define
+class HeldLease:
+    """A lease this node holds (the entry side): ``remaining`` of its block,
+    usable until ``use_until`` (this node's clock, from when it asked: half the
+    holder's TTL, so it stops before the holder stops counting it), ``used``:
+    uuid -> demand of the creates it counted, ``committed``: those created."""
+
+    lease_id: str
+    granter: str
+    remaining: dict
+    use_until: float
+    used: dict = attrs.field(factory=dict)
+    committed: set = attrs.field(factory=set)
+
+    def take(self, uuid: str, wanted: dict, now: float) -> bool:
+        if uuid in self.used:
+            return True
+        if now >= self.use_until or not fits(self.remaining, wanted):
+            return False
+        self.remaining = minus(self.remaining, wanted)
+        self.used[uuid] = dict(wanted)
+        return True
+
+    def give_back(self, uuid: str) -> None:
+        wanted = self.used.pop(uuid)
+        self.committed.discard(uuid)
+        self.remaining = minus(self.remaining, wanted, -1)
+
+    def report(self) -> tuple:
+        """``(lease_id, committed, pending)`` as a return carries it."""
+        committed = {u: d for u, d in self.used.items() if u in self.committed}
+        pending = {u: d for u, d in self.used.items() if u not in self.committed}
+        return self.lease_id, committed, pending
 
 
 @attrs.define
@@ -273,12 +419,34 @@ class QuotaService(service.Service):
         self._class_cache: tuple[float, dict] | None = None
         #: key -> (member names, their rendezvous order); never mutated by callers
         self._orders: dict[str, tuple[frozenset, list[str]]] = {}
+        #: project -> the lease this node holds from the project's holder
+        self.held_leases: dict[str, HeldLease] = {}
+        self._lease_timers: dict[str, object] = {}
+        self._lease_seq = itertools.count(1)
+        #: holder -> spent leases to hand back: [(project_id, lease_id, committed,
+        #: pending)], carried by the next claim to it or sent after a short delay
+        self._returns: dict[str, list] = {}
+        self._return_timers: dict[str, object] = {}
+        #: project -> how many times a holder revoked this node's lease of it: a
+        #: grant answering a claim sent before a revoke may already be freed there
+        self._revokes: dict[str, int] = {}
+        #: lease_id -> (project_id, lease_id, committed, pending): returns sent and
+        #: not acknowledged (a revoke reports them: they may never arrive)
+        self._sending: dict[str, tuple] = {}
 
     # -- start: the durable limit replicas ---------------------------------------------
 
     def startService(self):
         super().startService()
         return defer.Deferred.fromCoroutine(self._load())
+
+    def stopService(self):
+        for call in [*self._lease_timers.values(), *self._return_timers.values()]:
+            if call.active():
+                call.cancel()
+        self._lease_timers.clear()
+        self._return_timers.clear()
+        return super().stopService()
 
     async def _load(self) -> None:
         if self._store is None:
@@ -349,7 +517,21 @@ class QuotaService(service.Service):
             return await self._usage_here(msg.project_id)
         if isinstance(msg, messages.QuotaClaimsRequest):
             ledger = self.ledgers.get(msg.project_id)
-            return {u: d for u, (d, _) in ledger.claims.items()} if ledger else {}
+            if ledger is None:
+                return {}
+            out = {u: d for u, (d, _) in ledger.claims.items()}
+            # leases count on the next holder as claims until their TTL
+            out.update({f"lease:{lid}": counted_part(a)
+                        for lid, (_, a, _) in ledger.leases.items()})
+            return out
+        if isinstance(msg, messages.QuotaLeaseClaim):
+            return await self._lease_claim_here(msg)
+        if isinstance(msg, messages.QuotaLeaseReturn):
+            for project_id, lease_id, committed, pending in msg.returns:
+                await self._return_here(project_id, lease_id, committed, pending)
+            return None
+        if isinstance(msg, messages.QuotaLeasePeek):
+            return self._peek_here(msg.project_id, msg.revoke)
         raise errors.UnsupportedPeerOperation(operation=msg.OP.name, node=self.node)
 
     # -- claims (the holder side) ----------------------------------------------------
@@ -393,6 +575,7 @@ class QuotaService(service.Service):
         records = list(await self._local_records(project_id))
         ctx = RequestContext(user_id="zund-quota", project_id=project_id)
         others = [n for name, n in self._members().items() if name != self.node]
+        adopted: dict = {}
         if others:
             answers = await defer.DeferredList(
                 [defer.Deferred.fromCoroutine(self._list_remote(n, ctx)) for n in others],
@@ -405,18 +588,41 @@ class QuotaService(service.Service):
                 records.extend(result)
         usage = {r.uuid: record_demand(r) for r in records
                  if r.project_id == project_id and r.status not in GONE_STATUSES}
-        adopted: dict = {}
+        if takeover and (usage or project_id in self.held_leases):
+            # leases granted by an earlier holder: their nodes stop using them and
+            # report what they counted (creates in flight become claims here).
+            # A project with no container anywhere had no lease worth asking for
+            # (a brand-new project: no round trips).
+            adopted.update(await self._revoke_leases(project_id, others))
         order = self._order(project_key(project_id))
         if takeover and len(order) > 1:
             try:
-                adopted = await self._call(order[1],
-                                           messages.QuotaClaimsRequest(project_id))
+                adopted.update(await self._call(order[1],
+                                                messages.QuotaClaimsRequest(project_id)))
             except errors.ZundError as e:
                 # the previous holder is gone: its unsettled claims are either
                 # records by now or will never be (claim_ttl_s > one placement)
                 log.info("quota.ledger.no_previous_claims project={project} reason={r}",
                          project=project_id, r=str(e))
         return usage, adopted
+
+    async def _revoke_leases(self, project_id: str, others) -> dict:
+        used = {}
+        for per_lease in self._peek_here(project_id, True).values():
+            used.update(per_lease)
+        answers = await defer.DeferredList(
+            [defer.Deferred.fromCoroutine(self._client.call(
+                n, messages.QuotaLeasePeek(project_id, True))) for n in others],
+            consumeErrors=True)
+        for (ok, result), n in zip(answers, others):
+            if ok:
+                for per_lease in result.values():
+                    used.update(per_lease)
+            elif not result.check(errors.UnsupportedPeerOperation):  # older: no leases
+                raise errors.ServiceUnavailable(
+                    reason=f"quota of project {project_id}: node {n.name} did not "
+                           f"report its leases ({result.getErrorMessage()})")
+        return used
 
     async def _effective_limits(self, project_id: str) -> dict:
         own = self.limits.get(project_key(project_id))
@@ -443,14 +649,47 @@ class QuotaService(service.Service):
         try:
             ledger = await self._ledger(project_id)
             limits = await self._effective_limits(project_id)
-            ledger.claim(uuid, wanted, limits, self._clock.seconds(), self.config.claim_ttl_s)
+            await self._claim_fitting(project_id, ledger, uuid, wanted, limits)
         finally:
             lock.release()
+
+    async def _claim_fitting(self, project_id: str, ledger: Ledger, uuid: str,
+                             wanted: dict, limits: dict) -> None:
+        """``ledger.claim``; when only the nodes' leases stand in the way, take them
+        back first (their creates become claims) rather than refuse a create that
+        fits the limit. Call under the project's lock."""
+        ttl = self.config.claim_ttl_s
+        try:
+            return ledger.claim(uuid, wanted, limits, self._clock.seconds(), ttl)
+        except errors.QuotaExceeded:
+            without_leases = total(list(ledger.usage.values())
+                                   + [d for d, _ in ledger.claims.values()])
+            if not ledger.leases or overs(limits, without_leases, wanted):
+                raise
+        by_node: dict[str, list] = {}
+        for lease_id, (node, _, _) in ledger.leases.items():
+            by_node.setdefault(node, []).append(lease_id)
+        for node, lease_ids in sorted(by_node.items()):
+            try:
+                reported = (self._peek_here(project_id, True) if node == self.node else
+                            await self._call(node, messages.QuotaLeasePeek(project_id, True)))
+            except errors.ZundError as e:
+                log.info("quota.lease.reclaim_failed project={project} node={node} "
+                         "reason={r}", project=project_id, node=node, r=str(e))
+                continue  # its lease keeps counting until its TTL
+            # a lease the node does not report (a grant still travelling, a node
+            # that restarted) keeps counting until its TTL
+            for lease_id, used in reported.items():
+                ledger.return_lease(lease_id, {}, used, self._clock.seconds(), ttl)
+        ledger.claim(uuid, wanted, limits, self._clock.seconds(), ttl)
 
     async def _settle_here(self, project_id: str, uuid: str, committed: bool) -> None:
         ledger = self.ledgers.get(project_id)
         if ledger is None:
             return  # not held here: whoever holds it recounts from the records
+        if not committed and ledger.leases:
+            # a lease's container may be reported after its release: not counted then
+            ledger.note_released(uuid, self._clock.seconds() + self.config.lease_ttl_s)
         if not ledger.settle(uuid, committed):
             ledger.rebuilt_at = float("-inf")  # unknown commit: recount on next claim
 
@@ -469,7 +708,23 @@ class QuotaService(service.Service):
         lock = self._lock(project_id)
         await lock.acquire()
         try:
-            return (await self._ledger(project_id)).held()
+            ledger = await self._ledger(project_id)
+            counted = [ledger.claimed()]
+            known = set(ledger.usage) | set(ledger.claims) | set(ledger.released)
+            now = self._clock.seconds()
+            # what the nodes holding leases counted (an unused lease is not usage)
+            for name in sorted({n for n, _, exp in ledger.leases.values() if exp > now}):
+                try:
+                    used = (self._peek_here(project_id, False) if name == self.node else
+                            await self._call(name, messages.QuotaLeasePeek(project_id)))
+                except errors.ServiceUnavailable as e:
+                    log.info("quota.usage.lease_unseen project={project} node={node} "
+                             "reason={r}", project=project_id, node=name, r=str(e))
+                    continue
+                for per_lease in used.values():
+                    counted.extend(d for u, d in per_lease.items() if u not in known)
+                    known |= set(per_lease)
+            return total(counted)
         finally:
             lock.release()
 
@@ -481,6 +736,8 @@ class QuotaService(service.Service):
         holder that does not answer or is not the holder yet."""
         if not self.config.enforce:
             return
+        if self.config.leases and self._client is not None:
+            return await self._claim_with_lease(project_id, uuid, wanted)
         msg = messages.QuotaClaimRequest(project_id, uuid, dict(wanted))
         for attempt in range(2):
             holder = self.holder(project_id)
@@ -494,6 +751,183 @@ class QuotaService(service.Service):
                 if attempt:
                     raise
 
+    async def _claim_with_lease(self, project_id: str, uuid: str, wanted: dict) -> None:
+        """Claim from this node's lease of the project when it is usable and holds
+        ``wanted`` (no round trip); else claim at the holder, handing back the
+        spent lease and asking for a new one in the same request."""
+        now = self._clock.seconds()
+        holder = self.holder(project_id)
+        lease = self.held_leases.get(project_id)
+        if lease is not None and lease.granter == holder and lease.take(uuid, wanted, now):
+            return
+        if lease is not None:
+            self._queue_return(project_id, self._drop_lease(project_id).report())
+        revokes = self._revokes.get(project_id, 0)
+        for attempt in range(2):
+            holder = self.holder(project_id)
+            returns = tuple(self._take_returns(holder))
+            msg = messages.QuotaLeaseClaim(project_id, uuid, dict(wanted), self.node,
+                                           holder != self.node, returns)
+            self._sending.update({r[1]: r for r in returns})
+            try:
+                if holder == self.node:
+                    grant = await self._lease_claim_here(msg)
+                else:
+                    grant = await self._call(holder, msg)
+                self._sent(returns)
+                break
+            except errors.QuotaExceeded:
+                self._sent(returns)
+                raise  # the holder applied the returns before it refused
+            except errors.ServiceUnavailable:
+                self._requeue(holder, returns)
+                if attempt:
+                    raise
+            except BaseException:
+                self._requeue(holder, returns)
+                raise
+        if grant is not None:
+            self._accept_lease(project_id, holder, grant, now,
+                               revoked=self._revokes.get(project_id, 0) != revokes)
+
+    def _accept_lease(self, project_id: str, granter: str, grant: tuple, asked_at: float,
+                      revoked: bool = False):
+        lease_id, amounts, ttl_s = grant
+        if revoked:
+            # revoked while the grant travelled: never used; hand it back as is
+            self._queue_return(project_id, (lease_id, {}, {}), granter)
+            return
+        if project_id in self.held_leases or self.holder(project_id) != granter:
+            # a concurrent claim got one first, or the holder changed meanwhile
+            self._queue_return(project_id, (lease_id, {}, {}), granter)
+            return
+        use_until = asked_at + ttl_s / 2
+        self.held_leases[project_id] = HeldLease(lease_id, granter, dict(amounts), use_until)
+        self._lease_timers[project_id] = self._clock.callLater(
+            max(0.0, use_until - self._clock.seconds()), self._lease_due, project_id, lease_id)
+
+    def _drop_lease(self, project_id: str) -> HeldLease:
+        call = self._lease_timers.pop(project_id, None)
+        if call is not None and call.active():
+            call.cancel()
+        return self.held_leases.pop(project_id)
+
+    def _lease_due(self, project_id: str, lease_id: str) -> None:
+        self._lease_timers.pop(project_id, None)
+        lease = self.held_leases.get(project_id)
+        if lease is not None and lease.lease_id == lease_id:
+            self._queue_return(project_id, self._drop_lease(project_id).report())
+
+    def _queue_return(self, project_id: str, report: tuple, holder: str | None = None):
+        """Hand a spent lease back to the holder: with the next claim to it, or
+        batched after ``lease_return_delay_s`` (a lost return is repaired by the
+        lease's TTL on the holder: it then recounts)."""
+        holder = holder or self.holder(project_id)
+        self._returns.setdefault(holder, []).append((project_id, *report))
+        if holder not in self._return_timers:
+            self._return_timers[holder] = self._clock.callLater(
+                self.config.lease_return_delay_s, self._flush_returns, holder)
+
+    def _take_returns(self, holder: str) -> list:
+        call = self._return_timers.pop(holder, None)
+        if call is not None and call.active():
+            call.cancel()
+        return self._returns.pop(holder, [])
+
+    def _requeue(self, holder: str, returns) -> None:
+        self._sent(returns)
+        for project_id, *report in returns:
+            self._queue_return(project_id, tuple(report), holder)
+
+    def _sent(self, returns) -> None:
+        for r in returns:
+            if self._sending.get(r[1]) is r:
+                del self._sending[r[1]]
+
+    def _flush_returns(self, holder: str) -> None:
+        self._return_timers.pop(holder, None)
+        returns = tuple(self._returns.pop(holder, []))
+        if not returns:
+            return
+
+        self._sending.update({r[1]: r for r in returns})
+
+        async def send():
+            try:
+                if holder == self.node:
+                    for project_id, lease_id, committed, pending in returns:
+                        await self._return_here(project_id, lease_id, committed, pending)
+                else:
+                    await self._call(holder, messages.QuotaLeaseReturn(returns))
+                self._sent(returns)
+            except errors.ZundError as e:
+                # maybe applied, maybe not: a revoke still reports them until the
+                # holder's TTL of these leases has passed
+                log.info("quota.lease.return_failed holder={holder} leases={n} reason={r}",
+                         holder=holder, n=len(returns), r=str(e))
+                self._clock.callLater(self.config.lease_ttl_s, self._sent, returns)
+        defer.Deferred.fromCoroutine(send())
+
+    async def _lease_claim_here(self, msg) -> tuple | None:
+        project_id = msg.project_id
+        for returned in msg.returns:  # other projects' leases this node holds
+            if returned[0] != project_id:
+                await self._return_here(*returned)
+        lock = self._lock(project_id)
+        await lock.acquire()
+        try:
+            ledger = await self._ledger(project_id)
+            now = self._clock.seconds()
+            for returned in msg.returns:
+                if returned[0] == project_id:
+                    ledger.return_lease(*returned[1:], now, self.config.claim_ttl_s)
+            limits = await self._effective_limits(project_id)
+            await self._claim_fitting(project_id, ledger, msg.uuid, msg.resources, limits)
+            now = self._clock.seconds()
+            if not (msg.want_lease and self.config.leases):
+                return None
+            lease_id = f"{self.node}/{now:.6f}/{next(self._lease_seq)}"
+            amounts = ledger.grant_lease(lease_id, msg.node, limits,
+                                         max(1, len(self._members())),
+                                         self.config.lease_max_containers, now,
+                                         self.config.lease_ttl_s)
+            return None if amounts is None else (lease_id, amounts, self.config.lease_ttl_s)
+        finally:
+            lock.release()
+
+    async def _return_here(self, project_id: str, lease_id: str, committed: dict,
+                           pending: dict) -> None:
+        ledger = self.ledgers.get(project_id)
+        if ledger is None:
+            return  # not held here: whoever holds it recounts from the records
+        ledger.return_lease(lease_id, committed, pending, self._clock.seconds(),
+                            self.config.claim_ttl_s)
+
+    def _peek_here(self, project_id: str, revoke: bool) -> dict:
+        """lease_id -> the creates this node counted against that lease of the
+        project (held, spent and waiting, or returned without acknowledgement);
+        with ``revoke`` it stops using them (the asking holder counts them now)."""
+        out: dict[str, dict] = {}
+        if revoke:
+            self._revokes[project_id] = self._revokes.get(project_id, 0) + 1
+        for item in list(self._sending.values()):
+            if item[0] == project_id:
+                out.setdefault(item[1], {}).update({**item[2], **item[3]})
+                if revoke:
+                    del self._sending[item[1]]
+        for holder, queued in list(self._returns.items()):  # spent, not yet handed back
+            for item in queued:
+                if item[0] == project_id:
+                    out.setdefault(item[1], {}).update({**item[2], **item[3]})
+            if revoke:
+                queued[:] = [item for item in queued if item[0] != project_id]
+        lease = self.held_leases.get(project_id)
+        if lease is not None:
+            if revoke:
+                self._drop_lease(project_id)
+            out.setdefault(lease.lease_id, {}).update(lease.used)
+        return {lid: {u: dict(d) for u, d in used.items()} for lid, used in out.items()}
+
     async def settle(self, project_id: str, uuid: str, committed: bool) -> None:
         """Tell the holder the claim ``uuid`` committed or released (best effort:
         a lost message is repaired by the holder's recount).
@@ -505,6 +939,14 @@ class QuotaService(service.Service):
         delete) is sent at once, so the quota it frees is free on every node when
         the delete answers."""
         if not self.config.enforce:
+            return
+        lease = self.held_leases.get(project_id)
+        if lease is not None and uuid in lease.used:
+            # counted by this node's lease: reported when the lease is handed back
+            if committed:
+                lease.committed.add(uuid)
+            else:
+                lease.give_back(uuid)
             return
         holder = self.holder(project_id)
         try:

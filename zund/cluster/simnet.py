@@ -194,6 +194,15 @@ class InMemoryPeerClient:
         return await self._remote(sim, lambda: sim.bidder.commit(
             reservation_id, do_create, existing=lambda: _held(sim, uuid)))
 
+    async def bid_commit(self, node: NodeView, request: PlacementRequest,
+                         reservation_id: str, ctx, placement: dict, create, bar=None):
+        sim = self.cluster.nodes[node.name]
+        self.calls[("bid_commit", node.name)] += 1
+        do_create = self.cluster.do_create_for(sim, ctx, create, create.run)
+        return await self._remote(sim, lambda: sim.bidder.bid_commit(
+            request, reservation_id, do_create, existing=lambda: _held(sim, request.uuid),
+            bar=bar))
+
     async def commit_status(self, node: NodeView, ctx, uuid: str, reservation_id: str):
         sim = self.cluster.nodes[node.name]
         self.calls[("commit_status", node.name)] += 1

@@ -79,6 +79,14 @@ class IPeerClient(Interface):
         Raises zund.common.errors.ZundError subclasses on refusal (e.g.
         ReservationExpired) and ServiceUnavailable on network failure."""
 
+    async def bid_commit(node: NodeView, request: PlacementRequest, reservation_id: str, ctx,
+                         placement: dict | None, create, bar: float | None = None):
+        """The placement fast path: ``node`` bids for ``request`` and, if it would
+        (and its own score is not below ``bar``), commits at once under the
+        coordinator-chosen ``reservation_id``. -> the ContainerRecord, or a Decline.
+        Raises as ``commit`` does (an unknown outcome is resolved with
+        ``commit_status``)."""
+
     async def release(node: NodeView, reservation_id: str) -> None:
         """Best effort; never raises."""
 

@@ -40,6 +40,12 @@ peer_opts = [
     cfg.FloatOpt("clock_skew_s", default=30.0, min=1.0,
                  help="Largest accepted difference between a signed request's timestamp "
                       "and this node's clock; nonces are remembered for twice as long."),
+    cfg.FloatOpt("notes_delay_s", default=0.05, min=0.0, max=5.0,
+                 help="Seconds a peer note (a losing bid's release, a committed quota "
+                      "settle) waits for the next request to the same peer to ride on "
+                      "before it is sent alone, batched with the others queued for that "
+                      "peer. 0 sends each note at once. Nobody waits for a note; a lost "
+                      "one is repaired by the reservation TTL or the ledger recount."),
 ]
 
 
@@ -56,6 +62,7 @@ class PeerConfig:
     max_response_bytes: int = 64 * 1024 * 1024
     clock_skew_s: float = 30.0
     channel: bool = True
+    notes_delay_s: float = 0.05
     #: base64 strings of ``[gossip] keys`` (may be empty) and the cluster name,
     #: the inputs of ``zund.cluster.signing.peer_keys``
     gossip_keys: tuple[str, ...] = ()
@@ -70,6 +77,7 @@ def peer_config(conf) -> PeerConfig:
         timeout_s=group.timeout_s, slow_call_timeout_s=group.slow_call_timeout_s,
         max_body_bytes=group.max_body_bytes, max_response_bytes=group.max_response_bytes,
         clock_skew_s=group.clock_skew_s, channel=group.channel,
+        notes_delay_s=group.notes_delay_s,
         # conf.gossip.keys is the Mapping method, not the option (see zund.conf.gossip)
         gossip_keys=tuple(conf["gossip"]["keys"]),
         cluster_name=conf["gossip"]["cluster_name"],

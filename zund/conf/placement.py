@@ -36,6 +36,13 @@ placement_opts = [
                       "was lost whether it holds the container (COMMIT_STATUS) before "
                       "the create fails with 503. It never falls back to another bid "
                       "while the outcome is unknown (that could make a twin)."),
+    cfg.BoolOpt("fast_path", default=True,
+                help="One-shot placement: the entry node sends one BID_COMMIT to the best "
+                     "of the sampled candidates by their gossiped metadata; that node bids "
+                     "against its own truth and, if it would bid, commits at once (one "
+                     "peer RPC instead of a bid round, a commit and releases). A decline "
+                     "falls back to the bid round. False: every create runs the full bid "
+                     "round."),
 ]
 
 

@@ -33,6 +33,17 @@ quota_opts = [
     cfg.FloatOpt("rebuild_interval_s", default=300.0, min=1.0,
                  help="Seconds between recounts of a held project's usage from the real "
                       "records (repairs lost release messages)."),
+    cfg.BoolOpt("leases", default=True,
+                help="The ledger holder leases entry nodes blocks of a project's "
+                     "headroom, so most creates claim locally with no round trip."),
+    cfg.FloatOpt("lease_ttl_s", default=20.0, min=1.0,
+                 help="Seconds the holder counts a lease; the node uses it for half "
+                      "of that (must exceed a whole placement)."),
+    cfg.IntOpt("lease_max_containers", default=8, min=1,
+               help="Containers one lease holds at most."),
+    cfg.FloatOpt("lease_return_delay_s", default=1.0, min=0.0,
+                 help="Seconds a spent lease waits for a claim to the same holder to "
+                      "carry it back before it is sent on its own."),
 ]
 
 

@@ -11,8 +11,6 @@ import base64
 import binascii
 import os
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_SIZE = 12
 TAG_SIZE = 16
@@ -25,7 +23,7 @@ class Keyring:
 
     def __init__(self, keys=()):
         self._keys: list[bytes] = []
-        self._ciphers: list[AESGCM] = []
+        self._ciphers: list = []  # AESGCM per key, same order
         for key in keys:
             self.add_key(key)
 
@@ -42,6 +40,8 @@ class Keyring:
 
     @staticmethod
     def generate_key() -> bytes:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         return AESGCM.generate_key(bit_length=256)
 
     @property
@@ -62,6 +62,9 @@ class Keyring:
             raise ValueError(f"gossip key must be 16, 24 or 32 bytes, got {len(key)}")
         if key in self._keys:
             return
+        # imported here: an empty (plaintext) ring never loads cryptography (~6 MB RSS)
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._keys.append(bytes(key))
         self._ciphers.append(AESGCM(key))
 
@@ -92,6 +95,8 @@ class Keyring:
         """Try every key; None if none authenticates the data."""
         if len(data) < ENCRYPT_OVERHEAD:
             return None
+        from cryptography.exceptions import InvalidTag
+
         nonce, body = data[:NONCE_SIZE], data[NONCE_SIZE:]
         for cipher in self._ciphers:
             try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 
 import attrs
-from oslo_utils import netutils
 
 Address = tuple  # (host: str, port: int)
 
@@ -32,6 +31,8 @@ def format_addr(addr: Address) -> str:
 
 def parse_addr(text: str, default_port: int | None = None) -> Address:
     """Parse ``host:port`` (``[v6]:port``; oslo.utils' parser); raises ValueError on junk."""
+    from oslo_utils import netutils  # here: it loads psutil (~1.5 MB RSS); seeds only
+
     try:
         host, port = netutils.parse_host_port(text.strip(), default_port=default_port)
     except ValueError as e:

@@ -33,6 +33,9 @@ def cluster(n: int = 3, **cfg) -> SimCluster:
     # every node is asked in each round (the default samples d = 2): the scenarios
     # below lose the first commit to EVERY node and need a fresh node in round 2
     cfg.setdefault("probe_all_below", 8)
+    # these scenarios fault the bid round's COMMIT; the fast path's BID_COMMIT has
+    # its own (test_fast_path.py)
+    cfg.setdefault("fast_path", False)
     return SimCluster(clock, random.Random(7), n_nodes=n,
                       totals={"cpus": 4.0, "mem_mb": 4096, "disk_gb": 20},
                       config=PlacementConfig(**cfg))

@@ -25,6 +25,8 @@ def req(cpu=1.0, mem=512, **kw) -> PlacementRequest:
 
 
 def cluster(n=3, totals=SMALL, meta_lag_s=0.0, **cfg) -> SimCluster:
+    # the explanations of bid-round declines (the fast path falls back to that round)
+    cfg.setdefault("fast_path", False)
     clock = HeapClock()
     clock.advance(1000.0)
     return SimCluster(clock, random.Random(0), n_nodes=n, totals=totals,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import zlib
 
+import attrs
 import pytest
 from twisted.internet import defer
 
@@ -55,7 +56,8 @@ def test_losing_bids_are_released_in_batches_well_before_their_ttl(make_cluster)
     """Concurrent creates through five nodes: no RELEASE goes as its own RPC, the
     losing reservations are freed by batched notes (carried or PEER_NOTES) within
     a fraction of a second, none is left to expire by its TTL."""
-    c = make_cluster(SimConfig(nodes=5))
+    # losing bids exist in the bid round (the fast path's BID_COMMIT reserves one node)
+    c = make_cluster(SimConfig(nodes=5, fast_path=False))
     answers = creates(c, 30, ADMIN)
     assert all(r.status == 202 for r in answers), [r.status for r in answers]
     c.run_until(lambda: all(not n.parts.bidder.reservations() for n in c.nodes),
@@ -80,6 +82,8 @@ def test_a_commit_settle_rides_with_the_next_claim_to_the_same_holder(make_clust
     entry = next(n for n in c.nodes if n.name != holder)
     client = entry.parts.peer_client
     client.notes_delay_s = 3600.0  # nothing goes alone in this test
+    q = entry.parts.facade.quota  # every claim goes to the holder (no quota lease)
+    q.config = attrs.evolve(q.config, leases=False)
     first = c.create(entry.index, token=TENANT, name="s1", memory=32, cpu=0.1)
     assert client.pending_notes(holder) >= 1
     shown = c.api(entry.index, "GET", "/quotas/projn?usages=true", token=TENANT).json

@@ -26,6 +26,8 @@ def req(i, cpu=1.0, mem=512, project="p1", **kw) -> PlacementRequest:
 
 
 def cluster(seed=0, n=4, totals=SMALL, latency=(0.0005, 0.003), meta_lag_s=0.0, **cfg):
+    # these tests read the bid round's decision; the fast path has test_fast_path.py
+    cfg.setdefault("fast_path", False)
     clock = HeapClock()
     clock.advance(1000.0)
     return SimCluster(clock, random.Random(seed), n_nodes=n, totals=totals,

@@ -366,7 +366,9 @@ def test_the_winner_killed_after_committing_is_confirmed_once_it_restarts(seed, 
     """The winner wrote the record but its COMMIT answer was lost and it died: the
     entry node keeps asking (COMMIT_STATUS) instead of placing it elsewhere; when
     the winner is back, the create is answered 202 and runs there, once."""
-    ch = Chaos(seed, tmp_path, SimConfig(nodes=3), LinkFaults(delay=(0.1, 0.1)))
+    # the bid round's COMMIT (BID_COMMIT's: tests/sim/cluster/test_fast_path_node.py)
+    ch = Chaos(seed, tmp_path, SimConfig(nodes=3, fast_path=False),
+               LinkFaults(delay=(0.1, 0.1)))
     try:
         ch.create_async(0, "pinned", host="node-2")
         lose_the_commit_answer_then_kill_the_winner(ch, 2)
@@ -387,7 +389,9 @@ def test_a_winner_that_stays_dead_fails_the_create_without_a_twin(seed, tmp_path
     """The winner's COMMIT answer was lost and it stays dead past the resolve time:
     the create is answered 503 (not placed elsewhere); after its restart the one
     record it wrote is the only one anywhere, and it runs."""
-    ch = Chaos(seed, tmp_path, SimConfig(nodes=3), LinkFaults(delay=(0.1, 0.1)))
+    # the bid round's COMMIT (BID_COMMIT's: tests/sim/cluster/test_fast_path_node.py)
+    ch = Chaos(seed, tmp_path, SimConfig(nodes=3, fast_path=False),
+               LinkFaults(delay=(0.1, 0.1)))
     try:
         ch.create_async(0, "pinned", host="node-2")
         lose_the_commit_answer_then_kill_the_winner(ch, 2)

@@ -150,11 +150,13 @@ def test_show_through_a_node_cut_from_the_owner_names_the_owner(make_cluster):
 
 
 def test_lost_bids_and_lost_commit_requests_never_make_two_records(make_cluster):
-    """A third of the BIDs (either way) and of the COMMIT requests are lost: every
-    accepted create is held by exactly one node."""
+    """A third of the BIDs (either way) and of the COMMIT requests are lost, and the
+    fast path's BID_COMMITs both ways: every accepted create is held by exactly one
+    node."""
     c = make_cluster(SimConfig(nodes=5))
     c.peers.kind_faults["BID"] = LinkFaults(drop_request=0.15, drop_reply=0.15)
     c.peers.kind_faults["COMMIT"] = LinkFaults(drop_request=0.3)
+    c.peers.kind_faults["BID_COMMIT"] = LinkFaults(drop_request=0.3, drop_reply=0.15)
     answers = create_many(c, 20, memory=32)
     assert all(r.status == 202 for r in answers)
     c.advance(30)
@@ -169,6 +171,7 @@ def test_lost_commit_answers_never_make_two_records(make_cluster):
     is accepted and held by exactly one node, cluster-wide."""
     c = make_cluster(SimConfig(nodes=5))
     c.peers.kind_faults["COMMIT"] = LinkFaults(drop_reply=0.5)
+    c.peers.kind_faults["BID_COMMIT"] = LinkFaults(drop_reply=0.5)  # the fast path
     answers = create_many(c, 20, memory=32)
     accepted = [r.json["uuid"] for r in answers if r.status == 202]
     assert len(accepted) == 20, [r.status for r in answers]

@@ -44,11 +44,15 @@ def test_metrics_count_api_requests_placements_bids_and_containers(make_cluster)
                  route="container_create") >= 1
     assert value(entry, "zund_placements_total", outcome="placed") == 1
     assert value(entry, "zund_placement_duration_seconds_count", outcome="placed") == 1
+    # the one create tried the fast path once (accepted, or declined into a bid round)
+    assert sum(value(entry, "zund_placement_fast_path_total", outcome=o)
+               for o in ("accepted", "declined", "failed")) == 1
     assert value(entry, "zund_gossip_members", state="alive") == 3
     held = scrape(owner)
     assert value(held, "zund_containers", status="Running", runtime="runc") == 1
     assert value(held, "zund_bidder_requests_total", outcome="committed") == 1
-    assert value(entry, "zund_peer_rpc_duration_seconds_count", op="commit") >= 1
+    assert (value(entry, "zund_peer_rpc_duration_seconds_count", op="commit")
+            + value(entry, "zund_peer_rpc_duration_seconds_count", op="bid_commit")) >= 1
     for call in ("create", "start"):
         assert value(held, "zund_runtime_call_seconds_count", runtime="runc", call=call) >= 1
         assert value(entry, "zund_runtime_call_seconds_count", runtime="runc", call=call) == \
