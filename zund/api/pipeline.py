@@ -91,7 +91,10 @@ class ApiConfig:
             min_memory_mb=conf.minimum_memory, max_memory_mb=conf.maximum_memory,
             min_disk_gb=conf.minimum_disk, max_disk_gb=conf.maximum_disk,
             default_cpu=conf.default_cpu, default_memory_mb=conf.default_memory,
-            default_image_driver=conf.glance.default_image_driver, debug=bool(getattr(conf, "debug", False)))
+            default_image_driver=conf.glance.default_image_driver,
+            # ``debug`` is a CLI option of ``zund serve`` (zund.conf.load_conf): absent
+            # from a ConfigOpts built without it (NoSuchOptError is an AttributeError)
+            debug=bool(getattr(conf, "debug", False)))
 
 
 @attrs.frozen

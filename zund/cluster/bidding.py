@@ -338,15 +338,9 @@ class Bidder:
                 if busy is None:
                     if reservation_id in self._fenced or reservation_id in self._used \
                             or reservation_id in self._reservations:
-                        if (existing is not None and reservation_id not in self._fenced
-                                and self._used.get(reservation_id) == uuid):
-                            found = await existing()
-                            if found is not None:
-                                self.stats["commit_repeated"] += 1
-                                return found
-                        self.stats["commit_expired"] += 1
-                        raise errors.ReservationExpired(reservation_id=reservation_id,
-                                                        node=self.node_name)
+                        return await self._repeated_or_expired(
+                            reservation_id, existing if self._used.get(reservation_id) == uuid
+                            else None)
                     self._spend(reservation_id, uuid)
                     answer = await self._admit(req, reservation_id)
                     if isinstance(answer, Decline):
@@ -397,14 +391,7 @@ class Bidder:
                 if res is not None:
                     busy = res.request.uuid if res.request.uuid in self._inflight else None
                 if busy is None and res is None:
-                    if existing is not None and reservation_id not in self._fenced:
-                        found = await existing()
-                        if found is not None:
-                            self.stats["commit_repeated"] += 1
-                            return found
-                    self.stats["commit_expired"] += 1
-                    raise errors.ReservationExpired(reservation_id=reservation_id,
-                                                    node=self.node_name)
+                    return await self._repeated_or_expired(reservation_id, existing)
                 if busy is None:
                     uuid = res.request.uuid
                     self._committing.add(reservation_id)
@@ -414,6 +401,20 @@ class Bidder:
             # decides this one (the record it made, or the reservation gone)
             await self._wait_for(busy)
         return await self._finish_commit(reservation_id, res, do_create)
+
+    async def _repeated_or_expired(self, reservation_id: str,
+                                   existing: Callable[[], Awaitable] | None) -> object:
+        """A delivery whose reservation is gone (or, for BID_COMMIT, already spent):
+        the record an earlier delivery made, when ``existing()`` finds one and the
+        id is not fenced (an idempotent retry); else ``ReservationExpired``. The
+        caller holds ``self._lock``."""
+        if existing is not None and reservation_id not in self._fenced:
+            found = await existing()
+            if found is not None:
+                self.stats["commit_repeated"] += 1
+                return found
+        self.stats["commit_expired"] += 1
+        raise errors.ReservationExpired(reservation_id=reservation_id, node=self.node_name)
 
     async def _finish_commit(self, reservation_id: str, res: Reservation,
                              do_create: Callable[[Reservation], Awaitable]) -> object:

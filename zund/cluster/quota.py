@@ -96,12 +96,12 @@ class QuotaConfig:
     @classmethod
     def from_conf(cls, conf) -> "QuotaConfig":
         q = conf.quota
-        extra = {k: getattr(q, k) for k in ("leases", "lease_ttl_s", "lease_max_containers",
-                                            "lease_return_delay_s") if hasattr(q, k)}
         return cls(containers=q.containers, cpu=q.cpu, memory=q.memory, disk=q.disk,
                    enforce=q.enforce, claim_ttl_s=q.claim_ttl_s,
                    limit_replicas=q.limit_replicas, rebuild_interval_s=q.rebuild_interval_s,
-                   **extra)
+                   leases=q.leases, lease_ttl_s=q.lease_ttl_s,
+                   lease_max_containers=q.lease_max_containers,
+                   lease_return_delay_s=q.lease_return_delay_s)
 
 
 # -- pure parts -------------------------------------------------------------------------

@@ -22,6 +22,8 @@ from zund.cluster.types import Decline, PlacementRequest
 from zund.common import errors
 from zund.gossip.memnet import HeapClock
 
+from tests.sim.cluster.test_exactly_once import with_client
+
 SMALL = {"cpus": 4.0, "mem_mb": 4096, "disk_gb": 20}
 #: node-0 is clearly the best by metadata (spread: most free)
 BIG = {"cpus": 16.0, "mem_mb": 16384, "disk_gb": 20}
@@ -100,11 +102,6 @@ class FaultyBidCommits:
 
         self._clock.callLater(self.late_s, deliver)
         raise PeerTimeout(reason=f"peer {node.name} did not answer bid_commit in time")
-
-
-def with_client(c: SimCluster, client) -> None:
-    for node in c.nodes.values():
-        node.coordinator._peers = client
 
 
 def test_the_best_node_by_metadata_takes_the_create_in_one_rpc():

@@ -64,6 +64,19 @@ def holder_index(c) -> int:
     return next(n.index for n in c.nodes if n.name == name)
 
 
+def leases_on_the_others(c, containers: int, prefix: str) -> tuple[int, list[int]]:
+    """Limit the project to ``containers`` (the rest unlimited) and create one
+    container through every node but the ledger holder, each of which then holds
+    a lease: (the holder's index, those nodes' indexes)."""
+    set_quota(c, containers=containers, cpu=-1, memory=-1, disk=-1)
+    h = holder_index(c)
+    entries = [i for i in range(5) if i != h]
+    for k, e in enumerate(entries):
+        assert create_one(c, e, f"{prefix}{k}") == 202
+    assert all(PROJECT in quota_of(c, e).held_leases for e in entries)
+    return h, entries
+
+
 def test_leases_never_let_usage_exceed_the_limit_under_concurrent_creates_on_every_node(cluster):
     """Waves of concurrent creates through all 5 nodes, lease returns lost or
     duplicated: exactly the limit is created, some creates were counted by a lease
@@ -108,12 +121,7 @@ def test_a_limit_lowered_below_outstanding_leases_takes_effect_within_the_ttl(cl
     """Four nodes hold leases of a 40-container limit; the limit drops to 5: one
     lease TTL later only one more create (of eight) is accepted."""
     c = cluster()
-    set_quota(c, containers=40, cpu=-1, memory=-1, disk=-1)
-    h = holder_index(c)
-    entries = [i for i in range(5) if i != h]
-    for k, e in enumerate(entries):
-        assert create_one(c, e, f"l{k}") == 202
-    assert all(PROJECT in quota_of(c, e).held_leases for e in entries)
+    h, entries = leases_on_the_others(c, 40, "l")
     set_quota(c, containers=5)
     c.advance(quota_of(c, h).config.lease_ttl_s)
     statuses = [create_one(c, entries[k % 4], f"m{k}") for k in range(8)]
@@ -129,12 +137,7 @@ def test_leases_of_a_dead_holder_never_let_the_new_holder_overshoot(cluster):
     for n in c.nodes:  # leases outlive the failure detection
         q = quota_of(c, n.index)
         q.config = attrs.evolve(q.config, lease_ttl_s=600.0)
-    set_quota(c, containers=24, cpu=-1, memory=-1, disk=-1)
-    h = holder_index(c)
-    entries = [i for i in range(5) if i != h]
-    for k, e in enumerate(entries):
-        assert create_one(c, e, f"s{k}") == 202
-    assert all(PROJECT in quota_of(c, e).held_leases for e in entries)
+    h, entries = leases_on_the_others(c, 24, "s")
     c.crash(h)
     c.run_until(lambda: all(quota_of(c, e).holder(PROJECT) != c.nodes[h].name
                             for e in entries), timeout_s=120)
@@ -150,11 +153,7 @@ def test_leases_never_refuse_a_create_that_fits_the_limit(cluster):
     a 40-container limit: the holder takes unused leases back rather than
     refuse, so exactly 40 exist."""
     c = cluster()
-    set_quota(c, containers=40, cpu=-1, memory=-1, disk=-1)
-    h = holder_index(c)
-    entries = [i for i in range(5) if i != h]
-    for k, e in enumerate(entries):
-        assert create_one(c, e, f"p{k}") == 202
+    leases_on_the_others(c, 40, "p")
     answers = create_concurrently(c, [i % 5 for i in range(60)], [f"r{i}" for i in range(60)])
     assert [r.status for r in answers].count(202) == 36, [r.status for r in answers]
     assert len(live(c)) == 40
