@@ -976,10 +976,6 @@ class FlavorGet:
 FLAVOR_REQUESTS = (FlavorPut, FlavorGet)
 
 
-QUOTA_REQUESTS = (QuotaClaimRequest, QuotaSettleRequest, QuotaLimitsPut, QuotaLimitsGet,
-                  QuotaUsageRequest, QuotaClaimsRequest)
-
-
 @attrs.frozen
 class ServiceStateRequest:
     """An operator's mark on the zun-compute service of ``host`` (Zun's ``PUT
@@ -1244,12 +1240,14 @@ class QuotaLeasePeek:
         return {lid: _lease_uses(raw, lid) for lid in raw if isinstance(lid, str)}
 
 
-QUOTA_REQUESTS = QUOTA_REQUESTS + (QuotaLeaseClaim, QuotaLeaseReturn, QuotaLeasePeek)
+QUOTA_REQUESTS = (QuotaClaimRequest, QuotaSettleRequest, QuotaLimitsPut, QuotaLimitsGet,
+                  QuotaUsageRequest, QuotaClaimsRequest, QuotaLeaseClaim, QuotaLeaseReturn,
+                  QuotaLeasePeek)
 
 
 REQUESTS: dict[Op, type] = {cls.OP: cls for cls in (
-    BidRequest, CommitRequest, BidCommitRequest, ReleaseRequest, ListRequest, LocateRequest, OwnerCall,
-    HostRequest, ReplicateRequest, ReplicaSyncRequest, ReplicaQuery, CommitStatusRequest,
+    BidRequest, CommitRequest, BidCommitRequest, ReleaseRequest, ListRequest, LocateRequest,
+    OwnerCall, HostRequest, ReplicateRequest, ReplicaSyncRequest, ReplicaQuery, CommitStatusRequest,
     ServiceStateRequest, ServiceMarksExchange)
     + QUOTA_REQUESTS + IMAGE_REQUESTS + REGISTRY_REQUESTS + FLAVOR_REQUESTS
     + NETWORK_REQUESTS + (PingRequest, PeerNotes)}
