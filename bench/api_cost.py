@@ -1,6 +1,6 @@
 """CPU per API request on one real ``zund serve`` process (fake runtime). Prints JSON.
 
-    python bench/api_cost.py [--requests 400] [--profile-out FILE]
+    python bench/api_cost.py [--requests 400] [--profile-out FILE[.prof]]
 
 One node, one keep-alive HTTP/1.1 client, requests one at a time; the node's own
 CPU (user + system, from /proc) is read before and after each phase:
@@ -16,9 +16,12 @@ CPU (user + system, from /proc) is read before and after each phase:
 
 ``*_cpu_us`` is the node's CPU per request in µs; ``*_over_healthcheck`` divides
 by the reference of the same run, which shared load distorts far less than the
-absolute figures. ``--profile-out FILE`` also runs py-spy on the node during one
-phase (``--profile-phase``), writing collapsed stacks (not for CI: py-spy slows the
-node, and that phase's figures with it).
+absolute figures; ``*_user_us``/``*_system_us`` split it. ``--profile-out FILE``
+also profiles the node during one phase (``--profile-phase``): ``FILE.prof`` with
+cProfile on the reactor thread's CPU time (pstats; ``bench/cprofile_site``), any
+other name with py-spy (collapsed stacks of every thread, ``--profile-rate``
+samples/s). Not for CI: a profiler slows the node, and that phase's figures with
+it (cProfile about 2x, and more for code made of many small calls).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import argparse
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +41,20 @@ from bench.placement_real import cpu_seconds  # noqa: E402
 from tests.support.nodeproc import start_cluster, stop_cluster  # noqa: E402
 
 HEADERS = {"OpenStack-API-Version": "container 1.40", "Content-Type": "application/json"}
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid`` so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def wait_for_file(path: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def settle(pid: int, quiet_s: float = 0.3, timeout_s: float = 30.0) -> None:
@@ -56,7 +74,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--profile-out", default=None,
-                    help="py-spy raw (collapsed) output file for --profile-phase")
+                    help="profile of the node during --profile-phase: FILE.prof is "
+                         "cProfile (reactor thread, pstats format), any other name "
+                         "py-spy raw (collapsed stacks, every thread)")
+    ap.add_argument("--profile-rate", type=int, default=200, help="py-spy samples/s")
     ap.add_argument("--profile-phase", default="create",
                     choices=("healthcheck", "create", "get"))
     args = ap.parse_args(argv)
@@ -64,6 +85,14 @@ def main(argv=None) -> int:
     wd = tempfile.mkdtemp(prefix="zund-bench-api-cost-")
     # no periodic reconcile inside the phases: its sweep over every record is the
     # node's background work, not the requests' (the default interval is 60 s)
+    if args.profile_out and args.profile_out.endswith(".prof"):
+        # cProfile inside the node (bench/cprofile_site/sitecustomize.py)
+        if os.path.exists(args.profile_out):
+            os.unlink(args.profile_out)
+        site = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cprofile_site")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (site, os.environ.get("PYTHONPATH")) if p)
+        os.environ["ZUND_BENCH_CPROFILE"] = os.path.abspath(args.profile_out)
     nodes = start_cluster(wd, 1, "ac", memory_mb=1 << 20, cpus=4096, runtimes="fake",
                           extra={"DEFAULT": {"sync_container_state_interval": "600"}})
     node = nodes[0]
@@ -91,11 +120,16 @@ def main(argv=None) -> int:
         def phase(name: str, fn) -> None:
             nonlocal spy
             settle(pid)
-            if args.profile_out and name == args.profile_phase:
-                spy = subprocess.Popen(["py-spy", "record", "-r", "200", "-p", str(pid), "-f",
-                                        "raw", "-o", args.profile_out, "--nonblocking"],
+            if args.profile_out and args.profile_out.endswith(".prof"):
+                if name == args.profile_phase:
+                    os.kill(pid, signal.SIGUSR1)
+            elif args.profile_out and name == args.profile_phase:
+                spy = subprocess.Popen(["py-spy", "record", "-r", str(args.profile_rate),
+                                        "-p", str(pid), "-f", "raw", "-o", args.profile_out,
+                                        "--nonblocking"],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
+            u0, s0 = cpu_split(pid)
             c0, t0 = cpu_seconds([pid]), time.perf_counter()
             for i in range(n):
                 fn(i)
@@ -107,7 +141,14 @@ def main(argv=None) -> int:
                 spy.send_signal(2)
                 spy.wait(30)
                 spy = None
+            if (args.profile_out and args.profile_out.endswith(".prof")
+                    and name == args.profile_phase):
+                os.kill(pid, signal.SIGUSR2)
+                wait_for_file(args.profile_out)
+            u1, s1 = cpu_split(pid)
             out[f"{name}_cpu_us"] = round(cpu * 1e6 / n, 1)
+            out[f"{name}_user_us"] = round((u1 - u0) * 1e6 / n, 1)
+            out[f"{name}_system_us"] = round((s1 - s0) * 1e6 / n, 1)
             out[f"{name}_wall_ms"] = round(wall * 1000 / n, 3)
 
         phase("healthcheck", lambda i: call("GET", "/healthcheck"))

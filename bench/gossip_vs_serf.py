@@ -21,6 +21,14 @@ both systems), each with ``--reps`` repetitions of:
   anyone, in any phase.  Suspicions are not failures (Serf does not even show
   them); zund's are counted apart as ``suspect_observations``.
 
+Each detection is explained in ``detection_detail`` (victim; when each survivor
+showed it dead; zund: each survivor's suspect/dead events and Lifeguard local
+health from the runner's ``/events``; Serf: from its info log, whether each
+survivor's own suspicion ran out and with how many confirmations, or it learnt
+the death by gossip).  The starved scenario runs at least ``--starved-reps``
+repetitions: its times move in steps of one starvation cycle (the starved
+member answers polls only while it runs) and with SWIM's random probe order.
+
 Visibility is polled the same way on both sides, over one persistent
 connection per member (Serf's msgpack RPC ``members``; the runner's HTTP
 ``/members``), every ``--poll`` s (``--detect-poll`` s while waiting for a
@@ -38,6 +46,7 @@ import base64
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -128,6 +137,11 @@ class _System:
             self._drop(i)
             raise
 
+    def detection_detail(self, victim, survivors, t0, seen) -> dict:
+        """One detection, explained: victim, and when each survivor showed it dead (s after the kill)."""
+        return {"victim": f"n{victim}",
+                "seen_dead_s": {f"n{p}": round(seen[p] - t0, 3) for p in sorted(seen or {})}}
+
 
 class Serf(_System):
     name = "serf"
@@ -138,7 +152,7 @@ class Serf(_System):
     def start(self, i):
         self._drop(i)
         args = ["serf", "agent", f"-node=n{i}", f"-bind={self.ip(i)}:7946", f"-rpc-addr={self.ip(i)}:7373",
-                f"-encrypt={KEY}", "-log-level=err", "-profile=lan"]
+                f"-encrypt={KEY}", "-log-level=info", "-profile=lan"]
         for j in range(1, N + 1):
             if j != i:
                 args.append(f"-retry-join={self.ip(j)}:7946")
@@ -148,6 +162,31 @@ class Serf(_System):
 
     def _connect(self, i):
         return SerfRPC(self.ip(i), 7373)
+
+    def detection_detail(self, victim, survivors, t0, seen) -> dict:
+        """Adds how each survivor's memberlist decided (its info log since the last
+        detection): "suspect timeout (k confirmations)" if its own suspicion ran
+        out, "gossip" if it learnt the death from a peer."""
+        out = super().detection_detail(victim, survivors, t0, seen)
+        offsets = self.__dict__.setdefault("_log_offsets", {})
+        how = {}
+        for p in survivors:
+            path = os.path.join(self.workdir, f"serf-n{p}.log")
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offsets.get(p, 0))
+                    text = f.read().decode(errors="replace")
+                    offsets[p] = f.tell()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if f"Marking n{victim} as failed, suspect timeout reached" in line:
+                    how[f"n{p}"] = "suspect timeout" + line[line.index("reached") + 7:].strip()
+                    break
+            else:
+                how[f"n{p}"] = "gossip"
+        out["how"] = how
+        return out
 
     def _members(self, client) -> dict:
         data = client.call("members", reply_body=True)
@@ -181,6 +220,30 @@ class Zund(_System):
         data = json.loads(r.read())
         return {m["name"]: (m["state"], base64.b64decode(m["meta"]).decode()) for m in data}
 
+    def detection_detail(self, victim, survivors, t0, seen) -> dict:
+        """Adds each survivor's suspect and dead events for the victim (runner ``/events``,
+        s after the kill) and its local health score when it marked it dead: a dead
+        event about 1 s (the suspicion minimum) after the first suspicion there means
+        all Lifeguard confirmations arrived; later means fewer, or the dead gossip."""
+        out = super().detection_detail(victim, survivors, t0, seen)
+        name, events = f"n{victim}", {}
+        for p in survivors:
+            try:
+                conn = http.client.HTTPConnection(self.ip(p), 9600, timeout=5)
+                conn.request("GET", "/events")
+                rows = json.loads(conn.getresponse().read())
+                conn.close()
+            except Exception:
+                continue
+            mine = [r for r in rows if r[2] == name and r[0] >= t0 and r[1] in ("suspect", "dead")]
+            events[f"n{p}"] = {r[1]: round(r[0] - t0, 3) for r in reversed(mine)}
+            for kind in ("suspect", "dead"):
+                first = [r for r in mine if r[1] == kind]
+                if first:
+                    events[f"n{p}"][f"health_at_{kind}"] = first[0][4]
+        out["events"] = events
+        return out
+
     def _set_meta(self, conn, value):
         conn.request("POST", "/metadata", body=value.encode())
         r = conn.getresponse()
@@ -209,6 +272,10 @@ class Starver:
         if self.mode == "sigstop":
             return {"mode": "sigstop", "node": f"n{STARVED}", "stopped_s": self.stop_s, "running_s": self.run_s}
         return {"mode": "cgroup", "node": f"n{STARVED}", "cpu_quota_pct": self.quota_pct}
+
+    def cycle_s(self) -> float:
+        """Length of one stop/run cycle (0 for a steady CPU quota)."""
+        return self.stop_s + self.run_s if self.mode == "sigstop" else 0.0
 
     def start(self, pid: int) -> None:
         self.pid = pid
@@ -301,7 +368,9 @@ def run_scenario(system, reps, starver, poll_s, settle_s, detect_poll_s=0.02):
         raise RuntimeError(f"{system.name} did not converge")
     if starver is not None:
         starver.start(system.procs[STARVED].pid)
-    detection, dissemination = [], []
+    detection, dissemination, details = [], [], []
+    phase = random.Random(1)
+    cycle_s = starver.cycle_s() if starver is not None else 0.0
     try:
         time.sleep(settle_s)
         origins = [i for i in everyone if starver is None or i != STARVED]
@@ -317,7 +386,14 @@ def run_scenario(system, reps, starver, poll_s, settle_s, detect_poll_s=0.02):
                               poll_s, observed=observed)
             if seen is not None:
                 dissemination.append(max(seen.values()) - t0)
-            time.sleep(0.3)
+            # The dissemination wait ends when the starved member answers a poll, i.e.
+            # just after it resumed: a fixed pause here would kill at the same phase of
+            # its stop/run cycle every time, and since "dead everywhere" includes the
+            # starved member's own view (shown only while it runs), every result would
+            # snap to a grid one cycle (0.6 s) apart and a 7-rep median would jump by a
+            # whole step.  A seeded uniform pause over one cycle (the same sequence for
+            # both systems) spreads the kill over the cycle.
+            time.sleep(0.3 + phase.uniform(0.0, cycle_s))
             # -- detection: kill -9, until every survivor shows it dead
             victim = victims[rep % len(victims)]
             survivors = [p for p in everyone if p != victim]
@@ -329,6 +405,7 @@ def run_scenario(system, reps, starver, poll_s, settle_s, detect_poll_s=0.02):
                               detect_poll_s, ignore={f"n{victim}"}, observed=observed)
             if seen is not None:
                 detection.append(max(seen.values()) - t0)
+            details.append(system.detection_detail(victim, survivors, t0, seen))
             system.start(victim)
             if not converged(system, everyone, 90, 0.05, observed=None):
                 raise RuntimeError(f"{system.name}: n{victim} did not rejoin")
@@ -342,9 +419,11 @@ def run_scenario(system, reps, starver, poll_s, settle_s, detect_poll_s=0.02):
         "detection_s": [round(x, 3) for x in detection],
         "dissemination_s": [round(x, 4) for x in dissemination],
         "detection_median_s": round(statistics.median(detection), 3) if detection else None,
+        "detection_min_max_s": [round(min(detection), 3), round(max(detection), 3)] if detection else None,
         "dissemination_median_s": round(statistics.median(dissemination), 4) if dissemination else None,
         "false_positives": false_positives,
         "missed": 2 * reps - len(detection) - len(dissemination),
+        "detection_detail": details,
     }
     if system.name == "zund":
         out["suspect_observations"] = len([1 for _, _, s in observed if s == "suspect"])
@@ -374,6 +453,10 @@ def _ratio(z, s):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7, help="repetitions per system and scenario")
+    parser.add_argument("--starved-reps", type=int, default=7,
+                        help="at least this many repetitions in the starved scenario (its detection times "
+                             "jump in steps of one starvation cycle and with SWIM's random probe order, so a "
+                             "median of 5 moves by ~0.1 in ratio between runs)")
     parser.add_argument("--only", choices=["serf", "zund"], default=None)
     parser.add_argument("--scenarios", default="steady,starved")
     parser.add_argument("--starve", choices=["sigstop", "cgroup"], default="sigstop")
@@ -399,10 +482,12 @@ def main(argv=None) -> int:
             if args.only and cls.name != args.only:
                 continue
             system = cls(workdir)
+            reps = max(args.reps, args.starved_reps) if scenario == "starved" else args.reps
             results.setdefault(scenario, {})[system.name] = run_scenario(
-                system, args.reps, starver if scenario == "starved" else None, args.poll, args.settle,
+                system, reps, starver if scenario == "starved" else None, args.poll, args.settle,
                 args.detect_poll)
-    out = {"benchmark": "gossip_vs_serf", "nodes": N, "reps": args.reps, "profile": "lan", "encrypted": True,
+    out = {"benchmark": "gossip_vs_serf", "nodes": N, "reps": args.reps,
+           "starved_reps": max(args.reps, args.starved_reps), "profile": "lan", "encrypted": True,
            "poll_s": args.poll, "detect_poll_s": args.detect_poll, "starvation": starver.describe(), "results": results,
            "targets": {"dissemination_ratio_max": TARGETS["dissemination"],
                        "detection_ratio_max": TARGETS["detection"], "false_positives": 0},

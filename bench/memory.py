@@ -23,12 +23,20 @@ jsonschema for the create schema, ~1.8 MB: so it can exceed the idle figure),
 ``imports_zund_mb`` the part zund's own modules add, ``python_mb`` the bare
 interpreter's. ``growth_mb_per_1000``: (loaded - idle) per 1,000 accepted creates;
 ``*_threads``: the node's thread count idle and loaded.
+
+Two more idle nodes, beside it and configured alike, are references of the same
+run: ``zund_idle_keyed_mb``, one with ``[gossip] keys`` (a real cluster: gossip and
+peer RPC encrypted with cryptography's AES-GCM, loaded for the first key) and
+``keyed_extra_mb`` what that adds; ``zund_idle_docker_mb``, one on the docker runtime
+(docker-py and requests loaded; its engine need not answer) and ``docker_extra_mb``.
+``--no-references`` skips them.
 Targets (issue 13 §5): <= 60 MB idle, <= 80 MB with 1,000 containers.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -257,6 +265,51 @@ def serf_rss(settle_s: float, wd: str) -> tuple[float | None, str | None]:
         log.close()
 
 
+def node_extra(n: int = 1, **sections) -> dict:
+    """The measured node's config sections (sized for ``n`` containers), with
+    ``sections`` merged in."""
+    extra = {
+        "DEFAULT": {"sync_container_state_interval": "60"},
+        "quota": {"enforce": "false"},
+        "console": {"port": str(free_port())}, "metrics": {"port": str(free_port())},
+        "nova_api": {"port": str(free_port())},
+        "compute": {"total_cpus": str(max(16, n)), "total_memory_mb": str(max(8192, 32 * n)),
+                    "reserved_host_memory_mb": "0", "cpu_allocation_ratio": "1.0",
+                    "ram_allocation_ratio": "1.0"},
+    }
+    for name, values in sections.items():
+        extra.setdefault(name, {}).update(values)
+    return extra
+
+
+def reference_nodes(wd: str, settle_s: float, idle_mb: float) -> dict:
+    """Idle RSS of a keyed node and of a docker-runtime node (module docstring),
+    started together, read after ``settle_s``, then stopped; a node that does not
+    come up is null with the reason."""
+    key = base64.b64encode(os.urandom(32)).decode()
+    kinds = {"keyed": ZundProcess(wd, name=f"mem-keyed-{os.getpid()}", runtimes="fake",
+                                  extra=node_extra(gossip={"keys": key})),
+             "docker": ZundProcess(wd, name=f"mem-docker-{os.getpid()}", runtimes="docker",
+                                   extra=node_extra())}
+    out, started = {}, []
+    try:
+        for kind, ref in kinds.items():
+            try:
+                ref.start()
+                started.append((kind, ref))
+            except Exception as e:  # noqa: BLE001 - reported, not fatal
+                out[f"zund_idle_{kind}_mb"] = None
+                out[f"{kind}_error"] = str(e)[-300:]
+        time.sleep(settle_s)  # measurement window, as for the main node
+        for kind, ref in started:
+            out[f"zund_idle_{kind}_mb"] = rss_mb(ref.proc.pid)
+            out[f"{kind}_extra_mb"] = round(out[f"zund_idle_{kind}_mb"] - idle_mb, 1)
+    finally:
+        for _, ref in started:
+            ref.terminate()
+    return out
+
+
 def create_many(node: ZundProcess, count: int, clients: int, deadline: float) -> int:
     """POST ``count`` containers (run) from ``clients`` threads; returns how many
     were accepted. Each thread keeps one HTTP connection."""
@@ -313,20 +366,14 @@ def main(argv=None) -> int:
     ap.add_argument("--settle-s", type=float, default=3.0)
     ap.add_argument("--timeout-s", type=float, default=240.0,
                     help="bound on creating and settling the containers")
+    ap.add_argument("--no-references", dest="references", action="store_false",
+                    help="skip the keyed and docker-runtime idle nodes")
     args = ap.parse_args(argv)
     wd = tempfile.mkdtemp(prefix="zund-bench-memory-")
     out: dict = {"benchmark": "memory", "containers": args.containers,
                  "target_idle_mb": TARGET_IDLE_MB, "target_loaded_mb": TARGET_LOADED_MB}
     n = max(1, args.containers)
-    node = ZundProcess(wd, name=f"mem-{os.getpid()}", runtimes="fake", extra={
-        "DEFAULT": {"sync_container_state_interval": "60"},
-        "quota": {"enforce": "false"},
-        "console": {"port": str(free_port())}, "metrics": {"port": str(free_port())},
-        "nova_api": {"port": str(free_port())},
-        "compute": {"total_cpus": str(max(16, n)), "total_memory_mb": str(max(8192, 32 * n)),
-                    "reserved_host_memory_mb": "0", "cpu_allocation_ratio": "1.0",
-                    "ram_allocation_ratio": "1.0"},
-    })
+    node = ZundProcess(wd, name=f"mem-{os.getpid()}", runtimes="fake", extra=node_extra(n))
     os.environ["PYTHONPROFILEIMPORTTIME"] = "1"  # the node's import log, for "imports"
     try:
         node.start()
@@ -349,6 +396,8 @@ def main(argv=None) -> int:
     finally:
         node.terminate()
     out.update(import_breakdown(node.log_path, wd))
+    if args.references:
+        out.update(reference_nodes(wd, args.settle_s, out["zund_idle_mb"]))
     out["serf_mb"], why = serf_rss(args.settle_s, wd)
     if why:
         out["serf_error"] = why

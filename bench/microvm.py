@@ -56,6 +56,14 @@ Prints one JSON object; per machine type:
   ``cpu.shares``, quota; v2 path, ``cpu.weight``, ``cpu.max``), CPU affinity, and
   ``cgroup_mirror_error`` if the bare one could not be given libvirt's shape; the host's
   ``spec_store_bypass`` mitigation, CPU model and load average;
+- libvirt's start apart from the guest's boot (:func:`time_start_handshake`
+  times ``virDomain.create``, which returns after libvirt's QMP set-up and
+  ``cont``): ``runtime_handshake_median_s`` (and its samples),
+  ``runtime_cpu_qemu_at_cont_median_s``, ``runtime_guest_median_s`` (cont to
+  "running"), ``runtime_cpu_vcpu_guest_median_s``, ``guest_ratio`` = guest
+  part / whole bare boot (``paired_guest_ratio_median``): a missed target then
+  says whether the guest ran slower under the runtime or the fixed start cost
+  did it; per-round vCPU samples of both sides (``*_vcpu_samples_s``);
 - ``bare_argv``: the reference command line; ``microvm_speedup = pc runtime
   median / microvm runtime median``.
 
@@ -80,6 +88,7 @@ import tempfile
 import time
 import uuid as uuidlib
 
+import libvirt
 from twisted.internet import defer
 
 from zund.runtimes.base import ContainerSpec, runtime_object_name
@@ -113,6 +122,7 @@ async def machine_runs(reactor, cfg: LibvirtConfig, runs: int, workdir: str) -> 
 
     async def runtime_boot(warm_up: bool) -> dict:
         uuid = str(uuidlib.uuid4())
+        handshakes.pop(runtime_object_name(uuid), None)
         own0, lvd0 = time.process_time(), proc_cpu_s(libvirtd)
         t0, boot0 = time.monotonic(), time.clock_gettime(time.CLOCK_BOOTTIME)
         await rt.create(ContainerSpec(uuid=uuid, image=IMAGE, node=NODE,
@@ -123,9 +133,16 @@ async def machine_runs(reactor, cfg: LibvirtConfig, runs: int, workdir: str) -> 
         pid = _pid_from(f"/run/libvirt/qemu/{runtime_object_name(uuid)}.pid")
         qemu, lvd1 = proc_cpu_s(pid), proc_cpu_s(libvirtd)
         exec_at = proc_start_boottime(pid)
+        vcpu = vcpu_cpu_s(pid)
+        cont = handshakes.get(runtime_object_name(uuid))
         sample = {"wall": elapsed, "create": t1 - t0, "start": elapsed - (t1 - t0),
+                  "handshake": cont["returned"] - cont["called"] if cont else None,
+                  "guest": t0 + elapsed - cont["returned"] if cont else None,
+                  "qemu_at_cont": cont["qemu"] if cont else None,
+                  "vcpu_guest": (vcpu - cont["vcpu"]) if cont and None not in (
+                      vcpu, cont["vcpu"]) else None,
                   "launch": (exec_at - boot0) if exec_at is not None else None,
-                  "qemu": qemu, "vcpu": vcpu_cpu_s(pid), "zund": time.process_time() - own0,
+                  "qemu": qemu, "vcpu": vcpu, "zund": time.process_time() - own0,
                   "libvirtd": (lvd1 - lvd0) if None not in (lvd0, lvd1) else None}
         if warm_up:
             shutil.copyfile(rt._initrd_path(uuid), initrd_copy)
@@ -142,6 +159,8 @@ async def machine_runs(reactor, cfg: LibvirtConfig, runs: int, workdir: str) -> 
         diag.setdefault("bare", info)
         return {"wall": wall, "cpu": cpu, "vcpu": vcpu}
 
+    handshakes: dict = {}
+    restore = time_start_handshake(handshakes)
     try:
         await runtime_boot(warm_up=True)
         if not runtime_argv:
@@ -155,6 +174,7 @@ async def machine_runs(reactor, cfg: LibvirtConfig, runs: int, workdir: str) -> 
                 r = await runtime_boot(False)
             rounds.append({"runtime": r, "bare": b})
     finally:
+        restore()
         await rt.close()
         pool.stop()
     out = {"machine": machine,
@@ -164,6 +184,27 @@ async def machine_runs(reactor, cfg: LibvirtConfig, runs: int, workdir: str) -> 
            "bare_argv": bare_argv_from_runtime(runtime_argv, initrd_copy, "<serial>",
                                                "<control>")}
     return out
+
+
+def time_start_handshake(into: dict):
+    """Record, per domain name, when libvirt's ``virDomain.create`` was called
+    and returned (libvirt returns after its QMP set-up and ``cont``: the guest
+    runs from then) and the QEMU's CPU (all threads, and the vCPU thread's) at
+    that moment. A bench-only wrapper around the libvirt binding the runtime
+    calls (the runtime is unchanged); returns the function that removes it."""
+    original = libvirt.virDomain.create
+
+    def create(dom):
+        called = time.monotonic()
+        result = original(dom)
+        returned = time.monotonic()
+        pid = _pid_from(f"/run/libvirt/qemu/{dom.name()}.pid")
+        into[dom.name()] = {"called": called, "returned": returned,
+                            "qemu": proc_cpu_s(pid), "vcpu": vcpu_cpu_s(pid)}
+        return result
+
+    libvirt.virDomain.create = create
+    return lambda: setattr(libvirt.virDomain, "create", original)
 
 
 def spread(values: list) -> dict:
@@ -190,12 +231,41 @@ def summarize(rounds: list) -> dict:
                r["runtime"]["start"] for r in rounds), 3),
            "paired_ratios": [round(x, 3) for x in paired],
            **_median_of(rounds, "runtime", "launch", "runtime_launch_median_s"),
+           **_median_of(rounds, "runtime", "handshake", "runtime_handshake_median_s"),
+           **_median_of(rounds, "runtime", "qemu_at_cont", "runtime_cpu_qemu_at_cont_median_s"),
+           **_median_of(rounds, "runtime", "guest", "runtime_guest_median_s"),
+           **_median_of(rounds, "runtime", "vcpu_guest", "runtime_cpu_vcpu_guest_median_s"),
+           **guest_figures(rounds),
            **_median_of(rounds, "runtime", "vcpu", "runtime_cpu_vcpu_median_s"),
            **_median_of(rounds, "bare", "vcpu", "bare_qemu_cpu_vcpu_median_s"),
            **cpu_figures([r["runtime"] for r in rounds], [r["bare"]["cpu"] for r in rounds]),
            "runtime_samples_s": [round(x, 3) for x in rt],
-           "bare_qemu_samples_s": [round(x, 3) for x in bare]}
+           "bare_qemu_samples_s": [round(x, 3) for x in bare],
+           "runtime_vcpu_samples_s": [_round(r["runtime"].get("vcpu")) for r in rounds],
+           "bare_vcpu_samples_s": [_round(r["bare"].get("vcpu")) for r in rounds]}
     return out
+
+
+def guest_figures(rounds: list) -> dict:
+    """The runtime's boot without libvirt's start handshake (from ``cont`` to
+    "running") against the whole bare boot (QEMU exec to the marker: it also
+    holds QEMU's own start-up, ~0.05 s, so this favours neither side unduly):
+    whether the guest itself runs slower under the runtime, apart from the
+    fixed cost of starting a domain through libvirt."""
+    pairs = [(r["runtime"]["guest"], r["bare"]["wall"]) for r in rounds
+             if r["runtime"].get("guest") is not None]
+    if not pairs:
+        return {}
+    return {"guest_ratio": round(statistics.median(g for g, _ in pairs)
+                                 / statistics.median(b for _, b in pairs), 3),
+            "paired_guest_ratio_median": round(statistics.median(g / b for g, b in pairs), 3),
+            "runtime_handshake_samples_s": [round(r["runtime"]["handshake"], 3)
+                                            for r in rounds
+                                            if r["runtime"].get("handshake") is not None]}
+
+
+def _round(value):
+    return None if value is None else round(value, 3)
 
 
 def _median_of(rounds: list, side: str, key: str, name: str) -> dict:

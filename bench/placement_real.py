@@ -115,6 +115,15 @@ def port_below_ephemeral(host: str, rng: random.Random) -> int:
             return port
 
 
+def load_spread(hosts: list) -> float | None:
+    """max / mean over the nodes of (cpu used fraction + memory used fraction) / 2
+    (what the spread policy balances; 1.0 is perfect)."""
+    loads = [(h["cpu_used"] / h["cpus"] + h["mem_used"] / h["mem_total"]) / 2
+             for h in hosts if h.get("cpus") and h.get("mem_total")]
+    mean = statistics.fmean(loads) if loads else 0
+    return round(max(loads) / mean, 4) if mean else None
+
+
 def peer_requests(nodes, metrics_ports, by_op: dict | None = None) -> int:
     """Sum of ``zund_peer_server_requests_total`` over the nodes (and, into
     ``by_op``, of ``zund_peer_server_operations_total`` per operation)."""
@@ -133,6 +142,11 @@ def peer_requests(nodes, metrics_ports, by_op: dict | None = None) -> int:
                     r'^zund_peer_server_operations_total\{op="([A-Z_]+)"\}\s+([0-9.e+]+)$',
                     text, re.M):
                 by_op[op] = by_op.get(op, 0) + int(float(count))
+            for outcome, count in re.findall(
+                    r'^zund_placement_fast_path(?:_total)?\{outcome="([a-z_]+)"\}\s+([0-9.e+]+)$',
+                    text, re.M):
+                key = f"fast_path_{outcome}"
+                by_op[key] = by_op.get(key, 0) + int(float(count))
     return total
 
 
@@ -213,6 +227,9 @@ def main(argv=None) -> int:
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a zund.conf option for every node (A/B runs), e.g. "
+                         "placement.fast_path_slack=0.05; repeatable")
     ap.add_argument("--floor-calls", type=int, default=2000,
                     help="PINGs in the concurrent floor run (a tenth of them sequential)")
     args = ap.parse_args(argv)
@@ -225,6 +242,11 @@ def main(argv=None) -> int:
     metrics_ports = [port_below_ephemeral(f"127.0.0.{i}", rng) for i in range(1, n + 1)]
     per_node = {i: {"metrics": {"host_ip": f"127.0.0.{i}", "port": str(metrics_ports[i - 1])}}
                 for i in range(1, n + 1)}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        for i in per_node:
+            per_node[i].setdefault(section, {})[name] = value
     wd = tempfile.mkdtemp(prefix="zund-bench-placement-")
     nodes = start_cluster(wd, n, "bp", memory_mb=memory_mb, cpus=cpus, runtimes="fake",
                           per_node=per_node)
@@ -302,7 +324,13 @@ def main(argv=None) -> int:
             "rpcs_per_placement": round(per_placement, 2),
             "rpcs_per_placement_by_op": {
                 op: round((n - ops_before.get(op, 0)) / max(1, len(results)), 2)
-                for op, n in sorted(ops_after.items()) if n > ops_before.get(op, 0)},
+                for op, n in sorted(ops_after.items())
+                if n > ops_before.get(op, 0) and not op.startswith("fast_path_")},
+            # BID_COMMITs by outcome (accepted, declined, failed) during the run
+            "fast_path": {op[len("fast_path_"):]: n - ops_before.get(op, 0)
+                          for op, n in sorted(ops_after.items()) if op.startswith("fast_path_")},
+            # the spread policy's balance: max / mean of (cpu + memory fraction) / 2
+            "load_max_over_mean": load_spread(hosts),
             # CPU the 5 nodes spent per create (all of it: API, placement, store,
             # replicas, quota, the fake runtime's lifecycle); 2 cores / this = the
             # most this machine could place with nothing else running

@@ -325,6 +325,11 @@ def rows_microvm(values: list) -> list:
                             "(runtime / bare, same round)",
                             ratio=_num(get(m, "paired_ratio_median")),
                             note="same rounds as above; load hits both sides of a pair"))
+        if get(m, "guest_ratio") is not None:
+            rows.append(row("microvm", f"{name}: guest boot (libvirt's cont -> running) "
+                            "vs bare QEMU boot", ratio=_num(get(m, "guest_ratio")),
+                            note=f"libvirt start handshake "
+                                 f"{get(m, 'runtime_handshake_median_s')} s apart; no target"))
         if get(m, "cpu_ratio") is not None:
             rows.append(row("microvm", f"{name}: CPU per boot (QEMU + libvirtd + zund) "
                             "vs bare QEMU", ratio=_num(get(m, "cpu_ratio")),
@@ -346,6 +351,11 @@ def rows_memory(values: list) -> list:
         value_row("memory", f"RSS with {get(d, 'accepted')} containers (fake runtime)", d,
                   "zund_loaded_mb", get(d, "target_loaded_mb") or 80.0, unit=" MB",
                   ref_path="dockerd_mb", note="reference: the running dockerd, same run"),
+        value_row("memory", "RSS idle, [gossip] keys set (cryptography)", d,
+                  "zund_idle_keyed_mb", unit=" MB", ref_path="zund_idle_mb",
+                  note="reference: the keyless idle node, same run"),
+        value_row("memory", "RSS idle, docker runtime", d, "zund_idle_docker_mb", unit=" MB",
+                  ref_path="zund_idle_mb", note="reference: the fake-runtime idle node, same run"),
     ]
 
 
@@ -390,7 +400,7 @@ BENCHES = [
     Bench("memory", ["bench/memory.py", "--containers", "1000"], 600, rows_memory),
     Bench("gossip_vs_serf", ["bench/gossip_vs_serf.py", "--reps", "5"], 600,
           rows_gossip_vs_serf),
-    Bench("microvm", ["-m", "bench.microvm", "--runs", "4"], 900, rows_microvm),
+    Bench("microvm", ["-m", "bench.microvm", "--runs", "10"], 900, rows_microvm),
     Bench("store_commit", ["bench/store_commit.py", "--creates", "400", "--flows", "8",
                            "--rounds", "3"], 120, rows_store_commit),
     Bench("api_cost", ["bench/api_cost.py", "--requests", "400"], 300, rows_api_cost),

@@ -126,7 +126,8 @@ def placement_config(conf) -> PlacementConfig:
                            reservation_ttl_s=p.reservation_ttl_s, probe_ratio=p.probe_ratio,
                            probe_all_below=p.probe_all_below, bid_timeout_s=p.bid_timeout_s,
                            max_rounds=p.max_rounds, commit_resolve_s=p.commit_resolve_s,
-                           fast_path=p.fast_path)
+                           fast_path=p.fast_path, fast_path_slack=p.fast_path_slack,
+                           fresh_ttl_s=p.fast_path_fresh_s)
 
 
 def load_runtime_factory(name: str):
@@ -668,7 +669,8 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
         if nova_warning:
             log.warn("{warning}", warning=nova_warning)
     announcer = MetadataAnnouncer(gossip, manager, local, reactor,
-                                  conf.gossip.metadata_min_interval, usage=committed.usage)
+                                  conf.gossip.metadata_min_interval, usage=committed.usage,
+                                  members=lambda: len(gossip.members()))
     control = ControlAPI(view.peers, events=journal, clock=reactor, services=healer)
 
     # addresses peers use: a wildcard bind is reached at the gossip address

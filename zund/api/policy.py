@@ -17,6 +17,36 @@ from oslo_policy import policy as oslo_policy
 from zund.common import errors
 from zund.common.context import RequestContext
 
+
+class _CheckOnFirstUse:
+    """An ``oslo.policy.rule_checks`` plugin imported when a rule first names it."""
+
+    def __init__(self, entry_point):
+        self._entry_point = entry_point
+
+    def __call__(self, kind: str, match: str):
+        return self._entry_point.load()(kind, match)
+
+
+def _defer_extension_checks() -> None:
+    """oslo.policy imports every ``oslo.policy.rule_checks`` plugin when it parses
+    its first rule (a ``RuleDefault`` below, at import); its own ``http``/``https``
+    checks import requests and urllib3 (~1.7 MB RSS, issue 13 §5) though zund's
+    rules name neither. Install the same plugins, each imported on first use (a
+    policy file naming ``http:`` still works). Without oslo.policy's cache
+    (``_checks.extension_checks``), nothing changes."""
+    from oslo_policy import _checks
+
+    if getattr(_checks, "extension_checks", False) is not None:
+        return
+    from importlib.metadata import entry_points
+
+    _checks.extension_checks = {ep.name: _CheckOnFirstUse(ep)
+                                for ep in entry_points(group="oslo.policy.rule_checks")}
+
+
+_defer_extension_checks()
+
 ADMIN = "rule:context_is_admin"
 ADMIN_API = "rule:admin_api"
 #: act on a project's containers: an administrator, or a member of the project

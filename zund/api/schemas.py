@@ -417,14 +417,17 @@ def _check_versions(body: Mapping, version: APIVersion) -> None:
 
 
 def validate_create(body: Any, version: APIVersion, limits: Limits,
-                    networks: bool = False) -> dict:
+                    networks: bool = False, storable_checked: bool = False) -> dict:
     """Validate and normalise a create body. Returns only given fields plus the
     cpu/memory defaults; the caller picks a name when none was given.
     ``networks``: the node has a network backend (``nets`` and
-    ``security_groups`` are accepted, resolved by the caller)."""
+    ``security_groups`` are accepted, resolved by the caller).
+    ``storable_checked``: ``body`` is the request body the pipeline already passed
+    through :func:`check_storable` (it is not walked twice)."""
     if not isinstance(body, dict):
         raise invalid("body", "the request body must be a JSON object.")
-    check_storable(body)
+    if not storable_checked:
+        check_storable(body)
     _check_versions(body, version)
     _schema_error(_create_schema_validator(), body)
 

@@ -170,6 +170,27 @@ class CommittedLedger:
             del self._tenants[old[4]]
 
 
+def load_of(state: policies.NodeState, project_id: str | None = None,
+            plus: PlacementRequest | None = None) -> dict:
+    """What a BID_COMMIT answer tells the coordinator of this node's truth: the
+    allocations (committed records and live reservations, ``plus`` the request
+    just admitted) and how many containers ``project_id`` holds here — the inputs
+    of the policies' scores that the gossip metadata carries (``NodeState.from_meta``),
+    minus the full tenant table (``messages.BidCommitRequest``: ``load``)."""
+    cpu, mem, disk = state.cpu_used, state.mem_used_mb, state.disk_used_gb
+    n = state.tenants.get(project_id, 0) if project_id is not None else 0
+    if plus is not None:
+        cpu += plus.cpu
+        mem += plus.memory_mb
+        disk += plus.disk_gb or 0
+        n += 1
+    load = {"cpu_used": round(float(cpu), 6), "mem_used_mb": int(mem),
+            "disk_used_gb": int(disk)}
+    if project_id is not None:
+        load.update(project=project_id, project_n=int(n))
+    return load
+
+
 def _new_id() -> str:
     return str(uuidlib.uuid4())
 
@@ -224,6 +245,9 @@ class Bidder:
         #: reservation ids a coordinator chose for BID_COMMIT -> uuid (bounded like
         #: the fences): each is used once, a repeat never bids again
         self._used: dict[str, str] = {}
+        #: this node's truth as of its latest bid (``load_of``; None before any):
+        #: what a BID_COMMIT answer carries back to the coordinator
+        self.last_load: dict | None = None
         self.stats = Counter()
 
     # -- read-only views ----------------------------------------------------------
@@ -295,6 +319,7 @@ class Bidder:
             self.stats["decline_reason.exists"] += 1
             return Decline(self.node_name, f"exists: container {req.uuid} is already here")
         state = self.state_of(committed)
+        self.last_load = load_of(state, req.project_id)
         if req.volumes and self._volumes_view is not None:
             held = await self._volumes_view(req.project_id, list(req.volumes))
             state = attrs.evolve(state, volumes=tuple(held))
@@ -305,6 +330,7 @@ class Bidder:
             self.stats[f"decline_reason.{reason.split(':', 1)[0].strip()}"] += 1
             return Decline(self.node_name, reason)
         score = policies.rank_score(self.policy, req, state, self.tenant_mode)
+        self.last_load = load_of(state, req.project_id, req)
         expires_at = self._clock.seconds() + self.ttl_s
         self._reservations[rid] = Reservation(rid, req, expires_at, score)
         self._timers[rid] = self._clock.callLater(self.ttl_s, self._expire, rid)

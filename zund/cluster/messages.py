@@ -237,15 +237,56 @@ class BidCommitRequest:
 
     @staticmethod
     def answer_to_body(answer) -> dict:
+        load = None
+        if isinstance(answer, LoadedAnswer):
+            answer, load = answer.outcome, answer.load
         if isinstance(answer, Decline):
-            return {"accepted": False, "reason": answer.reason}
-        return {"accepted": True, "record": answer}
+            body = {"accepted": False, "reason": answer.reason}
+        else:
+            body = {"accepted": True, "record": answer}
+        if load is not None:
+            body["load"] = load
+        return body
 
     @staticmethod
     def answer_from_body(ok: dict):
         if not _get(ok, "accepted", bool):
-            return Decline(node="", reason=_get(ok, "reason", str))
-        return _get(ok, "record", ContainerRecord)
+            outcome = Decline(node="", reason=_get(ok, "reason", str))
+        else:
+            outcome = _get(ok, "record", ContainerRecord)
+        load = _load(ok.get("load"))
+        return outcome if load is None else LoadedAnswer(outcome, load)
+
+
+@attrs.frozen
+class LoadedAnswer:
+    """A BID_COMMIT answer (the record, or the Decline) with the answering node's
+    load: its truth after the bid (``zund.cluster.bidding.load_of``), which the
+    coordinator ranks by until that node's next gossip metadata arrives. Optional
+    (``load`` in the answer body; older nodes send none)."""
+
+    outcome: object
+    load: dict | None = None
+
+
+_LOAD_FIELDS = (("cpu_used", (int, float)), ("mem_used_mb", int), ("disk_used_gb", int))
+
+
+def _load(value) -> dict | None:
+    """A well-formed ``load`` (see ``LoadedAnswer``), else None: it is a hint, and a
+    malformed one must not make the placement's outcome unknown."""
+    if not isinstance(value, dict):
+        return None
+    out = {}
+    for name, types in _LOAD_FIELDS:
+        v = value.get(name)
+        if not isinstance(v, types) or isinstance(v, bool) or v != v or v < 0:
+            return None
+        out[name] = v
+    project, n = value.get("project"), value.get("project_n")
+    if isinstance(project, str) and isinstance(n, int) and not isinstance(n, bool) and n >= 0:
+        out.update(project=project, project_n=n)
+    return out
 
 
 @attrs.frozen

@@ -319,19 +319,28 @@ class PeerClient:
 
     async def bid_commit(self, node: NodeView, request: PlacementRequest,
                          reservation_id: str, ctx, placement: dict | None,
-                         create: CreateRequest,
-                         bar: float | None = None) -> ContainerRecord | Decline:
+                         create: CreateRequest, bar: float | None = None,
+                         on_load=None) -> ContainerRecord | Decline:
         """The placement fast path (BID_COMMIT): the record ``node`` created under
         ``reservation_id``, or its Decline. A node that does not know the operation
         declines (``error: UnsupportedPeerOperation``: it certainly did nothing).
         Failures raise as ``commit``'s do (PeerRefused: definite; PeerTimeout and
-        other ServiceUnavailable: unknown, resolved with ``commit_status``)."""
+        other ServiceUnavailable: unknown, resolved with ``commit_status``).
+        ``on_load(dict)`` hears the node's load when its answer carries one
+        (``messages.LoadedAnswer``)."""
         try:
             answer = await self._send(node, messages.BidCommitRequest(
                 request=request, reservation_id=reservation_id, ctx=_context(ctx),
                 uuid=request.uuid, create=create, placement=placement, bar=bar))
         except (errors.UnsupportedPeerOperation, errors.UnsupportedPeerVersion) as e:
             return Decline(node=node.name, reason=f"error: {type(e).__name__}: {e}")
+        if isinstance(answer, messages.LoadedAnswer):
+            if on_load is not None:
+                try:
+                    on_load(answer.load)
+                except Exception:  # a hint: never lose the outcome over it
+                    log.failure("peer.on_load_failed")
+            answer = answer.outcome
         if isinstance(answer, Decline):
             return Decline(node=node.name, reason=answer.reason)
         return answer

@@ -313,8 +313,12 @@ class PeerAPI:
             if bid_commit is None:  # a node without the fast path: the bid round
                 raise errors.UnsupportedPeerOperation(operation=msg.OP.name,
                                                       node=self.node_name)
-            return await bid_commit(msg.request, msg.reservation_id, msg.ctx, msg.uuid,
-                                    msg.placement, msg.create, msg.bar)
+            outcome = await bid_commit(msg.request, msg.reservation_id, msg.ctx, msg.uuid,
+                                       msg.placement, msg.create, msg.bar)
+            # the bidder's truth as of this bid (or a later one: fresher still),
+            # which the coordinator ranks by until this node's next metadata
+            load = getattr(getattr(h, "bidder", None), "last_load", None)
+            return outcome if load is None else messages.LoadedAnswer(outcome, load)
         if isinstance(msg, messages.ReleaseRequest):
             return await _maybe_await(h.release(msg.reservation_id))
         if isinstance(msg, messages.CommitStatusRequest):

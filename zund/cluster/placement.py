@@ -26,7 +26,9 @@ DESIGN.md "Data flow of one create":
    instead of d bids, a commit and the releases. A decline or a definite failure
    falls back to the bid round (of the other candidates; that node only when it is
    the only one); an unknown outcome is resolved exactly as a commit's (COMMIT_STATUS
-   with that reservation id);
+   with that reservation id). Each answer carries the node's load after the bid,
+   which this coordinator ranks by instead of that node's metadata until newer
+   metadata arrives (``fresh_ttl_s``, ``note_load``);
 6. when nothing was committed, a fresh round (fresh view) asks twice as many nodes
    that were not asked yet — or, when every candidate was asked already, asks them
    again but for those that did not answer — up to ``max_rounds``; then
@@ -100,14 +102,20 @@ class PlacementConfig:
     #: gossiped metadata); False: every create runs the full bid round
     fast_path: bool = True
     #: the fast path's pick declines (``outbid``) when its own score (its truth)
-    #: is below the next sampled candidate's metadata score minus this. Metadata
-    #: lags behind: with no bar, coordinators keep picking the node that looked
-    #: emptiest until it republishes (bench/placement.py quality, 200/s, 0.5 s lag,
-    #: each placement ~1.5 % of a node: 1.04-1.14x the omniscient placer's
-    #: max/mean, the bid round 1.00-1.01; bar at 0: 1.00-1.01 but 9 in 10 picks
-    #: outbid; 0.05: 1.007-1.042 with about half outbid; 0.08: up to 1.043 with a
-    #: third). None: no bar
+    #: is below the next sampled candidate's score by this coordinator's view minus
+    #: this. None: no bar. The bar compares a fresh truth with a staler view, so
+    #: it fires as often as nodes drift by more than this between two
+    #: publications: with metadata at most 0.5 s late and no ``fresh_ttl_s``, about
+    #: half the picks under load (bench/placement_real: 510 of 1,000); at most
+    #: 0.1 s late (``[gossip] metadata_min_interval``) with ``fresh_ttl_s``, none of
+    #: 1,000 on real processes and 2-3 % in bench/placement.py quality (1.5 % of a
+    #: node per placement). Without it that quality is 1.03-1.12x the omniscient
+    #: placer's max/mean (docs/design.md "Fast path")
     fast_path_slack: float | None = 0.05
+    #: how long the load a BID_COMMIT answer carried (the node's truth) overrides
+    #: that node's gossip metadata in this coordinator's fast-path ranking (until
+    #: newer metadata arrives); 0: metadata only
+    fresh_ttl_s: float = 1.0
 
 
 # -- pure helpers -------------------------------------------------------------------
@@ -286,6 +294,8 @@ class Coordinator:
         self.policy = policy if policy is not None else policies.load_policy(
             getattr(config, "policy", "spread"))
         self.stats = Counter()
+        #: node -> (the metadata it supersedes, valid until, load): ``note_load``
+        self._fresh: dict[str, tuple] = {}
         #: callables(outcome: "placed"|"no_valid_host", uuid, decision) told of each
         #: outcome (the node's metrics and event journal); must not raise or block
         self.observers: list = []
@@ -535,7 +545,7 @@ class Coordinator:
         mode = self.config.tenant_mode
         ranked = []
         for v in chosen:
-            state = policies.NodeState.from_meta(v.name, v.meta)
+            state = self._state_of(v)
             ranked.append((-policies.rank_score(self.policy, req, state, mode),
                            self._rng.random(), v))
         ranked.sort(key=lambda t: (t[0], t[1]))
@@ -557,8 +567,9 @@ class Coordinator:
                         rounds=decision["rounds"],
                         elapsed_s=round(self._clock.seconds() - started, 6))
         try:
-            outcome = await self._peers.bid_commit(view, req, rid, ctx, snapshot, create,
-                                                   bar)
+            outcome = await self._peers.bid_commit(
+                view, req, rid, ctx, snapshot, create, bar,
+                on_load=lambda load, _v=view: self.note_load(_v, load))
         except errors.ZundError as e:
             outcome = await self._settle(view, Bid(view.name, rid, score, 0.0), ctx, req.uuid,
                                          e, rnd)
@@ -581,6 +592,46 @@ class Coordinator:
                         elapsed_s=round(self._clock.seconds() - started, 6))
         self.stats["fast_path_accepted"] += 1
         return view, outcome
+
+    # -- the fresher view ---------------------------------------------------------------
+
+    def note_load(self, view: NodeView, load: dict | None) -> None:
+        """Keep ``load`` (``bidding.load_of``: the node's truth, as a BID_COMMIT answer
+        carries it) as fresher than ``view.meta`` until that node's next gossip
+        metadata arrives or ``fresh_ttl_s`` passes (``_state_of``)."""
+        ttl = getattr(self.config, "fresh_ttl_s", 0.0)
+        if not ttl or not isinstance(load, dict) or view.meta is None:
+            return
+        self._fresh[view.name] = (view.meta, self._clock.seconds() + ttl, load)
+        self.stats["fast_path_loads_heard"] += 1
+
+    def _state_of(self, view: NodeView) -> policies.NodeState:
+        """The view of ``view``'s node the fast path ranks by: its gossip metadata,
+        overlaid with the load its latest BID_COMMIT answer carried to this
+        coordinator while no newer metadata has arrived (so a coordinator sees its
+        own placements at once, not after the next publication)."""
+        state = policies.NodeState.from_meta(view.name, view.meta)
+        entry = self._fresh.get(view.name)
+        if entry is not None:
+            meta, until, load = entry
+            if meta is not view.meta or self._clock.seconds() > until:
+                del self._fresh[view.name]
+            else:
+                try:
+                    tenants = dict(state.tenants)
+                    project = load.get("project")
+                    if project is not None:
+                        if load.get("project_n", 0) > 0:
+                            tenants[project] = int(load["project_n"])
+                        else:
+                            tenants.pop(project, None)
+                    state = attrs.evolve(state, cpu_used=float(load["cpu_used"]),
+                                         mem_used_mb=int(load["mem_used_mb"]),
+                                         disk_used_gb=int(load["disk_used_gb"]),
+                                         tenants=tenants)
+                except (KeyError, TypeError, ValueError):
+                    del self._fresh[view.name]
+        return state
 
     # -- bid round ----------------------------------------------------------------------
 

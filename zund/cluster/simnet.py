@@ -195,13 +195,22 @@ class InMemoryPeerClient:
             reservation_id, do_create, existing=lambda: _held(sim, uuid)))
 
     async def bid_commit(self, node: NodeView, request: PlacementRequest,
-                         reservation_id: str, ctx, placement: dict, create, bar=None):
+                         reservation_id: str, ctx, placement: dict, create, bar=None,
+                         on_load=None):
         sim = self.cluster.nodes[node.name]
         self.calls[("bid_commit", node.name)] += 1
         do_create = self.cluster.do_create_for(sim, ctx, create, create.run)
-        return await self._remote(sim, lambda: sim.bidder.bid_commit(
-            request, reservation_id, do_create, existing=lambda: _held(sim, request.uuid),
-            bar=bar))
+
+        async def there():
+            outcome = await sim.bidder.bid_commit(
+                request, reservation_id, do_create,
+                existing=lambda: _held(sim, request.uuid), bar=bar)
+            return outcome, sim.bidder.last_load
+
+        outcome, load = await self._remote(sim, there)
+        if on_load is not None and load is not None:
+            on_load(load)
+        return outcome
 
     async def commit_status(self, node: NodeView, ctx, uuid: str, reservation_id: str):
         sim = self.cluster.nodes[node.name]

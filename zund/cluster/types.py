@@ -80,12 +80,15 @@ class IPeerClient(Interface):
         ReservationExpired) and ServiceUnavailable on network failure."""
 
     async def bid_commit(node: NodeView, request: PlacementRequest, reservation_id: str, ctx,
-                         placement: dict | None, create, bar: float | None = None):
+                         placement: dict | None, create, bar: float | None = None,
+                         on_load=None):
         """The placement fast path: ``node`` bids for ``request`` and, if it would
         (and its own score is not below ``bar``), commits at once under the
         coordinator-chosen ``reservation_id``. -> the ContainerRecord, or a Decline.
         Raises as ``commit`` does (an unknown outcome is resolved with
-        ``commit_status``)."""
+        ``commit_status``). ``on_load(dict)``, when given, hears the node's load
+        after its answer (accept or decline) when the answer carries one; the
+        coordinator ranks by it until that node's next metadata."""
 
     async def release(node: NodeView, reservation_id: str) -> None:
         """Best effort; never raises."""

@@ -43,6 +43,15 @@ placement_opts = [
                      "peer RPC instead of a bid round, a commit and releases). A decline "
                      "falls back to the bid round. False: every create runs the full bid "
                      "round."),
+    cfg.FloatOpt("fast_path_slack", default=0.05, min=0.0,
+                 help="The fast path's pick declines ('outbid', then the bid round) when "
+                      "its own score is below the next sampled candidate's score, as the "
+                      "entry node sees it, minus this: a guard against a stale view "
+                      "(rarely fires with metadata_min_interval 0.1). 1000: no bar."),
+    cfg.FloatOpt("fast_path_fresh_s", default=1.0, min=0.0,
+                 help="Seconds the load a BID_COMMIT answer carries (the node's truth) "
+                      "overrides that node's gossip metadata in this entry node's "
+                      "fast-path ranking, until newer metadata arrives. 0: metadata only."),
 ]
 
 

@@ -4,16 +4,22 @@ A development and benchmarking tool (and a sketch of ``zund peers``) until
 ``zund serve`` exists.  The control port speaks HTTP/JSON on 127.0.0.1 only:
 
 - ``GET  /members``   -> ``[MemberView.to_json(), ...]``
-- ``GET  /stats``     -> the service's stats dict
+- ``GET  /stats``     -> the service's stats dict plus ``awareness`` (Lifeguard local health score)
 - ``POST /metadata``  body = raw bytes -> sets this node's metadata blob
+- ``GET  /events``    -> the last member events seen here, oldest first:
+  ``[[monotonic_s, kind, member, incarnation, awareness_score], ...]``
+  (``time.monotonic()`` is system-wide, so a benchmark on the same host can
+  line them up with its own clock; bounded to the last 512)
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import random
 import sys
+import time
 
 from twisted.logger import globalLogBeginner, textFileLogObserver, FilteringLogObserver, LogLevelFilterPredicate, LogLevel
 from twisted.web import resource, server
@@ -27,14 +33,17 @@ from zund.gossip.service import GossipService
 class _Members(resource.Resource):
     isLeaf = True
 
-    def __init__(self, gossip: GossipService):
+    def __init__(self, gossip: GossipService, events=()):
         super().__init__()
         self.gossip = gossip
+        self.events = events
 
     def render_GET(self, request):
         request.setHeader(b"content-type", b"application/json")
         if request.path == b"/stats":
-            return json.dumps(self.gossip.stats).encode()
+            return json.dumps(dict(self.gossip.stats, awareness=self.gossip.local_health)).encode()
+        if request.path == b"/events":
+            return json.dumps(list(self.events)).encode()
         return json.dumps([m.to_json() for m in self.gossip.members()]).encode()
 
     def render_POST(self, request):
@@ -76,7 +85,10 @@ def main(argv=None) -> int:
                            advertise, seeds, Keyring.from_base64(args.key), reactor, random.Random())
     if not args.control_host.startswith("127."):
         parser.error("the control port only binds to 127.0.0.0/8")
-    reactor.listenTCP(args.control_port, server.Site(_Members(gossip)), interface=args.control_host)
+    events: collections.deque = collections.deque(maxlen=512)
+    gossip.add_listener(lambda kind, member: events.append(
+        (time.monotonic(), kind, member.name, member.incarnation, gossip.local_health)))
+    reactor.listenTCP(args.control_port, server.Site(_Members(gossip, events)), interface=args.control_host)
     reactor.callWhenRunning(gossip.startService)
     reactor.addSystemEventTrigger("before", "shutdown", gossip.stopService)
     reactor.run()

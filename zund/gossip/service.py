@@ -44,6 +44,8 @@ STAT_KEYS = (
 #: the state machine's probe timers: set when a probe starts, cancelled by its ack,
 #: fired when it times out (zund.gossip.state); the shell counts them from the effects
 _PROBE_DEADLINE = "probe.deadline"
+#: a timer firing this late means this process was not running when it was due
+LATE_TIMER_S = 0.05
 
 
 class GossipService(service.Service):
@@ -101,6 +103,11 @@ class GossipService(service.Service):
 
     def local_member(self) -> MemberView:
         return self._membership.local_member()
+
+    @property
+    def local_health(self) -> int:
+        """Lifeguard local health score: 0 is healthy (``zund.gossip.awareness``)."""
+        return self._membership.awareness.score
 
     def add_listener(self, listener) -> None:
         """``listener(event_kind: str, member: MemberView)``; kinds: EVENT_KINDS.
@@ -328,7 +335,7 @@ class GossipService(service.Service):
                 if old is not None and old.active():
                     old.cancel()
                 delay = max(0.0, effect.at - self.clock.seconds())
-                self._timers[effect.name] = self.clock.callLater(delay, self._fire, effect.name)
+                self._timers[effect.name] = self.clock.callLater(delay, self._fire, effect.name, effect.at)
             elif kind is CancelTimer:
                 if effect.name == _PROBE_DEADLINE:
                     self.stats["probe_acks"] += 1
@@ -342,7 +349,16 @@ class GossipService(service.Service):
                     defer.Deferred.fromCoroutine(self._push_pull(effect.addr, effect.join)).addErrback(
                         lambda f: log.failure("gossip.push_pull.crashed", f))
 
-    def _fire(self, name: str) -> None:
+    def _fire(self, name: str, at: float | None = None) -> None:
+        if at is not None and self.clock.seconds() - at > LATE_TIMER_S:
+            # We were not running when this timer was due (SIGSTOP, a starved
+            # cgroup, a long pause): the reactor runs due timers before it reads
+            # the datagrams that arrived meanwhile (epoll_wait even fails with
+            # EINTR after SIGCONT), so an ack or refutation already here would be
+            # ignored and a live peer suspected.  Read them first: the timer
+            # fires one reactor turn later, and an ack still cancels it.
+            self._timers[name] = self.clock.callLater(0, self._fire, name)
+            return
         self._timers.pop(name, None)
         if self._active:
             if name == _PROBE_DEADLINE:

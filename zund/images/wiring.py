@@ -12,6 +12,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from zund.common import errors
+from zund.conf import _service_client
+from zund.conf.glance import GROUP as GLANCE_GROUP
 from zund.images.cluster import ClusterImages
 from zund.images.engine import DockerImageEngine, FakeImageEngine
 from zund.images.local import LocalImages
@@ -86,7 +88,7 @@ def build_images(conf, reactor, node: str, store, runtimes: dict, tasks, peer_cl
                                    float(d.default_timeout), run_blocking)
     g = conf.glance
     glance = None
-    if g.endpoint_override or g.auth_type:
+    if _service_client.configured(conf, GLANCE_GROUP):  # imports keystoneauth only if so
         from zund.images.glance import GlanceClient, GlanceImages, make_adapter
 
         run_blocking, pool = make_run_blocking(reactor, g.max_workers, name="zund-glance")

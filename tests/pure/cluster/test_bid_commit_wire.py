@@ -46,3 +46,30 @@ def test_a_uuid_other_than_the_requests_is_a_wire_error():
     body["uuid"] = "other"
     with pytest.raises(wire.WireError):
         messages.decode_request({"v": 1, "op": 111, "body": body}, "n2")
+
+
+LOAD = {"cpu_used": 3.5, "mem_used_mb": 2048, "disk_used_gb": 0, "project": "p1",
+        "project_n": 4}
+
+
+@pytest.mark.parametrize("answer", [
+    ContainerRecord(uuid=U, project_id="p1", user_id="u1", image="busybox"),
+    Decline("", "outbid: score 0.4 is below the next candidate's 0.5 by metadata"),
+])
+def test_an_answer_with_the_nodes_load_round_trips_with_it(answer):
+    """The answering node's load (its truth after the bid) comes back beside the
+    outcome, for the coordinator's fresher view."""
+    envelope = roundtrip(messages.encode_answer(MSG, messages.LoadedAnswer(answer, LOAD)))
+    assert messages.decode_answer(MSG, envelope, "n1") == messages.LoadedAnswer(answer, LOAD)
+
+
+@pytest.mark.parametrize("load", [
+    "full", {"cpu_used": "3"}, {"cpu_used": 1.0, "mem_used_mb": -1, "disk_used_gb": 0},
+    {"cpu_used": float("nan"), "mem_used_mb": 1, "disk_used_gb": 0},
+])
+def test_a_malformed_load_is_dropped_and_the_outcome_kept(load):
+    """The load is a hint: a garbled one never makes the placement's outcome unknown."""
+    record = ContainerRecord(uuid=U, project_id="p1", user_id="u1", image="busybox")
+    envelope = roundtrip(messages.encode_answer(MSG, record))
+    envelope["ok"]["load"] = load
+    assert messages.decode_answer(MSG, envelope, "n1") == record

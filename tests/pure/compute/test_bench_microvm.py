@@ -78,3 +78,23 @@ def test_summary_reports_spread_and_paired_ratios():
     assert out["min_ratio"] == 1.5
     assert out["cpu_ratio"] == round((3.1 + 0.1 + 0.03) / 2.9, 3)  # QEMU + zund + libvirtd
     assert out["runtime_cpu_vcpu_median_s"] == 2.9 and out["bare_qemu_cpu_vcpu_median_s"] == 2.85
+
+
+def test_summary_splits_libvirts_start_handshake_from_the_guests_boot():
+    """guest_ratio compares cont -> running with the bare boot; the handshake is reported apart."""
+    def rnd(handshake, guest, bare):
+        wall = 0.03 + handshake + guest
+        return {"runtime": {"wall": wall, "create": 0.01, "start": wall - 0.01, "launch": 0.02,
+                            "handshake": handshake, "guest": guest, "qemu_at_cont": 0.27,
+                            "qemu": wall - 0.2, "vcpu": guest - 0.1, "vcpu_guest": guest - 0.1,
+                            "zund": 0.1, "libvirtd": 0.03},
+                "bare": {"wall": bare, "cpu": bare - 0.1, "vcpu": bare - 0.15}}
+
+    out = microvm.summarize([rnd(0.4, 2.6, 2.6), rnd(0.3, 3.0, 2.5), rnd(0.35, 2.7, 3.0)])
+    assert out["runtime_handshake_median_s"] == 0.35
+    assert out["runtime_handshake_samples_s"] == [0.4, 0.3, 0.35]
+    assert out["runtime_guest_median_s"] == 2.7
+    assert out["guest_ratio"] == round(2.7 / 2.6, 3)
+    assert out["paired_guest_ratio_median"] == 1.0
+    assert out["runtime_cpu_qemu_at_cont_median_s"] == 0.27
+    assert out["runtime_vcpu_samples_s"] == [2.5, 2.9, 2.6]

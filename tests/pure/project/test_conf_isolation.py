@@ -18,5 +18,6 @@ def test_auth_plugin_options_of_one_conf_do_not_leak_into_a_new_one(tmp_path):
 
     second = make_conf()
     second([])  # would raise RequiredOptError for [glance] auth_url if it leaked
+    make_adapter(second)  # registers keystoneauth's options on it too (noauth)
     assert "auth_url" not in second.glance
     assert second.glance.service_type == "image"

@@ -48,12 +48,15 @@ def live(c) -> list:
 
 def test_concurrent_creates_go_as_one_bid_commit_each_and_land_once(make_cluster):
     """Twelve creates through three nodes: every one placed by the fast path, no BID
-    sent, each container held by exactly one node."""
+    sent, each container held by exactly one node; every answer brought the
+    winner's load back to its entry node (the fresher view)."""
     c = make_cluster(SimConfig(nodes=3))
     answers = creates(c, 12)
     assert all(r.status == 202 for r in answers), [r.status for r in answers]
     accepted = sum(n.parts.coordinator.stats["fast_path_accepted"] for n in c.nodes)
     assert accepted == 12 and ops(c, "BID") == 0
+    heard = sum(n.parts.coordinator.stats["fast_path_loads_heard"] for n in c.nodes)
+    assert heard == 12
     uuids = live(c)
     assert len(uuids) == len(set(uuids)) == 12
 

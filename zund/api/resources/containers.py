@@ -29,8 +29,10 @@ class ContainersResource:
         ctx = req.ctx
         self._policy.authorize(ctx, "container:create")
         body = req.body if req.body is not None else {}
+        # the pipeline's _read_body ran check_storable on req.body
         request = schemas.validate_create(body, req.version, self._limits,
-                                          networks=self.networks is not None)
+                                          networks=self.networks is not None,
+                                          storable_checked=True)
         if request.get("runtime") is not None:
             self._policy.authorize(ctx, "container:create:runtime")
         if request.get("privileged"):
