@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+from tests.support.confs import conf_from_text
 from zund.conf import _service_client, make_conf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -25,14 +26,6 @@ print(json.dumps({"configured": configured, "loaded": loaded}))
 """
 
 
-def _conf(tmp_path, text: str):
-    path = tmp_path / "zund.conf"
-    path.write_text(text)
-    conf = make_conf()
-    conf(["--config-file", str(path)])
-    return conf
-
-
 def test_unconfigured_node_imports_no_keystoneauth_requests_or_urllib3():
     """Fresh interpreter: no [glance]/[neutron] values, policy loaded -> none imported."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OS_GLANCE__", "OS_NEUTRON__"))}
@@ -44,7 +37,7 @@ def test_unconfigured_node_imports_no_keystoneauth_requests_or_urllib3():
 
 def test_glance_endpoint_in_config_file_is_configured_with_keystoneauth_options(tmp_path):
     """[glance] endpoint_override set -> configured; keystoneauth's options read it."""
-    conf = _conf(tmp_path, "[glance]\nendpoint_override = http://127.0.0.1:1/image\n")
+    conf = conf_from_text(tmp_path, "[glance]\nendpoint_override = http://127.0.0.1:1/image\n")
     assert _service_client.configured(conf, "glance") is True
     assert conf.glance.endpoint_override == "http://127.0.0.1:1/image"
     assert conf.glance.service_type == "image" and conf.glance.auth_type is None
@@ -52,7 +45,7 @@ def test_glance_endpoint_in_config_file_is_configured_with_keystoneauth_options(
 
 def test_glance_section_without_endpoint_or_auth_is_not_configured(tmp_path):
     """[glance] naming only its own options -> not configured, options still usable."""
-    conf = _conf(tmp_path, "[glance]\ndefault_image_driver = glance\n")
+    conf = conf_from_text(tmp_path, "[glance]\ndefault_image_driver = glance\n")
     assert _service_client.configured(conf, "glance") is False
     assert conf.glance.default_image_driver == "glance"
     assert conf.glance.service_type == "image"
@@ -61,7 +54,7 @@ def test_glance_section_without_endpoint_or_auth_is_not_configured(tmp_path):
 def test_glance_endpoint_from_environment_is_configured(tmp_path, monkeypatch):
     """OS_GLANCE__ENDPOINT_OVERRIDE (oslo.config's environment source) -> configured."""
     monkeypatch.setenv("OS_GLANCE__ENDPOINT_OVERRIDE", "http://127.0.0.1:2/image")
-    conf = _conf(tmp_path, "[DEFAULT]\n")
+    conf = conf_from_text(tmp_path, "[DEFAULT]\n")
     assert _service_client.configured(conf, "glance") is True
     assert conf.glance.endpoint_override == "http://127.0.0.1:2/image"
 

@@ -11,7 +11,7 @@ import pytest
 
 from zund.api import auth as api_auth
 from zund.api.app import ZunAPI
-from zund.conf import make_conf
+from tests.support.confs import conf_from_text
 from zund.runtimes.executor import run_blocking_sync
 
 pytest.importorskip("keystonemiddleware")  # the [keystone] extra; installed by [test]
@@ -23,14 +23,10 @@ FORGED_ADMIN = {"X-User-Id": "mallory", "X-Project-Id": "anyproj", "X-Roles": "a
 
 
 def _conf(tmp_path, **authtoken):
-    path = tmp_path / "zund.conf"
     lines = ["[DEFAULT]", "auth_strategy = keystone", "[keystone_authtoken]",
              "www_authenticate_uri = http://127.0.0.1:1/identity"]
     lines += [f"{k} = {v}" for k, v in authtoken.items()]
-    path.write_text("\n".join(lines) + "\n")
-    conf = make_conf()
-    conf(["--config-file", str(path)])
-    return conf
+    return conf_from_text(tmp_path, "\n".join(lines) + "\n")
 
 
 @pytest.fixture
