@@ -117,6 +117,14 @@ class BroadcastQueue:
                 break
         return out
 
+    def mark_told(self, key: str, member: str) -> None:
+        """``member`` already has our queued news about ``key`` (the alive or dead,
+        not a suspicion): it sent it to us. A send to it then spends no transmit,
+        so the budget goes to members that may not have it yet."""
+        item = self._items.get((key, None))
+        if item is not None:
+            item.told.add(member)
+
     def pending(self) -> list:
         """Queued messages, oldest first (for tests and introspection)."""
         return [b.message for b in sorted(self._items.values(), key=lambda b: b.seq)]

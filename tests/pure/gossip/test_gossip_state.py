@@ -280,6 +280,22 @@ def test_confirmations_shorten_suspicion():
     assert e2 == [SetTimer("suspect:p0", NOW + 4.0)]
 
 
+def test_a_member_that_told_us_a_death_spends_none_of_our_retelling():
+    """Our dead about p0 goes to members that may lack it: sends to p1, which sent
+    it to us, spend no transmit, so it is still queued after the limit's worth of
+    sends (p1 and limit - 1 others) and leaves only after one more member."""
+    m = make(8)
+    m.on_messages(peer(1), [Dead(1, "p0", "p1")], NOW)
+    dead = Dead(1, "p0", "p1")
+    assert dead in m.broadcasts.pending()
+    limit = config.retransmit_limit(CFG.retransmit_mult, 9)
+    for to in ["p1"] + [f"p{i}" for i in range(2, 1 + limit)]:
+        assert dead in m.broadcasts.get(overhead=0, budget=1400, n=9, to=to)
+    assert dead in m.broadcasts.pending()
+    assert dead in m.broadcasts.get(overhead=0, budget=1400, n=9, to=f"p{1 + limit}")
+    assert dead not in m.broadcasts.pending()
+
+
 def test_dead_from_the_node_itself_means_left():
     """memberlist Leave: a dead message with node == from is a graceful leave."""
     m = make(2)
