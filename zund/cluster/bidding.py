@@ -319,7 +319,6 @@ class Bidder:
             self.stats["decline_reason.exists"] += 1
             return Decline(self.node_name, f"exists: container {req.uuid} is already here")
         state = self.state_of(committed)
-        self.last_load = load_of(state, req.project_id)
         if req.volumes and self._volumes_view is not None:
             held = await self._volumes_view(req.project_id, list(req.volumes))
             state = attrs.evolve(state, volumes=tuple(held))
@@ -328,6 +327,7 @@ class Bidder:
             self.stats["declined"] += 1
             # by category ("cpu: ..." -> cpu) for zund_bidder_declines{reason}
             self.stats[f"decline_reason.{reason.split(':', 1)[0].strip()}"] += 1
+            self.last_load = load_of(state, req.project_id)
             return Decline(self.node_name, reason)
         score = policies.rank_score(self.policy, req, state, self.tenant_mode)
         self.last_load = load_of(state, req.project_id, req)
