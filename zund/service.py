@@ -127,7 +127,7 @@ def placement_config(conf) -> PlacementConfig:
                            probe_all_below=p.probe_all_below, bid_timeout_s=p.bid_timeout_s,
                            max_rounds=p.max_rounds, commit_resolve_s=p.commit_resolve_s,
                            fast_path=p.fast_path, fast_path_slack=p.fast_path_slack,
-                           fresh_ttl_s=p.fast_path_fresh_s)
+                           fast_path_fresh_s=p.fast_path_fresh_s)
 
 
 def load_runtime_factory(name: str):

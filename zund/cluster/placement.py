@@ -28,7 +28,7 @@ DESIGN.md "Data flow of one create":
    the only one); an unknown outcome is resolved exactly as a commit's (COMMIT_STATUS
    with that reservation id). Each answer carries the node's load after the bid,
    which this coordinator ranks by instead of that node's metadata until newer
-   metadata arrives (``fresh_ttl_s``, ``note_load``);
+   metadata arrives (``fast_path_fresh_s``, ``note_load``);
 6. when nothing was committed, a fresh round (fresh view) asks twice as many nodes
    that were not asked yet — or, when every candidate was asked already, asks them
    again but for those that did not answer — up to ``max_rounds``; then
@@ -105,9 +105,9 @@ class PlacementConfig:
     #: is below the next sampled candidate's score by this coordinator's view minus
     #: this. None: no bar. The bar compares a fresh truth with a staler view, so
     #: it fires as often as nodes drift by more than this between two
-    #: publications: with metadata at most 0.5 s late and no ``fresh_ttl_s``, about
+    #: publications: with metadata at most 0.5 s late and no ``fast_path_fresh_s``, about
     #: half the picks under load (bench/placement_real: 510 of 1,000); at most
-    #: 0.1 s late (``[gossip] metadata_min_interval``) with ``fresh_ttl_s``, none of
+    #: 0.1 s late (``[gossip] metadata_min_interval``) with ``fast_path_fresh_s``, none of
     #: 1,000 on real processes and 2-3 % in bench/placement.py quality (1.5 % of a
     #: node per placement). Without it that quality is 1.03-1.12x the omniscient
     #: placer's max/mean (docs/design.md "Fast path")
@@ -115,7 +115,7 @@ class PlacementConfig:
     #: how long the load a BID_COMMIT answer carried (the node's truth) overrides
     #: that node's gossip metadata in this coordinator's fast-path ranking (until
     #: newer metadata arrives); 0: metadata only
-    fresh_ttl_s: float = 1.0
+    fast_path_fresh_s: float = 1.0
 
 
 # -- pure helpers -------------------------------------------------------------------
@@ -598,8 +598,8 @@ class Coordinator:
     def note_load(self, view: NodeView, load: dict | None) -> None:
         """Keep ``load`` (``bidding.load_of``: the node's truth, as a BID_COMMIT answer
         carries it) as fresher than ``view.meta`` until that node's next gossip
-        metadata arrives or ``fresh_ttl_s`` passes (``_state_of``)."""
-        ttl = getattr(self.config, "fresh_ttl_s", 0.0)
+        metadata arrives or ``fast_path_fresh_s`` passes (``_state_of``)."""
+        ttl = getattr(self.config, "fast_path_fresh_s", 0.0)
         if not ttl or not isinstance(load, dict) or view.meta is None:
             return
         self._fresh[view.name] = (view.meta, self._clock.seconds() + ttl, load)

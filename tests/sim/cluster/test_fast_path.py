@@ -258,8 +258,8 @@ def test_a_node_without_bid_commit_is_still_asked_for_a_bid():
     assert decision["rounds"][0]["fast_path"]["outcome"].startswith("declined: error")
 
 
-@pytest.mark.parametrize("fresh_ttl_s", [1.0, 0.0])
-def test_an_entry_node_ranks_by_the_load_its_bid_commits_reported(fresh_ttl_s):
+@pytest.mark.parametrize("fast_path_fresh_s", [1.0, 0.0])
+def test_an_entry_node_ranks_by_the_load_its_bid_commits_reported(fast_path_fresh_s):
     """Metadata never republished, 8 creates in a row from one entry node, each 6 %
     of a node: with the load each BID_COMMIT answer carries, the entry node sees its
     own placements at once, so every pick is accepted and the two nodes end even;
@@ -267,14 +267,14 @@ def test_an_entry_node_ranks_by_the_load_its_bid_commits_reported(fresh_ttl_s):
     clock = HeapClock()
     clock.advance(1000.0)
     c = SimCluster(clock, random.Random(5), n_nodes=2, node_totals=[SMALL, SMALL],
-                   config=PlacementConfig(fresh_ttl_s=fresh_ttl_s, probe_all_below=8),
+                   config=PlacementConfig(fast_path_fresh_s=fast_path_fresh_s, probe_all_below=8),
                    latency=(0.0005, 0.002), meta_lag_s=None)
     decisions = [place(c, "node-0", PlacementRequest(
         request_id=f"r{i}", uuid=f"u{i}", project_id="p1", user_id="u", cpu=0.25,
         memory_mb=256))[1] for i in range(8)]
     outcomes = [d["rounds"][0]["fast_path"]["outcome"] for d in decisions]
     counts = sorted(len(n.records) for n in c.nodes.values())
-    if fresh_ttl_s:
+    if fast_path_fresh_s:
         assert outcomes == ["accepted"] * 8 and counts == [4, 4]
     else:
         assert any(o.startswith("declined: outbid") for o in outcomes)
