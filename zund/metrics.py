@@ -203,6 +203,10 @@ class _NodeCollector:
             for outcome in ("accepted", "declined", "failed"):
                 fast.add_metric([outcome], s.get(f"fast_path_{outcome}", 0))
             yield fast
+            yield _counter("zund_placement_busy_retries",
+                           "Bid rounds this entry node ran again after a pause because every "
+                           "candidate refused, some only for reservations of placements in "
+                           "flight ([placement] busy_wait_s).", s.get("busy_retries", 0))
         bidder = src.get("bidder")
         if bidder is not None:
             s = bidder.stats

@@ -125,7 +125,8 @@ def placement_config(conf) -> PlacementConfig:
     return PlacementConfig(policy=p.policy, tenant_mode=p.tenant_isolation,
                            reservation_ttl_s=p.reservation_ttl_s, probe_ratio=p.probe_ratio,
                            probe_all_below=p.probe_all_below, bid_timeout_s=p.bid_timeout_s,
-                           max_rounds=p.max_rounds, commit_resolve_s=p.commit_resolve_s,
+                           max_rounds=p.max_rounds, busy_wait_s=p.busy_wait_s,
+                           commit_resolve_s=p.commit_resolve_s,
                            fast_path=p.fast_path, fast_path_slack=p.fast_path_slack,
                            fast_path_fresh_s=p.fast_path_fresh_s)
 

@@ -58,6 +58,8 @@ class SimConfig:
     bid_timeout_s: float = 1.0
     #: [placement] fast_path (BID_COMMIT first; False: the full bid round)
     fast_path: bool = True
+    #: [placement] busy_wait_s (asking again while declines are only reservations)
+    busy_wait_s: float = 2.0
     #: gossip: the memnet's one-way latency range
     gossip_latency: tuple = (0.0005, 0.002)
     metadata_min_interval_s: float = 0.2
@@ -147,6 +149,7 @@ def node_conf(cfg: SimConfig, index: int):
         ("tenant_isolation", cfg.tenant_isolation, "placement"),
         ("bid_timeout_s", cfg.bid_timeout_s, "placement"),
         ("fast_path", cfg.fast_path, "placement"),
+        ("busy_wait_s", cfg.busy_wait_s, "placement"),
     ]
     for name, value, group in overrides:
         conf.set_override(name, value, group=group)

@@ -328,7 +328,11 @@ class Bidder:
             # by category ("cpu: ..." -> cpu) for zund_bidder_declines{reason}
             self.stats[f"decline_reason.{reason.split(':', 1)[0].strip()}"] += 1
             self.last_load = load_of(state, req.project_id)
-            return Decline(self.node_name, reason)
+            transient = self._only_reserved(req, committed, state)
+            if transient:
+                self.stats["declined_transient"] += 1
+                reason += " (held by placements in flight)"
+            return Decline(self.node_name, reason, transient=transient)
         score = policies.rank_score(self.policy, req, state, self.tenant_mode)
         self.last_load = load_of(state, req.project_id, req)
         expires_at = self._clock.seconds() + self.ttl_s
@@ -336,6 +340,21 @@ class Bidder:
         self._timers[rid] = self._clock.callLater(self.ttl_s, self._expire, rid)
         self.stats["reserved"] += 1
         return Bid(self.node_name, rid, score, expires_at)
+
+    def _only_reserved(self, req: PlacementRequest, committed: Committed,
+                       state: policies.NodeState) -> bool:
+        """Whether ``req``, declined against ``state`` (committed plus reservations),
+        would be admitted against the committed records alone: the decline is then
+        a passing one (a reservation is committed, released or expires within the
+        TTL), and the coordinator may ask again instead of giving up."""
+        if not any(res.request.uuid not in committed.uuids
+                   for res in self._reservations.values()):
+            return False
+        bare = attrs.evolve(state, cpu_used=committed.cpu_used,
+                            mem_used_mb=int(committed.mem_used_mb),
+                            disk_used_gb=int(committed.disk_used_gb),
+                            tenants=dict(committed.tenants))
+        return policies.admit(req, bare, self.tenant_mode, self.policy) is None
 
     async def bid_commit(self, req: PlacementRequest, reservation_id: str,
                          do_create: Callable[[Reservation], Awaitable],

@@ -242,6 +242,8 @@ class BidCommitRequest:
             answer, load = answer.outcome, answer.load
         if isinstance(answer, Decline):
             body = {"accepted": False, "reason": answer.reason}
+            if answer.transient:
+                body["transient"] = True
         else:
             body = {"accepted": True, "record": answer}
         if load is not None:
@@ -251,7 +253,8 @@ class BidCommitRequest:
     @staticmethod
     def answer_from_body(ok: dict):
         if not _get(ok, "accepted", bool):
-            outcome = Decline(node="", reason=_get(ok, "reason", str))
+            outcome = Decline(node="", reason=_get(ok, "reason", str),
+                              transient=ok.get("transient") is True)
         else:
             outcome = _get(ok, "record", ContainerRecord)
         load = _load(ok.get("load"))

@@ -31,6 +31,7 @@ connection pool is built on first use.
 
 from __future__ import annotations
 
+import attrs
 from twisted.internet import defer, error
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -342,7 +343,7 @@ class PeerClient:
                     log.failure("peer.on_load_failed")
             answer = answer.outcome
         if isinstance(answer, Decline):
-            return Decline(node=node.name, reason=answer.reason)
+            return attrs.evolve(answer, node=node.name)
         return answer
 
     async def commit_status(self, node: NodeView, ctx, uuid: str,

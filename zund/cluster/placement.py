@@ -31,8 +31,11 @@ DESIGN.md "Data flow of one create":
    metadata arrives (``fast_path_fresh_s``, ``note_load``);
 6. when nothing was committed, a fresh round (fresh view) asks twice as many nodes
    that were not asked yet — or, when every candidate was asked already, asks them
-   again but for those that did not answer — up to ``max_rounds``; then
-   ``NoValidHost``.
+   again but for those that did not answer — up to ``max_rounds``; then, while a
+   candidate's latest decline was transient (it holds reservations of placements in
+   flight, and its committed records alone would admit the request), it waits and
+   asks again (a pause from ``busy_pause_s`` doubling, for at most ``busy_wait_s``);
+   then ``NoValidHost``.
 
 The pure parts (filtering, sampling, ordering) are module functions; ``Coordinator``
 is the thin async shell around the peer client. Every choice is recorded in a
@@ -93,6 +96,14 @@ class PlacementConfig:
     volume_probe_all_below: int = 8
     bid_timeout_s: float = 2.0
     max_rounds: int = 2
+    #: after ``max_rounds``, how long a create keeps asking again (one round after
+    #: each pause) while some candidate declined only for reservations of placements
+    #: in flight (``Decline.transient``: a losing bid's release is batched up to the
+    #: peer's ``notes_delay_s``; a concurrent placement holds its reservation until
+    #: it commits); 0: never
+    busy_wait_s: float = 2.0
+    #: the first pause before asking again (doubles, at most 0.5 s)
+    busy_pause_s: float = 0.05
     #: how long an unknown commit outcome is asked about (COMMIT_STATUS) before the
     #: create gives up with ServiceUnavailable (it never falls back while unknown)
     commit_resolve_s: float = 20.0
@@ -206,6 +217,7 @@ def _phrase(category: str, count: int, req: PlacementRequest, free: dict) -> str
         "labels": f"did not match the labels {labels}",
         "tenant": "hosted another project (tenant_isolation strict)",
         "outbid": "ranked below another candidate (fast path)",
+        "busy": f"{be} held by other placements in flight (try again)",
         "timeout": "did not answer the bid in time",
         "unreachable": f"{be} unreachable",
         "error": "failed to answer the bid",
@@ -333,7 +345,21 @@ class Coordinator:
         verdicts: dict[str, str] = {}
         free: dict[str, float] = {}
         seen: set[str] = set()
-        for round_no in range(1, cfg.max_rounds + 1):
+        #: nodes whose latest answer was a transient decline (``Decline.transient``)
+        busy: set[str] = set()
+        busy_until = started + max(0.0, getattr(cfg, "busy_wait_s", 0.0))
+        pause = getattr(cfg, "busy_pause_s", 0.05)
+        round_no = 0
+        while True:
+            round_no += 1
+            if round_no > cfg.max_rounds:
+                if not busy or self._clock.seconds() + pause > busy_until:
+                    break
+                # every candidate refused, some only for reservations in flight
+                self.stats["busy_retries"] += 1
+                await task.deferLater(self._clock, pause, lambda: None)
+                pause = min(pause * 2, 0.5)
+            busy = set()
             views = list(self._view())
             classified = classify(req, views, cfg.tenant_mode, self.policy)
             candidates = [v for v, category in classified if category is None]
@@ -386,6 +412,9 @@ class Coordinator:
                 reason = (outcome.reason if isinstance(outcome, Decline)
                           else f"commit: {type(outcome).__name__}")
                 verdicts[view.name] = category_of(reason)
+                if isinstance(outcome, Decline) and outcome.transient is True:
+                    busy.add(view.name)
+                    verdicts[view.name] = "busy"
                 if isinstance(outcome, Exception) or (
                         reason.startswith(("timeout", "unreachable", "error"))
                         and not reason.startswith("error: UnsupportedPeer")):
@@ -411,6 +440,9 @@ class Coordinator:
                 else:
                     rnd["declines"][a.node] = _short(a.reason)
                     verdicts[a.node] = category_of(a.reason)
+                    if a.transient is True:
+                        busy.add(a.node)
+                        verdicts[a.node] = "busy"
                     if a.reason.startswith(("timeout", "unreachable", "error")):
                         timed_out.add(a.node)
             ordered = order_bids(bids, self._rng)
@@ -587,7 +619,7 @@ class Coordinator:
             fast["outcome"] = _short(f"declined: {outcome.reason}")
             rnd["declines"][view.name] = _short(outcome.reason)
             self.stats["fast_path_declined"] += 1
-            return view, Decline(view.name, outcome.reason)
+            return view, attrs.evolve(outcome, node=view.name)
         decision.update(winner=view.name, score=round(score, 6), why=why,
                         elapsed_s=round(self._clock.seconds() - started, 6))
         self.stats["fast_path_accepted"] += 1

@@ -49,6 +49,10 @@ class Bid:
 class Decline:
     node: str
     reason: str
+    #: declined only for reservations held by placements in flight (its committed
+    #: records alone would admit the request): it may pass once those commit or are
+    #: released, so the coordinator asks again for a while (``PlacementConfig.busy_wait_s``)
+    transient: bool = False
 
 
 @attrs.frozen

@@ -281,12 +281,18 @@ def unpack_map(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
 def bid_to_dict(answer: Bid | Decline) -> dict:
     if isinstance(answer, Bid):
         return {"bid": attrs.asdict(answer)}
-    return {"decline": attrs.asdict(answer)}
+    body = {"node": answer.node, "reason": answer.reason}
+    if answer.transient:  # optional: older nodes send and expect none
+        body["transient"] = True
+    return {"decline": body}
 
 
 def bid_from_dict(d: dict) -> Bid | Decline:
     if isinstance(d.get("bid"), dict):
         return _build(Bid, d["bid"], ())
     if isinstance(d.get("decline"), dict):
-        return _build(Decline, d["decline"], ())
+        decline = _build(Decline, d["decline"], ())
+        if decline.transient is not False and decline.transient is not True:
+            raise WireError("Decline: transient must be a boolean")
+        return decline
     raise WireError("bid answer: expected 'bid' or 'decline'")

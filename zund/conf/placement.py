@@ -31,6 +31,12 @@ placement_opts = [
     cfg.IntOpt("max_rounds", default=2, min=1,
                help="Bid rounds before a create fails with NoValidHost; each later round "
                     "asks twice as many nodes that were not asked before."),
+    cfg.FloatOpt("busy_wait_s", default=2.0, min=0.0, max=60.0,
+                 help="After max_rounds, how long a create keeps asking again (after a "
+                      "pause of 0.05 s doubling to 0.5 s) while some node declined only "
+                      "because reservations of placements in flight held it (a losing "
+                      "bid not yet released, a concurrent create not yet committed), "
+                      "before it fails with NoValidHost. 0: fail at once."),
     cfg.FloatOpt("commit_resolve_s", default=20.0, min=0.5,
                  help="Seconds the entry node keeps asking a winner whose COMMIT answer "
                       "was lost whether it holds the container (COMMIT_STATUS) before "

@@ -139,24 +139,27 @@ def test_strict_isolation_holds_across_projects(cluster, real_docker):
     for n in cluster:
         wait_empty_in_view(cluster[0], n.name)
     made = []
-    for i, project in enumerate(["pa", "pb", "pa", "pc", "pb", "pc"]):
-        c = create(cluster[i % 4], real_docker, token=f"u{project}:{project}",
-                   name=f"iso{i}", memory=32)
-        made.append(c["uuid"])
-    deadline = time.monotonic() + 30
-    while True:
-        listed = cluster[0].api("GET", "/containers?all_projects=1").json()["containers"]
-        mine = [c for c in listed if c["uuid"] in made]
-        if all(c["task_state"] is None and c["status"] in ("Running", "Error") for c in mine):
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
-    projects_by_host = {}
-    for c in mine:
-        assert c["status"] == "Running", c["status_reason"]
-        projects_by_host.setdefault(c["host"], set()).add(c["project_id"])
-    assert all(len(p) == 1 for p in projects_by_host.values()), projects_by_host
-    delete_all(cluster[0], made)
+    try:
+        for i, project in enumerate(["pa", "pb", "pa", "pc", "pb", "pc"]):
+            c = create(cluster[i % 4], real_docker, token=f"u{project}:{project}",
+                       name=f"iso{i}", memory=32)
+            made.append(c["uuid"])
+        deadline = time.monotonic() + 30
+        while True:
+            listed = cluster[0].api("GET", "/containers?all_projects=1").json()["containers"]
+            mine = [c for c in listed if c["uuid"] in made]
+            if all(c["task_state"] is None and c["status"] in ("Running", "Error")
+                   for c in mine):
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        projects_by_host = {}
+        for c in mine:
+            assert c["status"] == "Running", c["status_reason"]
+            projects_by_host.setdefault(c["host"], set()).add(c["project_id"])
+        assert all(len(p) == 1 for p in projects_by_host.values()), projects_by_host
+    finally:  # a failure here must not leave the next test a cluster full of projects
+        delete_all(cluster[0], made)
 
 
 def test_too_big_for_any_node_ends_in_error(cluster, real_docker):

@@ -208,3 +208,25 @@ def test_a_full_outbox_is_sent_at_once():
     assert len(rec.sent[0]["body"]["releases"]) == client.max_pending_notes
     clock.advance(1.0)
     assert len(rec.sent) == 1 and not clock.getDelayedCalls()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_strict_creates_back_to_back_never_fail_on_a_release_still_in_the_outbox(
+        make_cluster, seed):
+    """The CI failure of tests/real/e2e/test_cluster.py, on the simulated nodes: with
+    strict isolation, creates of three projects one after another through rotating
+    nodes. A losing bid's RELEASE waits in its coordinator's outbox for up to
+    ``notes_delay_s``, and meanwhile the reservation makes that node look like another
+    project's; the next create, refused by every node for a moment, asks again
+    (``busy_wait_s``) instead of ending in Error. No node ever hosts two projects."""
+    c = make_cluster(SimConfig(nodes=4, fast_path=False, tenant_isolation="strict"))
+    made = []
+    for i, project in enumerate(["pa", "pb", "pa", "pc", "pb", "pc"] * 2):
+        made.append(c.create((i + seed) % 4, token=f"u{project}:{project}",
+                             name=f"iso{i}", memory=32)["uuid"])
+    hosts: dict = {}
+    for uuid in made:
+        got = c.api(0, "GET", f"/containers/{uuid}", token=ADMIN).json
+        assert got["status"] != "Error", got["status_reason"]
+        hosts.setdefault(got["host"], set()).add(got["project_id"])
+    assert all(len(projects) == 1 for projects in hosts.values()), hosts
