@@ -248,6 +248,8 @@ class Bidder:
         #: this node's truth as of its latest bid (``load_of``; None before any):
         #: what a BID_COMMIT answer carries back to the coordinator
         self.last_load: dict | None = None
+        #: the truth the latest admitted bid was checked against (before its request)
+        self._before: policies.NodeState | None = None
         self.stats = Counter()
 
     # -- read-only views ----------------------------------------------------------
@@ -335,6 +337,7 @@ class Bidder:
             return Decline(self.node_name, reason, transient=transient)
         score = policies.rank_score(self.policy, req, state, self.tenant_mode)
         self.last_load = load_of(state, req.project_id, req)
+        self._before = state  # an outbid BID_COMMIT answers with the load without req
         expires_at = self._clock.seconds() + self.ttl_s
         self._reservations[rid] = Reservation(rid, req, expires_at, score)
         self._timers[rid] = self._clock.callLater(self.ttl_s, self._expire, rid)
@@ -392,6 +395,7 @@ class Bidder:
                         return answer
                     if bar is not None and answer.score < bar:
                         self._drop(reservation_id)
+                        self.last_load = load_of(self._before, req.project_id)
                         self.stats["declined"] += 1
                         self.stats["decline_reason.outbid"] += 1
                         return Decline(self.node_name,

@@ -96,6 +96,21 @@ def test_a_request_too_big_even_for_an_empty_node_is_not_transient():
     assert done(b.bid(req("b", cpu=4.0))).transient is False
 
 
+def test_an_outbid_bid_commit_answers_with_the_load_without_its_request():
+    """A BID_COMMIT below the bar reserves nothing, so the load it carries back (the
+    coordinator ranks by it) counts the records only, not the declined request."""
+    b, store = bidder("off")
+    store.records.append(SimRecord("a", "p1", 0.5, 256, 0, "n1"))
+
+    async def never(res):
+        raise AssertionError("an outbid BID_COMMIT must not create")
+    answer = done(b.bid_commit(req("b", cpu=1.0, mem=512), "rid-b", never, bar=10.0))
+    assert isinstance(answer, Decline) and answer.reason.startswith("outbid")
+    assert not b.reservations()
+    assert b.last_load == {"cpu_used": 0.5, "mem_used_mb": 256, "disk_used_gb": 0,
+                           "project": "p1", "project_n": 1}
+
+
 # -- the wire ------------------------------------------------------------------------
 
 def test_transient_travels_in_bid_and_bid_commit_answers_and_defaults_to_false():
