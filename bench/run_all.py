@@ -393,17 +393,12 @@ class Bench:
 #: every benchmark, with its CI-sized arguments and its own timeout (seconds); the
 #: performance figures (issue 13) first, so a run that spends its budget loses the
 #: campaigns, whose invariants the test tiers check anyway
-#: Sample sizes: create_latency's median of 30 moved 1.02-1.12x between CI runs with
-#: nothing changed on its path (a start's spread is ~30 ms of ~180; zund's own part,
-#: POST answer + thread hop + Running commit, is ~10 ms), so 48 rounds (8 of each of
-#: the 6 orders); gossip_vs_serf's steady kill figure took 5 samples of a wait that
-#: alone varies 0-2.5 s (the first probe to reach the victim), now 7 as the starved one.
 BENCHES = [
-    Bench("create_latency", ["bench/create_latency.py", "--runs", "48"], 900,
+    Bench("create_latency", ["bench/create_latency.py", "--runs", "30"], 900,
           rows_create_latency),
     Bench("placement_real", ["bench/placement_real.py"], 600, rows_placement_real),
     Bench("memory", ["bench/memory.py", "--containers", "1000"], 600, rows_memory),
-    Bench("gossip_vs_serf", ["bench/gossip_vs_serf.py", "--reps", "7"], 600,
+    Bench("gossip_vs_serf", ["bench/gossip_vs_serf.py", "--reps", "5"], 600,
           rows_gossip_vs_serf),
     Bench("microvm", ["-m", "bench.microvm", "--runs", "10"], 900, rows_microvm),
     Bench("store_commit", ["bench/store_commit.py", "--creates", "400", "--flows", "8",
