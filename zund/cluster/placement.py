@@ -172,6 +172,15 @@ def category_of(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
+def verdict_of(decline: Decline, busy: set) -> str:
+    """The NoValidHost category of ``decline``: "busy" when it was transient (held
+    only by reservations in flight; its node is added to ``busy``), else its reason's."""
+    if decline.transient is True:
+        busy.add(decline.node)
+        return "busy"
+    return category_of(decline.reason)
+
+
 #: categories that are a shortage of one resource -> (request field, NodeState free
 #: attribute, unit shown after the number)
 RESOURCES = {
@@ -411,10 +420,8 @@ class Coordinator:
                     "declined" if isinstance(outcome, Decline) else "failed") + "; "
                 reason = (outcome.reason if isinstance(outcome, Decline)
                           else f"commit: {type(outcome).__name__}")
-                verdicts[view.name] = category_of(reason)
-                if isinstance(outcome, Decline) and outcome.transient is True:
-                    busy.add(view.name)
-                    verdicts[view.name] = "busy"
+                verdicts[view.name] = (verdict_of(outcome, busy)
+                                       if isinstance(outcome, Decline) else category_of(reason))
                 if isinstance(outcome, Exception) or (
                         reason.startswith(("timeout", "unreachable", "error"))
                         and not reason.startswith("error: UnsupportedPeer")):
@@ -439,10 +446,7 @@ class Coordinator:
                     rnd["bids"][a.node] = round(a.score, 6)
                 else:
                     rnd["declines"][a.node] = _short(a.reason)
-                    verdicts[a.node] = category_of(a.reason)
-                    if a.transient is True:
-                        busy.add(a.node)
-                        verdicts[a.node] = "busy"
+                    verdicts[a.node] = verdict_of(a, busy)
                     if a.reason.startswith(("timeout", "unreachable", "error")):
                         timed_out.add(a.node)
             ordered = order_bids(bids, self._rng)
