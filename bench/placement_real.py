@@ -13,6 +13,13 @@ sealed peer RPC over loopback). Prints JSON.
 - ``rpcs_per_placement``: peer RPC requests the nodes' servers received during the
   run (``zund_peer_server_requests_total``) per create (calls a node makes to
   itself run in-process and are not RPCs).
+- ``node_cpu_ms_per_placement`` / ``client_cpu_ms_per_placement``: CPU the 5
+  nodes / this process's clients spent per create, and ``machine_busy``: both over
+  cores x wall (near 1: the run is CPU-bound on this machine, so placements/s is
+  cores / CPU per placement);
+- ``store_commits_per_placement`` / ``store_transactions_per_placement``: SQLite
+  commits (each one fsync, ``synchronous=FULL``) and the write transactions they
+  carried (group commit), all nodes, per create.
 
 The floor of this machine, measured on the same processes in the same run
 (``floor``): the cheapest signed and sealed peer round trip (``PING``, op 100), sent
@@ -147,6 +154,10 @@ def peer_requests(nodes, metrics_ports, by_op: dict | None = None) -> int:
                     text, re.M):
                 key = f"fast_path_{outcome}"
                 by_op[key] = by_op.get(key, 0) + int(float(count))
+            for name, count in re.findall(
+                    r'^zund_(store_commits|store_write_transactions)(?:_total)?\s+([0-9.e+]+)$',
+                    text, re.M):
+                by_op[name] = by_op.get(name, 0) + int(float(count))
     return total
 
 
@@ -286,12 +297,14 @@ def main(argv=None) -> int:
         rpcs_before = peer_requests(nodes, metrics_ports, ops_before)
         pids = [node.proc.pid for node in nodes]
         cpu_before = cpu_seconds(pids)
+        self_before = time.process_time()
         t0 = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
             for f in [pool.submit(client_loop) for _ in range(args.clients)]:
                 f.result()
         wall = time.perf_counter() - t0
         node_cpu_s = cpu_seconds(pids) - cpu_before
+        client_cpu_s = time.process_time() - self_before
         ops_after: dict = {}
         rpcs = peer_requests(nodes, metrics_ports, ops_after) - rpcs_before
         placed = [c for _, c in results if c["host"]]
@@ -325,7 +338,14 @@ def main(argv=None) -> int:
             "rpcs_per_placement_by_op": {
                 op: round((n - ops_before.get(op, 0)) / max(1, len(results)), 2)
                 for op, n in sorted(ops_after.items())
-                if n > ops_before.get(op, 0) and not op.startswith("fast_path_")},
+                if n > ops_before.get(op, 0) and not op.startswith(("fast_path_", "store_"))},
+            # SQLite commits (each one fsync) and write transactions, all nodes, per create
+            "store_commits_per_placement": round(
+                (ops_after.get("store_commits", 0) - ops_before.get("store_commits", 0))
+                / max(1, len(results)), 2),
+            "store_transactions_per_placement": round(
+                (ops_after.get("store_write_transactions", 0)
+                 - ops_before.get("store_write_transactions", 0)) / max(1, len(results)), 2),
             # BID_COMMITs by outcome (accepted, declined, failed) during the run
             "fast_path": {op[len("fast_path_"):]: n - ops_before.get(op, 0)
                           for op, n in sorted(ops_after.items()) if op.startswith("fast_path_")},
@@ -335,6 +355,10 @@ def main(argv=None) -> int:
             # replicas, quota, the fake runtime's lifecycle); 2 cores / this = the
             # most this machine could place with nothing else running
             "node_cpu_ms_per_placement": round(node_cpu_s * 1000 / max(1, len(results)), 2),
+            # CPU this process's clients spent per create (same cores as the nodes)
+            "client_cpu_ms_per_placement": round(client_cpu_s * 1000 / max(1, len(results)), 2),
+            # share of the machine (cores x wall) the nodes and the clients used
+            "machine_busy": round((node_cpu_s + client_cpu_s) / ((os.cpu_count() or 1) * wall), 3),
             "machine_cpus": os.cpu_count(),
             "load_average_1m": round(os.getloadavg()[0], 2),
             "oversubscribed_nodes": over,

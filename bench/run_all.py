@@ -200,6 +200,15 @@ def rows_placement_real(values: list) -> list:
         value_row("placement_real", "decision p99", d, "decision_ms_p99", 15.0, unit=" ms",
                   ref_path=("floor.rpc_ms_p99", "floor.p99_ms")),
         value_row("placement_real", "RPCs per placement", d, "rpcs_per_placement"),
+        value_row("placement_real", "node CPU per placement (all 5 nodes)", d,
+                  "node_cpu_ms_per_placement", unit=" ms",
+                  ref_path="client_cpu_ms_per_placement",
+                  note="reference: the bench clients' CPU per placement, same cores"),
+        value_row("placement_real", "machine busy (nodes + clients / cores x wall)", d,
+                  "machine_busy"),
+        value_row("placement_real", "store commits (fsync) per placement", d,
+                  "store_commits_per_placement", ref_path="store_transactions_per_placement",
+                  note="reference: write transactions per placement (group commit)"),
         value_row("placement_real", "oversubscribed nodes", d, "oversubscribed_nodes", 0, "=="),
     ]
     floor = get(d, "floor")
