@@ -48,7 +48,6 @@ import math
 import os
 import random
 import re
-import socket
 import statistics
 import sys
 import tempfile
@@ -57,7 +56,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.stats import pct  # noqa: E402
-from tests.support.nodeproc import start_cluster, stop_cluster  # noqa: E402
+from tests.support.nodeproc import free_port, start_cluster, stop_cluster  # noqa: E402
 
 CPUS = (0.1, 0.25, 0.5)
 MEMORY_MB = (32, 64, 128)
@@ -107,19 +106,6 @@ def cpu_seconds(pids) -> float:
             fields = f.read().rsplit(")", 1)[1].split()
         total += (int(fields[11]) + int(fields[12])) / tick
     return total
-
-
-def port_below_ephemeral(host: str, rng: random.Random) -> int:
-    """A free port outside the kernel's ephemeral range, so that the ports the
-    cluster helper picks for the nodes (``free_port``: ephemeral) never take it."""
-    while True:
-        port = rng.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
 
 
 def load_spread(hosts: list) -> float | None:
@@ -250,7 +236,7 @@ def main(argv=None) -> int:
     mean_mem = sum(MEMORY_MB) / len(MEMORY_MB)
     cpus = max(16, math.ceil(args.requests * mean_cpu / FILL / n))
     memory_mb = max(8192, math.ceil(args.requests * mean_mem / FILL / n))
-    metrics_ports = [port_below_ephemeral(f"127.0.0.{i}", rng) for i in range(1, n + 1)]
+    metrics_ports = [free_port(f"127.0.0.{i}") for i in range(1, n + 1)]
     per_node = {i: {"metrics": {"host_ip": f"127.0.0.{i}", "port": str(metrics_ports[i - 1])}}
                 for i in range(1, n + 1)}
     for item in args.set:

@@ -18,10 +18,42 @@ import requests
 from zund.cmd.devcluster import format_ini
 
 
+def _port_window() -> range:
+    """Ports the kernel never hands out by itself: below its ephemeral range
+    (``ip_local_port_range``), or above it when there is no room below."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    if low - 1024 >= 4000:
+        return range(max(1024, low - 12000), low)
+    return range(high + 1, 65536)
+
+
+_WINDOW = _port_window()
+_next_port = [_WINDOW.start + (os.getpid() * 7919) % len(_WINDOW)]
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port free on ``host`` for both TCP and UDP, for a process started later.
+
+    Not the kernel's ``bind(0)``: that port is in the ephemeral range, so between
+    this check and the node's own bind any outgoing connection may be given it as
+    its source port ("Address already in use" at start, seen in CI). Ports come
+    from a window outside that range, one after another (wrapping), so two calls
+    never hand out the same port until the window is used up."""
+    for _ in range(len(_WINDOW)):
+        port = _next_port[0]
+        _next_port[0] = _WINDOW.start + (port + 1 - _WINDOW.start) % len(_WINDOW)
+        try:
+            with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                tcp.bind((host, port))
+                udp.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no free port on {host} in {_WINDOW.start}-{_WINDOW.stop - 1}")
 
 
 def log_tail(path: str, n: int = 60) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tarfile
 import time
@@ -25,6 +24,8 @@ import urllib.error
 import urllib.request
 
 import pytest
+
+from tests.support.nodeproc import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 #: what the installer needs from the checkout (the rest is tests, benchmarks, VCS)
@@ -55,12 +56,6 @@ def _mounts_under(root: str) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4] for line in f]
     return [p for p in points if p == real or p.startswith(real + "/")]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class DebianRoot:
@@ -186,7 +181,7 @@ def test_rerun_keeps_the_config_and_a_failing_step_exits_non_zero(installed_root
 
 def _ports_conf(root: DebianRoot, name: str, extra: str = "") -> tuple[str, int]:
     """An extra config with free loopback ports (other nodes may hold 9517 here)."""
-    api, peer, gossip = _free_port(), _free_port(), _free_port()
+    api, peer, gossip = free_port(), free_port(), free_port()
     with open(root.file(f"/etc/zund/{name}"), "w") as f:
         f.write(f"[DEFAULT]\nhost = debian-test\n{extra}"
                 f"[api]\nport = {api}\n[peer]\nport = {peer}\n[gossip]\nbind_port = {gossip}\n")
