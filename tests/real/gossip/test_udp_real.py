@@ -5,12 +5,12 @@ Only 127.0.0.1 is ever addressed.
 """
 
 import random
-import socket
 
 import pytest
 import pytest_twisted
 from twisted.internet import task
 
+from tests.support.nodeproc import free_port
 from zund.gossip import config
 from zund.gossip.keyring import Keyring
 from zund.gossip.service import GossipService
@@ -21,20 +21,8 @@ FAST = config.local(probe_interval_s=0.2, probe_timeout_s=0.1, gossip_interval_s
 
 
 def free_ports(n):
-    """Ports free for both UDP and TCP on 127.0.0.1."""
-    ports = []
-    while len(ports) < n:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-        if port not in ports:
-            ports.append(port)
-    return ports
+    """Ports free for both UDP and TCP on 127.0.0.1, outside the ephemeral range."""
+    return [free_port("127.0.0.1") for _ in range(n)]
 
 
 async def wait_for(reactor, predicate, timeout_s):
