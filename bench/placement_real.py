@@ -119,7 +119,9 @@ def load_spread(hosts: list) -> float | None:
 
 def peer_requests(nodes, metrics_ports, by_op: dict | None = None) -> int:
     """Sum of ``zund_peer_server_requests_total`` over the nodes (and, into
-    ``by_op``, of ``zund_peer_server_operations_total`` per operation)."""
+    ``by_op``, of ``zund_peer_server_operations_total`` per operation, of the
+    fast path's outcomes and of the store's commit counters, read from the same
+    scrape)."""
     total = 0
     for node, port in zip(nodes, metrics_ports):
         conn = http.client.HTTPConnection(node.host_ip, port, timeout=10)

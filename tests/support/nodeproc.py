@@ -32,7 +32,14 @@ def _port_window() -> range:
 
 
 _WINDOW = _port_window()
-_next_port = [_WINDOW.start + (os.getpid() * 7919) % len(_WINDOW)]
+
+
+def _port_after(port: int) -> int:
+    """The window's next port after ``port`` (its first after its last)."""
+    return _WINDOW.start + (port + 1 - _WINDOW.start) % len(_WINDOW)
+
+
+_next_port = [_port_after(_WINDOW.start + os.getpid() * 7919)]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -45,7 +52,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     never hand out the same port until the window is used up."""
     for _ in range(len(_WINDOW)):
         port = _next_port[0]
-        _next_port[0] = _WINDOW.start + (port + 1 - _WINDOW.start) % len(_WINDOW)
+        _next_port[0] = _port_after(port)
         try:
             with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                 tcp.bind((host, port))
