@@ -19,9 +19,15 @@ the holders of those copies re-place the ``auto_heal`` ones.
 - **Exactly once.** Before placing, every live node is asked whether it holds the
   uuid (LOCATE); any node not answering postpones the heal to a later tick, so a
   commit whose answer was lost (the coordinator resolves it or fails with 503) is
-  found instead of placed twice.
+  found instead of placed twice. The gone owner itself is asked too (at most
+  ``owner_probe_s``): gossip can call a node dead that still answers its peer
+  port (lost UDP; a partition healing, where gossip lags), and an answer — held
+  or not found — means it is alive, so the heal waits. Only no answer (refused,
+  timed out) lets it go on; a forced-down owner is not asked.
 - **The dead node returns.** :meth:`Healer.check_moved` (at start, on each change
-  of the live membership and every ``check_interval_s``) asks the live nodes
+  of the live membership, once more ``hold_max_s`` after such a change — a heal
+  a peer had in flight may commit after the first look — and every
+  ``check_interval_s``) asks the live nodes
   about this node's own ``auto_heal`` records: one another node holds with a
   higher generation moved; the local copy is removed (runtime object removed
   without being started, then the record), so no twin is kept. Its tombstone is
@@ -232,6 +238,7 @@ class Healer(service.Service):
                  client, lifecycle, local, clock, marks: ServiceMarks | None = None, *,
                  replicas: int = 2, tick_s: float = 1.0, check_interval_s: float = 300.0,
                  retry_s: float = 5.0, max_parallel: int = 4, hold_max_s: float = 30.0,
+                 owner_probe_s: float = 1.0,
                  resume: Callable | None = None,
                  new_request_id: Callable[[], str] | None = None):
         self.node = node
@@ -250,6 +257,7 @@ class Healer(service.Service):
         self.check_interval_s = check_interval_s
         self.retry_s = retry_s
         self.max_parallel = max_parallel
+        self.owner_probe_s = owner_probe_s
         self._new_request_id = new_request_id
         #: ``async resume(uuid, action)``: start-up recovery's held work
         #: (``Reconciler.resume``); ``hold_max_s``: how long held work waits for a
@@ -265,6 +273,7 @@ class Healer(service.Service):
         self._inflight: set[str] = set()
         self._members: frozenset = frozenset()
         self._next_check = 0.0
+        self._recheck_at = 0.0
         self._checking: defer.Deferred | None = None
         self._draining: defer.Deferred | None = None
         self._drain_reason: str = ""
@@ -344,10 +353,17 @@ class Healer(service.Service):
             joined = members - self._members
             self._members = members
             self._next_check = now
+            # and once more after hold_max_s: a heal of one of our records that a
+            # peer had in flight when it came back commits after this first look
+            self._recheck_at = now + self.hold_max_s
             if joined:
                 # a node that joined (or this node, joining) may have missed marks
                 self._spawn(self.sync_marks(), "sync_marks")
-        if now >= self._next_check and (self._checking is None or self._checking.called):
+        recheck = 0.0 < self._recheck_at <= now
+        if (now >= self._next_check or recheck) \
+                and (self._checking is None or self._checking.called):
+            if recheck:
+                self._recheck_at = 0.0
             # for hold_max_s after a start, look again every retry_s: a peer that
             # still took this node for dead may finish a heal of a record this node
             # resumed; its higher generation wins and this copy must go now, not
@@ -414,6 +430,25 @@ class Healer(service.Service):
                 reason=f"no answer from {', '.join(sorted(unanswered))}")
         return None
 
+    async def _owner_answers(self, uuid: str, owner: str) -> bool:
+        """Whether ``owner`` (gone in gossip) still answers a LOCATE of ``uuid``
+        within ``owner_probe_s``: held or not found, it is alive. No answer (refused,
+        timed out, unreachable) is what a dead node gives; so does a node whose
+        answer is lost, which is why this only ever postpones a heal."""
+        node = next((n for n in self.view() if n.name == owner), None)
+        if node is None or not node.peer:
+            return False
+        call = defer.Deferred.fromCoroutine(
+            self.client.locate(node, RequestContext.admin(), uuid, True))
+        call.addTimeout(self.owner_probe_s, self.clock)
+        try:
+            await call
+        except (errors.ServiceUnavailable, defer.TimeoutError, defer.CancelledError):
+            return False  # no answer (the peer client's transport failures)
+        except errors.ZundError:
+            return True  # an answer: not found (deleted there), or another refusal
+        return True
+
     async def heal(self, rec: ContainerRecord, source: str, generation: int,
                    because: str) -> bool:
         """Re-place ``rec`` (last held by ``source`` at ``generation``) through a bid
@@ -424,6 +459,16 @@ class Healer(service.Service):
                 held = (self.node, None)  # this node holds it already
             except errors.ContainerNotFound:
                 held = await self._held_elsewhere(rec.uuid, exclude=source)
+            if held is None and source not in self.marks.forced_down \
+                    and await self._owner_answers(rec.uuid, source):
+                # gossip calls the owner dead but it answers: a partition healing
+                # (gossip lags the peer port) or lost UDP. It runs the container,
+                # or deleted it; either way healing would make a twin or a ghost.
+                self.stats["owner_answered"] += 1
+                self._not_before[rec.uuid] = self.clock.seconds() + self.retry_s
+                log.info("healer.owner_answers uuid={uuid} owner={source}",
+                         uuid=rec.uuid, source=source)
+                return False
             if held is not None:
                 log.info("healer.already_held uuid={uuid} node={node}", uuid=rec.uuid,
                          node=held[0])

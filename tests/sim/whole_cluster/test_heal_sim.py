@@ -123,6 +123,76 @@ def test_a_healer_that_dies_mid_heal_is_taken_over(make_cluster):
     assert running_once_elsewhere(c, healed, "node-3")()
 
 
+def test_an_owner_gossip_calls_dead_but_that_answers_peer_calls_is_not_healed(make_cluster):
+    """Gossip alone is cut around node 2 (its UDP lost, its peer port open: what a
+    healing partition looks like while gossip lags): the others declare it dead and
+    hold a majority, but node 2 still answers for its auto_heal containers, so
+    nobody heals them. They stay held once, by node 2, Running, and stay so once
+    gossip is back (the CI twin: a minority node that had just regained a majority
+    healed a container its owner was running)."""
+    from tests.support.harness import GOSSIP_PORT
+
+    c = make_cluster(SimConfig(nodes=4))
+    healed = place_on(c, 2, 2, "h", **HEALED)
+    others = [n for n in c.nodes if n.index != 2]
+    c.gossip_net.partition([(c.nodes[2].host, GOSSIP_PORT)],
+                           [(n.host, GOSSIP_PORT) for n in others])
+    c.run_until(lambda: all({m.name: m.state for m in n.parts.gossip.members()}
+                            .get("node-2") == "dead" for n in others), timeout_s=60)
+    c.advance(30)  # thirty heal ticks on every node
+    for m in healed:
+        assert holders_of(c, m["uuid"]) == ["node-2"], m["name"]
+    assert sum(n.parts.healer.stats["owner_answered"] for n in others) >= 1
+    c.gossip_net.heal()
+    c.run_until(lambda: all({m.name: m.state for m in n.parts.gossip.members()}
+                            .get("node-2") == "alive" for n in others), timeout_s=60)
+    c.advance(30)
+    for m in healed:
+        assert holders_of(c, m["uuid"]) == ["node-2"], m["name"]
+        shown = c.api(0, "GET", f"/containers/{m['uuid']}")
+        assert (shown.json["status"], shown.json["host"]) == ("Running", "node-2")
+
+
+def test_a_heal_that_commits_after_the_owners_first_look_leaves_no_twin(make_cluster):
+    """Node 2 comes back from a cut and at once looks for its moved containers; a
+    heal a peer still had in flight commits just after that look (played here by
+    node 0 healing it then, node 2's peer port out of its reach; the others'
+    healers paused during the cut so nothing heals earlier). Node 2 looks again
+    hold_max_s after its membership changed, finds the higher generation and
+    removes its copy: one holder, not node 2, long before check_interval_s."""
+    c = make_cluster(SimConfig(nodes=4))
+    [made] = place_on(c, 2, 1, "h", **HEALED)
+    uuid = made["uuid"]
+    others = [n for n in c.nodes if n.index != 2]
+    owner = c.nodes[2].parts.healer
+    for n in others:
+        n.parts.healer.stopService()
+    c.partition(["node-2"], [n.name for n in others])
+    c.run_until(lambda: all({m.name: m.state for m in n.parts.gossip.members()}
+                            .get("node-2") == "dead" for n in others), timeout_s=60)
+    c.run_until(lambda: owner._members == {"node-2"}, timeout_s=60)
+    c.heal()
+    everyone = {n.name for n in c.nodes}
+    c.run_until(lambda: owner._members == everyone and owner._checking is not None
+                and owner._checking.called, timeout_s=60)
+    for n in others:
+        n.parts.healer.startService()
+    looked_at = c.clock.seconds()
+    rec = c.run(c.nodes[2].store.get_container(uuid))
+    c.peers.partition(["node-2"], ["node-0"])
+    assert c.run(c.nodes[0].parts.healer.heal(rec, "node-2", rec.generation,
+                                              "a late heal"))
+    c.peers.heal()
+    assert sorted(holders_of(c, uuid))[-1] == "node-2" and len(holders_of(c, uuid)) == 2
+    c.run_until(lambda: holders_of(c, uuid) and "node-2" not in holders_of(c, uuid),
+                timeout_s=owner.hold_max_s + 15, step_s=0.5)
+    took = c.clock.seconds() - looked_at
+    assert took < owner.check_interval_s / 2, took
+    assert len(holders_of(c, uuid)) == 1
+    shown = c.api(2, "GET", f"/containers/{uuid}")
+    assert shown.json["status"] == "Running" and shown.json["host"] != "node-2"
+
+
 def test_a_returning_node_removes_its_moved_copies_and_keeps_no_twin(seed, tmp_path):
     """Node 2 dies; its auto_heal containers heal elsewhere; node 2 comes back on
     its store: it removes its stale copies (never starting them), and its plain
