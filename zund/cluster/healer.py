@@ -327,16 +327,20 @@ class Healer(service.Service):
         others sees them all dead, but it cannot tell a partition from their death:
         the minority side must not re-place containers the majority still runs.
         Members an operator forced down do not count (the operator says they are
-        gone), nor do members that left gracefully. A 2-node cluster therefore heals
-        only from a forced-down node (``service forcedown``)."""
-        live, dead = {self.node}, set()
+        gone), nor do members that left gracefully. Suspect members count among the
+        members but not among the alive: a node whose side of a cut is still being
+        detected (the far side partly suspect, partly dead) must not see a majority
+        in the suspects it cannot reach. A 2-node cluster therefore heals only from
+        a forced-down node (``service forcedown``)."""
+        alive, doubtful = {self.node}, set()
         for n in self.view():
-            if n.state in LIVE_STATES:
-                live.add(n.name)
-            elif n.state == "dead" and n.name not in self.marks.forced_down:
-                dead.add(n.name)
-        dead -= live
-        return 2 * len(live) > len(live) + len(dead)
+            if n.state == "alive":
+                alive.add(n.name)
+            elif n.state in LIVE_STATES or (
+                    n.state == "dead" and n.name not in self.marks.forced_down):
+                doubtful.add(n.name)  # suspect, or dead
+        doubtful -= alive
+        return 2 * len(alive) > len(alive) + len(doubtful)
 
     def healer_of(self, uuid: str, owner: str) -> str | None:
         """The node that heals ``uuid`` of gone ``owner``: the first live holder."""
