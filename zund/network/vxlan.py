@@ -558,6 +558,8 @@ class VxlanNetworks(service.Service):
                     log.info("network.member.forget_later port={port} reason={r}",
                              port=port_id, r=str(e))
         for p in local:
+            if p.id not in self.ports:
+                continue  # released while this sync waited: not a member any more
             want = self._member_of(p)
             if members.get(p.id) != want:
                 try:
@@ -567,6 +569,8 @@ class VxlanNetworks(service.Service):
                              port=p.id, r=str(e))
                 members[p.id] = want
         for p in local:
+            if p.id not in self.ports:
+                continue  # released meanwhile: its rules went with it
             rules = secgroups.port_rules(
                 members[p.id], (self.security.get(p.id) or {}).get("exposed_ports"),
                 members.values())
@@ -574,6 +578,11 @@ class VxlanNetworks(service.Service):
             if before != rules:
                 revoked = sorted(set(before.sources) - set(rules.sources)) if before else []
                 await self.dataplane.apply_security(p, rules, revoked)
+                if p.id not in self.ports:
+                    # released (and its rules dropped) while these were applied:
+                    # drop them again, or the deleted port's chain would stay
+                    await self.dataplane.drop_security(p)
+                    continue
                 self.applied[p.id] = rules
                 log.info("network.secgroup.applied port={port} sources={n} exposed={e}",
                          port=p.id, n=len(rules.sources), e=len(rules.exposed))

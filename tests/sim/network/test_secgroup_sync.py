@@ -148,3 +148,33 @@ def test_a_membership_left_behind_by_this_node_is_forgotten_on_sync(backend):
     _run(b.sync())
     assert kernel.rules[p.id].sources == ()
     assert _run(b.kv.read(net.id))[R.member_key(net.id, "gone")].deleted
+
+
+def test_a_port_released_while_its_rules_are_being_applied_leaves_no_rules(backend):
+    """A sync is applying a port's rules (the data plane's thread still busy) when
+    the container is deleted and the port released: once the apply ends, the
+    port has no rules in the kernel (CI found a deleted port's chain left behind)."""
+    from twisted.internet import defer
+
+    b, kernel, _ = backend
+    net = _run(b.create_network(CTX, "n", "10.90.1.0/24"))
+    p1, p2 = _port(b, net, "c1"), _port(b, net, "c2")
+    _run(b.sync())
+    b.applied.pop(p1.id)  # as after a restart: the next sync applies p1's rules again
+    gate = defer.Deferred()
+    real_apply = kernel.apply_security
+
+    async def slow_apply(port, rules, revoked=()):
+        if port.id == p1.id:
+            await gate
+        await real_apply(port, rules, revoked)
+
+    kernel.apply_security = slow_apply
+    syncing = ensureDeferred(b.sync())
+    assert not syncing.called  # held inside p1's apply
+    releasing = ensureDeferred(b.release(CTX, "c1", [p1]))  # its own sync waits
+    assert p1.id not in kernel.rules
+    gate.callback(None)
+    assert syncing.called and releasing.called
+    assert p1.id not in kernel.rules
+    assert kernel.rules[p2.id].sources == ()
