@@ -32,6 +32,7 @@ setup(
         "test": [
             "pytest>=7.4",
             "pytest-twisted>=1.14",
+            "pytest-xdist>=3.5",
             "hypothesis>=6.80",
             "python-openstackclient>=6.0",
             "python-zunclient>=5.0",

@@ -104,10 +104,17 @@ TARGET_RATIO = 1.15
 BARE_POLL_S = BOOT_POLL_S
 
 
-async def machine_runs(reactor, cfg: LibvirtConfig, runs: int, workdir: str) -> dict:
+#: the fewest counted rounds a time budget may cut a machine's series to
+MIN_RUNS = 3
+
+
+async def machine_runs(reactor, cfg: LibvirtConfig, runs: int, workdir: str,
+                       deadline: float | None = None) -> dict:
     """Round 0 (warm-up, not counted) boots a runtime guest, copies its initrd
     and reads its QEMU command line; then ``runs`` rounds of one runtime and one
-    bare boot, alternating which goes first."""
+    bare boot, alternating which goes first. With a ``deadline`` (monotonic), no
+    round starts that the slowest round so far says would end after it, once
+    MIN_RUNS rounds are in: the series is shorter, never lost."""
     run_blocking, pool = make_run_blocking(reactor, 4)
     pool.start()
     rt = LibvirtRuntime(cfg, NODE, run_blocking, reactor)
@@ -165,7 +172,12 @@ async def machine_runs(reactor, cfg: LibvirtConfig, runs: int, workdir: str) -> 
         await runtime_boot(warm_up=True)
         if not runtime_argv:
             raise RuntimeError("could not read the runtime's QEMU command line")
+        slowest = 0.0
         for i in range(runs):
+            if (deadline is not None and i >= MIN_RUNS
+                    and time.monotonic() + slowest > deadline):
+                break
+            t_round = time.monotonic()
             if i % 2 == 0:
                 r = await runtime_boot(False)
                 b = bare_boot()
@@ -173,11 +185,12 @@ async def machine_runs(reactor, cfg: LibvirtConfig, runs: int, workdir: str) -> 
                 b = bare_boot()
                 r = await runtime_boot(False)
             rounds.append({"runtime": r, "bare": b})
+            slowest = max(slowest, time.monotonic() - t_round)
     finally:
         restore()
         await rt.close()
         pool.stop()
-    out = {"machine": machine,
+    out = {"machine": machine, "rounds": len(rounds),
            "cmdline": _arg_after(runtime_argv, "-append"),
            **summarize(rounds),
            "qemu": diag,
@@ -616,6 +629,10 @@ def main(argv=None) -> int:
     ap.add_argument("--machines", default="pc,microvm")
     ap.add_argument("--virt-type", default="qemu", choices=["qemu", "kvm"])
     ap.add_argument("--memory-mb", type=int, default=128)
+    ap.add_argument("--time-budget-s", type=float, default=None,
+                    help="stop starting rounds (never below %d per machine) when the "
+                         "slowest round so far would end after this; machines share it "
+                         "equally" % MIN_RUNS)
     ap.add_argument("--kernel", default=os.environ.get("ZUND_MICROVM_KERNEL",
                                                        "/var/lib/zund/microvm/vmlinuz"))
     args = ap.parse_args(argv)
@@ -627,15 +644,21 @@ def main(argv=None) -> int:
     try:
         out: dict = {}
 
+        end = (time.monotonic() + args.time_budget_s) if args.time_budget_s else None
+
         async def _go(reactor):
-            for machine in machines:
+            for k, machine in enumerate(machines):
+                deadline = None
+                if end is not None:  # an equal share of what is left
+                    now = time.monotonic()
+                    deadline = now + (end - now) / (len(machines) - k)
                 cfg = LibvirtConfig(virt_type=args.virt_type, kernel_path=args.kernel,
                                     default_memory_mb=args.memory_mb, min_memory_mb=64,
                                     images_path=os.path.join(state, "images"),
                                     console_path=os.path.join(state, "console"),
                                     volumes_path=os.path.join(state, "volumes"),
                                     machine_type=machine)
-                out[machine] = await machine_runs(reactor, cfg, args.runs, state)
+                out[machine] = await machine_runs(reactor, cfg, args.runs, state, deadline)
 
         from twisted.internet import reactor  # a script: the global reactor is fine here
         d = defer.ensureDeferred(_go(reactor))

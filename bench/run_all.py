@@ -328,7 +328,10 @@ def rows_microvm(values: list) -> list:
                               ("runtime_median_s", "zund_median_s"),
                               ("bare_qemu_median_s", "bare_median_s"),
                               get(m, "target_ratio") or target, " s",
-                              note=str(get(m, "error") or get(m, "fallback") or "")))
+                              note="; ".join(str(x) for x in (
+                                  get(m, "error") or get(m, "fallback"),
+                                  f"{get(m, 'rounds')} rounds" if get(m, "rounds") else None)
+                                  if x)))
         if get(m, "paired_ratio_median") is not None:
             rows.append(row("microvm", f"{name}: median of per-round paired ratios "
                             "(runtime / bare, same round)",
@@ -394,9 +397,18 @@ def rows_network(values: list) -> list:
 
 
 class Bench:
+    """``budget_flag``: the option through which the benchmark takes a time budget
+    of its own (it then ends early with fewer samples instead of being killed
+    without JSON); it gets its timeout less BUDGET_MARGIN_S."""
+
     def __init__(self, name: str, argv: list, timeout_s: float,
-                 rows: Callable[[list], list]):
+                 rows: Callable[[list], list], budget_flag: str | None = None):
         self.name, self.argv, self.timeout_s, self.rows = name, argv, timeout_s, rows
+        self.budget_flag = budget_flag
+
+
+#: what a budgeted benchmark leaves of its timeout for its set-up and teardown
+BUDGET_MARGIN_S = 30.0
 
 
 #: every benchmark, with its CI-sized arguments and its own timeout (seconds); the
@@ -409,7 +421,8 @@ BENCHES = [
     Bench("memory", ["bench/memory.py", "--containers", "1000"], 600, rows_memory),
     Bench("gossip_vs_serf", ["bench/gossip_vs_serf.py", "--reps", "5"], 600,
           rows_gossip_vs_serf),
-    Bench("microvm", ["-m", "bench.microvm", "--runs", "10"], 900, rows_microvm),
+    Bench("microvm", ["-m", "bench.microvm", "--runs", "10"], 900, rows_microvm,
+          budget_flag="--time-budget-s"),
     Bench("store_commit", ["bench/store_commit.py", "--creates", "400", "--flows", "8",
                            "--rounds", "3"], 120, rows_store_commit),
     Bench("api_cost", ["bench/api_cost.py", "--requests", "400"], 300, rows_api_cost),
@@ -426,10 +439,63 @@ BENCHES = [
 ]
 
 
+def _cpu_ticks() -> tuple[int, int, dict]:
+    """(busy, total) jiffies of the machine and ``{pid: (jiffies, comm)}``."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    procs = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        comm = raw[raw.find("(") + 1:raw.rfind(")")]
+        rest = raw[raw.rfind(")") + 2:].split()
+        procs[int(name)] = (int(rest[11]) + int(rest[12]), comm)
+    return sum(fields) - idle, sum(fields), procs
+
+
+def host_load(sample_s: float = 2.0, top: int = 5) -> dict:
+    """What the machine does before the benchmarks start: its busy fraction over
+    ``sample_s`` and the processes using the most CPU (a test left running, other
+    tenants of the host), so a slow figure can be told from a loaded machine."""
+    busy0, total0, p0 = _cpu_ticks()
+    time.sleep(sample_s)  # a measuring window, not a wait for anything
+    busy1, total1, p1 = _cpu_ticks()
+    hz = os.sysconf("SC_CLK_TCK")
+    users = []
+    for pid, (ticks, comm) in p1.items():
+        if pid == os.getpid():
+            continue
+        used = ticks - p0.get(pid, (ticks, comm))[0]
+        if used > 0:
+            users.append({"pid": pid, "comm": comm,
+                          "cpu_pct_of_one_core": round(100.0 * used / hz / sample_s, 1)})
+    users.sort(key=lambda u: -u["cpu_pct_of_one_core"])
+    with open("/proc/loadavg") as f:
+        loadavg = f.read().split()[:3]
+    return {"sample_s": sample_s, "cpus": os.cpu_count(),
+            "busy": round((busy1 - busy0) / max(1, total1 - total0), 3),
+            "loadavg": loadavg, "top": users[:top]}
+
+
+def host_row(load: dict) -> dict:
+    top = ", ".join(f"{u['comm']} {u['cpu_pct_of_one_core']}%" for u in load["top"][:3])
+    return row("host", f"machine busy before the benchmarks ({load['sample_s']:g} s sample, "
+               f"{load['cpus']} CPUs, load {' '.join(load['loadavg'])})",
+               zund=load["busy"], note=f"top: {top}" if top else "")
+
+
 def run_one(bench: Bench, timeout_s: float, out_dir: str) -> dict:
     """Run one benchmark; never raises. Its stdout/stderr go to ``out_dir``."""
     t0 = time.monotonic()
     argv = [sys.executable, *bench.argv]
+    if bench.budget_flag:
+        argv += [bench.budget_flag, str(round(max(60.0, timeout_s - BUDGET_MARGIN_S)))]
     result: dict = {"name": bench.name, "argv": bench.argv, "timeout_s": round(timeout_s)}
     try:
         proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
@@ -509,7 +575,11 @@ def main(argv=None) -> int:
     out_dir = args.out_dir or _mkdtemp()
     os.makedirs(out_dir, exist_ok=True)
     deadline = time.monotonic() + args.budget_s
-    results = []
+    load = host_load()
+    print(f"run_all: machine busy {load['busy']} before the benchmarks; top "
+          f"{load['top'][:3]}", file=sys.stderr, flush=True)
+    results = [{"name": "host", "argv": [], "status": "ok", "json": [load],
+                "rows": [host_row(load)]}]
     for bench in BENCHES:
         if (only and bench.name not in only) or bench.name in skip:
             continue

@@ -21,9 +21,10 @@ the holders of those copies re-place the ``auto_heal`` ones.
   commit whose answer was lost (the coordinator resolves it or fails with 503) is
   found instead of placed twice. The gone owner itself is asked too (at most
   ``owner_probe_s``): gossip can call a node dead that still answers its peer
-  port (lost UDP; a partition healing, where gossip lags), and an answer — held
-  or not found — means it is alive, so the heal waits. Only no answer (refused,
-  timed out) lets it go on; a forced-down owner is not asked.
+  port (lost UDP; a partition healing, where gossip lags), and an answer — held,
+  not found, or an error it sent itself — means it is alive, so the heal waits.
+  Only no answer (refused, timed out, unreachable) lets it go on; a forced-down
+  owner is not asked.
 - **The dead node returns.** :meth:`Healer.check_moved` (at start, on each change
   of the live membership, once more ``hold_max_s`` after such a change — a heal
   a peer had in flight may commit after the first look — and every
@@ -63,6 +64,7 @@ from twisted.logger import Logger
 
 from zund.cluster.facade import hint_labels
 from zund.cluster.messages import ServiceMarksExchange, ServiceStateRequest
+from zund.cluster.peer_client import PeerTimeout, PeerUnreachable
 from zund.cluster.replicas import GONE_STATES, LIVE_STATES, holders
 from zund.cluster.types import NodeView, PlacementRequest
 from zund.common import errors
@@ -436,9 +438,11 @@ class Healer(service.Service):
 
     async def _owner_answers(self, uuid: str, owner: str) -> bool:
         """Whether ``owner`` (gone in gossip) still answers a LOCATE of ``uuid``
-        within ``owner_probe_s``: held or not found, it is alive. No answer (refused,
-        timed out, unreachable) is what a dead node gives; so does a node whose
-        answer is lost, which is why this only ever postpones a heal."""
+        within ``owner_probe_s``: held, not found, or an error of its own (a 503
+        while it starts or stops, say), it is alive. No answer (refused, timed out,
+        unreachable, an answer not sealed for this request: the peer client's
+        PeerTimeout / PeerUnreachable) is what a dead node gives; so does a node
+        whose answer is lost, which is why this only ever postpones a heal."""
         node = next((n for n in self.view() if n.name == owner), None)
         if node is None or not node.peer:
             return False
@@ -447,10 +451,10 @@ class Healer(service.Service):
         call.addTimeout(self.owner_probe_s, self.clock)
         try:
             await call
-        except (errors.ServiceUnavailable, defer.TimeoutError, defer.CancelledError):
+        except (PeerTimeout, PeerUnreachable, defer.TimeoutError, defer.CancelledError):
             return False  # no answer (the peer client's transport failures)
         except errors.ZundError:
-            return True  # an answer: not found (deleted there), or another refusal
+            return True  # an answer: not found (deleted there), busy, or a refusal
         return True
 
     async def heal(self, rec: ContainerRecord, source: str, generation: int,

@@ -1,6 +1,10 @@
 """bench/run_all.py with real processes: a benchmark that crashes or hangs is a row
 saying so, and the run goes on."""
 
+import subprocess
+import sys
+import time
+
 from bench import run_all
 
 
@@ -13,3 +17,36 @@ def test_a_failing_or_hanging_benchmark_is_a_row_saying_so(tmp_path):
     hang = run_all.Bench("hang", ["-c", "import time; time.sleep(60)"], 60, run_all.rows_heal)
     res = run_all.run_one(hang, 0.5, str(tmp_path))
     assert res["status"].startswith("timed out") and "timed out" in res["rows"][0]["note"]
+
+
+def test_a_budgeted_benchmark_is_told_its_timeout_less_the_margin(tmp_path):
+    """A benchmark with a ``budget_flag`` gets its own time budget on its command
+    line (its timeout less BUDGET_MARGIN_S), so it can end early with fewer
+    samples instead of being killed without JSON."""
+    code = ("import json, sys; i = sys.argv.index('--time-budget-s'); "
+            "print(json.dumps({'budget_s': float(sys.argv[i + 1])}))")
+    bench = run_all.Bench("budgeted", ["-c", code], 300, run_all.rows_heal,
+                          budget_flag="--time-budget-s")
+    res = run_all.run_one(bench, 100, str(tmp_path))
+    assert res["status"] == "ok"
+    assert res["json"] == [{"budget_s": 100 - run_all.BUDGET_MARGIN_S}]
+
+
+def test_host_load_names_a_process_that_keeps_a_core_busy():
+    """The summary's first row says how busy the machine was before the benchmarks
+    and which processes made it so."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # until the spinner has run long enough to be sampled
+            load = run_all.host_load(sample_s=1.0)
+            top = {u["pid"]: u["cpu_pct_of_one_core"] for u in load["top"]}
+            if top.get(spinner.pid, 0) > 50 or time.monotonic() > deadline:
+                break
+        assert top.get(spinner.pid, 0) > 50, load
+        assert 0.2 <= load["busy"] <= 1.0
+        row = run_all.host_row(load)
+        assert row["bench"] == "host" and "python" in row["note"]
+    finally:
+        spinner.kill()
+        spinner.wait()
