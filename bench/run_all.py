@@ -480,14 +480,28 @@ def host_load(sample_s: float = 2.0, top: int = 5) -> dict:
         loadavg = f.read().split()[:3]
     return {"sample_s": sample_s, "cpus": os.cpu_count(),
             "busy": round((busy1 - busy0) / max(1, total1 - total0), 3),
-            "loadavg": loadavg, "top": users[:top]}
+            "loadavg": loadavg, "top": users[:top], "speed_ms": speed_ms()}
+
+
+def speed_ms(rounds: int = 5) -> float:
+    """The fastest of ``rounds`` runs of one fixed pure-Python loop, in ms: how fast
+    this machine's CPU was for this run (a host whose other tenants slow it shows
+    no busy process here, only a slower loop), to compare runs with each other."""
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        sum(i * i for i in range(200_000))
+        best = min(best, time.perf_counter() - t0)
+    return round(best * 1000, 2)
 
 
 def host_row(load: dict) -> dict:
     top = ", ".join(f"{u['comm']} {u['cpu_pct_of_one_core']}%" for u in load["top"][:3])
     return row("host", f"machine busy before the benchmarks ({load['sample_s']:g} s sample, "
                f"{load['cpus']} CPUs, load {' '.join(load['loadavg'])})",
-               zund=load["busy"], note=f"top: {top}" if top else "")
+               zund=load["busy"],
+               note="; ".join(x for x in (f"fixed Python loop {load.get('speed_ms')} ms",
+                                          f"top: {top}" if top else "") if x))
 
 
 def run_one(bench: Bench, timeout_s: float, out_dir: str) -> dict:

@@ -45,6 +45,7 @@ def test_host_load_names_a_process_that_keeps_a_core_busy():
                 break
         assert top.get(spinner.pid, 0) > 50, load
         assert 0.2 <= load["busy"] <= 1.0
+        assert load["speed_ms"] > 0
         row = run_all.host_row(load)
         assert row["bench"] == "host" and "python" in row["note"]
     finally:
