@@ -38,6 +38,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.placement_real import cpu_seconds  # noqa: E402
+from bench.stats import proc_cpu_ticks  # noqa: E402
 from tests.support.nodeproc import start_cluster, stop_cluster  # noqa: E402
 
 HEADERS = {"OpenStack-API-Version": "container 1.40", "Content-Type": "application/json"}
@@ -46,9 +47,8 @@ HEADERS = {"OpenStack-API-Version": "container 1.40", "Content-Type": "applicati
 def cpu_split(pid: int) -> tuple[float, float]:
     """(user, system) CPU seconds of ``pid`` so far."""
     tick = os.sysconf("SC_CLK_TCK")
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) / tick, int(fields[12]) / tick
+    _, user, system = proc_cpu_ticks(pid)
+    return user / tick, system / tick
 
 
 def wait_for_file(path: str, timeout_s: float = 30.0) -> None:

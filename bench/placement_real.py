@@ -55,7 +55,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.stats import pct  # noqa: E402
+from bench.stats import pct, proc_cpu_ticks  # noqa: E402
 from tests.support.nodeproc import free_port, start_cluster, stop_cluster  # noqa: E402
 
 CPUS = (0.1, 0.25, 0.5)
@@ -102,9 +102,8 @@ def cpu_seconds(pids) -> float:
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / tick
+        _, user, system = proc_cpu_ticks(pid)
+        total += (user + system) / tick
     return total
 
 

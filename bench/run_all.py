@@ -31,6 +31,8 @@ import time
 from typing import Any, Callable, Iterable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from bench.stats import proc_cpu_ticks  # noqa: E402
 NA = "n/a"
 
 
@@ -449,13 +451,10 @@ def _cpu_ticks() -> tuple[int, int, dict]:
         if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/stat") as f:
-                raw = f.read()
-        except OSError:
-            continue
-        comm = raw[raw.find("(") + 1:raw.rfind(")")]
-        rest = raw[raw.rfind(")") + 2:].split()
-        procs[int(name)] = (int(rest[11]) + int(rest[12]), comm)
+            comm, user, system = proc_cpu_ticks(int(name))
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or a kernel thread's stat we cannot read
+        procs[int(name)] = (user + system, comm)
     return sum(fields) - idle, sum(fields), procs
 
 

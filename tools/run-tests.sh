@@ -84,16 +84,16 @@ bash tools/registry.sh start
 export ZUND_REGISTRY_ENV="$ZUND_CI_DIR/registry/registry.env"
 
 status=0
+pytest=(python3 -m pytest -q -p no:cacheprovider)
 if [ "$#" -eq 0 ]; then
     # The pure and simulated tiers are CPU-bound and share nothing between tests
     # (in-memory networks, simulated clocks, tmp_path state): one pytest-xdist worker
     # per core (ZUND_TEST_WORKERS overrides). The real tier shares engines, loopback
     # addresses and ports, so it runs in one process, after them.
-    python3 -m pytest -q -p no:cacheprovider -n "${ZUND_TEST_WORKERS:-auto}" \
-        tests/pure tests/sim || status=$?
-    python3 -m pytest -q -p no:cacheprovider tests/real || status=$?
+    "${pytest[@]}" -n "${ZUND_TEST_WORKERS:-auto}" tests/pure tests/sim || status=$?
+    "${pytest[@]}" tests/real || status=$?
 else
-    python3 -m pytest -q -p no:cacheprovider "$@" tests || status=$?
+    "${pytest[@]}" "$@" tests || status=$?
 fi
 
 if [ "$bench" = 1 ] && [ "$status" = 0 ]; then
