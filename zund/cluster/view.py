@@ -27,6 +27,9 @@ class ClusterView:
         self._members = members
         self._cache: dict[tuple, NodeMeta | None] = {}
         self._cache_size = cache_size
+        #: member name -> (the MemberView, its NodeView): gossip hands out the same
+        #: view object until the member changes (``Member.view``)
+        self._nodes: dict[str, tuple] = {}
 
     def meta_of(self, member) -> NodeMeta | None:
         """The member's metadata (None when it has none, or none we understand)."""
@@ -42,11 +45,23 @@ class ClusterView:
     def nodes(self) -> list[NodeView]:
         """Every member as a NodeView (this node included)."""
         out = []
-        for m in self._members():
+        members = self._members()
+        made = self._nodes
+        for m in members:
+            cached = made.get(m.name)
+            if cached is not None and cached[0] is m:
+                out.append(cached[1])
+                continue
             meta = self.meta_of(m)
-            out.append(NodeView(name=m.name, state=m.state, api=meta.api if meta else "",
-                                peer=meta.peer if meta else "", meta=meta,
-                                changed_at=m.state_changed_at))
+            node = NodeView(name=m.name, state=m.state, api=meta.api if meta else "",
+                            peer=meta.peer if meta else "", meta=meta,
+                            changed_at=m.state_changed_at)
+            made[m.name] = (m, node)
+            out.append(node)
+        if len(made) > 2 * len(members) + 16:  # forgotten members
+            names = {m.name for m in members}
+            for name in [n for n in made if n not in names]:
+                del made[name]
         return out
 
     def peers(self) -> list[dict]:

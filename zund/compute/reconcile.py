@@ -12,6 +12,8 @@ Invariants:
 
 from __future__ import annotations
 
+import copy
+
 from twisted.internet import task
 from twisted.logger import Logger
 
@@ -39,6 +41,12 @@ RESUMABLE = {
     "container_pausing": "pause",
     "container_unpausing": "unpause",
 }
+
+
+def sync_key(rec: ContainerRecord) -> tuple:
+    """What a sync copies from the runtime and stores when it changed."""
+    return (rec.status, rec.status_reason, rec.exit_code, rec.started_at, rec.finished_at,
+            rec.status_detail)
 
 
 class Reconciler:
@@ -219,22 +227,46 @@ class Reconciler:
     # -- sync -----------------------------------------------------------------------------
 
     async def sync_all(self) -> None:
-        """Periodic reconcile: every idle record against the runtime, then orphans."""
+        """Periodic reconcile: every idle record against the runtime, then orphans.
+
+        Each runtime is listed once (``_observe``); a record the listing agrees with
+        (:func:`sync_key` unchanged by what was listed) costs nothing more. Any
+        other record is reconciled as before: under its lock, re-read, from a fresh
+        inspect (never from the listing, which may predate a task that ran since).
+        A runtime that cannot list falls back to an inspect per record."""
+        lc = self.lifecycle
         records = await self.store.list_containers()
+        observed = await self._observe()
         for rec in records:
             if rec.task_state is not None or rec.status in (states.CREATING, states.DELETING):
                 continue
-            async with self.lifecycle.locks[rec.uuid]:
+            if not rec.placed or (rec.status == states.ERROR and rec.container_id is None):
+                continue  # never made it to a runtime (sync_one would do nothing)
+            objects = observed.get(rec.runtime or lc.config.default_runtime)
+            state = objects.get(rec.uuid) if objects is not None else None
+            if state is not None and not self._differs(rec, state):
+                lc.synced_at[rec.uuid] = lc.clock.seconds()
+                continue
+            async with lc.locks[rec.uuid]:
                 try:
                     fresh = await self.store.get_container(rec.uuid)
                 except errors.ContainerNotFound:
                     continue
-                if fresh.task_state is None:
-                    await self.sync_one(fresh)
-        # Records are re-read here: anything created since the list above already
-        # had its record written before its runtime object existed.
+                if fresh.task_state is not None:
+                    continue
+                # inspected again: a task may have run since the listing, even
+                # one that left the record as it was (a stop and a start)
+                await self.sync_one(fresh)
+        # Records are re-read here: every object the listing above saw had its
+        # record written before it existed, so it is in this list unless deleted.
         known = {r.uuid for r in await self.store.list_containers()}
-        await self._reap_orphans(known)
+        await self._reap_orphans(known, observed)
+
+    def _differs(self, rec: ContainerRecord, state: RuntimeState) -> bool:
+        """Would ``state`` change what :meth:`sync_one` compares (and stores)?"""
+        probe = copy.copy(rec)
+        self.lifecycle.apply_state(probe, state)
+        return sync_key(probe) != sync_key(rec)
 
     async def refresh(self, rec: ContainerRecord) -> ContainerRecord:
         """Re-read live state from the runtime (unless a task is in flight, or the
@@ -281,11 +313,8 @@ class Reconciler:
         except errors.ZundError as e:
             log.warn("compute.sync.inspect_failed", uuid=rec.uuid, reason=str(e))
             return rec
-        before = (rec.status, rec.status_reason, rec.exit_code, rec.started_at, rec.finished_at,
-                  rec.status_detail)
+        before = sync_key(rec)
         lc.apply_state(rec, state)
-        after = (rec.status, rec.status_reason, rec.exit_code, rec.started_at, rec.finished_at,
-                 rec.status_detail)
-        if before != after:
+        if sync_key(rec) != before:
             await self.store.save_container(rec)
         return rec

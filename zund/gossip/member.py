@@ -57,9 +57,17 @@ class Member:
     meta: bytes = b""
     meta_version: int = 0
     state_changed_at: float = 0.0
+    #: the last view and the fields it was made from: readers ask for every
+    #: member's view many times per placement, and most of them have not changed
+    _view: tuple | None = attrs.field(default=None, init=False, repr=False, eq=False)
 
     def view(self) -> "MemberView":
-        return MemberView(
+        key = (self.addr, self.state, self.incarnation, self.meta, self.meta_version,
+               self.state_changed_at)
+        cached = self._view
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        view = MemberView(
             name=self.name,
             addr=format_addr(self.addr),
             state=self.state.label,
@@ -68,6 +76,8 @@ class Member:
             meta_version=self.meta_version,
             state_changed_at=self.state_changed_at,
         )
+        self._view = (key, view)
+        return view
 
 
 @attrs.frozen

@@ -589,3 +589,47 @@ def test_lookup_accepts_any_uuid_spelling(h):
     """A uuid in upper case (Zun accepts any spelling oslo.utils does) is found."""
     rec = create(h, uuid=UUID)
     assert h.run(h.manager.lookup(CTX, UUID.upper())).uuid == rec.uuid
+
+
+def test_sync_rewrites_no_record_the_runtime_listing_agrees_with(h):
+    """A periodic sync over containers whose listed state matches their records
+    commits nothing (one listing, no write per container)."""
+    recs = [create(h) for _ in range(5)]
+    h.settle()
+    h.run(h.manager.sync_all())  # status_detail settles to the clock's second
+    before = h.store.commits
+    h.run(h.manager.sync_all())
+    assert h.store.commits == before
+    assert {h.get(r.uuid).status for r in recs} == {"Running"}
+
+
+def test_sync_does_not_apply_a_listing_older_than_a_start(h):
+    """The runtime is listed (the container exited with 0; the record says 3, so
+    the listing disagrees with it), then a start brings the container back before
+    the sync takes its lock: the sync must not record the listing's Stopped over
+    the new Running."""
+    rec = create(h)
+    h.settle()
+    h.runtime.exit_process(rec.uuid, 0)
+    h.run(h.manager.sync_all())
+    outdated = h.get(rec.uuid)
+    assert outdated.status == "Stopped"
+    outdated.exit_code = 3
+    h.run(h.store.save_container(outdated))
+    original = h.runtime.list
+
+    async def list_then_start(node):
+        listing = await original(node)  # says exited
+        await h.manager.start(CTX, await h.store.get_container(rec.uuid))
+        await h.manager.drain(60)  # the start is done: the record is idle again
+        assert (await h.store.get_container(rec.uuid)).status == "Running"
+        return listing
+
+    h.runtime.list = list_then_start
+    try:
+        h.run(h.manager.sync_all())
+    finally:
+        h.runtime.list = original
+    h.settle()
+    got = h.get(rec.uuid)
+    assert got.status == "Running" and got.task_state is None
