@@ -20,7 +20,9 @@ server_errors, lost, doubled, extra (counts; samples beside them), status_mismat
 processes: {node: {rss_mb: [after the first quarter, end], fds: [...], peaks}},
 growth_ok, reference: {what, list_idle_p50_ms}}``; the reference is
 the list latency of the idle cluster measured in the same run before the load.
-Exit status 1 when an invariant breaks.
+Exit status 1 when an invariant breaks. ``--time-budget-s`` (``bench/run_all.py``
+passes what its run budget leaves) cuts the clients' run so the whole soak fits;
+``duration_s`` is then what ran, ``duration_asked_s`` what was asked.
 """
 
 from __future__ import annotations
@@ -294,14 +296,34 @@ def sound(out: dict) -> bool:
                 or out["extra"] or out["status_mismatch"]) and out["growth_ok"]
 
 
+#: what a soak spends outside its clients' run: starting 3 nodes, the idle
+#: reference, the clients' last operations, the final checks, stopping
+SETUP_S = 20.0
+#: the shortest soak a time budget may cut the run to
+MIN_DURATION_S = 20.0
+
+
+def budgeted_duration(duration_s: float, budget_s: float | None) -> float:
+    """The clients' run time: ``duration_s``, cut so that the whole soak fits in
+    ``budget_s`` (never below MIN_DURATION_S: a shorter soak says little)."""
+    if budget_s is None:
+        return duration_s
+    return max(MIN_DURATION_S, min(duration_s, budget_s - SETUP_S))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--duration-s", type=float, default=120.0)
+    ap.add_argument("--time-budget-s", type=float, default=None,
+                    help="the whole soak's time: the clients' run is cut to fit "
+                         f"(at least {MIN_DURATION_S:.0f} s)")
     ap.add_argument("--seed", type=int, default=1)
     ns = ap.parse_args(argv)
+    duration_s = budgeted_duration(ns.duration_s, ns.time_budget_s)
     with tempfile.TemporaryDirectory(prefix="zund-soak-") as tmp:
-        out = soak(tmp, ns.clients, ns.duration_s, ns.seed)
+        out = soak(tmp, ns.clients, duration_s, ns.seed)
+    out["duration_asked_s"] = ns.duration_s
     print(json.dumps(out, indent=1))
     return 0 if sound(out) else 1
 

@@ -14,19 +14,47 @@ import sys
 from zund.conf import load_conf
 
 
+#: log format -> the fields it names (formats are a few dozen constants)
+_FORMAT_FIELDS: dict = {}
+#: (second, text) of the last timestamp formatted (formatTime has 1 s resolution)
+_LAST_TIME: list = [None, ""]
+
+
+def _format_fields(fmt: str) -> frozenset:
+    used = _FORMAT_FIELDS.get(fmt)
+    if used is None:
+        import string
+
+        try:
+            used = frozenset(f for _, f, _, _ in string.Formatter().parse(fmt) if f)
+        except ValueError:
+            used = frozenset()
+        if len(_FORMAT_FIELDS) < 4096:
+            _FORMAT_FIELDS[fmt] = used
+    return used
+
+
+def _event_text(event: dict, fmt) -> str:
+    """What ``twisted.logger.formatEvent`` gives, without its per-call set-up for
+    the usual event: a text format without Twisted's ``{name()}`` call syntax is
+    ``str.format_map`` of the event (the same PEP 3101 syntax); anything else,
+    or a format that fails, is left to Twisted (its "Unable to format" text)."""
+    if isinstance(fmt, str) and "()" not in fmt and "log_flattened" not in event:
+        try:
+            return fmt.format_map(event)
+        except Exception:  # noqa: BLE001 - Twisted's own text for a bad event
+            pass
+    from twisted.logger import formatEvent
+
+    return formatEvent(event)
+
+
 def format_event_kv(event: dict) -> str:
     """The event's text plus every field its format did not mention, as key=value
     (STYLE: logs are events with stable names and key=value fields)."""
-    import string
-
-    from twisted.logger import formatEvent
-
-    text = formatEvent(event)
-    fmt = event.get("log_format") or ""
-    try:
-        used = {f for _, f, _, _ in string.Formatter().parse(fmt) if f}
-    except ValueError:
-        used = set()
+    fmt = event.get("log_format")
+    text = _event_text(event, fmt)
+    used = _format_fields(fmt) if isinstance(fmt, str) else frozenset()
     extra = [f"{k}={event[k]!r}" if isinstance(event[k], str) and " " in event[k]
              else f"{k}={event[k]}"
              for k in sorted(event)
@@ -36,10 +64,20 @@ def format_event_kv(event: dict) -> str:
     return " ".join([text, *extra]) if extra else text
 
 
-def format_line(event: dict) -> str | None:
-    """``<time> [<namespace>#<level>] <event text> k=v ...`` plus any traceback."""
+def _format_time(when) -> str:
     from twisted.logger import formatTime
 
+    if when is None:
+        return formatTime(when)
+    second = int(when)
+    if _LAST_TIME[0] != second:
+        _LAST_TIME[1] = formatTime(second)
+        _LAST_TIME[0] = second
+    return _LAST_TIME[1]
+
+
+def format_line(event: dict) -> str | None:
+    """``<time> [<namespace>#<level>] <event text> k=v ...`` plus any traceback."""
     text = format_event_kv(event)
     failure = event.get("log_failure")
     if failure is not None:
@@ -49,7 +87,8 @@ def format_line(event: dict) -> str | None:
     level = event.get("log_level")
     system = event.get("log_system") or (
         f"{event.get('log_namespace', '-')}#{level.name if level is not None else '-'}")
-    return f"{formatTime(event.get('log_time'))} [{system}] {text}".replace("\n", "\n\t") + "\n"
+    return f"{_format_time(event.get('log_time'))} [{system}] {text}".replace("\n", "\n\t") \
+        + "\n"
 
 
 def format_json_line(event: dict) -> str | None:
@@ -58,11 +97,10 @@ def format_json_line(event: dict) -> str | None:
     not JSON values), plus the traceback of a failure."""
     import json
 
-    from twisted.logger import formatEvent
-
     level = event.get("log_level")
     out = {"time": event.get("log_time"), "level": level.name if level is not None else None,
-           "namespace": event.get("log_namespace"), "event": formatEvent(event)}
+           "namespace": event.get("log_namespace"),
+           "event": _event_text(event, event.get("log_format"))}
     fields = {}
     for k in sorted(event):
         if k.startswith("log_") or k in ("format", "message", "isError", "system", "time"):

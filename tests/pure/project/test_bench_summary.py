@@ -47,3 +47,38 @@ def test_new_keys_of_other_benchmarks_are_picked_up_when_present():
     figures = [r["figure"] for r in gossip]
     assert "starved: kill -9 -> dead everywhere" in figures
     assert next(r for r in gossip if r["figure"].startswith("steady: metadata"))["met"]
+
+
+def test_a_soak_run_budget_cuts_the_clients_run_to_fit():
+    """bench/soak.py --time-budget-s: the clients' run shrinks so set-up, run and
+    checks fit in the budget, never below the shortest soak worth having."""
+    from bench import soak
+
+    assert soak.budgeted_duration(60.0, None) == 60.0
+    assert soak.budgeted_duration(60.0, 500.0) == 60.0
+    assert soak.budgeted_duration(60.0, 60.0) == 60.0 - soak.SETUP_S
+    assert soak.budgeted_duration(60.0, 10.0) == soak.MIN_DURATION_S
+
+
+def test_a_benchmark_with_its_own_min_start_runs_where_others_are_skipped(
+        monkeypatch, tmp_path):
+    """With less left than --min-start-s, a benchmark that declares a lower
+    ``min_start_s`` still starts (with its budget); one that does not is a
+    'skipped' row."""
+    code = ("import json, sys; i = sys.argv.index('--time-budget-s'); "
+            "print(json.dumps({'budget_s': float(sys.argv[i + 1])}))")
+    monkeypatch.setattr(run_all, "BENCHES", [
+        run_all.Bench("plain", ["-c", "print('{}')"], 600, run_all.rows_heal),
+        run_all.Bench("short", ["-c", code], 600, run_all.rows_heal,
+                      budget_flag="--time-budget-s", min_start_s=80.0),
+    ])
+    monkeypatch.setattr(run_all, "host_load", lambda: {
+        "busy": 0.0, "sample_s": 0.0, "cpus": 2, "loadavg": ["0", "0", "0"],
+        "top": [], "speed_ms": 1.0})
+    assert run_all.main(["--budget-s", "100", "--out-dir", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    status = {b["name"]: b["status"] for b in summary["benchmarks"]}
+    assert status["plain"].startswith("skipped") and status["short"] == "ok"
+    short = [b for b in summary["benchmarks"] if b["name"] == "short"][0]
+    [told] = short["json"]
+    assert abs(told["budget_s"] - (100 - run_all.BUDGET_MARGIN_S)) <= 1
