@@ -53,7 +53,7 @@ import time
 import docker
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.stats import pct  # noqa: E402
+from bench.stats import pct, ratio_ci  # noqa: E402
 from tests.support.nodeproc import ZundProcess, remove_docker_objects  # noqa: E402
 from zund.cmd.events import fetch_events  # noqa: E402
 from zund.common.paths import control_socket_path  # noqa: E402
@@ -332,6 +332,8 @@ def main(argv=None):
         "zund_p50_ms": round(ep50, 1),
         "docker_p50_ms": round(dp50, 1),
         "ratio": round(ep50 / dp50, 3),
+        # 95 % bootstrap interval of that ratio (bench.stats.ratio_ci)
+        "ratio_ci95": list(ratio_ci(event_t, docker_t)),
         "zund_event_p50_ms": round(ep50, 1),
         "zund_event_p90_ms": round(pct(event_t, 90), 1),
         "zund_event_mean_ms": round(statistics.mean(event_t), 1),

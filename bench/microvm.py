@@ -37,7 +37,8 @@ Prints one JSON object; per machine type:
 
 - ``runtime_s`` / ``bare_qemu_s``: min / median / max of the wall-clock samples
   (and the samples themselves), ``runtime_median_s``, ``bare_qemu_median_s``;
-- ``ratio`` = runtime median / bare median (target <= 1.15);
+- ``ratio`` = runtime median / bare median (target <= 1.15), ``ratio_ci95``: its
+  95 % bootstrap interval (``bench.stats.ratio_ci``);
   ``paired_ratio_median`` = median over rounds of runtime_i / bare_i (the two
   boots of one round ran back to back, under the same load), ``paired_ratios``,
   and ``min_ratio`` = fastest runtime / fastest bare boot (the least loaded pair);
@@ -91,6 +92,7 @@ import uuid as uuidlib
 import libvirt
 from twisted.internet import defer
 
+from bench.stats import ratio_ci
 from zund.runtimes.base import ContainerSpec, runtime_object_name
 from zund.runtimes.executor import make_run_blocking
 from zund.runtimes.libvirt import BOOT_POLL_S, LibvirtConfig, LibvirtRuntime
@@ -234,6 +236,7 @@ def summarize(rounds: list) -> dict:
     rt_med, bare_med = statistics.median(rt), statistics.median(bare)
     out = {"runtime_median_s": round(rt_med, 3), "bare_qemu_median_s": round(bare_med, 3),
            "ratio": round(rt_med / bare_med, 3),
+           "ratio_ci95": list(ratio_ci(rt, bare)),
            "paired_ratio_median": round(statistics.median(paired), 3),
            "min_ratio": round(min(rt) / min(bare), 3),
            "target_ratio": TARGET_RATIO, "met": rt_med / bare_med <= TARGET_RATIO,

@@ -105,6 +105,14 @@ def ratio_row(bench: str, figure: str, data, zund_path, ref_path, max_ratio: flo
                f"<= {max_ratio}x" if max_ratio is not None else "", met, ratio, note)
 
 
+def ci_note(data) -> str | None:
+    """``ratio 95 % CI low-high`` from a benchmark's ``ratio_ci95`` (None without one)."""
+    ci = get(data, "ratio_ci95")
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
+        return f"ratio 95 % CI {ci[0]}-{ci[1]}"
+    return None
+
+
 def value_row(bench: str, figure: str, data, path, target=None, op: str = "<=",
               unit: str = "", ref_path=None, note: str = "") -> dict:
     """One figure against a fixed target (``op``: "<=" | ">=" | "=="); the
@@ -139,8 +147,10 @@ def rows_create_latency(values: list) -> list:
     d = values[-1]
     out = [ratio_row("create_latency", "create->Running p50 vs docker create+start", d,
                      "zund_p50_ms", "docker_p50_ms", get(d, "target_ratio") or 1.10, " ms",
-                     note=f"runs={get(d, 'runs')}; observed by "
-                          f"{'event long poll' if get(d, 'zund_event_p50_ms') else 'GET poll'}")]
+                     note="; ".join(x for x in (
+                         f"runs={get(d, 'runs')}; observed by "
+                         f"{'event long poll' if get(d, 'zund_event_p50_ms') else 'GET poll'}",
+                         ci_note(d)) if x))]
     if get(d, "zund_polled_p50_ms") is not None:
         out.append(ratio_row("create_latency", "create->Running p50, client polling GET "
                              "every 20 ms", d, "zund_polled_p50_ms", "docker_p50_ms", None,
@@ -335,7 +345,8 @@ def rows_microvm(values: list) -> list:
                               get(m, "target_ratio") or target, " s",
                               note="; ".join(str(x) for x in (
                                   get(m, "error") or get(m, "fallback"),
-                                  f"{get(m, 'rounds')} rounds" if get(m, "rounds") else None)
+                                  f"{get(m, 'rounds')} rounds" if get(m, "rounds") else None,
+                                  ci_note(m))
                                   if x)))
         if get(m, "paired_ratio_median") is not None:
             rows.append(row("microvm", f"{name}: median of per-round paired ratios "

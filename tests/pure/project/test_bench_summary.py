@@ -82,3 +82,28 @@ def test_a_benchmark_with_its_own_min_start_runs_where_others_are_skipped(
     short = [b for b in summary["benchmarks"] if b["name"] == "short"][0]
     [told] = short["json"]
     assert abs(told["budget_s"] - (100 - run_all.BUDGET_MARGIN_S)) <= 1
+
+
+def test_ratio_interval_brackets_the_ratio_and_narrows_with_samples():
+    """bench.stats.ratio_ci: the interval holds the ratio of the medians, is the
+    same for the same samples, and is narrower for more samples of the same
+    spread; the summary row shows it."""
+    import random
+
+    from bench.stats import ratio_ci
+
+    rng = random.Random(7)
+    a10 = [1.1 * rng.uniform(0.7, 1.3) for _ in range(10)]
+    b10 = [rng.uniform(0.7, 1.3) for _ in range(10)]
+    lo, hi = ratio_ci(a10, b10)
+    import statistics
+    assert lo <= statistics.median(a10) / statistics.median(b10) <= hi
+    assert ratio_ci(a10, b10) == (lo, hi)
+    a200 = [1.1 * rng.uniform(0.7, 1.3) for _ in range(200)]
+    b200 = [rng.uniform(0.7, 1.3) for _ in range(200)]
+    lo2, hi2 = ratio_ci(a200, b200)
+    assert hi2 - lo2 < hi - lo and lo2 < 1.1 < hi2
+    assert ratio_ci([], [1.0]) == (None, None)
+    rows = run_all.rows_create_latency([{"zund_p50_ms": 330.0, "docker_p50_ms": 300.0,
+                                         "target_ratio": 1.10, "ratio_ci95": [lo, hi]}])
+    assert f"ratio 95 % CI {lo}-{hi}" in rows[0]["note"]
