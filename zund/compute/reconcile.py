@@ -43,6 +43,11 @@ RESUMABLE = {
 }
 
 
+def reached_runtime(rec: ContainerRecord) -> bool:
+    """False for a record that never made it to a runtime (nothing to sync)."""
+    return rec.placed and not (rec.status == states.ERROR and rec.container_id is None)
+
+
 def sync_key(rec: ContainerRecord) -> tuple:
     """What a sync copies from the runtime and stores when it changed."""
     return (rec.status, rec.status_reason, rec.exit_code, rec.started_at, rec.finished_at,
@@ -186,8 +191,8 @@ class Reconciler:
 
     async def _sync_observed(self, rec: ContainerRecord, observed: dict) -> None:
         """Start-up sync of one idle record from what its runtime listed."""
-        if not rec.placed or (rec.status == states.ERROR and rec.container_id is None):
-            return  # never made it to a runtime
+        if not reached_runtime(rec):
+            return
         lc = self.lifecycle
         objects = observed.get(rec.runtime or lc.config.default_runtime)
         async with lc.locks[rec.uuid]:
@@ -240,13 +245,12 @@ class Reconciler:
         for rec in records:
             if rec.task_state is not None or rec.status in (states.CREATING, states.DELETING):
                 continue
-            if not rec.placed or (rec.status == states.ERROR and rec.container_id is None):
-                continue  # never made it to a runtime (sync_one would do nothing)
+            if not reached_runtime(rec):
+                continue
             objects = observed.get(rec.runtime or lc.config.default_runtime)
             state = objects.get(rec.uuid) if objects is not None else None
             if state is not None and not self._differs(rec, state):
-                lc.synced_at[rec.uuid] = lc.clock.seconds()
-                continue
+                continue  # (_differs' apply_state stamped it synced)
             async with lc.locks[rec.uuid]:
                 try:
                     fresh = await self.store.get_container(rec.uuid)
@@ -290,8 +294,8 @@ class Reconciler:
         """Reconcile one record with the runtime (``state``: what the runtime just
         reported for it, else it is inspected). Caller holds the container lock."""
         lc = self.lifecycle
-        if not rec.placed or (rec.status == states.ERROR and rec.container_id is None):
-            return rec  # never made it to a runtime
+        if not reached_runtime(rec):
+            return rec
         try:
             if state is None:
                 state = await lc.runtime(rec).inspect(rec.uuid)
