@@ -11,6 +11,8 @@ from typing import Any, Iterable, Sequence
 from urllib.parse import urlencode
 
 from zund.api.microversions import APIVersion, v
+from zund.compute import states
+from zund.records import utcnow
 
 #: container keys only shown when policy ``container:get_one:<key>`` allows
 ADMIN_ONLY_CONTAINER_KEYS = ("host", "runtime", "privileged", "image_pull_policy")
@@ -70,7 +72,10 @@ def container(rec: Any, base_url: str, visible_admin_keys: Iterable[str] = ()) -
         "entrypoint": list(rec.entrypoint) if rec.entrypoint is not None else None,
         "status": rec.status,
         "status_reason": rec.status_reason,
-        "status_detail": rec.status_detail,
+        # derived at answer time, as docker ps does: the stored text is as old as
+        # the record's last write (reconcile.sync_key leaves it out)
+        "status_detail": states.status_detail(rec.status, rec.exit_code, rec.started_at,
+                                              rec.finished_at, utcnow()),
         "task_state": rec.task_state,
         "cpu": float(rec.cpu) if rec.cpu is not None else None,
         "memory": str(rec.memory) if rec.memory is not None else None,

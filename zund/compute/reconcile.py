@@ -49,9 +49,13 @@ def reached_runtime(rec: ContainerRecord) -> bool:
 
 
 def sync_key(rec: ContainerRecord) -> tuple:
-    """What a sync copies from the runtime and stores when it changed."""
-    return (rec.status, rec.status_reason, rec.exit_code, rec.started_at, rec.finished_at,
-            rec.status_detail)
+    """What a sync copies from the runtime and stores when it changed.
+
+    Not ``status_detail``: its "Up 5 minutes" text follows from the status and the
+    times, and the API derives it when it answers (``views.container``), so a
+    running container's record is not rewritten each minute only because the
+    clock moved."""
+    return (rec.status, rec.status_reason, rec.exit_code, rec.started_at, rec.finished_at)
 
 
 class Reconciler:

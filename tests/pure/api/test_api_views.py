@@ -4,7 +4,7 @@ import datetime
 
 from zund.api import views
 from zund.api.microversions import v
-from zund.records import ActionEvent, ActionRecord, ContainerRecord
+from zund.records import ActionEvent, ActionRecord, ContainerRecord, utcnow
 
 BASE = "http://h:9517"
 T = datetime.datetime(2018, 3, 4, 19, 48, 49, 123456)
@@ -75,3 +75,20 @@ def test_discovery_document():
     assert ver["status"] == "CURRENT" and ver["min_version"] == "1.1"
     assert ver["max_version"] == "1.40" and doc["default_version"] == ver
     assert ver["links"] == [{"href": f"{BASE}/v1/", "rel": "self"}]
+
+
+def test_status_detail_is_as_of_the_answer_not_the_last_write():
+    """A running container's "Up …" text is derived when the view is made: a record
+    written ten minutes ago (with the detail of that moment) answers "Up 10 minutes"
+    now, and a stopped one counts from its finish."""
+    now = utcnow()
+    started = now - datetime.timedelta(minutes=10, seconds=5)
+    rec = _rec(status="Running", started_at=started, status_detail="Up 1 second")
+    assert views.container(rec, BASE)["status_detail"] == "Up 10 minutes"
+    rec = _rec(status="Stopped", exit_code=3, started_at=started,
+               finished_at=now - datetime.timedelta(hours=3, minutes=1),
+               status_detail="Exited(3) 1 second ago")
+    assert views.container(rec, BASE)["status_detail"] == "Exited(3) 3 hours ago"
+    assert views.container(_rec(status="Error", status_reason="boom"),
+                           BASE)["status_detail"] is None
+    assert views.container(_rec(status="Created"), BASE)["status_detail"] == "Created"
