@@ -83,6 +83,21 @@ def pings(node, token, uuid, address) -> bool:
     return execute(node, token, uuid, "ping", "-c1", "-W1", address)["exit_code"] == 0
 
 
+def rebuild_bridge(node, net: dict) -> None:
+    """Delete ``net``'s bridge in ``node``'s namespace (as an operator's mistake or a
+    network restart would), wait until the node's sync has made it again."""
+    import subprocess
+
+    bridge = f"zbr-{net['segmentation_id']}"
+
+    def ip_link(*args):
+        return subprocess.run(["ip", "netns", "exec", node.ns, "ip", "link", *args],
+                              capture_output=True, text=True, timeout=30)
+
+    assert ip_link("del", bridge).returncode == 0
+    poll(lambda: ip_link("show", bridge).returncode == 0, 20, f"{bridge} made again")
+
+
 def delete(node, token, uuid):
     """Delete and wait until it is gone (the sandbox and ports go with it)."""
     admin = "admin:" + token.split(":")[1]  # a forced delete needs the admin role

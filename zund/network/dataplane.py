@@ -54,8 +54,14 @@ class Dataplane:
     # -- networks ------------------------------------------------------------------------
 
     async def ensure_network(self, vni: int, mtu: int, local_ip: str, port: int,
-                             vteps: frozenset) -> None:
-        await self._blocking(_ensure_network, vni, mtu, local_ip, port, frozenset(vteps))
+                             vteps: frozenset, members: tuple = ()) -> None:
+        """The network's bridge and VXLAN device, its flood list = ``vteps``, and
+        each of ``members`` (``(host-end name, mtu)`` of this node's ports on it:
+        a container's veth or a micro-VM's TAP) that exists on the bridge again: a
+        bridge deleted and made anew (by this sync, after someone removed it) has
+        lost its ports, and their containers and guests would be cut off."""
+        await self._blocking(_ensure_network, vni, mtu, local_ip, port, frozenset(vteps),
+                             tuple(members))
 
     async def remove_network(self, vni: int) -> None:
         await self._blocking(_remove_network, vni)
@@ -95,7 +101,8 @@ def _ipr():
     return IPRoute()
 
 
-def _ensure_network(vni: int, mtu: int, local_ip: str, port: int, vteps: frozenset) -> None:
+def _ensure_network(vni: int, mtu: int, local_ip: str, port: int, vteps: frozenset,
+                    members: tuple = ()) -> None:
     br, vx = f"zbr-{vni}", f"zvx-{vni}"
     with _ipr() as ipr:
         if not ipr.link_lookup(ifname=br):
@@ -115,6 +122,13 @@ def _ensure_network(vni: int, mtu: int, local_ip: str, port: int, vteps: frozens
             ipr.fdb("append", ifindex=vxi, lladdr=ZERO_MAC, dst=dst)
         for dst in sorted(have - set(vteps)):
             ipr.fdb("del", ifindex=vxi, lladdr=ZERO_MAC, dst=dst)
+        for name, member_mtu in members:
+            # absent: not plugged yet (or its TAP still in qemu's namespace), or
+            # being unplugged; the plug puts it on the bridge itself
+            for idx in ipr.link_lookup(ifname=name):
+                link = ipr.get_links(idx)[0]
+                if link.get_attr("IFLA_MASTER") != bri:
+                    ipr.link("set", index=idx, master=bri, mtu=member_mtu, state="up")
 
 
 def _remove_network(vni: int) -> None:

@@ -37,6 +37,7 @@ from zope.interface import implementer
 from zund.cluster import messages
 from zund.cluster.kvstore import ReplicatedStore, next_version
 from zund.common import errors
+from zund.network import dataplane
 from zund.network import errors as net_errors
 from zund.network import records as R
 from zund.network import secgroups
@@ -534,8 +535,9 @@ class VxlanNetworks(service.Service):
         claims = [i for i in live if i.key.startswith("block:")]
         vteps = frozenset(c.data["vtep"] for c in claims
                           if c.data.get("node") != self.node and c.data.get("vtep"))
-        await self.dataplane.ensure_network(vni, local[0].mtu, self.config.local_ip,
-                                            self.config.vxlan_port, vteps)
+        await self.dataplane.ensure_network(
+            vni, local[0].mtu, self.config.local_ip, self.config.vxlan_port, vteps,
+            tuple((dataplane.host_end(p.id), p.mtu) for p in local))
         self.peers[net_id] = vteps
         self._vnis[net_id] = vni
         await self._sync_rules(net_id, local, items)

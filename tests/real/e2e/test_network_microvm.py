@@ -17,8 +17,8 @@ import tempfile
 
 import pytest
 
-from tests.support.tenant_net import (A, addr, delete, execute, make_net, pings, poll, run,
-                                      vxlan_cluster)
+from tests.support.tenant_net import (A, addr, delete, execute, make_net, pings, poll,
+                                      rebuild_bridge, run, vxlan_cluster)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +64,11 @@ def test_microvm_and_docker_container_on_one_network_reach_each_other(cluster):
         poll(lambda: "PONG" in _logs(n2, A, vm["uuid"]), 60, "micro-VM -> container")
         # the guest's NIC is a TAP on the network's bridge in node 2's namespace
         assert execute(n1, A, c1["uuid"], "ping", "-c3", "-W2", ip_vm)["exit_code"] == 0
+        # the bridge is deleted under the running guest: the sync makes it again
+        # with the guest's TAP on it
+        rebuild_bridge(n2, net)
+        poll(lambda: pings(n1, A, c1["uuid"], ip_vm), 30, "container -> micro-VM after "
+                                                         "the bridge came back")
     finally:
         if vm is not None:
             delete(n2, A, vm["uuid"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.tenant_net import (A, B, IMAGE, addr, delete, execute, make_net, pings,
-                                      poll, run, vxlan_cluster)
+                                      poll, rebuild_bridge, run, vxlan_cluster)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,12 @@ def test_containers_on_one_network_talk_across_nodes_and_other_projects_cannot(c
         # a network in use is not deleted
         r = n2.api("DELETE", f"/networks/{net_a['uuid']}", token=A)
         assert r.status_code == 409, r.text
+        # node 1's bridge is deleted under a1: the sync makes it again with a1's
+        # veth on it, and the two containers talk again
+        rebuild_bridge(n1, net_a)
+        poll(lambda: pings(n1, A, a1["uuid"], ip2), 20, "a1 -> a2 after the bridge came back")
+        assert pings(n2, A, a2["uuid"], ip1)
+        assert not pings(n2, B, b1["uuid"], ip1)
     finally:
         for rec, tok in ((a1, A), (a2, A), (b1, B)):
             delete(n1, tok, rec["uuid"])

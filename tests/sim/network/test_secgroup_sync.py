@@ -24,7 +24,7 @@ class KernelState:
         self.rules: dict[str, object] = {}
         self.rebuilds: dict[str, int] = {}
 
-    async def ensure_network(self, vni, mtu, local_ip, port, vteps):
+    async def ensure_network(self, vni, mtu, local_ip, port, vteps, members=()):
         self.networks[vni] = frozenset(vteps)
 
     async def remove_network(self, vni):
