@@ -35,7 +35,8 @@ connection per member (Serf's msgpack RPC ``members``; the runner's HTTP
 death), each observation timed at the midpoint of the poll that first saw it.  Serf's event stream is not used: the agent coalesces
 member events for seconds, while its member list changes at once.
 
-Prints JSON with medians, zund/serf ratios and the issue's targets.  Only
+Prints JSON with medians, zund/serf ratios (``ratio_ci95``: their 95 % bootstrap
+intervals, ``bench.stats.ratio_ci``) and the issue's targets.  Only
 processes started here are signalled, by PID; only 127.0.0.0/8 is addressed.
 """
 
@@ -59,6 +60,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import msgpack
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.stats import ratio_ci  # noqa: E402
 
 N = 5
 STARVED = N  # node 5 is the CPU-starved one in the starved scenario
@@ -492,13 +496,18 @@ def main(argv=None) -> int:
            "targets": {"dissemination_ratio_max": TARGETS["dissemination"],
                        "detection_ratio_max": TARGETS["detection"], "false_positives": 0},
            "logs": workdir}
-    ratios, met = {}, {}
+    ratios, met, cis = {}, {}, {}
     for scenario, res in results.items():
         if "serf" in res and "zund" in res:
             s, z = res["serf"], res["zund"]
             r = {"detection": _ratio(z["detection_median_s"], s["detection_median_s"]),
                  "dissemination": _ratio(z["dissemination_median_s"], s["dissemination_median_s"])}
             ratios[scenario] = r
+            # how far a median of a few kills can be off: SWIM's random probe
+            # order alone spreads one system's detection over ~2 s
+            cis[scenario] = {"detection": ratio_ci(z["detection_s"], s["detection_s"]),
+                             "dissemination": ratio_ci(z["dissemination_s"],
+                                                       s["dissemination_s"])}
             met[scenario] = {
                 "detection": r["detection"] is not None and r["detection"] <= TARGETS["detection"],
                 "false_positives": not z["false_positives"] and not z["missed"],
@@ -508,6 +517,7 @@ def main(argv=None) -> int:
                                                   and r["dissemination"] <= TARGETS["dissemination"])
     if ratios:
         out["ratio_zund_over_serf"] = ratios
+        out["ratio_ci95"] = cis
         out["met"] = met
     print(json.dumps(out, indent=2))
     return 0

@@ -76,6 +76,24 @@ class GossipConfig:
     # failed members 24h for its reconnect logic; we keep them an hour).
     dead_member_retention_s: float = 3600.0
 
+    @property
+    def relay_nack_s(self) -> float:
+        """When a relay that has heard no ack from an indirect probe's target sends
+        its nack (Lifeguard §IV-A): early enough to reach the asker before its
+        probe deadline, or it can never count.  The asker sends the indirect
+        pings ``probe_timeout_s`` into its probe and gives up at
+        ``probe_interval_s``; memberlist's relays nack after a whole
+        ``probe_timeout_s``, which with the LAN timings (0.5 s of a 1 s interval)
+        lands a network latency after the deadline, so every failed probe of a
+        member that really died counted all its nacks missing and raised the
+        asker's local health score by ``indirect_checks``: after one death every
+        survivor probed up to 4x slower for seconds and detected the next death
+        later.  Here the nack leaves at 80 % of the time the asker has left
+        (0.4 s LAN, 0.16 s local, 1.6 s WAN); the relay still forwards a later
+        ack until ``probe_timeout_s``."""
+        window = min(self.probe_timeout_s, self.probe_interval_s - self.probe_timeout_s)
+        return 0.8 * window if window > 0 else self.probe_timeout_s
+
     def __attrs_post_init__(self):
         if self.probe_interval_s <= 0 or self.probe_timeout_s <= 0:
             raise ValueError("probe_interval_s and probe_timeout_s must be > 0")

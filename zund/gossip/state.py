@@ -14,7 +14,8 @@ Effects:
 - ``MemberEvent(kind, member)``  kind in join|update|suspect|dead|leave|alive
 
 Timer names: ``probe``, ``probe.indirect``, ``probe.deadline``, ``gossip``, ``gossip.eager``,
-``push_pull``, ``reconnect``, ``suspect:<member name>``, ``relay:<seq>``.
+``push_pull``, ``reconnect``, ``suspect:<member name>``, ``relay:<seq>``,
+``relay.nack:<seq>``.
 
 zund additions to memberlist (each bounded, see ``GossipConfig``): news is
 pushed at once instead of on the next gossip tick (``_push``: our metadata
@@ -92,6 +93,7 @@ class _Relay:
     orig_seq: int
     source_addr: tuple
     nack: bool
+    nacked: bool = False
 
 
 def _alive(member: Member | None) -> bool:
@@ -256,12 +258,16 @@ class Membership:
             return []
         seq = self._next_seq()
         self._relays[seq] = _Relay(req.seq, req.source_addr, req.nack)
-        return [
+        effects = [
             self._send(req.target_addr, [Ping(seq, req.target, self.name, self.local.addr)],
                        req.target, _alive(self._members.get(req.target))),
-            # memberlist handleIndirectPing: nack after ProbeTimeout without an ack.
+            # forward the target's ack until probe_timeout (memberlist handleIndirectPing)
             SetTimer(f"relay:{seq}", now + self.config.probe_timeout_s),
         ]
+        if req.nack:
+            # ...but nack in time for the asker's deadline (GossipConfig.relay_nack_s)
+            effects.append(SetTimer(f"relay.nack:{seq}", now + self.config.relay_nack_s))
+        return effects
 
     def _on_ack(self, ack: Ack, now: float) -> list:
         probe = self._probe
@@ -273,7 +279,10 @@ class Membership:
             return [CancelTimer("probe.indirect"), CancelTimer("probe.deadline")] + self._after_probe(now)
         relay = self._relays.pop(ack.seq, None)
         if relay is not None:
-            return [CancelTimer(f"relay:{ack.seq}"), self._send(relay.source_addr, [Ack(relay.orig_seq)])]
+            effects = [CancelTimer(f"relay:{ack.seq}")]
+            if relay.nack and not relay.nacked:
+                effects.append(CancelTimer(f"relay.nack:{ack.seq}"))
+            return effects + [self._send(relay.source_addr, [Ack(relay.orig_seq)])]
         return []
 
     def _on_nack(self, nack: Nack) -> None:
@@ -313,6 +322,8 @@ class Membership:
             return self._suspicion_expired(rest, now)
         if prefix == "relay":
             return self._relay_expired(int(rest))
+        if prefix == "relay.nack":
+            return self._relay_nack(int(rest))
         return []
 
     # ------------------------------------------------------------ probing (SWIM §4.1-4.3)
@@ -421,11 +432,22 @@ class Membership:
             return self._start_probe(now)
         return []
 
-    def _relay_expired(self, seq: int) -> list:
-        relay = self._relays.pop(seq, None)
-        if relay is None or not relay.nack:
+    def _relay_nack(self, seq: int) -> list:
+        """No ack from the target yet: tell the asker we are alive (Lifeguard §IV-A)
+        while it can still count it; a later ack is still forwarded."""
+        relay = self._relays.get(seq)
+        if relay is None or not relay.nack or relay.nacked:
             return []
+        relay.nacked = True
         return [self._send(relay.source_addr, [Nack(relay.orig_seq)])]
+
+    def _relay_expired(self, seq: int) -> list:
+        """The relay's forwarding window ends; a nack not sent yet (its timer not
+        run, e.g. both due at once after a stall) goes now."""
+        effects = self._relay_nack(seq)
+        if self._relays.pop(seq, None) is not None and effects:
+            effects.insert(0, CancelTimer(f"relay.nack:{seq}"))
+        return effects
 
     # ------------------------------------------------------------ state rules
 

@@ -203,20 +203,56 @@ def test_indirect_ping_relays_and_forwards_ack():
     """SWIM §4.2: a relay pings the target and forwards its ack with the original seq."""
     m = make(0)
     effects = m.on_messages(peer(1), [IndirectPing(77, "t", peer(2), True, "req", peer(1))], NOW)
-    send, timer = effects
+    send, forward_until, nack_at = effects
     (ping,) = send.messages
     assert send.addr == peer(2) and ping == Ping(ping.seq, "t", "a", ME)
-    assert timer == SetTimer(f"relay:{ping.seq}", NOW + 0.5)
+    assert forward_until == SetTimer(f"relay:{ping.seq}", NOW + 0.5)
+    assert nack_at == SetTimer(f"relay.nack:{ping.seq}", NOW + 0.4)
     assert m.on_messages(peer(2), [Ack(ping.seq)], NOW + 0.1) == [
-        CancelTimer(f"relay:{ping.seq}"), Send(peer(1), (Ack(77),))]
+        CancelTimer(f"relay:{ping.seq}"), CancelTimer(f"relay.nack:{ping.seq}"),
+        Send(peer(1), (Ack(77),))]
 
 
-def test_indirect_ping_without_ack_sends_nack():
-    """Lifeguard §IV-A: a relay that hears nothing nacks, proving it is alive."""
+def test_indirect_ping_without_ack_sends_nack_before_the_askers_deadline():
+    """Lifeguard §IV-A: a relay that hears nothing nacks, proving it is alive, and
+    early enough to count: the asker sent the request probe_timeout (0.5 s) into
+    its probe and stops counting at probe_interval (1 s), so a nack after a whole
+    probe_timeout would arrive a network latency late. An ack after the nack is
+    still forwarded until probe_timeout, once."""
+    cfg = config.lan()
+    assert cfg.probe_timeout_s + cfg.relay_nack_s < cfg.probe_interval_s
     m = make(0)
     effects = m.on_messages(peer(1), [IndirectPing(77, "t", peer(2), True, "req", peer(1))], NOW)
     seq = effects[0].messages[0].seq
-    assert m.on_timer(f"relay:{seq}", NOW + 0.5) == [Send(peer(1), (Nack(77),))]
+    assert m.on_timer(f"relay.nack:{seq}", NOW + 0.4) == [Send(peer(1), (Nack(77),))]
+    assert m.on_messages(peer(2), [Ack(seq)], NOW + 0.45) == [
+        CancelTimer(f"relay:{seq}"), Send(peer(1), (Ack(77),))]
+    assert m.on_timer(f"relay:{seq}", NOW + 0.5) == []
+
+
+def test_relay_window_end_sends_a_nack_its_timer_has_not_yet_sent():
+    """After a stall both relay timers are due at once, in either order: the nack
+    is sent exactly once."""
+    m = make(0)
+    effects = m.on_messages(peer(1), [IndirectPing(77, "t", peer(2), True, "req", peer(1))], NOW)
+    seq = effects[0].messages[0].seq
+    assert m.on_timer(f"relay:{seq}", NOW + 2) == [
+        CancelTimer(f"relay.nack:{seq}"), Send(peer(1), (Nack(77),))]
+    assert m.on_timer(f"relay.nack:{seq}", NOW + 2) == []
+    # a request that asked no nack gets none
+    effects = m.on_messages(peer(1), [IndirectPing(78, "t", peer(2), False, "req", peer(1))], NOW)
+    assert len(effects) == 2
+    assert m.on_timer(f"relay:{effects[0].messages[0].seq}", NOW + 2) == []
+
+
+def test_relay_nack_reaches_the_asker_before_its_deadline_in_every_profile():
+    """Each preset leaves the nack time to travel: the asker counts nacks until
+    probe_interval, having asked at probe_timeout."""
+    for make_cfg in (config.lan, config.local, config.wan):
+        cfg = make_cfg()
+        slack = cfg.probe_interval_s - cfg.probe_timeout_s - cfg.relay_nack_s
+        assert slack >= 0.2 * (cfg.probe_interval_s - cfg.probe_timeout_s) - 1e-9, cfg
+        assert 0 < cfg.relay_nack_s <= cfg.probe_timeout_s
 
 
 def test_suspect_about_us_is_refuted_with_higher_incarnation():

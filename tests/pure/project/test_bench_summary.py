@@ -49,6 +49,25 @@ def test_new_keys_of_other_benchmarks_are_picked_up_when_present():
     assert next(r for r in gossip if r["figure"].startswith("steady: metadata"))["met"]
 
 
+def test_gossip_detection_row_names_its_kills_and_interval():
+    """The detection ratio is a median of a few kills: its row says how many and
+    the bootstrap interval the bench printed."""
+    from bench.stats import ratio_ci
+
+    zund, serf = [2.1, 2.9, 3.0, 3.6, 4.2], [5.1, 6.0, 6.2, 6.3, 7.0]
+    ci = ratio_ci(zund, serf)
+    assert ci[0] <= 3.0 / 6.2 <= ci[1]
+    rows = run_all.rows_gossip_vs_serf([{"results": {"steady": {
+        "zund": {"detection_s": zund, "detection_median_s": 3.0, "dissemination_median_s": 0.01,
+                 "false_positives": []},
+        "serf": {"detection_s": serf, "detection_median_s": 6.2, "dissemination_median_s": 0.3,
+                 "false_positives": []}}},
+        "ratio_ci95": {"steady": {"detection": list(ci)}}}])
+    row = next(r for r in rows if r["figure"] == "steady: kill -9 -> dead everywhere")
+    assert row["met"] and row["ratio"] == round(3.0 / 6.2, 3)
+    assert "5 kills each" in row["note"] and f"ratio 95 % CI {ci[0]}-{ci[1]}" in row["note"]
+
+
 def test_a_soak_run_budget_cuts_the_clients_run_to_fit():
     """bench/soak.py --time-budget-s: the clients' run shrinks so set-up, run and
     checks fit in the budget, never below the shortest soak worth having."""

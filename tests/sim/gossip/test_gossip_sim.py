@@ -50,6 +50,23 @@ def test_crashed_node_is_declared_dead_on_every_member():
     assert [e for e in false_events(c) if e[3] != "n7"] == []
 
 
+def test_a_death_leaves_the_survivors_health_alone():
+    """Lifeguard §IV-A: the relays of a probe of a dead member nack in time, so the
+    failed probes count against the target, not the askers: after a death every
+    survivor's local health score is 0 again, and it probes at its normal rate
+    when the next member dies (5 members, relays on the LAN timings)."""
+    c = SimCluster(seed=4)
+    c.start_many(5)
+    assert c.run_until(c.converged, 30) is not None
+    c.run(10)
+    for victim in ("n1", "n3"):
+        c.nodes[victim].stop_without_leave()
+        assert c.run_until(lambda: everyone_sees(c, victim, "dead"), 30, step_s=0.01) is not None
+        watchers = [n for n in c.running() if n.node_name != victim]
+        assert [n._membership.awareness.score for n in watchers] == [0] * len(watchers)
+    assert [e for e in false_events(c) if e[3] not in ("n1", "n3")] == []
+
+
 def test_graceful_leave_is_seen_as_left():
     """stopService announces dead-from-self: peers record left, not dead."""
     c = SimCluster(seed=3)
