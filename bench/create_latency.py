@@ -53,7 +53,7 @@ import time
 import docker
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.stats import pct, ratio_ci  # noqa: E402
+from bench.stats import median_ci, pct, ratio_ci  # noqa: E402
 from tests.support.nodeproc import ZundProcess, remove_docker_objects  # noqa: E402
 from zund.cmd.events import fetch_events  # noqa: E402
 from zund.common.paths import control_socket_path  # noqa: E402
@@ -324,6 +324,10 @@ def main(argv=None):
         client.close()
     pp50, ep50 = statistics.median(zund_t), statistics.median(event_t)
     dp50 = statistics.median(docker_t)
+    # one event-driven create and one docker create+start per round, back to back:
+    # their ratio cancels the host's drift between rounds (docker's own start
+    # ranges 250-530 ms within one run), so it shows zund's overhead more tightly
+    paired = [e / d for e, d in zip(event_t, docker_t) if d]
     print(json.dumps({
         "benchmark": "create_latency",
         "runs": args.runs,
@@ -341,6 +345,10 @@ def main(argv=None):
         "zund_polled_p90_ms": round(pct(zund_t, 90), 1),
         "zund_polled_mean_ms": round(statistics.mean(zund_t), 1),
         "ratio_polled": round(pp50 / dp50, 3),
+        "paired_ratio_median": round(statistics.median(paired), 3) if paired else None,
+        "paired_ratio_ci95": list(median_ci(paired)),
+        "zund_event_samples_ms": [round(x, 1) for x in event_t],
+        "docker_samples_ms": [round(x, 1) for x in docker_t],
         "docker_p90_ms": round(pct(docker_t, 90), 1),
         "docker_mean_ms": round(statistics.mean(docker_t), 1),
         "poll_ms": args.poll_ms,

@@ -151,6 +151,11 @@ def rows_create_latency(values: list) -> list:
                          f"runs={get(d, 'runs')}; observed by "
                          f"{'event long poll' if get(d, 'zund_event_p50_ms') else 'GET poll'}",
                          ci_note(d)) if x))]
+    if get(d, "paired_ratio_median") is not None:
+        ci = get(d, "paired_ratio_ci95")
+        out.append(row("create_latency", "create->Running, median of per-round ratios "
+                       "(zund / docker, same round)", ratio=get(d, "paired_ratio_median"),
+                       note=ci_note({"ratio_ci95": ci}) or ""))
     if get(d, "zund_polled_p50_ms") is not None:
         out.append(ratio_row("create_latency", "create->Running p50, client polling GET "
                              "every 20 ms", d, "zund_polled_p50_ms", "docker_p50_ms", None,

@@ -43,3 +43,19 @@ def ratio_ci(a, b, level: float = 0.95, reps: int = 2000, seed: int = 0) -> tupl
         return (None, None)
     tail = (1 - level) / 2 * 100
     return (round(pct(ratios, tail), 3), round(pct(ratios, 100 - tail), 3))
+
+
+def median_ci(values, level: float = 0.95, reps: int = 2000, seed: int = 0) -> tuple:
+    """Percentile-bootstrap interval of median(values): ``(low, high)``. For paired
+    figures (one ratio per round, both sides measured back to back), where a
+    drift of the host between rounds cancels inside each ratio."""
+    import random
+    import statistics
+
+    values = list(values)
+    if not values:
+        return (None, None)
+    rng = random.Random(seed)
+    medians = [statistics.median(rng.choices(values, k=len(values))) for _ in range(reps)]
+    tail = (1 - level) / 2 * 100
+    return (round(pct(medians, tail), 3), round(pct(medians, 100 - tail), 3))

@@ -126,3 +126,29 @@ def test_ratio_interval_brackets_the_ratio_and_narrows_with_samples():
     rows = run_all.rows_create_latency([{"zund_p50_ms": 330.0, "docker_p50_ms": 300.0,
                                          "target_ratio": 1.10, "ratio_ci95": [lo, hi]}])
     assert f"ratio 95 % CI {lo}-{hi}" in rows[0]["note"]
+
+
+def test_paired_ratios_cancel_a_drift_the_unpaired_ratio_cannot():
+    """Rounds on a drifting host (each round's docker start 200-500 ms, zund 3 %
+    above it in the same round): the median of per-round ratios and its interval
+    (bench.stats.median_ci) sit tight around 1.03, far tighter than the ratio of
+    the two medians; the summary row shows it without a target."""
+    import random
+
+    from bench.stats import median_ci, ratio_ci
+
+    rng = random.Random(3)
+    docker = [rng.uniform(200, 500) for _ in range(30)]
+    zund = [d * 1.03 * rng.uniform(0.99, 1.01) for d in docker]
+    paired = [z / d for z, d in zip(zund, docker)]
+    lo, hi = median_ci(paired)
+    assert lo <= 1.03 <= hi and hi - lo < 0.02
+    ulo, uhi = ratio_ci(zund, docker)
+    assert uhi - ulo > 5 * (hi - lo)
+    assert median_ci(paired) == (lo, hi) and median_ci([]) == (None, None)
+    rows = run_all.rows_create_latency([{"zund_p50_ms": 330.0, "docker_p50_ms": 320.0,
+                                         "target_ratio": 1.10, "paired_ratio_median": 1.03,
+                                         "paired_ratio_ci95": [lo, hi]}])
+    paired_row = next(r for r in rows if "per-round" in r["figure"])
+    assert paired_row["ratio"] == 1.03 and paired_row["met"] is None
+    assert f"ratio 95 % CI {lo}-{hi}" in paired_row["note"]
