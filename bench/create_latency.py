@@ -326,7 +326,8 @@ def main(argv=None):
     dp50 = statistics.median(docker_t)
     # one event-driven create and one docker create+start per round, back to back:
     # their ratio cancels the host's drift between rounds (docker's own start
-    # ranges 250-530 ms within one run), so it shows zund's overhead more tightly
+    # ranges 250-530 ms within one run); it narrows the interval little where the
+    # start varies as much inside a round (docs/design.md)
     paired = [e / d for e, d in zip(event_t, docker_t) if d]
     print(json.dumps({
         "benchmark": "create_latency",

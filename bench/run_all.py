@@ -105,12 +105,16 @@ def ratio_row(bench: str, figure: str, data, zund_path, ref_path, max_ratio: flo
                f"<= {max_ratio}x" if max_ratio is not None else "", met, ratio, note)
 
 
-def ci_note(data) -> str | None:
-    """``ratio 95 % CI low-high`` from a benchmark's ``ratio_ci95`` (None without one)."""
-    ci = get(data, "ratio_ci95")
+def ci_text(ci) -> str | None:
+    """``ratio 95 % CI low-high`` for an interval ``[low, high]`` (None without one)."""
     if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
         return f"ratio 95 % CI {ci[0]}-{ci[1]}"
     return None
+
+
+def ci_note(data) -> str | None:
+    """:func:`ci_text` of a benchmark's ``ratio_ci95``."""
+    return ci_text(get(data, "ratio_ci95"))
 
 
 def value_row(bench: str, figure: str, data, path, target=None, op: str = "<=",
@@ -152,10 +156,9 @@ def rows_create_latency(values: list) -> list:
                          f"{'event long poll' if get(d, 'zund_event_p50_ms') else 'GET poll'}",
                          ci_note(d)) if x))]
     if get(d, "paired_ratio_median") is not None:
-        ci = get(d, "paired_ratio_ci95")
         out.append(row("create_latency", "create->Running, median of per-round ratios "
                        "(zund / docker, same round)", ratio=get(d, "paired_ratio_median"),
-                       note=ci_note({"ratio_ci95": ci}) or ""))
+                       note=ci_text(get(d, "paired_ratio_ci95")) or ""))
     if get(d, "zund_polled_p50_ms") is not None:
         out.append(ratio_row("create_latency", "create->Running p50, client polling GET "
                              "every 20 ms", d, "zund_polled_p50_ms", "docker_p50_ms", None,
@@ -325,8 +328,8 @@ def rows_gossip_vs_serf(values: list) -> list:
                               "zund.detection_median_s", "serf.detection_median_s",
                               targets.get("detection_ratio_max", 0.6), " s",
                               note="; ".join(x for x in (
-                                  f"{reps} kills each", ci_note({"ratio_ci95": get(
-                                      d, f"ratio_ci95.{scenario}.detection")})) if x)))
+                                  f"{reps} kills each",
+                                  ci_text(get(d, f"ratio_ci95.{scenario}.detection"))) if x)))
         rows.append(value_row("gossip_vs_serf", f"{scenario}: false positives", res,
                               "zund.false_positives", 0, "==", ref_path="serf.false_positives"))
     return rows or [row("gossip_vs_serf", "results", note=NA)]

@@ -19,6 +19,19 @@ def proc_cpu_ticks(pid: int) -> tuple[str, int, int]:
     return head[head.find("(") + 1:], int(fields[11]), int(fields[12])
 
 
+def _bootstrap(draw, level: float, reps: int, seed: int) -> tuple:
+    """Percentile interval ``(low, high)`` of ``reps`` estimates, each
+    ``draw(rng)`` on one seeded ``random.Random`` (None: no estimate)."""
+    import random
+
+    rng = random.Random(seed)
+    estimates = [e for e in (draw(rng) for _ in range(reps)) if e is not None]
+    if not estimates:
+        return (None, None)
+    tail = (1 - level) / 2 * 100
+    return (round(pct(estimates, tail), 3), round(pct(estimates, 100 - tail), 3))
+
+
 def ratio_ci(a, b, level: float = 0.95, reps: int = 2000, seed: int = 0) -> tuple:
     """Percentile-bootstrap interval of median(a) / median(b): ``(low, high)``.
 
@@ -27,35 +40,27 @@ def ratio_ci(a, b, level: float = 0.95, reps: int = 2000, seed: int = 0) -> tupl
     host whose speed drifts, a ratio of two medians of ten samples moves by
     ±0.1 from run to run; the interval says how far this run's could be off,
     so a target missed (or met) inside it is not a finding."""
-    import random
     import statistics
 
     a, b = list(a), list(b)
     if not a or not b:
         return (None, None)
-    rng = random.Random(seed)
-    ratios = []
-    for _ in range(reps):
+
+    def draw(rng):
         mb = statistics.median(rng.choices(b, k=len(b)))
-        if mb:
-            ratios.append(statistics.median(rng.choices(a, k=len(a))) / mb)
-    if not ratios:
-        return (None, None)
-    tail = (1 - level) / 2 * 100
-    return (round(pct(ratios, tail), 3), round(pct(ratios, 100 - tail), 3))
+        return statistics.median(rng.choices(a, k=len(a))) / mb if mb else None
+
+    return _bootstrap(draw, level, reps, seed)
 
 
 def median_ci(values, level: float = 0.95, reps: int = 2000, seed: int = 0) -> tuple:
     """Percentile-bootstrap interval of median(values): ``(low, high)``. For paired
     figures (one ratio per round, both sides measured back to back), where a
     drift of the host between rounds cancels inside each ratio."""
-    import random
     import statistics
 
     values = list(values)
     if not values:
         return (None, None)
-    rng = random.Random(seed)
-    medians = [statistics.median(rng.choices(values, k=len(values))) for _ in range(reps)]
-    tail = (1 - level) / 2 * 100
-    return (round(pct(medians, tail), 3), round(pct(medians, 100 - tail), 3))
+    return _bootstrap(lambda rng: statistics.median(rng.choices(values, k=len(values))),
+                      level, reps, seed)

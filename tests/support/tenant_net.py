@@ -8,7 +8,8 @@ import contextlib
 import time
 import urllib.parse
 
-from tests.support.netns import NetnsCluster
+from tests.support.netns import NetnsCluster, ip
+from zund.network.vxlan import bridge_name
 
 IMAGE = "zund-test/busybox:latest"
 RUNNER = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
@@ -86,16 +87,10 @@ def pings(node, token, uuid, address) -> bool:
 def rebuild_bridge(node, net: dict) -> None:
     """Delete ``net``'s bridge in ``node``'s namespace (as an operator's mistake or a
     network restart would), wait until the node's sync has made it again."""
-    import subprocess
-
-    bridge = f"zbr-{net['segmentation_id']}"
-
-    def ip_link(*args):
-        return subprocess.run(["ip", "netns", "exec", node.ns, "ip", "link", *args],
-                              capture_output=True, text=True, timeout=30)
-
-    assert ip_link("del", bridge).returncode == 0
-    poll(lambda: ip_link("show", bridge).returncode == 0, 20, f"{bridge} made again")
+    bridge = bridge_name(net["segmentation_id"])
+    ip("-n", node.ns, "link", "del", bridge)
+    poll(lambda: ip("-n", node.ns, "link", "show", bridge, check=False).returncode == 0,
+         20, f"{bridge} made again")
 
 
 def delete(node, token, uuid):

@@ -445,9 +445,8 @@ class Membership:
         """The relay's forwarding window ends; a nack not sent yet (its timer not
         run, e.g. both due at once after a stall) goes now."""
         effects = self._relay_nack(seq)
-        if self._relays.pop(seq, None) is not None and effects:
-            effects.insert(0, CancelTimer(f"relay.nack:{seq}"))
-        return effects
+        self._relays.pop(seq, None)
+        return [CancelTimer(f"relay.nack:{seq}")] + effects if effects else []
 
     # ------------------------------------------------------------ state rules
 
