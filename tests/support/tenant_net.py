@@ -9,7 +9,7 @@ import time
 import urllib.parse
 
 from tests.support.netns import NetnsCluster, ip
-from zund.network.vxlan import bridge_name
+from zund.network.dataplane import bridge_name
 
 IMAGE = "zund-test/busybox:latest"
 RUNNER = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']

@@ -130,19 +130,29 @@ class Lifecycle:
             raise errors.NotSupportedByRuntime(action=action, runtime=rt.name)
         return rt
 
+    @staticmethod
+    def synced_fields(rec: ContainerRecord, state: RuntimeState) -> dict:
+        """The fields :meth:`apply_state` writes for ``state``, with their new values
+        (``rec`` untouched: the periodic sync compares them without a copy)."""
+        status = states.status_from_runtime(rec.status, state.status)
+        out = {"status": status, "exit_code": state.exit_code,
+               "started_at": state.started_at, "finished_at": state.finished_at,
+               "status_reason": rec.status_reason if status == states.ERROR else None}
+        if state.hostname and not rec.hostname:
+            out["hostname"] = state.hostname
+        if state.ports:
+            out["ports"] = sorted(state.ports)
+        return out
+
+    def mark_synced(self, uuid: str) -> None:
+        """Stamp ``uuid`` as agreeing with its runtime as of now."""
+        self.synced_at[uuid] = self.clock.seconds()
+
     def apply_state(self, rec: ContainerRecord, state: RuntimeState) -> None:
         """Copy what the runtime says into the record (no I/O); stamps the sync time."""
-        self.synced_at[rec.uuid] = self.clock.seconds()
-        rec.status = states.status_from_runtime(rec.status, state.status)
-        rec.exit_code = state.exit_code
-        rec.started_at = state.started_at
-        rec.finished_at = state.finished_at
-        if state.hostname and not rec.hostname:
-            rec.hostname = state.hostname
-        if state.ports:
-            rec.ports = sorted(state.ports)
-        if rec.status not in (states.ERROR,):
-            rec.status_reason = None
+        self.mark_synced(rec.uuid)
+        for name, value in self.synced_fields(rec, state).items():
+            setattr(rec, name, value)
         rec.status_detail = states.status_detail(
             rec.status, rec.exit_code, rec.started_at, rec.finished_at, utcnow())
 

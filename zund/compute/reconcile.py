@@ -12,8 +12,6 @@ Invariants:
 
 from __future__ import annotations
 
-import copy
-
 from twisted.internet import task
 from twisted.logger import Logger
 
@@ -48,14 +46,18 @@ def reached_runtime(rec: ContainerRecord) -> bool:
     return rec.placed and not (rec.status == states.ERROR and rec.container_id is None)
 
 
-def sync_key(rec: ContainerRecord) -> tuple:
-    """What a sync copies from the runtime and stores when it changed.
+#: What a sync copies from the runtime and stores when it changed.
+#:
+#: Not ``status_detail``: its "Up 5 minutes" text follows from the status and the
+#: times, and the API derives it when it answers (``views.container``), so a
+#: running container's record is not rewritten each minute only because the clock
+#: moved.
+SYNC_FIELDS = ("status", "status_reason", "exit_code", "started_at", "finished_at")
 
-    Not ``status_detail``: its "Up 5 minutes" text follows from the status and the
-    times, and the API derives it when it answers (``views.container``), so a
-    running container's record is not rewritten each minute only because the
-    clock moved."""
-    return (rec.status, rec.status_reason, rec.exit_code, rec.started_at, rec.finished_at)
+
+def sync_key(rec: ContainerRecord) -> tuple:
+    """The record's :data:`SYNC_FIELDS`."""
+    return tuple(getattr(rec, name) for name in SYNC_FIELDS)
 
 
 class Reconciler:
@@ -254,7 +256,8 @@ class Reconciler:
             objects = observed.get(rec.runtime or lc.config.default_runtime)
             state = objects.get(rec.uuid) if objects is not None else None
             if state is not None and not self._differs(rec, state):
-                continue  # (_differs' apply_state stamped it synced)
+                lc.mark_synced(rec.uuid)
+                continue
             async with lc.locks[rec.uuid]:
                 try:
                     fresh = await self.store.get_container(rec.uuid)
@@ -271,10 +274,10 @@ class Reconciler:
         await self._reap_orphans(known, observed)
 
     def _differs(self, rec: ContainerRecord, state: RuntimeState) -> bool:
-        """Would ``state`` change what :meth:`sync_one` compares (and stores)?"""
-        probe = copy.copy(rec)
-        self.lifecycle.apply_state(probe, state)
-        return sync_key(probe) != sync_key(rec)
+        """Would ``state`` change what :meth:`sync_one` compares (and stores)? (No
+        copy of the record: a sync of 1,000 agreeing records copied 1,000.)"""
+        fields = self.lifecycle.synced_fields(rec, state)
+        return any(fields[name] != getattr(rec, name) for name in SYNC_FIELDS)
 
     async def refresh(self, rec: ContainerRecord) -> ContainerRecord:
         """Re-read live state from the runtime (unless a task is in flight, or the

@@ -24,6 +24,16 @@ log = Logger()
 ZERO_MAC = "00:00:00:00:00:00"
 
 
+def bridge_name(vni: int) -> str:
+    """The bridge of VXLAN network ``vni`` (its ports and its VXLAN device on it)."""
+    return f"zbr-{vni}"
+
+
+def vxlan_name(vni: int) -> str:
+    """The VXLAN device of network ``vni``."""
+    return f"zvx-{vni}"
+
+
 def host_end(port_id: str) -> str:
     return "zv" + port_id.replace("-", "")[:11]
 
@@ -103,7 +113,7 @@ def _ipr():
 
 def _ensure_network(vni: int, mtu: int, local_ip: str, port: int, vteps: frozenset,
                     members: tuple = ()) -> None:
-    br, vx = f"zbr-{vni}", f"zvx-{vni}"
+    br, vx = bridge_name(vni), vxlan_name(vni)
     with _ipr() as ipr:
         if not ipr.link_lookup(ifname=br):
             ipr.link("add", ifname=br, kind="bridge")
@@ -133,7 +143,7 @@ def _ensure_network(vni: int, mtu: int, local_ip: str, port: int, vteps: frozens
 
 def _remove_network(vni: int) -> None:
     with _ipr() as ipr:
-        for name in (f"zvx-{vni}", f"zbr-{vni}"):
+        for name in (vxlan_name(vni), bridge_name(vni)):
             for idx in ipr.link_lookup(ifname=name):
                 ipr.link("del", index=idx)
 

@@ -61,10 +61,6 @@ class VxlanConfig:
         return self.underlay_mtu - 50  # VXLAN over IPv4: 50 bytes of headers
 
 
-def bridge_name(vni: int) -> str:
-    return f"zbr-{vni}"
-
-
 @implementer(INetworkBackend)
 class VxlanNetworks(service.Service):
     """The vxlan backend of node ``config.node``.
@@ -346,7 +342,7 @@ class VxlanNetworks(service.Service):
             port = Port(id=self._new_id(), net_id=net.id, mac=R.mac_for(address),
                         fixed_ips=({"subnet_id": net.id, "ip_address": address},),
                         mtu=net.mtu, vif_type="bridge",
-                        vif_details={"bridge_name": bridge_name(net.segmentation_id),
+                        vif_details={"bridge_name": dataplane.bridge_name(net.segmentation_id),
                                      "vni": net.segmentation_id, "cidr": net.cidr},
                         security_groups=(), device_id=container_uuid, host=self.node)
             self.ports[port.id] = port
