@@ -267,10 +267,13 @@ class _NodeCollector:
             probes = CounterMetricFamily("zund_gossip_probes",
                                          "Failure-detector probes finished, by result "
                                          "(ack = answered directly or through a relay, "
-                                         "timeout = no ack by the deadline).",
+                                         "timeout = no ack by the deadline, unreachable = "
+                                         "ended early: nothing listens at the member's "
+                                         "address and every relay said so).",
                                          labels=["result"])
             probes.add_metric(["ack"], s.get("probe_acks", 0))
             probes.add_metric(["timeout"], s.get("probe_timeouts", 0))
+            probes.add_metric(["unreachable"], s.get("probes_unreachable", 0))
             yield probes
             yield _counter("zund_gossip_indirect_probes_sent",
                            "Indirect probe requests (SWIM ping-req) sent to relays after a "

@@ -87,11 +87,15 @@ class MemoryNetwork:
     """A lossy, partitionable network of ``MemoryTransport`` endpoints."""
 
     def __init__(self, clock, rng: random.Random, loss: float = 0.0,
-                 latency: tuple = (0.0005, 0.002)):
+                 latency: tuple = (0.0005, 0.002), unreachable: bool = False):
         self.clock = clock
         self.rng = rng
         self.loss = loss
         self.latency = latency
+        #: a datagram to an address nobody listens on comes back as "unreachable"
+        #: to its sender, one latency later (a dead process on a live host: the
+        #: kernel's ICMP port unreachable); False: it vanishes (a dead host)
+        self.unreachable = unreachable
         self.stats = NetworkStats()
         self._endpoints: dict[tuple, MemoryTransport] = {}
         self._group_of: dict[tuple, int] = {}
@@ -136,8 +140,15 @@ class MemoryNetwork:
             self.stats.dropped_loss += 1
             return
         if dst not in self._endpoints:
+            if self.unreachable:
+                self.clock.callLater(self.rng.uniform(*self.latency), self._refuse, src, dst)
             return
         self.clock.callLater(self._delay(dst), self._deliver, src, dst, data)
+
+    def _refuse(self, src, dst):
+        endpoint = self._endpoints.get(src)
+        if endpoint is not None and endpoint._on_unreachable is not None:
+            endpoint._on_unreachable(dst)
 
     def _deliver(self, src, dst, data):
         endpoint = self._endpoints.get(dst)
@@ -179,11 +190,13 @@ class MemoryTransport:
         self.local_address = bind
         self._on_packet = None
         self._on_stream = None
+        self._on_unreachable = None
 
-    def start(self, on_packet, on_stream):
+    def start(self, on_packet, on_stream, on_unreachable=None):
         if self.local_address in self.network._endpoints:
             raise error.CannotListenError(self.local_address[0], self.local_address[1], "address in use")
         self._on_packet, self._on_stream = on_packet, on_stream
+        self._on_unreachable = on_unreachable
         self.network._endpoints[self.local_address] = self
 
     def send(self, data, addr):
@@ -196,5 +209,5 @@ class MemoryTransport:
     def stop(self):
         if self.network._endpoints.get(self.local_address) is self:
             del self.network._endpoints[self.local_address]
-        self._on_packet = self._on_stream = None
+        self._on_packet = self._on_stream = self._on_unreachable = None
         return defer.succeed(None)

@@ -39,7 +39,8 @@ STAT_KEYS = (
     "dropped_decrypt", "dropped_decode", "dropped_cluster", "dropped_version", "dropped_oversize",
     "messages_bad", "messages_unknown_type", "push_pull_ok", "push_pull_failed", "push_pull_served",
     "listener_errors", "join_attempts",
-    "probes_sent", "probe_acks", "probe_timeouts", "indirect_probes_sent",
+    "probes_sent", "probe_acks", "probe_timeouts", "probes_unreachable", "indirect_probes_sent",
+    "unreachable_reported",
 )
 #: the state machine's probe timers: set when a probe starts, cancelled by its ack,
 #: fired when it times out (zund.gossip.state); the shell counts them from the effects
@@ -134,7 +135,7 @@ class GossipService(service.Service):
 
     def startService(self):
         transport = self._transport_factory(self.bind)
-        transport.start(self._on_datagram, self._on_stream)
+        transport.start(self._on_datagram, self._on_stream, self._on_unreachable)
         self._transport = transport
         self._active = True
         super().startService()
@@ -263,6 +264,14 @@ class GossipService(service.Service):
             return
         self._apply(self._membership.on_messages(addr, decoded.messages, self.clock.seconds()))
 
+    def _on_unreachable(self, addr: tuple) -> None:
+        """The kernel's ICMP port unreachable for a datagram we sent to ``addr``
+        (``UdpTcpTransport``): nothing listens there now."""
+        if not self._active:
+            return
+        self.stats["unreachable_reported"] += 1
+        self._apply(self._membership.on_unreachable(addr, self.clock.seconds()))
+
     def _on_stream(self, data: bytes, addr: tuple):
         if not self._active:
             return None
@@ -338,7 +347,8 @@ class GossipService(service.Service):
                 self._timers[effect.name] = self.clock.callLater(delay, self._fire, effect.name, effect.at)
             elif kind is CancelTimer:
                 if effect.name == _PROBE_DEADLINE:
-                    self.stats["probe_acks"] += 1
+                    self.stats["probes_unreachable" if effect.reason == "unreachable"
+                               else "probe_acks"] += 1
                 old = self._timers.pop(effect.name, None)
                 if old is not None and old.active():
                     old.cancel()

@@ -9,7 +9,7 @@ Effects:
 
 - ``Send(addr, messages)``   one datagram; ``messages`` already fit ``max_datagram``
 - ``SetTimer(name, at)``     (re)arm the named timer for absolute time ``at``
-- ``CancelTimer(name)``
+- ``CancelTimer(name, reason)``
 - ``StartPushPull(addr, join)``  open a TCP full-state exchange
 - ``MemberEvent(kind, member)``  kind in join|update|suspect|dead|leave|alive
 
@@ -24,7 +24,13 @@ change and news from timers immediately, news from peers after
 what comes inside the window coalesces into one round at its end); and a new
 suspicion heard from a peer makes about ``suspicion_probers`` members probe the
 suspect at once (``_check_suspect``), so Lifeguard's confirmations arrive one
-probe interval after the suspicion.
+probe interval after the suspicion; and the kernel's word that a datagram found
+no socket at a member's address (ICMP port unreachable, ``on_unreachable``:
+the process is gone, its host is up) ends the waits that only a silent member
+needs: the direct ping's timeout, a relay's nack delay, and the rest of the
+probe interval once every relay has nacked; a member we were not probing is
+probed at once. Only a probe can make a suspicion, and a suspicion can be
+refuted as before, so a forged ICMP message costs a refutation, never a death.
 
 Only the owning shell may call methods; calls are not re-entrant.
 """
@@ -64,6 +70,9 @@ class SetTimer:
 @attrs.frozen
 class CancelTimer:
     name: str
+    #: why, where the shell counts it: "unreachable" on ``probe.deadline`` when a
+    #: probe ended early on the kernel's word (``_probe_settled``), not on an ack
+    reason: str = ""
 
 
 @attrs.frozen
@@ -86,6 +95,12 @@ class _Probe:
     addr: tuple
     expected_nacks: int = 0
     nacks: int = 0
+    #: the indirect pings went out (``expected_nacks`` is how many)
+    indirect: bool = False
+    #: the relays asked, by address (one found unreachable will never nack)
+    relays: frozenset = frozenset()
+    #: the kernel said nothing listens at ``addr`` (``on_unreachable``)
+    unreachable: bool = False
 
 
 @attrs.define
@@ -94,6 +109,7 @@ class _Relay:
     source_addr: tuple
     nack: bool
     nacked: bool = False
+    target_addr: tuple = ()
 
 
 def _alive(member: Member | None) -> bool:
@@ -119,6 +135,9 @@ class Membership:
         self._probe: _Probe | None = None
         self._probe_tick_missed = False
         self._probe_first: str | None = None
+        #: a member the kernel said nothing listens for (``on_unreachable``):
+        #: probed next, out of turn, once
+        self._probe_gone: str | None = None
         self._relays: dict[int, _Relay] = {}
         self._suspicions: dict[str, Suspicion] = {}
         self._seq = 0
@@ -227,7 +246,7 @@ class Membership:
             elif kind is Ack:
                 effects += self._on_ack(msg, now)
             elif kind is Nack:
-                self._on_nack(msg)
+                effects += self._on_nack(msg, now)
             elif kind is IndirectPing:
                 effects += self._on_indirect_ping(msg, now)
             elif kind is Alive:
@@ -257,7 +276,8 @@ class Membership:
         if len(self._relays) >= MAX_RELAYS:
             return []
         seq = self._next_seq()
-        self._relays[seq] = _Relay(req.seq, req.source_addr, req.nack)
+        self._relays[seq] = _Relay(req.seq, req.source_addr, req.nack,
+                                   target_addr=tuple(req.target_addr))
         effects = [
             self._send(req.target_addr, [Ping(seq, req.target, self.name, self.local.addr)],
                        req.target, _alive(self._members.get(req.target))),
@@ -285,10 +305,73 @@ class Membership:
             return effects + [self._send(relay.source_addr, [Ack(relay.orig_seq)])]
         return []
 
-    def _on_nack(self, nack: Nack) -> None:
+    def _on_nack(self, nack: Nack, now: float) -> list:
         probe = self._probe
         if probe is not None and nack.seq == probe.seq:
             probe.nacks += 1
+            return self._probe_settled(now)
+        return []
+
+    # ------------------------------------------------------------ unreachable
+
+    def on_unreachable(self, addr: tuple, now: float) -> list:
+        """A datagram we sent to ``addr`` found no socket there: the kernel's
+        ICMP port unreachable (zund addition, see the module doc). A dead host
+        says nothing; a dead process on a live host says this at once.
+
+        - our running probe's target: the indirect pings go now instead of at
+          the direct ping's timeout, and the probe ends as soon as every relay
+          has nacked (``_probe_settled``) instead of at its deadline;
+        - a relay of our running probe: it can never nack, so it is not waited
+          for (nor counted against our health);
+        - a target we relay pings to: the nack goes now;
+        - any other live member: probed now (out of turn, at most one such
+          probe per probe interval, as ``_check_suspect``) or at our next tick.
+        """
+        self._last_now = now
+        addr = tuple(addr)
+        queued_before = self._queued
+        effects: list = []
+        probe = self._probe
+        if probe is not None and tuple(probe.addr) == addr:
+            if not probe.unreachable:
+                probe.unreachable = True
+                if not probe.indirect:
+                    effects += [CancelTimer("probe.indirect")] + self._probe_indirect(now)
+                effects += self._probe_settled(now)
+        elif probe is not None and addr in probe.relays:
+            probe.relays = probe.relays - {addr}
+            probe.expected_nacks = max(0, probe.expected_nacks - 1)
+            effects += self._probe_settled(now)
+        else:
+            member = next((m for m in self._members.values()
+                           if m.addr == addr and m is not self.local), None)
+            if member is not None and member.state in (ALIVE, SUSPECT):
+                self._probe_gone = member.name
+                if (self._probe is None
+                        and now - self._last_extra_probe_at >= self.config.probe_interval_s):
+                    self._last_extra_probe_at = now
+                    effects += self._start_probe(now)
+        for seq, relay in list(self._relays.items()):
+            if relay.target_addr == addr and relay.nack and not relay.nacked:
+                effects += [CancelTimer(f"relay.nack:{seq}")] + self._relay_nack(seq)
+        if self._queued != queued_before:
+            effects += self._push(now)
+        return effects
+
+    def _probe_settled(self, now: float) -> list:
+        """End the running probe early when its outcome is already known: the
+        target is unreachable and every relay still able to answer has nacked
+        (no ack can come). The target is suspected as at the deadline, without
+        Lifeguard's health penalty: the kernel, not our slowness, explained it."""
+        probe = self._probe
+        if probe is None or not probe.unreachable or not probe.indirect \
+                or probe.nacks < probe.expected_nacks:
+            return []
+        self._probe = None
+        effects = [CancelTimer("probe.deadline", "unreachable")]
+        effects += self._suspect_node(Suspect(probe.incarnation, probe.target, self.name), now)
+        return effects + self._after_probe(now)
 
     # ------------------------------------------------------------ timers
 
@@ -375,6 +458,11 @@ class Membership:
             member = self._members.get(first)
             if member is not None and member.state is SUSPECT:
                 return member
+        gone, self._probe_gone = self._probe_gone, None
+        if gone is not None:
+            member = self._members.get(gone)
+            if member is not None and member.state in (ALIVE, SUSPECT):
+                return member
         for _ in range(2 * len(self._order) + 2):
             if self._probe_index >= len(self._order):
                 self._reset_order(now)
@@ -400,14 +488,17 @@ class Membership:
         self._n_cache = None
 
     def _probe_indirect(self, now: float) -> list:
-        """Direct ping timed out: SWIM §4.2 ping-req through k random members."""
+        """Direct ping timed out: SWIM §4.2 ping-req through k random members
+        (once per probe: ``on_unreachable`` may have sent them already)."""
         probe = self._probe
-        if probe is None:
+        if probe is None or probe.indirect:
             return []
         peers = self._random_members(
             self.config.indirect_checks,
             lambda m: m.state is ALIVE and m.name != probe.target)
         probe.expected_nacks = len(peers)
+        probe.indirect = True
+        probe.relays = frozenset(tuple(peer.addr) for peer in peers)
         req = IndirectPing(probe.seq, probe.target, probe.addr, True, self.name, self.local.addr)
         return [self._send(peer.addr, [req], peer.name) for peer in peers]  # alive ones
 

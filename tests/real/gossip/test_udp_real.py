@@ -65,9 +65,48 @@ async def test_real_udp_cluster_converges_and_detects_a_crash():
         assert all(states(n)[f"r{i}"] == "alive" for n in survivors for i in range(4))
         assert all(n.stats["dropped_decrypt"] == 0 for n in survivors)
         assert all(n.stats["packets_received"] > 0 for n in survivors)
+        # its port closed on a live host: the kernel answered the probes of it
+        # (ICMP port unreachable), and the probes ended on that word
+        assert sum(n.stats["unreachable_reported"] for n in survivors) > 0
+        assert sum(n.stats["probes_unreachable"] for n in survivors) > 0
     finally:
         for node in nodes[:4]:
             await node.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_real_udp_transport_reports_a_port_nobody_listens_on_and_keeps_working():
+    """IP_RECVERR on a real socket: a datagram to a loopback port with nothing bound
+    is reported with that address; the port then still sends (a write that the
+    queued error refuses goes again) and still receives (an error-only wakeup does
+    not stop the reading)."""
+    from twisted.internet import reactor
+
+    from zund.gossip.transport import UdpTcpTransport
+
+    a_port, b_port, nobody = free_ports(3)
+    got_a, got_b, unreachable = [], [], []
+    a = UdpTcpTransport(reactor, ("127.0.0.1", a_port))
+    b = UdpTcpTransport(reactor, ("127.0.0.1", b_port))
+    a.start(lambda data, addr: got_a.append(data), lambda data, addr: None, unreachable.append)
+    b.start(lambda data, addr: got_b.append(data), lambda data, addr: None)
+    try:
+        a.send(b"x", ("127.0.0.1", nobody))
+        assert await wait_for(reactor, lambda: ("127.0.0.1", nobody) in unreachable, 5)
+        # error-only wakeups, then at once a datagram to a live peer, each round
+        for i in range(5):
+            a.send(b"x", ("127.0.0.1", nobody))
+            a.send(b"x", ("127.0.0.1", nobody))
+            a.send(b"to-b-%d" % i, ("127.0.0.1", b_port))
+            b.send(b"to-a-%d" % i, ("127.0.0.1", a_port))
+        assert await wait_for(reactor, lambda: len(got_b) == 5 and len(got_a) == 5, 5)
+        assert sorted(got_b) == [b"to-b-%d" % i for i in range(5)]
+        assert sorted(got_a) == [b"to-a-%d" % i for i in range(5)]
+        assert set(unreachable) == {("127.0.0.1", nobody)}
+        assert await wait_for(reactor, lambda: len(unreachable) == 11, 5)
+    finally:
+        await a.stop()
+        await b.stop()
 
 
 @pytest_twisted.ensureDeferred

@@ -248,3 +248,34 @@ def test_set_metadata_too_large_raises_value_error():
         pass
     else:
         raise AssertionError("expected ValueError")
+
+
+def test_a_dead_process_on_a_live_host_is_found_sooner_when_the_host_says_so():
+    """A crashed process whose host is up: the host answers datagrams to its port
+    with ICMP port unreachable (memnet ``unreachable``). Same seed, same kill,
+    with and without that word: with it, the first probe of the dead member ends
+    at its relays' nacks instead of its deadline (the direct ping's timeout and the
+    rest of the interval are not waited out), the confirmations come as fast, and
+    every survivor sees it dead sooner; nobody else is suspected and no survivor's
+    health score moves."""
+    took = {}
+    for unreachable in (False, True):
+        c = SimCluster(seed=5)
+        c.start_many(5)
+        assert c.run_until(c.converged, 30) is not None
+        c.run(5)
+        c.net.unreachable = unreachable
+        c.nodes["n2"].stop_without_leave()
+        t0 = c.clock.seconds()
+        assert c.run_until(lambda: everyone_sees(c, "n2", "dead"), 30, step_s=0.01) is not None
+        suspected = min(e[0] for e in c.events if e[2] == "suspect" and e[3] == "n2")
+        took[unreachable] = (suspected - t0, c.clock.seconds() - t0)
+        survivors = [n for n in c.running() if n.node_name != "n2"]
+        assert [n._membership.awareness.score for n in survivors] == [0] * 4
+        assert [e for e in c.events if e[2] in ("suspect", "dead") and e[3] != "n2"] == []
+        ended_early = sum(n.stats["probes_unreachable"] for n in survivors)
+        assert (ended_early > 0) is unreachable
+    # the first suspicion: at least the direct ping's timeout and the rest of the
+    # probe interval (0.5 s + 0.5 s on the LAN timings) less a few latencies earlier
+    assert took[True][0] <= took[False][0] - 0.9, took
+    assert took[True][1] < took[False][1], took

@@ -36,7 +36,7 @@ class _Wire:
         self.sent = []
         self.on_packet = None
 
-    def start(self, on_packet, on_stream):
+    def start(self, on_packet, on_stream, on_unreachable=None):
         self.on_packet = on_packet
 
     def send(self, data, addr):
