@@ -16,7 +16,11 @@ both systems), each with ``--reps`` repetitions of:
   from the request's *answer* (as earlier versions did) hid Serf's wait for its
   next gossip tick;
 - detection: ``kill -9`` one member (never the starved one); time until every
-  survivor shows it dead (Serf ``failed``);
+  survivor shows it dead (Serf ``failed``). The host stays up, so its kernel
+  answers datagrams to the dead member's port with ICMP port unreachable: zund
+  reads that (``zund.gossip.transport``, ``IP_RECVERR``) and ends its probe on the
+  relays' nacks, memberlist's socket never hears of it. A dead host (power, a
+  partition) says nothing; ``bench/gossip_sim.py`` measures that case;
 - false positives: any member other than the victim seen dead/failed/left by
   anyone, in any phase.  Suspicions are not failures (Serf does not even show
   them); zund's are counted apart as ``suspect_observations``.
