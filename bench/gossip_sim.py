@@ -50,10 +50,13 @@ def parameters(cfg, n: int) -> dict:
 
 
 def run_size(n: int, window_s: float, seed: int, cfg=None, loss: float = 0.01, slow_frac: float = 0.01,
-             fp_window_s: float = 30.0) -> dict:
+             fp_window_s: float = 30.0, unreachable: bool = False) -> dict:
     wall = time.monotonic()
     cfg = cfg or config.lan()
     cluster = SimCluster(seed=seed, config=cfg)
+    # a crashed member's host answers its datagrams with "port unreachable"
+    # (zund.gossip.transport); False: it vanishes silently, like a dead host
+    cluster.net.unreachable = unreachable
     for i in range(n):
         cluster.add_node(i, seeds=[])
     cluster.bootstrap_full()
@@ -112,6 +115,7 @@ def run_size(n: int, window_s: float, seed: int, cfg=None, loss: float = 0.01, s
                              and e[3] not in ("n2", "n3"))
     return {
         "nodes": n,
+        "host_answers_for_the_dead": unreachable,
         "parameters": parameters(cfg, n),
         "window_s": window_s,
         **traffic,
@@ -134,6 +138,9 @@ def main(argv=None) -> int:
     parser.add_argument("--loss", type=float, default=0.01, help="packet loss in the stress phase")
     parser.add_argument("--slow-frac", type=float, default=0.01, help="share of slow nodes in the stress phase")
     parser.add_argument("--fp-window", type=float, default=30.0, help="simulated seconds of the stress phase")
+    parser.add_argument("--host-answers", action="store_true",
+                        help="crashed members' hosts answer with ICMP port unreachable (a dead "
+                             "process on a live host) instead of silence (a dead host)")
     parser.add_argument("--compare-memberlist", action="store_true",
                         help="also run memberlist's suspicion rules (slower, for the docs)")
     args = parser.parse_args(argv)
@@ -144,7 +151,8 @@ def main(argv=None) -> int:
     out = {"benchmark": "gossip_sim", "profile": "lan"}
     for label, cfg in configs.items():
         key = "results" if label == "zund" else f"results_{label}"
-        out[key] = [run_size(n, args.window, args.seed, cfg, args.loss, args.slow_frac, args.fp_window)
+        out[key] = [run_size(n, args.window, args.seed, cfg, args.loss, args.slow_frac, args.fp_window,
+                             args.host_answers)
                     for n in sizes]
     print(json.dumps(out, indent=2))
     return 0
