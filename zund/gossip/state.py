@@ -93,14 +93,17 @@ class _Probe:
     target: str
     incarnation: int
     addr: tuple
-    expected_nacks: int = 0
     nacks: int = 0
-    #: the indirect pings went out (``expected_nacks`` is how many)
+    #: the indirect pings went out (to ``relays``)
     indirect: bool = False
-    #: the relays asked, by address (one found unreachable will never nack)
-    relays: frozenset = frozenset()
+    #: the relays asked, by address, less those found unreachable (they never nack)
+    relays: tuple = ()
     #: the kernel said nothing listens at ``addr`` (``on_unreachable``)
     unreachable: bool = False
+
+    @property
+    def expected_nacks(self) -> int:
+        return len(self.relays)
 
 
 @attrs.define
@@ -340,21 +343,22 @@ class Membership:
                     effects += [CancelTimer("probe.indirect")] + self._probe_indirect(now)
                 effects += self._probe_settled(now)
         elif probe is not None and addr in probe.relays:
-            probe.relays = probe.relays - {addr}
-            probe.expected_nacks = max(0, probe.expected_nacks - 1)
+            relays = list(probe.relays)
+            relays.remove(addr)
+            probe.relays = tuple(relays)
             effects += self._probe_settled(now)
         else:
-            member = next((m for m in self._members.values()
-                           if m.addr == addr and m is not self.local), None)
-            if member is not None and member.state in (ALIVE, SUSPECT):
+            member = self._member_at(addr)
+            if member is not None and member is not self.local \
+                    and member.state in (ALIVE, SUSPECT):
                 self._probe_gone = member.name
                 if (self._probe is None
                         and now - self._last_extra_probe_at >= self.config.probe_interval_s):
                     self._last_extra_probe_at = now
                     effects += self._start_probe(now)
         for seq, relay in list(self._relays.items()):
-            if relay.target_addr == addr and relay.nack and not relay.nacked:
-                effects += [CancelTimer(f"relay.nack:{seq}")] + self._relay_nack(seq)
+            if relay.target_addr == addr:
+                effects += self._relay_nack_now(seq)
         if self._queued != queued_before:
             effects += self._push(now)
         return effects
@@ -496,9 +500,8 @@ class Membership:
         peers = self._random_members(
             self.config.indirect_checks,
             lambda m: m.state is ALIVE and m.name != probe.target)
-        probe.expected_nacks = len(peers)
         probe.indirect = True
-        probe.relays = frozenset(tuple(peer.addr) for peer in peers)
+        probe.relays = tuple(tuple(peer.addr) for peer in peers)
         req = IndirectPing(probe.seq, probe.target, probe.addr, True, self.name, self.local.addr)
         return [self._send(peer.addr, [req], peer.name) for peer in peers]  # alive ones
 
@@ -532,12 +535,17 @@ class Membership:
         relay.nacked = True
         return [self._send(relay.source_addr, [Nack(relay.orig_seq)])]
 
+    def _relay_nack_now(self, seq: int) -> list:
+        """The relay's nack, if not sent yet, goes now instead of at its timer."""
+        effects = self._relay_nack(seq)
+        return [CancelTimer(f"relay.nack:{seq}")] + effects if effects else []
+
     def _relay_expired(self, seq: int) -> list:
         """The relay's forwarding window ends; a nack not sent yet (its timer not
         run, e.g. both due at once after a stall) goes now."""
-        effects = self._relay_nack(seq)
+        effects = self._relay_nack_now(seq)
         self._relays.pop(seq, None)
-        return [CancelTimer(f"relay.nack:{seq}")] + effects if effects else []
+        return effects
 
     # ------------------------------------------------------------ state rules
 
@@ -696,12 +704,19 @@ class Membership:
         and on partitioned members not yet suspected, and one majority member
         could hear no dead at all and wait out its own suspicion (seen in the
         partition simulator: ~4 in 1,000 seeds of 7/3, ~1 in 1,000 with this).
-        A linear scan: dead news is rare, and a member's address can change."""
-        addr = tuple(from_addr)
+        A linear scan (``_member_at``): dead news is rare."""
+        member = self._member_at(from_addr)
+        if member is not None:
+            self.broadcasts.mark_told(name, member.name)
+
+    def _member_at(self, addr: tuple) -> Member | None:
+        """The member at ``addr``, by a linear scan (a member's address can change,
+        and the callers are rare: dead news, the kernel's unreachable)."""
+        addr = tuple(addr)
         for m in self._members.values():
             if m.addr == addr:
-                self.broadcasts.mark_told(name, m.name)
-                return
+                return m
+        return None
 
     def _answer_stale(self, msg, now: float) -> list:
         """zund addition: an accusation of us older than our incarnation means its
