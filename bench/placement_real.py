@@ -21,7 +21,9 @@ sealed peer RPC over loopback). Prints JSON.
 - ``node_cpu_ms_per_placement`` / ``client_cpu_ms_per_placement``: CPU the 5
   nodes / this process's clients spent per create, and ``machine_busy``: both over
   cores x wall (near 1: the run is CPU-bound on this machine, so placements/s is
-  cores / CPU per placement);
+  cores / CPU per placement); ``machine_stolen``: the share of the machine's CPU
+  time its hypervisor gave to other guests meanwhile (``steal`` in
+  ``/proc/stat``): a run with much stolen is slower for the same code;
 - ``store_commits_per_placement`` / ``store_transactions_per_placement``: SQLite
   commits (each one fsync, ``synchronous=FULL``) and the write transactions they
   carried (group commit), all nodes, per create.
@@ -60,7 +62,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.stats import pct, proc_cpu_ticks  # noqa: E402
+from bench.stats import machine_jiffies, machine_shares, pct, proc_cpu_ticks  # noqa: E402
 from tests.support.nodeproc import free_port, start_cluster, stop_cluster  # noqa: E402
 
 CPUS = (0.1, 0.25, 0.5)
@@ -304,7 +306,9 @@ def main(argv=None) -> int:
         pids = [node.proc.pid for node in nodes]
         cpu_before = cpu_seconds(pids)
         self_before = time.process_time()
+        jiffies = machine_jiffies()
         results, wall = run_phase(numbered[warmup:])
+        machine = machine_shares(jiffies, machine_jiffies())
         node_cpu_s = cpu_seconds(pids) - cpu_before
         client_cpu_s = time.process_time() - self_before
         ops_after: dict = {}
@@ -365,6 +369,8 @@ def main(argv=None) -> int:
             # share of the machine (cores x wall) the nodes and the clients used
             "machine_busy": round((node_cpu_s + client_cpu_s) / ((os.cpu_count() or 1) * wall), 3),
             "machine_cpus": os.cpu_count(),
+            # share of the machine's CPU time the hypervisor gave to other guests
+            "machine_stolen": machine["stolen"],
             "load_average_1m": round(os.getloadavg()[0], 2),
             "oversubscribed_nodes": over,
             "containers_per_node": {h["hostname"]: h["total_containers"] for h in hosts},

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from bench.stats import proc_cpu_ticks  # noqa: E402
+from bench.stats import machine_jiffies, machine_shares, proc_cpu_ticks  # noqa: E402
 NA = "n/a"
 
 
@@ -479,11 +479,8 @@ BENCHES = [
 ]
 
 
-def _cpu_ticks() -> tuple[int, int, dict]:
-    """(busy, total) jiffies of the machine and ``{pid: (jiffies, comm)}``."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+def _proc_ticks() -> dict:
+    """``{pid: (jiffies, comm)}`` of every process."""
     procs = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -493,16 +490,17 @@ def _cpu_ticks() -> tuple[int, int, dict]:
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile, or a kernel thread's stat we cannot read
         procs[int(name)] = (user + system, comm)
-    return sum(fields) - idle, sum(fields), procs
+    return procs
 
 
 def host_load(sample_s: float = 2.0, top: int = 5) -> dict:
-    """What the machine does before the benchmarks start: its busy fraction over
-    ``sample_s`` and the processes using the most CPU (a test left running, other
-    tenants of the host), so a slow figure can be told from a loaded machine."""
-    busy0, total0, p0 = _cpu_ticks()
+    """What the machine does before the benchmarks start: its busy and stolen
+    shares over ``sample_s`` (:func:`bench.stats.machine_shares`) and the processes
+    using the most CPU (a test left running, other tenants of the host), so a slow
+    figure can be told from a loaded machine."""
+    j0, p0 = machine_jiffies(), _proc_ticks()
     time.sleep(sample_s)  # a measuring window, not a wait for anything
-    busy1, total1, p1 = _cpu_ticks()
+    j1, p1 = machine_jiffies(), _proc_ticks()
     hz = os.sysconf("SC_CLK_TCK")
     users = []
     for pid, (ticks, comm) in p1.items():
@@ -515,8 +513,7 @@ def host_load(sample_s: float = 2.0, top: int = 5) -> dict:
     users.sort(key=lambda u: -u["cpu_pct_of_one_core"])
     with open("/proc/loadavg") as f:
         loadavg = f.read().split()[:3]
-    return {"sample_s": sample_s, "cpus": os.cpu_count(),
-            "busy": round((busy1 - busy0) / max(1, total1 - total0), 3),
+    return {"sample_s": sample_s, "cpus": os.cpu_count(), **machine_shares(j0, j1),
             "loadavg": loadavg, "top": users[:top], "speed_ms": speed_ms()}
 
 
@@ -538,7 +535,16 @@ def host_row(load: dict) -> dict:
                f"{load['cpus']} CPUs, load {' '.join(load['loadavg'])})",
                zund=load["busy"],
                note="; ".join(x for x in (f"fixed Python loop {load.get('speed_ms')} ms",
+                                          f"stolen by the hypervisor {load['stolen']}"
+                                          if load.get("stolen") is not None else "",
                                           f"top: {top}" if top else "") if x))
+
+
+def machine_row(bench: str, shares: dict) -> dict:
+    """The machine during one benchmark: the share of its CPU time stolen by the
+    hypervisor (the reading for a figure slower than in another run)."""
+    return row(bench, "machine CPU stolen by the hypervisor during the run",
+               zund=shares["stolen"], note=f"busy {shares['busy']}")
 
 
 def run_one(bench: Bench, timeout_s: float, out_dir: str) -> dict:
@@ -548,6 +554,7 @@ def run_one(bench: Bench, timeout_s: float, out_dir: str) -> dict:
     if bench.budget_flag:
         argv += [bench.budget_flag, str(round(max(60.0, timeout_s - BUDGET_MARGIN_S)))]
     result: dict = {"name": bench.name, "argv": bench.argv, "timeout_s": round(timeout_s)}
+    jiffies = machine_jiffies()
     try:
         proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
                               timeout=timeout_s, stdin=subprocess.DEVNULL)
@@ -563,6 +570,7 @@ def run_one(bench: Bench, timeout_s: float, out_dir: str) -> dict:
         stdout, stderr = "", str(e)
         result["status"] = f"could not start: {e}"
     result["seconds"] = round(time.monotonic() - t0, 1)
+    result["machine"] = machine_shares(jiffies, machine_jiffies())
     for suffix, text in (("out", stdout), ("err", stderr)):
         with open(os.path.join(out_dir, f"{bench.name}.{suffix}"), "w") as f:
             f.write(text)
@@ -579,6 +587,7 @@ def run_one(bench: Bench, timeout_s: float, out_dir: str) -> dict:
         rows = [row(bench.name, "(mapping)", note=f"{type(e).__name__}: {e}")]
     if result["status"] != "ok":
         rows.insert(0, row(bench.name, "(benchmark)", note=result["status"]))
+    rows.append(machine_row(bench.name, result["machine"]))
     result["rows"] = rows
     return result
 

@@ -19,6 +19,28 @@ def proc_cpu_ticks(pid: int) -> tuple[str, int, int]:
     return head[head.find("(") + 1:], int(fields[11]), int(fields[12])
 
 
+def machine_jiffies() -> list[int]:
+    """The machine's CPU time so far by kind, in jiffies: the first line of
+    ``/proc/stat`` (user nice system idle iowait irq softirq steal ...)."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
+
+
+def machine_shares(before: list[int], after: list[int]) -> dict:
+    """How the machine's CPU time went between two :func:`machine_jiffies`: ``busy``
+    (this machine's work, steal excluded) and ``stolen`` (``steal``: time the
+    hypervisor gave this machine's virtual CPUs to other guests while they had
+    work), as shares of all of it. A virtual machine whose host is oversubscribed
+    shows a high ``stolen`` and slower figures with no busy process of its own:
+    the same code measured in a quieter hour is faster."""
+    d = [b - a for a, b in zip(before, after)]
+    total = sum(d[:8]) or 1  # guest times are already inside user/nice
+    idle = d[3] + (d[4] if len(d) > 4 else 0)
+    steal = d[7] if len(d) > 7 else 0
+    return {"busy": round((total - idle - steal) / total, 3),
+            "stolen": round(steal / total, 3)}
+
+
 def _bootstrap(draw, level: float, reps: int, seed: int) -> tuple:
     """Percentile interval ``(low, high)`` of ``reps`` estimates, each
     ``draw(rng)`` on one seeded ``random.Random`` (None: no estimate)."""

@@ -3,7 +3,7 @@ fails, times out or lacks a figure is a row saying so, never a crash."""
 
 import json
 
-from bench import run_all
+from bench import run_all, stats
 
 
 def test_every_json_object_printed_is_collected_amid_other_output():
@@ -152,3 +152,29 @@ def test_paired_ratios_cancel_a_drift_the_unpaired_ratio_cannot():
     paired_row = next(r for r in rows if "per-round" in r["figure"])
     assert paired_row["ratio"] == 1.03 and paired_row["met"] is None
     assert f"ratio 95 % CI {lo}-{hi}" in paired_row["note"]
+
+
+def test_stolen_time_is_read_apart_from_the_machines_own_work():
+    """user nice system idle iowait irq softirq steal: steal is neither this
+    machine's work nor idle time, and guest times (already in user) count once."""
+    before = [100, 0, 50, 800, 10, 0, 5, 35, 7, 0]
+    after = [400, 0, 150, 1000, 20, 0, 25, 435, 57, 0]
+    # deltas: user 300, system 100, idle 200, iowait 10, softirq 20, steal 400
+    shares = stats.machine_shares(before, after)
+    assert shares == {"busy": round(420 / 1030, 3), "stolen": round(400 / 1030, 3)}
+
+
+def test_every_benchmark_reports_the_machine_it_ran_on(monkeypatch, tmp_path):
+    """Each benchmark that printed figures gets a row of the CPU share stolen by the
+    hypervisor while it ran (read from /proc/stat around it)."""
+    monkeypatch.setattr(run_all, "BENCHES", [
+        run_all.Bench("one", ["-c", "print('{\"p50_s\": 1.0}')"], 600, run_all.rows_heal)])
+    assert run_all.main(["--budget-s", "600", "--out-dir", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    [one] = [b for b in summary["benchmarks"] if b["name"] == "one"]
+    assert 0.0 <= one["machine"]["stolen"] <= 1.0 and 0.0 <= one["machine"]["busy"] <= 1.0
+    [stolen] = [r for r in summary["rows"] if r["bench"] == "one" and "stolen" in r["figure"]]
+    assert stolen["zund"] == one["machine"]["stolen"]
+    [host] = [b for b in summary["benchmarks"] if b["name"] == "host"]
+    assert 0.0 <= host["json"][0]["stolen"] <= 1.0
+    assert "machine CPU stolen" in (tmp_path / "summary.md").read_text()
