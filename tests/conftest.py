@@ -7,6 +7,9 @@
 - ``test_image``: the local busybox image every real-engine test uses.
 - ``fake_runtime``: factory for :class:`zund.runtimes.fake.FakeRuntime`.
 - ``run_blocking_sync``: synchronous stand-in for the thread-pool executor.
+- hypothesis without its per-example deadline (profile ``zund``): a property
+  states what must hold, not how fast one example runs; the fast tiers share the
+  CPU with the engines CI starts meanwhile, and a stalled example must not fail.
 - an autouse guard that fails any test during which Twisted logged an
   unhandled error (an unhandled failure in a Deferred, or an error Twisted
   itself caught and logged, e.g. in a ``callLater`` callback). Opt out with
@@ -23,10 +26,14 @@ import pathlib
 import subprocess
 
 import pytest
+from hypothesis import settings
 from twisted.logger import LogLevel, globalLogPublisher
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TEST_IMAGE = "zund-test/busybox:latest"
+
+settings.register_profile("zund", deadline=None)
+settings.load_profile("zund")
 
 
 def pytest_configure(config):
