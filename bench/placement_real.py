@@ -28,6 +28,12 @@ sealed peer RPC over loopback). Prints JSON.
   commits (each one fsync, ``synchronous=FULL``) and the write transactions they
   carried (group commit), all nodes, per create.
 
+With ``--profile-out FILE.prof`` every node's reactor thread runs under cProfile
+during the measured creates; the files are merged into FILE.prof and the output's
+``profile`` gives the own time by area and the top functions
+(``bench/profile_areas.py``). The profiler slows every call: that run's rates are
+not the benchmark's figures.
+
 The floor of this machine, measured on the same processes in the same run
 (``floor``): the cheapest signed and sealed peer round trip (``PING``, op 100), sent
 by a peer client in this process with the cluster key, one at a time
@@ -53,8 +59,10 @@ import http.client
 import json
 import math
 import os
+import pstats
 import random
 import re
+import signal
 import statistics
 import sys
 import tempfile
@@ -62,6 +70,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.profile_areas import by_area, top_functions  # noqa: E402
 from bench.stats import machine_jiffies, machine_shares, pct, proc_cpu_ticks  # noqa: E402
 from tests.support.nodeproc import free_port, start_cluster, stop_cluster  # noqa: E402
 
@@ -227,6 +236,31 @@ def measure_floor(nodes, sequential: int, concurrent: int, in_flight: int) -> di
     return out
 
 
+def collect_profile(out: str, pids: list[int], timeout_s: float = 30.0) -> dict:
+    """Stop the nodes' profilers (SIGUSR2: each writes ``out.<pid>``), merge their
+    files into ``out`` and summarise it: reactor-thread CPU by area and the top
+    functions by own time (``bench.profile_areas``)."""
+    files = [f"{out}.{pid}" for pid in pids]
+    for f in files:
+        if os.path.exists(f):
+            os.unlink(f)
+    for pid in pids:
+        os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + timeout_s
+    while not all(os.path.exists(f) for f in files):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"a node wrote no profile within {timeout_s} s: {files}")
+        time.sleep(0.05)
+    stats = pstats.Stats(*files)
+    stats.dump_stats(out)
+    for f in files:
+        os.unlink(f)
+    return {"file": os.path.abspath(out),
+            "measured": "CPU time of each node's reactor thread (cProfile; the store "
+                        "thread's SQLite work is not in it), measured creates only",
+            "by_area": by_area(stats), "top_functions": top_functions(stats)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=1000)
@@ -240,7 +274,19 @@ def main(argv=None) -> int:
                          "placement.fast_path_slack=0.05; repeatable")
     ap.add_argument("--floor-calls", type=int, default=2000,
                     help="PINGs in the concurrent floor run (a tenth of them sequential)")
+    ap.add_argument("--profile-out", metavar="FILE.prof",
+                    help="cProfile every node's reactor thread during the measured "
+                         "creates, merged into FILE.prof (pstats); the output gets "
+                         "'profile' (own time by area, top functions). The profiler "
+                         "slows the nodes: that run's rates are not the benchmark's")
     args = ap.parse_args(argv)
+    if args.profile_out:
+        # cProfile inside each node (bench/cprofile_site/sitecustomize.py), one
+        # file per node PID, merged after the run
+        site = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cprofile_site")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (site, os.environ.get("PYTHONPATH")) if p)
+        os.environ["ZUND_BENCH_CPROFILE"] = os.path.abspath(args.profile_out) + ".%p"
     rng = random.Random(args.seed)
     warmup = max(50, args.requests // 10) if args.warmup is None else max(0, args.warmup)
     total = args.requests + warmup
@@ -307,10 +353,14 @@ def main(argv=None) -> int:
         cpu_before = cpu_seconds(pids)
         self_before = time.process_time()
         jiffies = machine_jiffies()
+        if args.profile_out:
+            for pid in pids:
+                os.kill(pid, signal.SIGUSR1)
         results, wall = run_phase(numbered[warmup:])
         machine = machine_shares(jiffies, machine_jiffies())
         node_cpu_s = cpu_seconds(pids) - cpu_before
         client_cpu_s = time.process_time() - self_before
+        profile = collect_profile(args.profile_out, pids) if args.profile_out else None
         ops_after: dict = {}
         rpcs = peer_requests(nodes, metrics_ports, ops_after) - rpcs_before
         placed = [c for _, c in results if c["host"]]
@@ -376,6 +426,8 @@ def main(argv=None) -> int:
             "containers_per_node": {h["hostname"]: h["total_containers"] for h in hosts},
             "floor": floor,
         }
+        if profile is not None:
+            out["profile"] = profile
         if "rpc_per_s" in floor:
             out["placements_per_s_ceiling"] = round(floor["rpc_per_s"] / max(per_placement,
                                                                              1e-9), 1)

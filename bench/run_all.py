@@ -242,6 +242,31 @@ def rows_placement_real(values: list) -> list:
     return rows
 
 
+def rows_placement_profile(values: list) -> list:
+    """Where the placement run's node CPU goes: each area's share of the nodes'
+    reactor-thread time under cProfile (``bench.profile_areas``)."""
+    d = values[-1]
+    areas = get(d, "profile.by_area") or []
+    if not areas:
+        return [row("placement_profile", "profile", note=NA)]
+    rows = [value_row("placement_profile", "placements/s under the profiler (not the figure: "
+                      "cProfile slows every call)", d, "placements_per_s",
+                      note="the same run as placement_real, profiled in every node")]
+    note = "own time of the nodes' reactor threads during the measured creates"
+    for a in areas:
+        if not isinstance(a, dict) or (_num(a.get("share")) or 0) < 0.01:
+            continue
+        rows.append(row("placement_profile", f"share of node CPU: {a.get('area')}",
+                        _fmt(_num(a.get("share"))), note=note))
+        note = ""
+    top = get(d, "profile.top_functions") or []
+    if top:
+        rows.append(row("placement_profile", "largest single functions (own time)",
+                        note="; ".join(f"{t.get('function')} {t.get('share')}"
+                                       for t in top[:5])))
+    return rows
+
+
 def rows_gossip_sim(values: list) -> list:
     d = values[-1]
     rows = []
@@ -461,6 +486,12 @@ BENCHES = [
           rows_gossip_vs_serf),
     Bench("microvm", ["-m", "bench.microvm", "--runs", "10"], 900, rows_microvm,
           budget_flag="--time-budget-s"),
+    # the unmet placement target's profile: a short placement_real with every node
+    # under cProfile (its rates are not the figure; its shares say where CPU goes)
+    Bench("placement_profile", ["bench/placement_real.py", "--requests", "300",
+                                "--floor-calls", "200", "--profile-out",
+                                "{out_dir}/placement_real.prof"], 300,
+          rows_placement_profile, min_start_s=60.0),
     Bench("store_commit", ["bench/store_commit.py", "--creates", "400", "--flows", "8",
                            "--rounds", "3"], 120, rows_store_commit, min_start_s=30.0),
     Bench("api_cost", ["bench/api_cost.py", "--requests", "400"], 300, rows_api_cost,
@@ -550,7 +581,9 @@ def machine_row(bench: str, shares: dict) -> dict:
 def run_one(bench: Bench, timeout_s: float, out_dir: str) -> dict:
     """Run one benchmark; never raises. Its stdout/stderr go to ``out_dir``."""
     t0 = time.monotonic()
-    argv = [sys.executable, *bench.argv]
+    # "{out_dir}" in an argument: a file the benchmark writes beside its output
+    here = os.path.abspath(out_dir)
+    argv = [sys.executable, *(a.replace("{out_dir}", here) for a in bench.argv)]
     if bench.budget_flag:
         argv += [bench.budget_flag, str(round(max(60.0, timeout_s - BUDGET_MARGIN_S)))]
     result: dict = {"name": bench.name, "argv": bench.argv, "timeout_s": round(timeout_s)}

@@ -1,4 +1,5 @@
-"""cProfile for a bench's ``zund serve`` (``bench/api_cost.py --profile-out X.prof``).
+"""cProfile for a bench's ``zund serve`` (``bench/api_cost.py --profile-out X.prof``,
+``bench/placement_real.py --profile-out X.prof``: every node, one file each).
 
 On the node's PYTHONPATH only when that bench asks for it: with
 ``ZUND_BENCH_CPROFILE=FILE`` in the environment, SIGUSR1 starts profiling the main
@@ -10,6 +11,8 @@ import os
 
 _out = os.environ.get("ZUND_BENCH_CPROFILE")
 if _out:
+    # several nodes profiled at once: "%p" in the name is each one's PID
+    _out = _out.replace("%p", str(os.getpid()))
     import cProfile
     import signal
     import time

@@ -1,6 +1,7 @@
 """bench/run_all.py with real processes: a benchmark that crashes or hangs is a row
 saying so, and the run goes on."""
 
+import pstats
 import subprocess
 import sys
 import time
@@ -51,3 +52,28 @@ def test_host_load_names_a_process_that_keeps_a_core_busy():
     finally:
         spinner.kill()
         spinner.wait()
+
+
+def test_placement_real_profiles_every_node_and_says_where_their_cpu_goes(tmp_path):
+    """``--profile-out``: five real nodes under cProfile during the measured creates;
+    one merged pstats file, and areas that cover all of it, zund's placement and
+    peer RPC among them (the report's "where the time goes" for the placement
+    target)."""
+    out = tmp_path / "placement.prof"
+    proc = subprocess.run(
+        [sys.executable, "bench/placement_real.py", "--requests", "100", "--warmup", "20",
+         "--floor-calls", "100", "--profile-out", str(out)],
+        cwd=run_all.ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    value = run_all.json_values(proc.stdout)[-1]
+    assert value["placed"] == 100 and value["oversubscribed_nodes"] == []
+    profile = value["profile"]
+    stats = pstats.Stats(str(out))
+    assert stats.total_tt > 0
+    # the per-node files were merged and removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["placement.prof"]
+    areas = {a["area"]: a["share"] for a in profile["by_area"]}
+    assert abs(sum(areas.values()) - 1.0) < 0.02
+    assert areas["zund placement and bidding"] > 0
+    assert areas["zund peer RPC (channel, server, client, wire, signing, sealing)"] > 0
+    assert profile["top_functions"]
