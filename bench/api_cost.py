@@ -38,6 +38,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.placement_real import cpu_seconds  # noqa: E402
+from bench.profile_areas import profile_started_nodes, wait_for_files  # noqa: E402
 from bench.stats import proc_cpu_ticks  # noqa: E402
 from tests.support.nodeproc import start_cluster, stop_cluster  # noqa: E402
 
@@ -49,12 +50,6 @@ def cpu_split(pid: int) -> tuple[float, float]:
     tick = os.sysconf("SC_CLK_TCK")
     _, user, system = proc_cpu_ticks(pid)
     return user / tick, system / tick
-
-
-def wait_for_file(path: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def settle(pid: int, quiet_s: float = 0.3, timeout_s: float = 30.0) -> None:
@@ -89,10 +84,7 @@ def main(argv=None) -> int:
         # cProfile inside the node (bench/cprofile_site/sitecustomize.py)
         if os.path.exists(args.profile_out):
             os.unlink(args.profile_out)
-        site = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cprofile_site")
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (site, os.environ.get("PYTHONPATH")) if p)
-        os.environ["ZUND_BENCH_CPROFILE"] = os.path.abspath(args.profile_out)
+        profile_started_nodes(args.profile_out)
     nodes = start_cluster(wd, 1, "ac", memory_mb=1 << 20, cpus=4096, runtimes="fake",
                           extra={"DEFAULT": {"sync_container_state_interval": "600"}})
     node = nodes[0]
@@ -144,7 +136,7 @@ def main(argv=None) -> int:
             if (args.profile_out and args.profile_out.endswith(".prof")
                     and name == args.profile_phase):
                 os.kill(pid, signal.SIGUSR2)
-                wait_for_file(args.profile_out)
+                wait_for_files([args.profile_out])
             u1, s1 = cpu_split(pid)
             out[f"{name}_cpu_us"] = round(cpu * 1e6 / n, 1)
             out[f"{name}_user_us"] = round((u1 - u0) * 1e6 / n, 1)

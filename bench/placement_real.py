@@ -70,7 +70,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.profile_areas import by_area, top_functions  # noqa: E402
+from bench.profile_areas import (  # noqa: E402
+    by_area, profile_started_nodes, top_functions, wait_for_files)
 from bench.stats import machine_jiffies, machine_shares, pct, proc_cpu_ticks  # noqa: E402
 from tests.support.nodeproc import free_port, start_cluster, stop_cluster  # noqa: E402
 
@@ -246,11 +247,8 @@ def collect_profile(out: str, pids: list[int], timeout_s: float = 30.0) -> dict:
             os.unlink(f)
     for pid in pids:
         os.kill(pid, signal.SIGUSR2)
-    deadline = time.monotonic() + timeout_s
-    while not all(os.path.exists(f) for f in files):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"a node wrote no profile within {timeout_s} s: {files}")
-        time.sleep(0.05)
+    if not wait_for_files(files, timeout_s):
+        raise RuntimeError(f"a node wrote no profile within {timeout_s} s: {files}")
     stats = pstats.Stats(*files)
     stats.dump_stats(out)
     for f in files:
@@ -281,12 +279,8 @@ def main(argv=None) -> int:
                          "slows the nodes: that run's rates are not the benchmark's")
     args = ap.parse_args(argv)
     if args.profile_out:
-        # cProfile inside each node (bench/cprofile_site/sitecustomize.py), one
-        # file per node PID, merged after the run
-        site = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cprofile_site")
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (site, os.environ.get("PYTHONPATH")) if p)
-        os.environ["ZUND_BENCH_CPROFILE"] = os.path.abspath(args.profile_out) + ".%p"
+        # one file per node PID, merged after the run
+        profile_started_nodes(args.profile_out + ".%p")
     rng = random.Random(args.seed)
     warmup = max(50, args.requests // 10) if args.warmup is None else max(0, args.warmup)
     total = args.requests + warmup

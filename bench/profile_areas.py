@@ -8,59 +8,63 @@ own time (``tottime``) goes to the area of its file. Built-ins and the standard
 library do work for whoever called them: their time goes to their callers' areas,
 split as cProfile recorded it per caller (one level up; a call from another
 built-in or stdlib function stays in "Python built-ins and stdlib").
+
+Also the two steps a bench takes to profile its nodes (``profile_started_nodes``,
+``wait_for_files``), shared by ``bench/api_cost.py`` and ``bench/placement_real.py``.
 """
 
 from __future__ import annotations
 
 import os
 import pstats
+import time
+
+HTTP = "HTTP server (twisted.web, klein)"
+SCHEMA = "JSON-schema validation"
 
 #: (marker in the file's path, area), first match wins; zund's own files are
 #: grouped by module below
 _LIBRARY_AREAS = (
-    ("/twisted/web/", "HTTP server (twisted.web, klein)"),
-    ("/klein/", "HTTP server (twisted.web, klein)"),
-    ("/werkzeug/", "HTTP server (twisted.web, klein)"),
+    ("/twisted/web/", HTTP),
+    ("/klein/", HTTP),
+    ("/werkzeug/", HTTP),
     ("/twisted/logger/", "logging (twisted.logger)"),
     ("/twisted/", "reactor, sockets and Deferreds (twisted.internet, twisted.python)"),
     ("/msgpack/", "msgpack"),
     ("/cryptography/", "crypto (AES-GCM, HMAC)"),
-    ("/jsonschema", "JSON-schema validation"),
-    ("/referencing/", "JSON-schema validation"),
+    ("/jsonschema", SCHEMA),
+    ("/referencing/", SCHEMA),
     ("/oslo_policy/", "policy (oslo.policy)"),
     ("/prometheus_client/", "metrics (prometheus_client)"),
     ("/attr/", "attrs"),
 )
 
-#: zund modules -> area (by prefix of the dotted module; first match wins)
+PEER_RPC = "zund peer RPC (channel, server, client, wire, signing, sealing)"
+GOSSIP = "zund gossip and node metadata"
+
+#: zund areas and the dotted-module prefixes they hold, first match wins (a prefix
+#: ending in "_" matches any module that starts with it: ``peer_client``...)
 _ZUND_AREAS = (
-    ("zund.cluster.channel", "zund peer RPC (channel, server, client, wire, signing, sealing)"),
-    ("zund.cluster.peer_", "zund peer RPC (channel, server, client, wire, signing, sealing)"),
-    ("zund.cluster.wire", "zund peer RPC (channel, server, client, wire, signing, sealing)"),
-    ("zund.cluster.messages", "zund peer RPC (channel, server, client, wire, signing, sealing)"),
-    ("zund.cluster.signing", "zund peer RPC (channel, server, client, wire, signing, sealing)"),
-    ("zund.cluster.sealing", "zund peer RPC (channel, server, client, wire, signing, sealing)"),
-    ("zund.cluster.metadata", "zund gossip and node metadata"),
-    ("zund.cluster.announcer", "zund gossip and node metadata"),
-    ("zund.cluster.view", "zund gossip and node metadata"),
-    ("zund.gossip", "zund gossip and node metadata"),
-    ("zund.cluster.placement", "zund placement and bidding"),
-    ("zund.cluster.bidding", "zund placement and bidding"),
-    ("zund.cluster.policies", "zund placement and bidding"),
-    ("zund.cluster.quota", "zund quotas"),
-    ("zund.cluster.replicas", "zund replicas"),
-    ("zund.cluster", "zund cluster, other"),
-    ("zund.api", "zund API (pipeline, schemas, policy, views)"),
-    ("zund.store", "zund store (SQLite, reactor side)"),
-    ("zund.records", "zund store (SQLite, reactor side)"),
-    ("zund.compute.reconcile", "zund periodic reconcile"),
-    ("zund.runtimes", "zund runtime (fake)"),
-    ("zund.compute", "zund compute (lifecycle, tasks)"),
-    ("zund.common.http", "HTTP server (twisted.web, klein)"),
-    ("zund", "zund, other"),
+    (PEER_RPC, ("zund.cluster.channel", "zund.cluster.peer_", "zund.cluster.wire",
+                "zund.cluster.messages", "zund.cluster.signing", "zund.cluster.sealing")),
+    (GOSSIP, ("zund.cluster.metadata", "zund.cluster.announcer", "zund.cluster.view",
+              "zund.gossip")),
+    ("zund placement and bidding", ("zund.cluster.placement", "zund.cluster.bidding",
+                                    "zund.cluster.policies")),
+    ("zund quotas", ("zund.cluster.quota",)),
+    ("zund replicas", ("zund.cluster.replicas",)),
+    ("zund cluster, other", ("zund.cluster",)),
+    ("zund API (pipeline, schemas, policy, views)", ("zund.api",)),
+    ("zund store (SQLite, reactor side)", ("zund.store", "zund.records")),
+    ("zund periodic reconcile", ("zund.compute.reconcile",)),
+    ("zund runtime (fake)", ("zund.runtimes",)),
+    ("zund compute (lifecycle, tasks)", ("zund.compute",)),
+    (HTTP, ("zund.common.http",)),
 )
 
 STDLIB = "Python built-ins and stdlib"
+#: the directory put on a bench node's PYTHONPATH to profile it (sitecustomize.py)
+CPROFILE_SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cprofile_site")
 _STDLIB_DIR = os.path.dirname(os.__file__)
 
 
@@ -78,17 +82,18 @@ def area_of(path: str) -> str:
     """The area of a function defined in file ``path`` (``~`` for a built-in)."""
     mod = zund_module(path)
     if mod is not None:
-        for prefix, area in _ZUND_AREAS:
-            if mod == prefix or mod.startswith(prefix + ".") or (
-                    prefix.endswith("_") and mod.startswith(prefix)):
-                return area
+        for area, prefixes in _ZUND_AREAS:
+            for prefix in prefixes:
+                if mod == prefix or mod.startswith(prefix if prefix.endswith("_")
+                                                   else prefix + "."):
+                    return area
         return "zund, other"
     norm = path.replace("\\", "/")
     for marker, area in _LIBRARY_AREAS:
         if marker in norm:
             return area
-    if path == "~" or path.startswith("<") or norm.startswith(_STDLIB_DIR + "/") and (
-            "site-packages" not in norm):
+    if path == "~" or path.startswith("<") or (
+            norm.startswith(_STDLIB_DIR + "/") and "site-packages" not in norm):
         return STDLIB
     return "other libraries"
 
@@ -104,9 +109,9 @@ def by_area(stats: pstats.Stats) -> list[dict]:
             continue
         # a built-in or stdlib function: its time to its callers' areas, as recorded
         attributed = 0.0
-        for (cpath, _cl, _cn), value in callers.items():
-            share = value[2] if isinstance(value, tuple) else 0.0
-            totals[area_of(cpath)] = totals.get(area_of(cpath), 0.0) + share
+        for (cpath, _cl, _cn), (_ccc, _cnc, share, _cct) in callers.items():
+            caller_area = area_of(cpath)
+            totals[caller_area] = totals.get(caller_area, 0.0) + share
             attributed += share
         totals[STDLIB] = totals.get(STDLIB, 0.0) + max(0.0, tt - attributed)
     whole = sum(totals.values()) or 1.0
@@ -124,8 +129,29 @@ def top_functions(stats: pstats.Stats, n: int = 15) -> list[dict]:
                   key=lambda kv: -kv[1][2])[:n]
     out = []
     for (path, line, name), (_cc, nc, tt, _ct, _callers) in rows:
-        where = zund_module(path) or (path if path == "~" else
-                                      path.replace("\\", "/").rsplit("site-packages/", 1)[-1])
+        where = zund_module(path) or path.replace("\\", "/").rsplit("site-packages/", 1)[-1]
         out.append({"function": f"{where}:{line}({name})", "share": round(tt / whole, 3),
                     "calls": nc})
     return out
+
+
+# -- profiling bench nodes ---------------------------------------------------------------
+
+def profile_started_nodes(out: str) -> None:
+    """Make every ``zund serve`` this process starts from now on profilable
+    (``bench/cprofile_site/sitecustomize.py``): SIGUSR1 starts cProfile on its
+    reactor thread, SIGUSR2 writes ``out`` ("%p" in it: the node's PID)."""
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (CPROFILE_SITE, os.environ.get("PYTHONPATH")) if p)
+    os.environ["ZUND_BENCH_CPROFILE"] = os.path.abspath(out)
+
+
+def wait_for_files(paths: list[str], timeout_s: float = 30.0) -> bool:
+    """Wait until every file in ``paths`` exists (a node writes its profile
+    atomically); False when ``timeout_s`` passed first."""
+    deadline = time.monotonic() + timeout_s
+    while not all(os.path.exists(p) for p in paths):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from bench import run_all
+from bench import profile_areas, run_all
 
 
 def test_a_failing_or_hanging_benchmark_is_a_row_saying_so(tmp_path):
@@ -75,5 +75,5 @@ def test_placement_real_profiles_every_node_and_says_where_their_cpu_goes(tmp_pa
     areas = {a["area"]: a["share"] for a in profile["by_area"]}
     assert abs(sum(areas.values()) - 1.0) < 0.02
     assert areas["zund placement and bidding"] > 0
-    assert areas["zund peer RPC (channel, server, client, wire, signing, sealing)"] > 0
+    assert areas[profile_areas.PEER_RPC] > 0
     assert profile["top_functions"]
