@@ -395,6 +395,13 @@ def rows_microvm(values: list) -> list:
                             "vs bare QEMU boot", ratio=_num(get(m, "guest_ratio")),
                             note=f"libvirt start handshake "
                                  f"{get(m, 'runtime_handshake_median_s')} s apart; no target"))
+        if get(m, "warm_median_s") is not None:
+            rows.append(ratio_row(
+                "microvm", f"{name}: create->running from the warm pool vs bare QEMU boot", m,
+                "warm_median_s", "bare_qemu_median_s", get(m, "target_ratio") or target, " s",
+                note=f"[libvirt] warm_pool_size = 1 (off by default): a guest booted ahead "
+                     f"takes its config; create {get(m, 'warm_create_median_s')} s + start "
+                     f"{get(m, 'warm_start_median_s')} s"))
         if get(m, "cpu_ratio") is not None:
             rows.append(row("microvm", f"{name}: CPU per boot (QEMU + libvirtd + zund) "
                             "vs bare QEMU", ratio=_num(get(m, "cpu_ratio")),

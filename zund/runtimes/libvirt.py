@@ -15,6 +15,25 @@ libvirt and kernel in ``images_path/machine-probe.json``) and falls back to
 ``pc`` when it does not come up; the choice is logged and applies to every
 container of this runtime.
 
+Warm pool (``[libvirt] warm_pool_size``, off by default): the runtime keeps
+that many guests booted ahead of demand for the shape of its latest container
+(image, vCPUs, memory). A warm guest (domain ``zunpool-<id>``, transient,
+metadata ``pool``) boots the image's initramfs with a config that says only
+``ZUND_POOLED=1``: its init prints ``ZUND-CONFIG-READY`` and waits on the
+control line. A create of that shape without volumes, injected files or
+networks claims one instead of defining ``zun-<uuid>``: it writes the
+container's ``config.sh`` (``zun-<uuid>.config``) and an alias
+(``zun-<uuid>.domain``, the guest's name, which every lookup reads first),
+moves the guest's log, initrd and control socket to the container's names, and
+commits by defining the domain persistently with the container's metadata
+(then setting it on the live domain too). Until start() it is ``created``;
+start() writes the config to the control line (again at every later boot: the
+initrd stays the pooled one) and returns when the command began, without
+libvirt's start handshake or the kernel's boot on the path. A crash before the
+commit leaves an unclaimed guest, which open() destroys; close() destroys the
+pool. Another shape retires the pool's guests; the refill starts after each
+create, one guest at a time.
+
 Domain state → RuntimeStatus: running/blocked/shutdown → running; paused /
 pmsuspended → paused; shut off → ``created`` if the container was never started
 (no start record), else ``exited`` with the code the guest's init printed (137
@@ -49,11 +68,13 @@ import signal as signal_module
 import stat
 import socket
 import time
+import uuid as uuidlib
 from typing import Any, Callable
 
 import attrs
 import libvirt
 from twisted.internet import defer, task
+from twisted.python import failure
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -74,7 +95,8 @@ from zund.runtimes.microvm import disks
 from zund.runtimes.microvm import domain_xml as dx
 from zund.runtimes.microvm import initramfs
 from zund.runtimes.microvm import modules as kmodules
-from zund.runtimes.microvm.init import INIT_VERSION, ConsoleRun, parse_console
+from zund.runtimes.microvm.init import (
+    CONFIG_READY_MARKER, INIT_VERSION, ConsoleRun, config_message, parse_console)
 
 log = Logger()
 
@@ -92,6 +114,13 @@ POLL_S = 0.1
 BOOT_POLL_S = 0.02
 #: ... and asks libvirt whether the guest still runs (an RPC) at most this often.
 BOOT_LIVENESS_S = 0.25
+#: Name prefix of warm-pool guests (see the module docstring).
+POOL_PREFIX = "zunpool-"
+#: A warm guest's own config.sh: it asks for the real one on the control line.
+POOLED_CONFIG = "# a warm-pool guest: the container's config arrives on the control line\nZUND_POOLED=1\n"
+#: The largest config.sh sent over the control line (the guest's tty buffers 64 KiB);
+#: a container with a larger one (a huge environment) boots cold.
+MAX_POOLED_CONFIG_BYTES = 32 * 1024
 #: Orphaned files (guest gone, e.g. auto_remove) older than this are swept by list().
 ORPHAN_AGE_S = 300.0
 #: The machine-type probe guest must print its marker within this many seconds.
@@ -123,6 +152,7 @@ class LibvirtConfig:
     modules_path: str = "/var/lib/zund/microvm/modules"
     volumes_path: str = "/var/lib/zund/microvm/volumes"
     volume_default_size_gb: int = 1
+    warm_pool_size: int = 0
 
     @classmethod
     def from_conf(cls, conf) -> "LibvirtConfig":
@@ -136,7 +166,8 @@ class LibvirtConfig:
                    docker_timeout_s=float(conf.docker.default_timeout),
                    machine_type=lv.machine_type, modules_path=lv.modules_path,
                    volumes_path=lv.volumes_path,
-                   volume_default_size_gb=lv.volume_default_size_gb)
+                   volume_default_size_gb=lv.volume_default_size_gb,
+                   warm_pool_size=lv.warm_pool_size)
 
 
 # -- pure helpers ----------------------------------------------------------------
@@ -256,6 +287,11 @@ class LibvirtRuntime:
         self._busybox_key: tuple | None = None  # (inode, size, mtime) of busybox_path
         self._busybox_sha = ""
         self._volume_locks: dict[str, defer.DeferredLock] = {}
+        # warm pool: the shape it warms, its unclaimed guests (oldest first), the refill
+        self._pool_key: tuple | None = None
+        self._pool: list[str] = []
+        self._pool_fill: defer.Deferred | None = None
+        self._closing = False
         self._blocking = TrackedCalls(run_blocking, self.name)
         self._images = DockerImageSource(self._image_api, self._blocking, self.name)
 
@@ -326,7 +362,25 @@ class LibvirtRuntime:
                             runtime_object_name(uuid) + ".initrd")
 
     def _control_path(self, uuid: str) -> str:
-        path = os.path.join(self.config.socket_dir, runtime_object_name(uuid) + ".ctl")
+        return self._socket_path(runtime_object_name(uuid))
+
+    def _alias_path(self, uuid: str) -> str:
+        """Holds the name of the warm-pool guest the container claimed."""
+        return os.path.join(self.config.console_path, runtime_object_name(uuid) + ".domain")
+
+    def _config_path(self, uuid: str) -> str:
+        """A claimed guest's config.sh, sent on its control line at every boot."""
+        return os.path.join(self.config.console_path, runtime_object_name(uuid) + ".config")
+
+    def _guest_files(self, name: str) -> tuple:
+        """(log, initrd, control socket) of the warm-pool guest ``name``."""
+        cfg = self.config
+        return (os.path.join(cfg.console_path, name + ".log"),
+                os.path.join(cfg.images_path, "containers", name + ".initrd"),
+                self._socket_path(name))
+
+    def _socket_path(self, name: str) -> str:
+        path = os.path.join(self.config.socket_dir, name + ".ctl")
         if len(path.encode()) > 107:
             raise errors.RuntimeFailure(
                 reason=f"[libvirt] socket_dir {self.config.socket_dir!r} is too long for a "
@@ -368,6 +422,7 @@ class LibvirtRuntime:
         # translated into domain errors instead.
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
         self._blocking.closing = False
+        self._closing = False
         try:
             conn, api, virt_type = await self._blocking(_connect)
         except Exception as e:
@@ -389,6 +444,10 @@ class LibvirtRuntime:
             self._modules_layer = None
             self.capabilities = CAPABILITIES
             log.warn("runtime.microvm.volumes_unavailable reason={reason}", reason=str(e))
+        # warm guests a previous process of this node left (it crashed before close)
+        swept = await self._call(self._sweep_pool)
+        if swept:
+            log.info("runtime.microvm.warm_pool_swept guests={n}", n=swept)
         log.info("runtime.microvm.open uri={uri} virt_type={vt} machine={machine} "
                  "kernel={kernel} volumes={volumes}", uri=cfg.uri, vt=virt_type,
                  machine=self._machine, kernel=cfg.kernel_path,
@@ -499,6 +558,17 @@ class LibvirtRuntime:
             await self._blocking(lambda: _cleanup(dom))
 
     async def close(self) -> None:
+        self._closing = True
+        if self._pool_fill is not None:
+            await self._pool_fill  # ends after the guest it is booting (then discarded)
+        stale, self._pool, self._pool_key = self._pool, [], None
+        if self._conn is not None:
+            for name in stale:
+                try:
+                    await self._call(lambda n=name: self._discard_guest(n))
+                except errors.ZundError as e:
+                    log.warn("runtime.microvm.warm_guest_not_discarded name={name} "
+                             "reason={reason}", name=name, reason=str(e))
         await self._blocking.drain()
         conn, api = self._conn, self._docker_api
         self._conn = self._docker_api = None
@@ -582,7 +652,7 @@ class LibvirtRuntime:
 
         def _exists():
             try:
-                conn.lookupByName(name)
+                self._lookup(spec.uuid)  # zun-<uuid>, or the warm guest it claimed
                 return True
             except libvirt.libvirtError as e:
                 if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
@@ -606,18 +676,21 @@ class LibvirtRuntime:
                              hostname=hostname, image=spec.image,
                              ports=exposed_port_numbers(exposed),
                              auto_remove=bool(spec.auto_remove))
-        xml = dx.domain_xml(dx.DomainSpec(
-            name=name, meta=meta, virt_type=self._virt_type,
-            vcpus=guest_vcpus(spec.cpu, cfg.default_vcpus),
-            memory_mb=guest_memory_mb(spec.memory_mb, cfg.default_memory_mb, cfg.min_memory_mb),
-            kernel=cfg.kernel_path, initrd=self._initrd_path(spec.uuid),
-            console_log=self._log_path(spec.uuid), control_socket=self._control_path(spec.uuid),
-            machine=self._machine, disks=tuple(d for d, _ in vol_disks),
-            vifs=tuple(spec.vifs),
-            cmdline=" ".join(filter(None, (
-                dx.kernel_cmdline(self._machine, self._virt_type, self._tsc_khz),
-                dx.net_cmdline(spec.vifs))))))
-        log_path, record_path, initrd_path, _ = self._files(spec.uuid)
+        vcpus = guest_vcpus(spec.cpu, cfg.default_vcpus)
+        memory_mb = guest_memory_mb(spec.memory_mb, cfg.default_memory_mb, cfg.min_memory_mb)
+        log_path, record_path, initrd_path, control_path = self._files(spec.uuid)
+        if (cfg.warm_pool_size > 0 and not vol_disks and not files and not spec.vifs
+                and len(config_sh.encode()) <= MAX_POOLED_CONFIG_BYTES):
+            key = (base, vcpus, memory_mb)
+            claimed = await self._claim(key, spec.uuid, meta, config_sh)
+            self._want_pool(key)
+            if claimed:
+                log.info("runtime.microvm.created uuid={uuid} image={image} warm_guest={name}",
+                         uuid=spec.uuid, image=spec.image, name=claimed)
+                return await self.inspect(spec.uuid)
+        xml = self._domain_xml(name, meta, vcpus, memory_mb, initrd_path, log_path,
+                               control_path, disks=tuple(d for d, _ in vol_disks),
+                               vifs=tuple(spec.vifs))
         # the modules layer carries virtio_blk for disks and virtio_net for NICs
         modules_layer = self._modules_layer if vol_disks or spec.vifs else None
 
@@ -641,9 +714,204 @@ class LibvirtRuntime:
                  image=spec.image)
         return await self.inspect(spec.uuid)
 
+    def _domain_xml(self, name: str, meta: dx.DomainMeta, vcpus: int, memory_mb: int,
+                    initrd: str, log_path: str, control: str, disks: tuple = (),
+                    vifs: tuple = (), domain_uuid: str = "") -> str:
+        return dx.domain_xml(dx.DomainSpec(
+            name=name, meta=meta, virt_type=self._virt_type, vcpus=vcpus,
+            memory_mb=memory_mb, kernel=self.config.kernel_path, initrd=initrd,
+            console_log=log_path, control_socket=control, machine=self._machine,
+            disks=disks, vifs=vifs, domain_uuid=domain_uuid,
+            cmdline=" ".join(filter(None, (
+                dx.kernel_cmdline(self._machine, self._virt_type, self._tsc_khz),
+                dx.net_cmdline(vifs))))))
+
+    # -- warm pool (see the module docstring) ---------------------------------------------
+
+    def _want_pool(self, key: tuple) -> None:
+        """Warm guests of ``key`` from now on (retiring another shape's), and refill."""
+        if self.config.warm_pool_size <= 0 or self._closing:
+            return
+        if key != self._pool_key:
+            stale, self._pool, self._pool_key = self._pool, [], key
+            for name in stale:
+                d = defer.ensureDeferred(self._call(lambda n=name: self._discard_guest(n)))
+                d.addErrback(lambda f: log.warn("runtime.microvm.warm_guest_not_discarded "
+                                                "reason={reason}", reason=str(f.value)))
+        if self._pool_fill is None:
+            self._pool_fill = defer.ensureDeferred(self._fill_pool())
+
+            def _ended(result):
+                self._pool_fill = None
+                if isinstance(result, failure.Failure):
+                    log.failure("runtime.microvm.warm_pool_refill_crashed", result)
+            self._pool_fill.addBoth(_ended)
+
+    async def _fill_pool(self) -> None:
+        """Boot warm guests one at a time until the pool is full; a failure is logged
+        and ends the refill (the next create tries again), never retried in a loop."""
+        while (not self._closing and self._pool_key is not None
+               and len(self._pool) < self.config.warm_pool_size):
+            key = self._pool_key
+            try:
+                name = await self._call(lambda: self._boot_warm_guest(key))
+            except errors.ZundError as e:
+                log.warn("runtime.microvm.warm_pool_failed reason={reason}", reason=str(e))
+                return
+            if self._closing or key != self._pool_key:
+                await self._call(lambda: self._discard_guest(name))
+                continue
+            self._pool.append(name)
+
+    def _boot_warm_guest(self, key: tuple) -> str:
+        """Blocking: start one transient warm guest of ``key``; its name."""
+        base, vcpus, memory_mb = key
+        guest = str(uuidlib.uuid4())
+        name = POOL_PREFIX + guest
+        log_path, initrd, control = self._guest_files(name)
+        initramfs.write_container_initrd(base, POOLED_CONFIG, initrd)
+        meta = dx.DomainMeta(uuid=guest, node=self.node_name, project_id="", pool=True)
+        try:
+            self._c.createXML(self._domain_xml(name, meta, vcpus, memory_mb, initrd,
+                                               log_path, control), 0)
+        except BaseException:
+            for path in (log_path, initrd, control):
+                _unlink(path)
+            raise
+        return name
+
+    def _discard_guest(self, name: str) -> None:
+        """Blocking: destroy the warm guest ``name`` and delete its files, unless a
+        container has claimed it meanwhile (then it is that container's)."""
+        try:
+            dom = self._c.lookupByName(name)
+            meta = _meta(dom)
+            if meta is not None and not meta.pool:
+                return
+            if dom.isActive():
+                dom.destroy()
+            if dom.isPersistent():
+                dom.undefine()
+        except libvirt.libvirtError as e:
+            if e.get_error_code() not in (libvirt.VIR_ERR_NO_DOMAIN,
+                                          libvirt.VIR_ERR_OPERATION_INVALID):
+                raise
+        for path in self._guest_files(name):
+            _unlink(path)
+
+    def _sweep_pool(self) -> int:
+        """Blocking: discard this node's unclaimed warm guests; how many."""
+        found = []
+        for dom in self._c.listAllDomains(0):
+            if not dom.name().startswith(POOL_PREFIX):
+                continue
+            try:
+                meta = _meta(dom)
+            except libvirt.libvirtError:
+                continue  # vanished while we looked
+            if meta is not None and meta.pool and meta.node == self.node_name:
+                found.append(dom.name())
+        for name in found:
+            self._discard_guest(name)
+        return len(found)
+
+    async def _claim(self, key: tuple, uuid: str, meta: dx.DomainMeta,
+                     config_sh: str) -> str | None:
+        """Make a warm guest of ``key`` the container ``uuid``; its name, or None
+        (no warm guest, or it could not be claimed: the caller boots cold)."""
+        if key != self._pool_key or not self._pool:
+            return None
+        name = self._pool.pop(0)
+        base, vcpus, memory_mb = key
+        log_path, record_path, initrd_path, control = self._files(uuid)
+        xml = self._domain_xml(name, meta, vcpus, memory_mb, initrd_path, log_path, control,
+                               domain_uuid=name[len(POOL_PREFIX):])
+        conn = self._c
+
+        def _commit():
+            try:
+                dom = conn.lookupByName(name)
+            except libvirt.libvirtError as e:
+                if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                dom = None
+            if dom is None or not dom.isActive():
+                self._discard_guest(name)  # died while warm: not a container's problem
+                return False
+            _write_text(self._config_path(uuid), config_sh)
+            _write_text(self._alias_path(uuid), name)
+            _unlink(record_path)
+            for src, dst in zip(self._guest_files(name), (log_path, initrd_path, control)):
+                os.replace(src, dst)
+            conn.defineXML(xml)  # the commit: from here on it is the container
+            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, dx.metadata_xml(meta, namespaced=False),
+                            dx.METADATA_PREFIX, dx.METADATA_NS, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            return True
+
+        try:
+            if await self._call(_commit, uuid=uuid):
+                return name
+        except errors.ZundError as e:
+            log.warn("runtime.microvm.warm_guest_claim_failed name={name} reason={reason}",
+                     name=name, reason=str(e))
+            await self._call(lambda: self._unclaim(uuid, name))
+        return None
+
+    def _unclaim(self, uuid: str, name: str) -> None:
+        """Blocking: undo a claim that failed before its end: the guest goes, with
+        every file either name gave it."""
+        try:
+            dom = self._c.lookupByName(name)
+            if dom.isActive():
+                dom.destroy()
+            if dom.isPersistent():
+                dom.undefine()
+        except libvirt.libvirtError as e:
+            if e.get_error_code() not in (libvirt.VIR_ERR_NO_DOMAIN,
+                                          libvirt.VIR_ERR_OPERATION_INVALID):
+                raise
+        for path in self._files(uuid) + self._guest_files(name) + (
+                self._alias_path(uuid), self._config_path(uuid)):
+            _unlink(path)
+
+    def warm_guests(self) -> int:
+        """Blocking: how many warm guests wait for a container (printed their
+        ready marker). For benchmarks and tests."""
+        text = [_read_from(self._guest_files(n)[0], 0) for n in list(self._pool)]
+        return sum(_asks_config(t) for t in text)
+
+    def _send_config(self, uuid: str) -> socket.socket:
+        """Blocking: a claimed guest asked for its config.sh: send it; the open
+        connection, for the caller to close once the guest read it (QEMU drops
+        what the guest has not read yet when the peer hangs up)."""
+        config_sh = _read_text(self._config_path(uuid))
+        if config_sh is None:
+            raise errors.RuntimeFailure(
+                reason=f"the micro-VM asks for its configuration, which is missing "
+                       f"({self._config_path(uuid)})")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.settimeout(5.0)
+            s.connect(self._control_path(uuid))
+            s.sendall(config_message(config_sh))
+        except OSError as e:
+            s.close()
+            raise errors.RuntimeFailure(
+                reason=f"the guest's control line is unavailable: {e}") from e
+        return s
+
+    def _domain_name(self, uuid: str) -> str:
+        """Blocking: ``zun-<uuid>``, or the warm guest the container claimed."""
+        return _read_text(self._alias_path(uuid)) or runtime_object_name(uuid)
+
     def _lookup(self, uuid: str) -> libvirt.virDomain:
         """Blocking: the domain, or libvirtError(VIR_ERR_NO_DOMAIN)."""
-        return self._c.lookupByName(runtime_object_name(uuid))
+        return self._c.lookupByName(self._domain_name(uuid))
+
+    def _unstarted_claim(self, dom, uuid: str) -> bool:
+        """Blocking: a warm guest its container claimed and never started (created)."""
+        return (dom.name().startswith(POOL_PREFIX)
+                and _read_record(self._record_path(uuid)) is None)
 
     async def start(self, uuid: str) -> None:
         cfg = self.config
@@ -655,13 +923,18 @@ class LibvirtRuntime:
             if state == libvirt.VIR_DOMAIN_PAUSED:
                 raise errors.RuntimeFailure(
                     reason=f"container {uuid} is paused; unpause it instead")
-            if dom.isActive():
-                return None  # already running: starting again changes nothing
             meta = _meta(dom)
-            offset = _size(log_path)
-            dom.create()
+            if dom.isActive():
+                if not self._unstarted_claim(dom, uuid):
+                    return None  # already running: starting again changes nothing
+                # a claimed warm guest: booted, it waits for its config (whole log:
+                # its ready marker came before this start)
+                offset = 0
+            else:
+                offset = _size(log_path)
+                dom.create()
             _write_record(record_path, {"started_at": time.time(), "log_offset": offset})
-            if meta is not None and meta.auto_remove:
+            if meta is not None and meta.auto_remove and dom.isPersistent():
                 # A running domain without persistent config vanishes when it stops.
                 dom.undefine()
             return offset
@@ -674,7 +947,9 @@ class LibvirtRuntime:
 
     async def _wait_for_begin(self, uuid: str, offset: int, timeout_s: float) -> None:
         """Until the init printed ZUND-OUTPUT-BEGIN; a refused start, a guest that
-        stops first, or the boot timeout are RuntimeFailures (never a hang).
+        stops first, or the boot timeout are RuntimeFailures (never a hang). A guest
+        booted from the warm pool's initrd prints its ready marker first: it is sent
+        its config.sh on the control line then.
 
         The console file is read every BOOT_POLL_S (cheap, local); libvirt is asked
         whether the guest still runs only every BOOT_LIVENESS_S, and always before
@@ -696,27 +971,40 @@ class LibvirtRuntime:
             return parse_console(text), active, text
 
         next_check = self._clock.seconds()
-        while True:
-            now = self._clock.seconds()
-            check_alive = now >= next_check
-            if check_alive:
-                next_check = now + BOOT_LIVENESS_S
-            runs, active, text = await self._call(lambda: _poll(check_alive), uuid=uuid)
-            if runs and runs[0].start_error:
-                await self._destroy_quietly(uuid)
-                raise errors.RuntimeFailure(reason=runs[0].start_error)
-            if runs and runs[0].began:
-                return
-            if not active:
-                tail = " | ".join(line.strip() for line in text.strip().splitlines()[-5:])
-                raise errors.RuntimeFailure(
-                    reason=f"micro-VM stopped before the command started: {tail or 'no console output'}")
-            if time.monotonic() > deadline:
-                await self._destroy_quietly(uuid)
-                raise errors.RuntimeFailure(
-                    reason=f"micro-VM did not boot within {timeout_s:g}s "
-                           f"(virt_type={self._virt_type})")
-            await self._sleep(BOOT_POLL_S)
+        control = None  # the connection a config went out on: open until the command began
+        try:
+            while True:
+                now = self._clock.seconds()
+                check_alive = now >= next_check
+                if check_alive:
+                    next_check = now + BOOT_LIVENESS_S
+                runs, active, text = await self._call(lambda: _poll(check_alive), uuid=uuid)
+                if control is None and active and _asks_config(text):
+                    try:
+                        control = await self._call(lambda: self._send_config(uuid), uuid=uuid)
+                    except errors.ZundError:
+                        await self._destroy_quietly(uuid)  # it would wait forever
+                        raise
+                    continue
+                if runs and runs[0].start_error:
+                    await self._destroy_quietly(uuid)
+                    raise errors.RuntimeFailure(reason=runs[0].start_error)
+                if runs and runs[0].began:
+                    return
+                if not active:
+                    tail = " | ".join(line.strip() for line in text.strip().splitlines()[-5:])
+                    raise errors.RuntimeFailure(
+                        reason=f"micro-VM stopped before the command started: "
+                               f"{tail or 'no console output'}")
+                if time.monotonic() > deadline:
+                    await self._destroy_quietly(uuid)
+                    raise errors.RuntimeFailure(
+                        reason=f"micro-VM did not boot within {timeout_s:g}s "
+                               f"(virt_type={self._virt_type})")
+                await self._sleep(BOOT_POLL_S)
+        finally:
+            if control is not None:
+                control.close()
 
     async def _destroy_quietly(self, uuid: str) -> None:
         def _destroy():
@@ -729,13 +1017,17 @@ class LibvirtRuntime:
         await self._call(_destroy, uuid=uuid)
 
     def _signal_blocking(self, uuid: str, sig: str) -> bool:
-        """Write one signal name to the guest's control line (a unix socket QEMU
-        listens on, the guest's /dev/ttyS1); False if it could not."""
+        """Write one signal name to the guest's control line; False if it could not."""
+        return self._control_write(uuid, (sig + "\n").encode())
+
+    def _control_write(self, uuid: str, data: bytes) -> bool:
+        """Write ``data`` to the guest's control line (a unix socket QEMU listens
+        on, the guest's /dev/ttyS1); False if it could not."""
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.settimeout(5.0)
                 s.connect(self._control_path(uuid))
-                s.sendall((sig + "\n").encode())
+                s.sendall(data)
             return True
         except OSError as e:
             log.warn("runtime.microvm.control_line_failed uuid={uuid} error={error}",
@@ -750,6 +1042,9 @@ class LibvirtRuntime:
         def _ask():
             dom = self._lookup(uuid)
             if not dom.isActive():
+                return False
+            if self._unstarted_claim(dom, uuid):
+                dom.destroy()  # its command never ran; it stays created
                 return False
             state, _ = dom.state()
             if state == libvirt.VIR_DOMAIN_PAUSED:
@@ -792,7 +1087,7 @@ class LibvirtRuntime:
 
         def _kill():
             dom = self._lookup(uuid)
-            if not dom.isActive():
+            if not dom.isActive() or self._unstarted_claim(dom, uuid):
                 raise errors.RuntimeFailure(reason=f"container {uuid} is not running")
             if sig == signal_module.SIGKILL:
                 dom.destroy()
@@ -809,7 +1104,7 @@ class LibvirtRuntime:
         def _pause():
             dom = self._lookup(uuid)
             state, _ = dom.state()
-            if state != libvirt.VIR_DOMAIN_RUNNING:
+            if state != libvirt.VIR_DOMAIN_RUNNING or self._unstarted_claim(dom, uuid):
                 raise errors.RuntimeFailure(reason=f"container {uuid} is not running")
             dom.suspend()
         await self._call(_pause, uuid=uuid)
@@ -850,7 +1145,7 @@ class LibvirtRuntime:
                 except libvirt.libvirtError as e:
                     if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                         raise
-            for path in files:
+            for path in files + (self._alias_path(uuid), self._config_path(uuid)):
                 _unlink(path)
         await self._call(_remove, uuid=uuid)
 
@@ -870,13 +1165,16 @@ class LibvirtRuntime:
             out, seen = [], set()
             for dom in conn.listAllDomains(0):
                 name = dom.name()
-                if not name.startswith("zun-"):
+                if not name.startswith(("zun-", POOL_PREFIX)):
                     continue
                 try:
                     meta = _meta(dom)
                     if meta is None:
                         continue
                     seen.add(name)
+                    if meta.pool:
+                        continue  # a warm guest, no container yet
+                    seen.add(runtime_object_name(meta.uuid))  # a claimed guest's files
                     if meta.node != node:
                         continue
                     uuid = meta.uuid
@@ -1013,6 +1311,26 @@ def _write_record(path: str, record: dict) -> None:
     os.replace(tmp, path)
 
 
+def _asks_config(console: str) -> bool:
+    """The init of a warm-pool guest printed its ready marker (a line of its own)."""
+    return any(line.rstrip("\r") == CONFIG_READY_MARKER for line in console.splitlines())
+
+
+def _write_text(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
 def _read_record(path: str) -> dict | None:
     try:
         with open(path) as f:
@@ -1040,7 +1358,9 @@ def _state_of(dom, log_path: str, record_path: str, uuid: str,
     exit_code = finished_at = error = None
     if state in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED,
                  libvirt.VIR_DOMAIN_SHUTDOWN, libvirt.VIR_DOMAIN_NOSTATE):
-        status = RuntimeStatus.RUNNING
+        # a claimed warm guest runs before its container starts
+        status = (RuntimeStatus.CREATED if record is None and dom.name().startswith(POOL_PREFIX)
+                  else RuntimeStatus.RUNNING)
     elif state in (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PMSUSPENDED):
         status = RuntimeStatus.PAUSED
     elif state == libvirt.VIR_DOMAIN_SHUTOFF and record is None:
@@ -1097,7 +1417,7 @@ def _sweep_orphans(cfg: LibvirtConfig, live_names: set) -> None:
         except FileNotFoundError:
             continue
         for entry in entries:
-            if not entry.startswith("zun-"):
+            if not entry.startswith(("zun-", POOL_PREFIX)):
                 continue
             name = entry.split(".", 1)[0]
             if name in live_names:

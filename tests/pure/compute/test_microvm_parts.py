@@ -119,6 +119,50 @@ def test_domain_xml_has_no_interface_and_metadata_round_trips():
     assert dx.parse_metadata("<other/>") is None
 
 
+def test_warm_guest_metadata_and_claimed_domain_uuid():
+    """A warm guest's metadata says so and parses back; the element given to
+    virDomainSetMetadata has no namespace and parses to the same; a claimed
+    guest keeps its own libvirt id while carrying the container's metadata."""
+    warm = dx.DomainMeta(uuid="guest-id", node="n1", project_id="", pool=True)
+    assert dx.parse_metadata(dx.metadata_xml(warm)) == warm
+    container = dx.DomainMeta(uuid="0b7c1a70-9d9a-4a55-8a0f-3c1d2e4f5a6b", node="n1",
+                              project_id="p", hostname="h")
+    bare = dx.metadata_xml(container, namespaced=False)
+    assert "xmlns" not in bare and "zund:" not in bare
+    assert dx.parse_metadata(bare) == container and not container.pool
+    guest_uuid = "7e1f6b1e-2f0a-4d5e-9a3b-0c1d2e3f4a5b"
+    xml = dx.domain_xml(dx.DomainSpec(name="zunpool-" + guest_uuid, meta=container,
+                                      virt_type="qemu", vcpus=1, memory_mb=128, kernel="/k",
+                                      initrd="/i", console_log="/c.log",
+                                      control_socket="/c.ctl", domain_uuid=guest_uuid))
+    assert f"<uuid>{guest_uuid}</uuid>" in xml and container.uuid in xml  # meta keeps it
+
+
+def test_config_message_carries_config_sh_between_markers():
+    """What a warm guest reads on its control line: BEGIN, base64 lines no longer
+    than a tty line, END; decoding gives config.sh back byte for byte."""
+    import base64
+
+    from zund.runtimes.microvm.init import CONFIG_BEGIN, CONFIG_END, config_message
+
+    config_sh = initramfs.container_config(["sh", "-c", "echo 'é' $X"], ["X=a\nb"] * 50,
+                                           "/w", "h")
+    lines = config_message(config_sh).decode().split("\n")
+    assert lines[0] == CONFIG_BEGIN and lines[-2] == CONFIG_END and lines[-1] == ""
+    body = lines[1:-2]
+    assert all(len(line) <= 76 for line in body)
+    assert base64.b64decode("".join(body)).decode() == config_sh
+
+
+def test_ready_marker_counts_only_as_a_line_of_its_own():
+    """Only the init's marker line asks for a config, not the text inside output."""
+    from zund.runtimes.libvirt import _asks_config
+
+    assert _asks_config("[  1.0] booting\r\nZUND-CONFIG-READY\r\n")
+    assert not _asks_config("O 100 ZUND-CONFIG-READY\r\n")
+    assert not _asks_config("")
+
+
 def test_console_parsing_drops_kernel_noise_and_splits_streams():
     """Only tagged lines between the markers count; each boot is a run."""
     text = ("SeaBIOS\r\n[    0.1] Linux version\r\nZUND-OUTPUT-BEGIN\r\n"

@@ -38,6 +38,12 @@ def test_new_keys_of_other_benchmarks_are_picked_up_when_present():
         "pc": {"runtime_median_s": 1.2, "bare_qemu_median_s": 1.0},
         "microvm": {"runtime_median_s": 0.5, "bare_qemu_median_s": 0.45}}}])
     assert [r["figure"].split(":")[0] for r in microvm] == ["microvm", "pc"]
+    warm = run_all.rows_microvm([{"target_ratio": 1.15, "machines": {"microvm": {
+        "runtime_median_s": 2.5, "bare_qemu_median_s": 2.0, "warm_median_s": 0.2,
+        "warm_create_median_s": 0.02, "warm_start_median_s": 0.18}}}])
+    pooled = next(r for r in warm if "warm pool" in r["figure"])
+    assert pooled["ratio"] == 0.1 and pooled["met"] and "warm_pool_size" in pooled["note"]
+    assert next(r for r in warm if "warm pool" not in r["figure"])["met"] is False
     gossip = run_all.rows_gossip_vs_serf([{"results": {
         "steady": {"zund": {"dissemination_median_s": 0.004, "detection_median_s": 1.0,
                             "false_positives": 0},

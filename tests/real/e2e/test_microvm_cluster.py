@@ -1,11 +1,15 @@
 """Real tier: a cluster where only some nodes offer `microvm`. A microvm request
 through a docker-only node lands on a node with libvirt; nodes without it never
-bid for it."""
+bid for it. The libvirt node keeps a warm pool of one guest
+(``[libvirt] warm_pool_size = 1``): its first container boots cold, a later one
+of the same shape runs in the warm guest, through the API like any other."""
 
+import glob
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -23,7 +27,8 @@ def cluster(real_docker):
     os.chmod(wd, 0o755)  # QEMU (unprivileged) must reach the state dir
     nodes = start_cluster(wd, 3, "m", memory_mb=2048,
                           per_node={3: {"DEFAULT": {"enabled_runtimes": "docker,libvirt"},
-                                        "libvirt": {"virt_type": "qemu"}}})
+                                        "libvirt": {"virt_type": "qemu",
+                                                    "warm_pool_size": 1}}})
     yield nodes
     stop_cluster(nodes)
     shutil.rmtree(wd, ignore_errors=True)
@@ -59,3 +64,57 @@ def test_microvm_request_through_docker_only_node_lands_on_libvirt_node(cluster,
     # docker-only nodes were filtered out before any bid
     assert decision["rounds"][0]["filtered"].get("runtime") == 2
     assert cluster[1].api("DELETE", f"/containers/{c['uuid']}?stop=True").status_code == 204
+
+
+def _warm_guest_ready(node) -> bool:
+    """A warm guest of ``node`` booted and waits for a container (its console
+    says so): the pool holds it."""
+    for path in glob.glob(os.path.join(node.state_path, "microvm", "console", "zunpool-*.log")):
+        with open(path, errors="replace") as f:
+            if "ZUND-CONFIG-READY" in f.read():
+                return True
+    return False
+
+
+def test_same_shape_again_runs_in_the_warm_guest(cluster, real_docker):
+    """After a microvm container, the node boots a warm guest of its shape; the
+    next run of that shape (through another node) is that guest: Running, its
+    logs through the API, and delete leaves neither the domain nor a warm guest
+    short (the pool refills)."""
+    body = {"image": real_docker, "runtime": "microvm", "memory": 128,
+            "command": ["sh", "-c", 'trap "exit 0" TERM; echo warm-$HOSTNAME; '
+                        'while true; do sleep 1; done']}
+    first = None
+    if not glob.glob(os.path.join(cluster[2].state_path, "microvm", "console", "zunpool-*")):
+        # this test alone: a first container of the shape starts the pool
+        first = cluster[0].api("POST", "/containers?run=true", json=dict(body, name="first"))
+        assert first.status_code == 202, first.text
+    deadline = time.monotonic() + 120
+    while not _warm_guest_ready(cluster[2]):
+        assert time.monotonic() < deadline, "no warm guest within 120 s"
+        time.sleep(0.2)
+    r = cluster[1].api("POST", "/containers?run=true", json=dict(body, name="warm",
+                                                                 hostname="warmvm"))
+    assert r.status_code == 202, r.text
+    c = r.json()
+    assert c["host"] == cluster[2].name
+    cluster[0].wait_status(c["uuid"], "Running", timeout_s=60)
+    domains = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--name"],
+                             capture_output=True, text=True).stdout.split()
+    assert f"zun-{c['uuid']}" not in domains  # it is the warm guest, renamed by alias
+    with open(os.path.join(cluster[2].state_path, "microvm", "console",
+                           f"zun-{c['uuid']}.domain")) as f:
+        guest = f.read().strip()
+    assert guest.startswith("zunpool-") and guest in domains
+    deadline = time.monotonic() + 30
+    while "warm-warmvm" not in cluster[0].api("GET", f"/containers/{c['uuid']}/logs").text:
+        assert time.monotonic() < deadline, "the warm guest's output never reached the logs"
+        time.sleep(0.2)
+    assert cluster[0].api("DELETE", f"/containers/{c['uuid']}?stop=True").status_code == 204
+    deadline = time.monotonic() + 60
+    while guest in subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
+                                  capture_output=True, text=True).stdout.split():
+        assert time.monotonic() < deadline, "the deleted container's guest is still defined"
+        time.sleep(0.2)
+    if first is not None:
+        cluster[0].api("DELETE", f"/containers/{first.json()['uuid']}?stop=True")

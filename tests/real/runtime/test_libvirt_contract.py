@@ -6,7 +6,8 @@ dockerd with the test image (the image store the guests are made from):
 FAIL with the reason, unless ``ZUND_SKIP_LIBVIRT=1`` is set.
 
 Guests run under TCG (``virt_type=qemu``: nested KVM is not dependable in CI)
-with 128 MiB and no network device. Every domain is labelled with a per-session
+with 128 MiB and no network device (``tests/support/libvirt_guests.py``; the
+fixtures ``libvirt_available`` and ``state_dir`` are in this directory's conftest). Every domain is labelled with a per-session
 node name; whatever is left with that node is removed at the end of the session.
 """
 
@@ -14,9 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 import uuid as uuidlib
 
@@ -24,89 +23,12 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
+from tests.support.libvirt_guests import URI, make_config, sweep as _sweep
 from tests.support.runtime_contract import LONG_RUNNER, TEST_IMAGE, RuntimeContract, wait_exited, wait_for
 from zund.common import errors
 from zund.runtimes.base import ContainerSpec, Mount, RuntimeStatus, runtime_object_name
 
 SESSION_NODE = "test-mv-" + uuidlib.uuid4().hex[:10]
-URI = "qemu:///system"
-KERNEL = os.environ.get("ZUND_MICROVM_KERNEL", "/var/lib/zund/microvm/vmlinuz")
-BUSYBOX = "/bin/busybox"
-GUEST_MEMORY_MB = 128
-
-
-def _prerequisites() -> str | None:
-    """None when everything is there, else what is missing and how to get it."""
-    try:
-        import libvirt  # noqa: F401
-    except ImportError:
-        return "python module libvirt missing (tools/setup-libvirt.sh installs libvirt-python)"
-    if subprocess.run(["virsh", "-c", URI, "list"], capture_output=True).returncode != 0:
-        return f"libvirtd does not answer on {URI} (run tools/setup-libvirt.sh)"
-    if not os.path.isfile(KERNEL):
-        return f"guest kernel missing at {KERNEL} (run tools/setup-libvirt.sh)"
-    if not os.path.isfile(BUSYBOX):
-        return f"{BUSYBOX} missing (apt-get install busybox-static)"
-    return None
-
-
-@pytest.fixture(scope="session")
-def libvirt_available(docker_available) -> bool:
-    if os.environ.get("ZUND_SKIP_LIBVIRT") == "1":
-        pytest.skip("ZUND_SKIP_LIBVIRT=1: real libvirt tests disabled explicitly")
-    missing = _prerequisites()
-    if missing:
-        pytest.fail(f"libvirt micro-VM runtime unavailable: {missing}; or set "
-                    "ZUND_SKIP_LIBVIRT=1 to skip these tests", pytrace=False)
-    return True
-
-
-@pytest.fixture(scope="session")
-def state_dir(libvirt_available):
-    # QEMU runs as an unprivileged user: the initrds must sit under world-traversable
-    # directories, which pytest's tmp_path (under a 0700 directory) is not.
-    d = tempfile.mkdtemp(prefix="zund-microvm-", dir="/var/tmp")
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def make_config(state_dir: str, **overrides):
-    from zund.runtimes.libvirt import LibvirtConfig
-
-    values = dict(uri=URI, virt_type="qemu", kernel_path=KERNEL, busybox_path=BUSYBOX,
-                  default_memory_mb=GUEST_MEMORY_MB, min_memory_mb=96, boot_timeout_s=60.0,
-                  stop_timeout_s=5.0, images_path=os.path.join(state_dir, "images"),
-                  console_path=os.path.join(state_dir, "console"),
-                  volumes_path=os.path.join(state_dir, "volumes"))
-    values.update(overrides)
-    return LibvirtConfig(**values)
-
-
-def _sweep(node_prefix: str) -> None:
-    import libvirt
-
-    from zund.runtimes.libvirt import _meta
-
-    conn = libvirt.open(URI)
-    try:
-        for dom in conn.listAllDomains(0):
-            if not dom.name().startswith("zun-"):
-                continue
-            meta = _meta(dom)
-            if meta is None or not meta.node.startswith(node_prefix):
-                continue
-            try:
-                if dom.isActive():
-                    dom.destroy()
-                if dom.isPersistent():
-                    dom.undefine()
-            except libvirt.libvirtError:
-                pass
-    finally:
-        conn.close()
-
-
 @pytest.fixture(scope="session")
 def libvirt_session(state_dir):
     from zund.runtimes.executor import make_run_blocking

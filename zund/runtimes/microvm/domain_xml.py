@@ -52,6 +52,9 @@ class DomainMeta:
     image: str = ""
     ports: tuple = ()
     auto_remove: bool = False
+    #: a warm-pool guest nobody has claimed yet (zund.runtimes.libvirt, "Warm pool");
+    #: ``uuid`` is then the guest's own id, not a container's
+    pool: bool = False
 
 
 MACHINE_TYPES = ("pc", "microvm")
@@ -98,6 +101,9 @@ class DomainSpec:
     machine: str = "pc"  # MACHINE_TYPES
     disks: tuple = ()  # DiskSpec
     vifs: tuple = ()  # NICs: zund.network.plugger.guest_vif dicts
+    #: libvirt's id of the domain when it is not ``meta.uuid``: a warm-pool guest
+    #: keeps its own id when a container claims it
+    domain_uuid: str = ""
 
 
 ET.register_namespace(METADATA_PREFIX, METADATA_NS)
@@ -110,15 +116,20 @@ def _sub(parent, tag, text=None, **attrib):
     return el
 
 
-def metadata_xml(meta: DomainMeta) -> str:
-    """The element given to ``virDomainSetMetadata`` / embedded in ``<metadata>``."""
-    root = ET.Element(f"{METADATA_PREFIX}:{METADATA_ROOT}",
-                      {f"xmlns:{METADATA_PREFIX}": METADATA_NS})
+def metadata_xml(meta: DomainMeta, namespaced: bool = True) -> str:
+    """The element embedded in ``<metadata>``; ``namespaced=False``: the same
+    without its namespace, as ``virDomainSetMetadata`` takes it (it adds the
+    namespace itself, and refuses an element that declares one)."""
+    prefix = f"{METADATA_PREFIX}:" if namespaced else ""
+    root = ET.Element(f"{prefix}{METADATA_ROOT}",
+                      {f"xmlns:{METADATA_PREFIX}": METADATA_NS} if namespaced else {})
     for tag, value in (("uuid", meta.uuid), ("node", meta.node), ("project", meta.project_id),
                        ("hostname", meta.hostname), ("image", meta.image),
                        ("ports", ",".join(str(p) for p in meta.ports)),
                        ("auto-remove", "1" if meta.auto_remove else "0")):
-        _sub(root, f"{METADATA_PREFIX}:{tag}", value)
+        _sub(root, f"{prefix}{tag}", value)
+    if meta.pool:
+        _sub(root, f"{prefix}pool", "1")
     return ET.tostring(root, encoding="unicode")
 
 
@@ -145,7 +156,7 @@ def parse_metadata(xml_text: str) -> DomainMeta | None:
     ports = tuple(int(p) for p in get("ports").split(",") if p.strip().isdigit())
     return DomainMeta(uuid=get("uuid"), node=get("node"), project_id=get("project"),
                       hostname=get("hostname"), image=get("image"), ports=ports,
-                      auto_remove=get("auto-remove") == "1")
+                      auto_remove=get("auto-remove") == "1", pool=get("pool") == "1")
 
 
 def _is_uuid(value: str) -> bool:
@@ -232,7 +243,9 @@ def domain_xml(spec: DomainSpec) -> str:
         raise ValueError(f"unknown machine type {spec.machine!r}")
     dom = ET.Element("domain", {"type": spec.virt_type})
     _sub(dom, "name", spec.name)
-    if _is_uuid(spec.meta.uuid):
+    if spec.domain_uuid:
+        _sub(dom, "uuid", spec.domain_uuid)
+    elif _is_uuid(spec.meta.uuid):
         # Same id in libvirt as in zund: `virsh dominfo <uuid>` just works.
         _sub(dom, "uuid", spec.meta.uuid)
     md = _sub(dom, "metadata")

@@ -7,7 +7,9 @@ clobbers what the image ships in /bin). It
 1. mounts proc, sys, devtmpfs (+ devpts, shm) and silences the kernel console
    (``dmesg -n 1``);
 2. sources ``/.zund/config.sh`` (written per container by
-   :func:`zund.runtimes.microvm.initramfs.container_config`): hostname, workdir,
+   :func:`zund.runtimes.microvm.initramfs.container_config`; a warm-pool guest's
+   says only ``ZUND_POOLED=1``: it prints ``ZUND-CONFIG-READY`` and reads the
+   real one from the control line, :func:`config_message`): hostname, workdir,
    PATH, the program name and ``set -- argv`` (through ``busybox env -i K=V…``);
    then mounts the container's volumes (``ZUND_DISKS``: ``insmod`` the modules
    layer, find each virtio disk by its serial in ``/sys/block/vd*/serial``, mount
@@ -41,14 +43,19 @@ builds the button driver as a module, so they are not relied on.
 
 from __future__ import annotations
 
+import base64
 import re
 
 import attrs
 
 #: Bumped whenever INIT_SCRIPT or the guest layout changes: part of the image cache key.
-INIT_VERSION = "8"
+INIT_VERSION = "9"
 
 BEGIN_MARKER = "ZUND-OUTPUT-BEGIN"
+#: A warm-pool guest printed it: it waits for its configuration on the control line.
+CONFIG_READY_MARKER = "ZUND-CONFIG-READY"
+CONFIG_BEGIN = "ZUND-CONFIG-BEGIN"
+CONFIG_END = "ZUND-CONFIG-END"
 EXIT_MARKER = "ZUND-EXIT-CODE:"
 START_ERROR_MARKER = "ZUND-START-ERROR:"
 
@@ -72,12 +79,32 @@ ZUND_PROG=
 ZUND_INTERACTIVE=0
 ZUND_DISKS=0
 ZUND_FILES=0
-. /.zund/config.sh
+ZUND_POOLED=0
 zund_fail() {
     echo "ZUND-START-ERROR: $*"
     $B sync
     $B poweroff -f
 }
+. /.zund/config.sh
+if [ "$ZUND_POOLED" = 1 ]; then
+    # A warm-pool guest: booted before its container existed, it asks for its
+    # configuration and reads it from the control line (base64 lines between
+    # BEGIN and END; a new BEGIN starts over).
+    exec 4</dev/ttyS1
+    $B stty -echo 0<&4 2>/dev/null
+    echo "ZUND-CONFIG-READY"
+    : >/.zund/config.b64
+    while IFS= read -r l <&4; do
+        case "$l" in
+            ZUND-CONFIG-BEGIN) : >/.zund/config.b64 ;;
+            ZUND-CONFIG-END) break ;;
+            *) echo "$l" >>/.zund/config.b64 ;;
+        esac
+    done
+    exec 4<&-
+    $B base64 -d </.zund/config.b64 >/.zund/config.sh || zund_fail "unreadable configuration"
+    . /.zund/config.sh
+fi
 if [ "$ZUND_DISKS" -gt 0 ]; then
     for m in /.zund/modules/*.ko; do
         [ -f "$m" ] && $B insmod "$m" 2>/dev/null
@@ -226,6 +253,14 @@ while [ "$i" -gt 0 ]; do
 done
 $B poweroff -f
 """
+
+def config_message(config_sh: str) -> bytes:
+    """What the host writes to a warm-pool guest's control line: its
+    ``config.sh`` in base64 lines between CONFIG_BEGIN and CONFIG_END (the
+    line discipline sees only short lines of safe characters)."""
+    body = base64.encodebytes(config_sh.encode()).decode()
+    return f"{CONFIG_BEGIN}\n{body}{CONFIG_END}\n".encode()
+
 
 _EXIT_RE = re.compile(r"^ZUND-EXIT-CODE: (\d+)\s*$")
 _START_ERROR_RE = re.compile(r"ZUND-START-ERROR: (.*)$")

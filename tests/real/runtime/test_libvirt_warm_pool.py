@@ -1,0 +1,273 @@
+"""The micro-VM runtime's warm pool (``[libvirt] warm_pool_size``) against REAL
+libvirt + QEMU: the whole runtime contract with the pool on, and what is the
+pool's own: a create claims a booted guest, a claimed guest that never started
+is ``created``, a crashed process's warm guests are discarded by the next open
+while its containers stay, close leaves no warm guest, containers the pool
+cannot serve boot cold, a new shape retires the old one's guests.
+
+Same prerequisites and TCG guests as ``test_libvirt_contract.py``; every domain
+carries a per-session node name and is removed at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid as uuidlib
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor, task
+
+from tests.support.libvirt_guests import URI, make_config, sweep
+from tests.support.runtime_contract import (
+    TEST_IMAGE, RuntimeContract, wait_exited)
+from zund.common import errors
+from zund.runtimes.base import ContainerSpec, Mount, RuntimeStatus, runtime_object_name
+
+SESSION_NODE = "test-mvpool-" + uuidlib.uuid4().hex[:8]
+WARM_S = 90.0  # a TCG guest boots in a few seconds; a loaded CI host is slower
+
+
+def _pool_domains(node: str) -> dict:
+    """{name: (active, pool flag)} of the warm-pool-named domains of ``node``."""
+    import libvirt
+
+    from zund.runtimes.libvirt import POOL_PREFIX, _meta
+
+    conn = libvirt.open(URI)
+    try:
+        out = {}
+        for dom in conn.listAllDomains(0):
+            if not dom.name().startswith(POOL_PREFIX):
+                continue
+            meta = _meta(dom)
+            if meta is not None and meta.node == node:
+                out[dom.name()] = (bool(dom.isActive()), meta.pool)
+        return out
+    finally:
+        conn.close()
+
+
+async def wait_warm(rt, n: int = 1, timeout_s: float = WARM_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while await rt._call(rt.warm_guests) < n:
+        assert time.monotonic() < deadline, f"no {n} warm guest(s) within {timeout_s}s"
+        await task.deferLater(reactor, 0.1, lambda: None)
+
+
+def _open_runtime(state_dir, node, **overrides):
+    from zund.runtimes.executor import make_run_blocking
+    from zund.runtimes.libvirt import LibvirtRuntime
+
+    run_blocking, pool = make_run_blocking(reactor, 8)
+    pool.start()
+    overrides.setdefault("warm_pool_size", 1)
+    rt = LibvirtRuntime(make_config(state_dir, **overrides), node, run_blocking, reactor)
+    return rt, pool
+
+
+@pytest.fixture(scope="session")
+def pooled_session(state_dir):
+    rt, pool = _open_runtime(state_dir, SESSION_NODE)
+    try:
+        pytest_twisted.blockon(defer.ensureDeferred(rt.open()))
+        yield rt
+    finally:
+        try:
+            pytest_twisted.blockon(defer.ensureDeferred(rt.close()))
+        finally:
+            sweep(SESSION_NODE)
+            pool.stop()
+
+
+class TestWarmPoolRuntimeContract(RuntimeContract):
+    """The shared contract, every create of a pooled shape served by a warm guest
+    once the pool has one: the pool changes how a guest starts, never what a
+    container does."""
+
+    @pytest.fixture
+    def node(self):
+        return SESSION_NODE
+
+    @pytest.fixture
+    def runtime(self, pooled_session):
+        return pooled_session
+
+
+class TestWarmPool:
+    @pytest.fixture(autouse=True)
+    def _cleanup(self, pooled_session):
+        self._made: list = []
+        yield
+        for rt, uuid in self._made:
+            try:
+                pytest_twisted.blockon(defer.ensureDeferred(rt.remove(uuid, True)))
+            except Exception:
+                pass
+
+    def spec(self, rt, node=SESSION_NODE, **kwargs) -> ContainerSpec:
+        kwargs.setdefault("image", TEST_IMAGE)
+        kwargs.setdefault("project_id", "pool-project")
+        spec = ContainerSpec(uuid=str(uuidlib.uuid4()), node=node, **kwargs)
+        self._made.append((rt, spec.uuid))
+        return spec
+
+    async def warm_shape(self, rt, **kwargs) -> None:
+        """Make ``kwargs``' shape the pool's (one create) and wait for a warm guest."""
+        first = self.spec(rt, command=("true",), **kwargs)
+        await rt.create(first)
+        await wait_warm(rt)
+
+    @pytest_twisted.ensureDeferred
+    async def test_create_claims_a_booted_guest_which_runs_the_container(self,
+                                                                         pooled_session):
+        """With a warm guest there, create takes it (no zun-<uuid> domain is made):
+        created until start, then it runs this container's command, environment
+        and hostname, exits with its code, and the pool is refilled."""
+        rt = pooled_session
+        await self.warm_shape(rt)
+        before = {n for n, (_, pool) in _pool_domains(SESSION_NODE).items() if pool}
+        spec = self.spec(rt, command=("sh", "-c", 'echo "$GREETING from $(hostname)"; exit 3'),
+                         environment={"GREETING": "hi there"}, hostname="warmhost")
+        state = await rt.create(spec)
+        assert state.status == RuntimeStatus.CREATED
+        claimed = {n for n, (_, pool) in _pool_domains(SESSION_NODE).items() if not pool}
+        assert claimed & before, "the container is not one of the warm guests"
+        assert runtime_object_name(spec.uuid) not in subprocess.run(
+            ["virsh", "-c", URI, "list", "--all", "--name"], capture_output=True,
+            text=True, check=True).stdout.split()
+        await rt.start(spec.uuid)
+        state = await wait_exited(rt, spec.uuid, 30)
+        assert state.exit_code == 3
+        assert await rt.logs(spec.uuid, True, True, False, None, None) == \
+            "hi there from warmhost\n"
+        assert state.uuid == spec.uuid and state.hostname == "warmhost"
+        assert spec.uuid in [s.uuid for s in await rt.list(SESSION_NODE)]
+        await wait_warm(rt)
+
+    @pytest_twisted.ensureDeferred
+    async def test_claimed_guest_stopped_before_start_stays_created_and_boots_later(
+            self, pooled_session):
+        """A claim that is never started: kill and pause refuse (not running), stop
+        leaves it created, and start then boots it and sends its config again."""
+        rt = pooled_session
+        await self.warm_shape(rt)
+        spec = self.spec(rt, command=("sh", "-c", "echo late start"))
+        await rt.create(spec)
+        for refused in (rt.kill(spec.uuid, None), rt.pause(spec.uuid)):
+            with pytest.raises(errors.RuntimeFailure):
+                await refused
+        await rt.stop(spec.uuid, 5)
+        assert (await rt.inspect(spec.uuid)).status == RuntimeStatus.CREATED
+        await rt.start(spec.uuid)
+        assert (await wait_exited(rt, spec.uuid, 60)).exit_code == 0
+        assert await rt.logs(spec.uuid, True, True, False, None, None) == "late start\n"
+
+    @pytest_twisted.ensureDeferred
+    async def test_close_leaves_no_warm_guest(self, state_dir):
+        """close() destroys the pool's guests (and their files); open() warms nothing
+        before a create says which shape."""
+        node = SESSION_NODE + "-close"
+        rt, pool = _open_runtime(state_dir, node)
+        try:
+            await rt.open()
+            assert _pool_domains(node) == {}
+            await self.warm_shape(rt)
+            warm = _pool_domains(node)
+            assert [pool for _, pool in warm.values()] == [True]
+            files = rt._guest_files(next(iter(warm)))
+            assert os.path.exists(files[0])
+        finally:
+            for _, uuid in self._made:
+                await rt.remove(uuid, True)
+            self._made.clear()
+            await rt.close()
+            pool.stop()
+        assert _pool_domains(node) == {}
+        assert not any(os.path.exists(p) for p in files)
+
+    @pytest_twisted.ensureDeferred
+    async def test_open_after_a_crash_discards_warm_guests_and_keeps_containers(
+            self, state_dir):
+        """A zund killed with SIGKILL leaves its warm guest and a running container;
+        the next open on that node discards the warm guest only: the container is
+        listed running and stops normally."""
+        node = SESSION_NODE + "-crash"
+        script = os.path.join(os.path.dirname(__file__), "warm_pool_crash_helper.py")
+        proc = subprocess.Popen(
+            [sys.executable, script, state_dir, node, URI, make_config(state_dir).kernel_path],
+            stdout=subprocess.PIPE, text=True, cwd=os.getcwd(),
+            env=dict(os.environ, PYTHONPATH=os.getcwd()))
+        try:
+            line = await _readline(proc)
+            assert line.startswith("READY "), line
+            uuid = line.split()[1]
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        left = _pool_domains(node)
+        assert sorted(left.values()) == [(True, False), (True, True)], left
+        rt, pool = _open_runtime(state_dir, node)
+        self._made.append((rt, uuid))
+        try:
+            await rt.open()
+            assert list(_pool_domains(node).values()) == [(True, False)]
+            listed = {s.uuid: s for s in await rt.list(node)}
+            assert listed[uuid].status == RuntimeStatus.RUNNING
+            await rt.stop(uuid, 10)
+            assert (await wait_exited(rt, uuid, 30)).exit_code == 0
+            await rt.remove(uuid, False)
+            self._made.clear()
+            assert _pool_domains(node) == {}
+        finally:
+            await rt.close()
+            pool.stop()
+            sweep(node)
+
+    @pytest_twisted.ensureDeferred
+    async def test_containers_the_pool_cannot_serve_boot_cold(self, pooled_session):
+        """An injected file needs the container's own initrd: a zun-<uuid> domain,
+        with the file there, even while a warm guest of the shape waits."""
+        rt = pooled_session
+        await self.warm_shape(rt)
+        spec = self.spec(rt, command=("cat", "/etc/motd-zund"),
+                         mounts=(Mount(kind="file", destination="/etc/motd-zund",
+                                       content=b"from the host\n"),))
+        await rt.create(spec)
+        assert runtime_object_name(spec.uuid) in subprocess.run(
+            ["virsh", "-c", URI, "list", "--all", "--name"], capture_output=True,
+            text=True, check=True).stdout.split()
+        await rt.start(spec.uuid)
+        assert (await wait_exited(rt, spec.uuid, 60)).exit_code == 0
+        assert await rt.logs(spec.uuid, True, True, False, None, None) == "from the host\n"
+        assert await rt._call(rt.warm_guests) == 1
+
+    @pytest_twisted.ensureDeferred
+    async def test_a_new_shape_retires_the_old_shapes_guests(self, pooled_session):
+        """The pool warms the latest shape: after a create with other memory, the
+        old shape's warm guest is gone and one of the new shape waits."""
+        rt = pooled_session
+        await self.warm_shape(rt)
+        old = {n for n, (_, pool) in _pool_domains(SESSION_NODE).items() if pool}
+        await self.warm_shape(rt, memory_mb=160)
+        deadline = time.monotonic() + WARM_S
+        while True:
+            now = {n for n, (_, pool) in _pool_domains(SESSION_NODE).items() if pool}
+            if not (now & old):
+                break
+            assert time.monotonic() < deadline, "the old shape's guest was not retired"
+            await task.deferLater(reactor, 0.1, lambda: None)
+        assert len(now) == 1
+        xml = subprocess.run(["virsh", "-c", URI, "dumpxml", next(iter(now))],
+                             capture_output=True, text=True, check=True).stdout
+        assert "<memory unit='KiB'>163840</memory>" in xml
+
+
+async def _readline(proc) -> str:
+    """The helper's first line, read on a thread (it may take a minute under TCG)."""
+    from twisted.internet import threads
+    return await threads.deferToThread(proc.stdout.readline)
