@@ -783,11 +783,19 @@ class LibvirtRuntime:
     def _discard_guest(self, name: str) -> None:
         """Blocking: destroy the warm guest ``name`` and delete its files, unless a
         container has claimed it meanwhile (then it is that container's)."""
+        if self._end_domain(name, unclaimed_only=True):
+            for path in self._guest_files(name):
+                _unlink(path)
+
+    def _end_domain(self, name: str, unclaimed_only: bool = False) -> bool:
+        """Blocking: destroy and undefine the domain ``name`` (gone already is fine);
+        False, touching nothing, when ``unclaimed_only`` and a container claimed it."""
         try:
             dom = self._c.lookupByName(name)
-            meta = _meta(dom)
-            if meta is not None and not meta.pool:
-                return
+            if unclaimed_only:
+                meta = _meta(dom)
+                if meta is not None and not meta.pool:
+                    return False
             if dom.isActive():
                 dom.destroy()
             if dom.isPersistent():
@@ -796,8 +804,7 @@ class LibvirtRuntime:
             if e.get_error_code() not in (libvirt.VIR_ERR_NO_DOMAIN,
                                           libvirt.VIR_ERR_OPERATION_INVALID):
                 raise
-        for path in self._guest_files(name):
-            _unlink(path)
+        return True
 
     def _sweep_pool(self) -> int:
         """Blocking: discard this node's unclaimed warm guests; how many."""
@@ -860,16 +867,7 @@ class LibvirtRuntime:
     def _unclaim(self, uuid: str, name: str) -> None:
         """Blocking: undo a claim that failed before its end: the guest goes, with
         every file either name gave it."""
-        try:
-            dom = self._c.lookupByName(name)
-            if dom.isActive():
-                dom.destroy()
-            if dom.isPersistent():
-                dom.undefine()
-        except libvirt.libvirtError as e:
-            if e.get_error_code() not in (libvirt.VIR_ERR_NO_DOMAIN,
-                                          libvirt.VIR_ERR_OPERATION_INVALID):
-                raise
+        self._end_domain(name)
         for path in self._files(uuid) + self._guest_files(name) + (
                 self._alias_path(uuid), self._config_path(uuid)):
             _unlink(path)
