@@ -97,9 +97,10 @@ import uuid as uuidlib
 
 import attrs
 import libvirt
-from twisted.internet import defer, task
+from twisted.internet import defer
 
 from bench.stats import ratio_ci
+from tests.support.libvirt_guests import wait_warm
 from zund.runtimes.base import ContainerSpec, runtime_object_name
 from zund.runtimes.executor import make_run_blocking
 from zund.runtimes.libvirt import BOOT_POLL_S, LibvirtConfig, LibvirtRuntime
@@ -174,15 +175,6 @@ async def machine_runs(reactor, cfg: LibvirtConfig, runs: int, workdir: str,
         await rt.remove(uuid, True)
         return sample
 
-    async def wait_warm() -> None:
-        """Until the warm runtime's pool holds a booted guest (not timed: the pool
-        refills between creates; a round's boots never share the CPU with it)."""
-        deadline_warm = time.monotonic() + cfg.boot_timeout_s
-        while await warm_rt._call(warm_rt.warm_guests) < 1:
-            if time.monotonic() > deadline_warm:
-                raise RuntimeError("the warm pool did not fill")
-            await task.deferLater(reactor, 0.05, lambda: None)
-
     async def warm_boot() -> dict:
         uuid = str(uuidlib.uuid4())
         t0 = time.monotonic()
@@ -212,7 +204,9 @@ async def machine_runs(reactor, cfg: LibvirtConfig, runs: int, workdir: str,
                     and time.monotonic() + slowest > deadline):
                 break
             t_round = time.monotonic()
-            await wait_warm()
+            # not timed: the pool refills between creates; a round's boots never
+            # share the CPU with the refill
+            await wait_warm(warm_rt, timeout_s=cfg.boot_timeout_s)
             if i % 2 == 0:
                 r = await runtime_boot(False)
                 b = bare_boot()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 URI = "qemu:///system"
 KERNEL = os.environ.get("ZUND_MICROVM_KERNEL", "/var/lib/zund/microvm/vmlinuz")
@@ -64,3 +65,15 @@ def sweep(node_prefix: str) -> None:
                 pass  # gone meanwhile
     finally:
         conn.close()
+
+
+async def wait_warm(rt, n: int = 1, timeout_s: float = 90.0) -> None:
+    """Until the runtime's warm pool holds ``n`` booted guests (TimeoutError after
+    ``timeout_s``: a TCG guest boots in a few seconds, a loaded host is slower)."""
+    from twisted.internet import reactor, task
+
+    deadline = time.monotonic() + timeout_s
+    while await rt._call(rt.warm_guests) < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {n} warm guest(s) within {timeout_s:g} s")
+        await task.deferLater(reactor, 0.05, lambda: None)

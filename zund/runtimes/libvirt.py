@@ -829,7 +829,7 @@ class LibvirtRuntime:
         if key != self._pool_key or not self._pool:
             return None
         name = self._pool.pop(0)
-        base, vcpus, memory_mb = key
+        _, vcpus, memory_mb = key
         log_path, record_path, initrd_path, control = self._files(uuid)
         xml = self._domain_xml(name, meta, vcpus, memory_mb, initrd_path, log_path, control,
                                domain_uuid=name[len(POOL_PREFIX):])
@@ -887,16 +887,11 @@ class LibvirtRuntime:
             raise errors.RuntimeFailure(
                 reason=f"the micro-VM asks for its configuration, which is missing "
                        f"({self._config_path(uuid)})")
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            s.settimeout(5.0)
-            s.connect(self._control_path(uuid))
-            s.sendall(config_message(config_sh))
+            return self._control_send(uuid, config_message(config_sh))
         except OSError as e:
-            s.close()
             raise errors.RuntimeFailure(
                 reason=f"the guest's control line is unavailable: {e}") from e
-        return s
 
     def _domain_name(self, uuid: str) -> str:
         """Blocking: ``zun-<uuid>``, or the warm guest the container claimed."""
@@ -1014,18 +1009,23 @@ class LibvirtRuntime:
                 pass
         await self._call(_destroy, uuid=uuid)
 
+    def _control_send(self, uuid: str, data: bytes) -> socket.socket:
+        """Blocking: write ``data`` to the guest's control line (a unix socket QEMU
+        listens on, the guest's /dev/ttyS1); the open connection (OSError if not)."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.settimeout(5.0)
+            s.connect(self._control_path(uuid))
+            s.sendall(data)
+        except BaseException:
+            s.close()
+            raise
+        return s
+
     def _signal_blocking(self, uuid: str, sig: str) -> bool:
         """Write one signal name to the guest's control line; False if it could not."""
-        return self._control_write(uuid, (sig + "\n").encode())
-
-    def _control_write(self, uuid: str, data: bytes) -> bool:
-        """Write ``data`` to the guest's control line (a unix socket QEMU listens
-        on, the guest's /dev/ttyS1); False if it could not."""
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(5.0)
-                s.connect(self._control_path(uuid))
-                s.sendall(data)
+            self._control_send(uuid, (sig + "\n").encode()).close()
             return True
         except OSError as e:
             log.warn("runtime.microvm.control_line_failed uuid={uuid} error={error}",
@@ -1302,13 +1302,6 @@ def _read_bytes(path: str) -> bytes:
         return f.read()
 
 
-def _write_record(path: str, record: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f)
-    os.replace(tmp, path)
-
-
 def _asks_config(console: str) -> bool:
     """The init of a warm-pool guest printed its ready marker (a line of its own)."""
     return any(line.rstrip("\r") == CONFIG_READY_MARKER for line in console.splitlines())
@@ -1329,11 +1322,15 @@ def _read_text(path: str) -> str | None:
         return None
 
 
+def _write_record(path: str, record: dict) -> None:
+    _write_text(path, json.dumps(record))
+
+
 def _read_record(path: str) -> dict | None:
+    text = _read_text(path)
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (FileNotFoundError, ValueError):
+        return None if text is None else json.loads(text)
+    except ValueError:
         return None
 
 

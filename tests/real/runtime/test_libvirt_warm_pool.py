@@ -22,7 +22,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
-from tests.support.libvirt_guests import URI, make_config, sweep
+from tests.support.libvirt_guests import URI, make_config, sweep, wait_warm
 from tests.support.runtime_contract import (
     TEST_IMAGE, RuntimeContract, wait_exited)
 from zund.common import errors
@@ -50,13 +50,6 @@ def _pool_domains(node: str) -> dict:
         return out
     finally:
         conn.close()
-
-
-async def wait_warm(rt, n: int = 1, timeout_s: float = WARM_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while await rt._call(rt.warm_guests) < n:
-        assert time.monotonic() < deadline, f"no {n} warm guest(s) within {timeout_s}s"
-        await task.deferLater(reactor, 0.1, lambda: None)
 
 
 def _open_runtime(state_dir, node, **overrides):
@@ -127,7 +120,7 @@ class TestWarmPool:
         """Make ``kwargs``' shape the pool's (one create) and wait for a warm guest."""
         first = self.spec(rt, command=("true",), **kwargs)
         await rt.create(first)
-        await wait_warm(rt)
+        await wait_warm(rt, timeout_s=WARM_S)
 
     @pytest_twisted.ensureDeferred
     async def test_create_claims_a_booted_guest_which_runs_the_container(self,
@@ -154,7 +147,7 @@ class TestWarmPool:
             "hi there from warmhost\n"
         assert state.uuid == spec.uuid and state.hostname == "warmhost"
         assert spec.uuid in [s.uuid for s in await rt.list(SESSION_NODE)]
-        await wait_warm(rt)
+        await wait_warm(rt, timeout_s=WARM_S)
 
     @pytest_twisted.ensureDeferred
     async def test_claimed_guest_stopped_before_start_stays_created_and_boots_later(

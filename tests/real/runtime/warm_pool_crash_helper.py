@@ -11,7 +11,7 @@ import uuid as uuidlib
 
 from twisted.internet import defer, task
 
-from tests.support.libvirt_guests import make_config
+from tests.support.libvirt_guests import make_config, wait_warm
 from tests.support.runtime_contract import LONG_RUNNER, TEST_IMAGE
 from zund.runtimes.base import ContainerSpec
 from zund.runtimes.executor import make_run_blocking
@@ -25,21 +25,17 @@ async def main(reactor, state_dir, node, uri, kernel):
                         node, run_blocking, reactor)
     await rt.open()
 
-    async def warm():
-        while await rt._call(rt.warm_guests) < 1:
-            await task.deferLater(reactor, 0.1, lambda: None)
-
     def spec(command):
         return ContainerSpec(uuid=str(uuidlib.uuid4()), node=node, project_id="crash",
                              image=TEST_IMAGE, command=command)
     shape = spec(("true",))
     await rt.create(shape)  # cold: it names the shape the pool warms
     await rt.remove(shape.uuid, True)
-    await warm()
+    await wait_warm(rt)
     victim = spec(LONG_RUNNER)
     await rt.create(victim)
     await rt.start(victim.uuid)
-    await warm()
+    await wait_warm(rt)
     print("READY", victim.uuid, flush=True)
     while True:
         await task.deferLater(reactor, 3600, lambda: None)
