@@ -124,6 +124,18 @@ def cpu_seconds(pids) -> float:
     return total
 
 
+def reactor_cpu_seconds(pids) -> float:
+    """User + system CPU seconds the main (reactor) threads of ``pids`` have used so
+    far (``/proc/<pid>/task/<pid>/stat``); the rest of a node's CPU is its store
+    thread and thread pool."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        _, user, system = proc_cpu_ticks(f"{pid}/task/{pid}")
+        total += (user + system) / tick
+    return total
+
+
 def load_spread(hosts: list) -> float | None:
     """max / mean over the nodes of (cpu used fraction + memory used fraction) / 2
     (what the spread policy balances; 1.0 is perfect)."""
@@ -345,6 +357,7 @@ def main(argv=None) -> int:
         rpcs_before = peer_requests(nodes, metrics_ports, ops_before)
         pids = [node.proc.pid for node in nodes]
         cpu_before = cpu_seconds(pids)
+        reactor_before = reactor_cpu_seconds(pids)
         self_before = time.process_time()
         jiffies = machine_jiffies()
         if args.profile_out:
@@ -353,6 +366,7 @@ def main(argv=None) -> int:
         results, wall = run_phase(numbered[warmup:])
         machine = machine_shares(jiffies, machine_jiffies())
         node_cpu_s = cpu_seconds(pids) - cpu_before
+        reactor_cpu_s = reactor_cpu_seconds(pids) - reactor_before
         client_cpu_s = time.process_time() - self_before
         profile = collect_profile(args.profile_out, pids) if args.profile_out else None
         ops_after: dict = {}
@@ -408,6 +422,9 @@ def main(argv=None) -> int:
             # replicas, quota, the fake runtime's lifecycle); 2 cores / this = the
             # most this machine could place with nothing else running
             "node_cpu_ms_per_placement": round(node_cpu_s * 1000 / max(1, len(results)), 2),
+            # of which the nodes' reactor threads (the rest: store threads, thread pools)
+            "node_reactor_cpu_ms_per_placement": round(
+                reactor_cpu_s * 1000 / max(1, len(results)), 2),
             # CPU this process's clients spent per create (same cores as the nodes)
             "client_cpu_ms_per_placement": round(client_cpu_s * 1000 / max(1, len(results)), 2),
             # share of the machine (cores x wall) the nodes and the clients used

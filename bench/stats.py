@@ -9,8 +9,9 @@ def pct(values, p: float):
     return s[max(0, min(len(s) - 1, int(round(p / 100 * (len(s) - 1)))))]
 
 
-def proc_cpu_ticks(pid: int) -> tuple[str, int, int]:
-    """(comm, user, system) of ``/proc/<pid>/stat``, the CPU times in clock ticks
+def proc_cpu_ticks(pid: int | str) -> tuple[str, int, int]:
+    """(comm, user, system) of ``/proc/<pid>/stat`` (``pid`` may be ``"<pid>/task/<tid>"``
+    for one thread), the CPU times in clock ticks
     (``os.sysconf("SC_CLK_TCK")`` per second). OSError when the process is gone."""
     with open(f"/proc/{pid}/stat") as f:
         raw = f.read()

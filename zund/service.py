@@ -556,7 +556,12 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
     bidder = Bidder(node, lambda: capacity.limits(manager.capacity_config, manager.host_facts),
                     committed, reactor, pconf.reservation_ttl_s, policy,
                     tenant_mode=pconf.tenant_mode, local=local,
-                    volumes_view=manager.volumes_held, **bidder_kwargs)
+                    volumes_view=manager.volumes_held, held=manager.held_capacity,
+                    **bidder_kwargs)
+    # a runtime's warm guests hold capacity: one boots only when the bidder has room
+    for rt in runtimes.values():
+        if hasattr(rt, "warm_guest_room"):
+            rt.warm_guest_room = bidder.hold_if_room
     peer_client = PeerClient(node, signer, peer_http_client, timeout_s=pc.timeout_s,
                              slow_timeout_s=pc.slow_call_timeout_s,
                              max_response_bytes=pc.max_response_bytes, clock=reactor,

@@ -1,6 +1,7 @@
 """Keeps this node's gossip metadata in step with its store.
 
-After every allocation change (create, delete, resize) the manager notifies;
+After every allocation change (create, delete, resize) the manager notifies, and
+so do the runtimes when the capacity their warm guests hold changes;
 the announcer coalesces notifications and publishes at most every
 ``min_interval_s`` — and always after a change (DESIGN.md "Gossip metadata").
 
@@ -61,6 +62,7 @@ class MetadataAnnouncer(service.Service):
     def startService(self) -> defer.Deferred:
         super().startService()
         self._manager.listeners.append(self._on_change)
+        self._manager.watch_held(self.changed)
         self.local.listeners.append(self._on_facts)
         return self.publish_now()
 
@@ -68,6 +70,7 @@ class MetadataAnnouncer(service.Service):
         super().stopService()
         if self._on_change in self._manager.listeners:
             self._manager.listeners.remove(self._on_change)
+        self._manager.unwatch_held(self.changed)
         if self._on_facts in self.local.listeners:
             self.local.listeners.remove(self._on_facts)
         if self._pending is not None and self._pending.active():
@@ -129,6 +132,7 @@ class MetadataAnnouncer(service.Service):
             usage = capacity.usage_of(await self._manager.store.list_containers())
         facts = self._manager.host_facts or capacity.detect_host(self._manager.capacity_config)
         limits = capacity.limits(self._manager.capacity_config, facts)
+        usage = capacity.with_held(usage, self._manager.held_capacity())
         return metadata.build(self.local.facts, usage, limits, usage.tenants, host=facts)
 
     async def _publish(self) -> None:

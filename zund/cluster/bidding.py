@@ -208,14 +208,16 @@ class Bidder:
     ``facts`` are read on every bid, so ``local.set_draining(True)`` shows at once.
     A plain ``NodeFacts`` is accepted for nodes whose facts never change.
     ``clock``: ``IReactorTime``. ``new_id``: reservation id factory (uuid4; injectable
-    so simulations replay).
+    so simulations replay). ``held``: ``() -> capacity.Held``, what the runtimes
+    hold outside records (warm guests), used like committed capacity.
     """
 
     def __init__(self, node_name: str, capacity_totals: dict | Callable[[], dict],
                  store_view: Callable[[], Awaitable[list]], clock, ttl_s: float, policy,
                  tenant_mode: str = "off", local: LocalNode | NodeFacts | None = None,
                  new_id: Callable[[], str] = _new_id,
-                 volumes_view: Callable[[str, list], Awaitable[list]] | None = None):
+                 volumes_view: Callable[[str, list], Awaitable[list]] | None = None,
+                 held: Callable[[], capacity.Held] | None = None):
         if tenant_mode not in policies.TENANT_MODES:
             raise ValueError(f"tenant_mode must be one of {policies.TENANT_MODES}")
         self.node_name = node_name
@@ -232,6 +234,9 @@ class Bidder:
         self._new_id = new_id
         #: ``async (project_id, names) -> names held here`` (the volume driver)
         self._volumes_view = volumes_view
+        #: ``() -> capacity.Held``: what runtimes hold outside records (warm guests),
+        #: counted as used (``ContainerManager.held_capacity``)
+        self._held = held
         self._lock = defer.DeferredLock()
         self._reservations: dict[str, Reservation] = {}
         self._timers: dict[str, object] = {}
@@ -268,15 +273,21 @@ class Bidder:
         self._purge()
         return self._reservations.get(reservation_id)
 
+    def _held_now(self) -> capacity.Held:
+        return self._held() if self._held is not None else capacity.Held()
+
     def state_of(self, committed) -> policies.NodeState:
-        """The truth: ``committed`` (a ``Committed`` or the records) plus live
-        reservations, as a NodeState. A reservation whose uuid already has a record
-        is not counted twice."""
+        """The truth: ``committed`` (a ``Committed`` or the records) plus what the
+        runtimes hold (warm guests) plus live reservations, as a NodeState. A
+        reservation whose uuid already has a record is not counted twice."""
         if not isinstance(committed, Committed):
             committed = Committed.of(committed)
         cpu = committed.cpu_used
         mem = committed.mem_used_mb
         disk = committed.disk_used_gb
+        held = self._held_now()
+        cpu += held.cpus
+        mem += held.mem_mb
         tenants = Counter(committed.tenants)
         for res in self._reservations.values():
             req = res.request
@@ -296,6 +307,23 @@ class Bidder:
             cpu_used=cpu, mem_used_mb=int(mem), disk_used_gb=int(disk),
             tenants=dict(tenants), az=facts.az, runtimes=tuple(facts.runtimes),
             labels=dict(facts.labels), draining=facts.draining)
+
+    async def hold_if_room(self, cpu: float, memory_mb: int,
+                           hold: Callable[[], None]) -> bool:
+        """Call ``hold()`` and answer True when this node's free capacity (committed
+        records, live reservations and what is held already) fits ``cpu`` and
+        ``memory_mb`` more and it is not draining; else False. Under the bid lock,
+        so no bid is admitted between the check and ``hold()``: a runtime asks
+        this before it boots a warm guest (``LibvirtRuntime.warm_guest_room``),
+        whose capacity ``hold()`` makes part of the node's held capacity."""
+        async with self._lock:
+            self._purge()
+            state = self.state_of(await self._store_view())
+            if (state.draining or cpu > state.cpu_free + policies.EPS
+                    or memory_mb > state.mem_free_mb):
+                return False
+            hold()
+            return True
 
     # -- the protocol ---------------------------------------------------------------
 
@@ -353,8 +381,9 @@ class Bidder:
         if not any(res.request.uuid not in committed.uuids
                    for res in self._reservations.values()):
             return False
-        bare = attrs.evolve(state, cpu_used=committed.cpu_used,
-                            mem_used_mb=int(committed.mem_used_mb),
+        held = self._held_now()
+        bare = attrs.evolve(state, cpu_used=committed.cpu_used + held.cpus,
+                            mem_used_mb=int(committed.mem_used_mb) + held.mem_mb,
                             disk_used_gb=int(committed.disk_used_gb),
                             tenants=dict(committed.tenants))
         return policies.admit(req, bare, self.tenant_mode, self.policy) is None

@@ -36,7 +36,7 @@ TIER_WIDTH = 2.0
 VOLUME_WIDTH = 3 * TIER_WIDTH
 
 #: Slack for float sums of vCPUs (0.1 + 0.2 must fit in 0.3).
-_EPS = 1e-9
+EPS = 1e-9
 
 
 @attrs.frozen
@@ -94,7 +94,7 @@ class NodeState:
 
 def fits(req: PlacementRequest, state: NodeState) -> str | None:
     """None when the request's allocation fits in the node's free capacity."""
-    if req.cpu > state.cpu_free + _EPS:
+    if req.cpu > state.cpu_free + EPS:
         return f"cpu: need {req.cpu:g}, free {max(0.0, state.cpu_free):g} of {state.cpus:g}"
     if req.memory_mb > state.mem_free_mb:
         return (f"memory: need {req.memory_mb} MiB, "

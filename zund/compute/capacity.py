@@ -120,6 +120,23 @@ def usage_of(records) -> Usage:
                  tenants=tenants)
 
 
+@attrs.frozen
+class Held:
+    """Capacity a runtime holds outside any container record: the micro-VM warm
+    pool's guests (``LibvirtRuntime.held_capacity``), in allocation units (the
+    ``cpu`` and ``memory`` a container of their shape holds). It counts as used
+    (``with_held``)."""
+
+    cpus: float = 0.0
+    mem_mb: int = 0
+    #: how many things hold it (warm guests, booted or booting)
+    count: int = 0
+
+    def __add__(self, other: "Held") -> "Held":
+        return Held(self.cpus + other.cpus, self.mem_mb + other.mem_mb,
+                    self.count + other.count)
+
+
 def limits(config: CapacityConfig, facts: HostFacts) -> dict:
     """Schedulable limits after reservations and allocation ratios."""
     return {
@@ -131,9 +148,21 @@ def limits(config: CapacityConfig, facts: HostFacts) -> dict:
     }
 
 
+def with_held(used: Usage, held: Held | None) -> Usage:
+    """``used`` plus what runtimes hold outside container records (warm guests):
+    what the node reports as used, to the bidder, in its gossip metadata and in
+    ``/v1/hosts`` alike. Held capacity is no container: the counts stay."""
+    if held is None or not held.count:
+        return used
+    return attrs.evolve(used, cpu_used=used.cpu_used + held.cpus,
+                        mem_used_mb=used.mem_used_mb + held.mem_mb)
+
+
 def host_info(node: str, facts: HostFacts, used: Usage, labels: dict,
-              runtimes: list[str]) -> dict:
-    """This node as ``/v1/hosts`` shows it (Zun's compute node fields, in Zun's units)."""
+              runtimes: list[str], held: Held | None = None) -> dict:
+    """This node as ``/v1/hosts`` shows it (Zun's compute node fields, in Zun's units);
+    ``held`` (warm guests) counts as used (``with_held``)."""
+    used = with_held(used, held)
     return {
         "uuid": node_uuid(node),
         "hostname": node,

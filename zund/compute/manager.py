@@ -279,7 +279,30 @@ class ContainerManager(service.Service):
     async def usage(self) -> capacity.Usage:
         return capacity.usage_of(await self.store.list_containers())
 
+    def held_capacity(self) -> capacity.Held:
+        """What the runtimes hold outside container records (warm guests), summed."""
+        total = capacity.Held()
+        for rt in self.runtimes.values():
+            held = getattr(rt, "held_capacity", None)
+            if held is not None:
+                total = total + held()
+        return total
+
+    def watch_held(self, listener) -> None:
+        """Call ``listener()`` whenever a runtime's held capacity changes."""
+        for rt in self.runtimes.values():
+            listeners = getattr(rt, "held_listeners", None)
+            if listeners is not None:
+                listeners.append(listener)
+
+    def unwatch_held(self, listener) -> None:
+        for rt in self.runtimes.values():
+            listeners = getattr(rt, "held_listeners", None)
+            if listeners is not None and listener in listeners:
+                listeners.remove(listener)
+
     async def host_info(self) -> dict:
         facts = self.host_facts or capacity.detect_host(self.capacity_config)
         return capacity.host_info(self.config.node, facts, await self.usage(),
-                                  self.config.labels, self.runtime_names())
+                                  self.config.labels, self.runtime_names(),
+                                  held=self.held_capacity())

@@ -60,7 +60,10 @@ libvirt_opts = [
                     "a fraction of a second instead of a boot. Each costs a running QEMU "
                     "(measured under TCG with a 128 MiB guest: ~210 MB resident, guest "
                     "memory plus TCG's code cache, and ~6 % of a core while idle; KVM "
-                    "not measured). A new shape retires the old one's guests. 0: off."),
+                    "not measured). A warm guest holds its shape's cpu and memory on "
+                    "the node like a container (shown as used, admitted against, and "
+                    "booted only when the node has room for it). A new shape retires "
+                    "the old one's guests. 0: off."),
     cfg.IntOpt("max_workers", default=8, min=1,
                help="Threads for blocking libvirt and image-conversion calls."),
 ]

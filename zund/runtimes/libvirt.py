@@ -32,7 +32,10 @@ initrd stays the pooled one) and returns when the command began, without
 libvirt's start handshake or the kernel's boot on the path. A crash before the
 commit leaves an unclaimed guest, which open() destroys; close() destroys the
 pool. Another shape retires the pool's guests; the refill starts after each
-create, one guest at a time.
+create, one guest at a time. Warm guests hold capacity like containers of their
+shape (``held_capacity``: the node admits and advertises less by it), and the
+refill boots one only when the node has room for it (``warm_guest_room``, the
+bidder's check under its lock), so a warm pool never overcommits the node.
 
 Domain state → RuntimeStatus: running/blocked/shutdown → running; paused /
 pmsuspended → paused; shut off → ``created`` if the container was never started
@@ -79,6 +82,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from zund.common import errors
+from zund.compute import capacity
 from zund.runtimes.executor import TrackedCalls
 from zund.runtimes.base import (
     ContainerSpec,
@@ -291,6 +295,16 @@ class LibvirtRuntime:
         self._pool_key: tuple | None = None
         self._pool: list[str] = []
         self._pool_fill: defer.Deferred | None = None
+        #: what one warm guest holds: the (cpu, memory_mb) a container of the shape holds
+        self._pool_alloc: tuple = (0.0, 0)
+        #: warm guests being booted (they hold capacity already)
+        self._pool_booting = 0
+        #: ``async (cpu, memory_mb, hold) -> bool``: the node calls ``hold()`` and
+        #: answers True when it has room for one more warm guest (the service sets
+        #: ``Bidder.hold_if_room``); None: no check
+        self.warm_guest_room: Callable | None = None
+        #: ``() -> None`` callables told when ``held_capacity()`` changed
+        self.held_listeners: list[Callable[[], None]] = []
         self._closing = False
         self._blocking = TrackedCalls(run_blocking, self.name)
         self._images = DockerImageSource(self._image_api, self._blocking, self.name)
@@ -562,6 +576,7 @@ class LibvirtRuntime:
         if self._pool_fill is not None:
             await self._pool_fill  # ends after the guest it is booting (then discarded)
         stale, self._pool, self._pool_key = self._pool, [], None
+        self._held_changed()
         if self._conn is not None:
             for name in stale:
                 try:
@@ -683,7 +698,7 @@ class LibvirtRuntime:
                 and len(config_sh.encode()) <= MAX_POOLED_CONFIG_BYTES):
             key = (base, vcpus, memory_mb)
             claimed = await self._claim(key, spec.uuid, meta, config_sh)
-            self._want_pool(key)
+            self._want_pool(key, (float(spec.cpu or 0), memory_mb))
             if claimed:
                 log.info("runtime.microvm.created uuid={uuid} image={image} warm_guest={name}",
                          uuid=spec.uuid, image=spec.image, name=claimed)
@@ -716,24 +731,46 @@ class LibvirtRuntime:
 
     def _domain_xml(self, name: str, meta: dx.DomainMeta, vcpus: int, memory_mb: int,
                     initrd: str, log_path: str, control: str, disks: tuple = (),
-                    vifs: tuple = (), domain_uuid: str = "") -> str:
+                    vifs: tuple = (), domain_uuid: str = "", title: str = "") -> str:
         return dx.domain_xml(dx.DomainSpec(
             name=name, meta=meta, virt_type=self._virt_type, vcpus=vcpus,
             memory_mb=memory_mb, kernel=self.config.kernel_path, initrd=initrd,
             console_log=log_path, control_socket=control, machine=self._machine,
-            disks=disks, vifs=vifs, domain_uuid=domain_uuid,
+            disks=disks, vifs=vifs, domain_uuid=domain_uuid, title=title,
             cmdline=" ".join(filter(None, (
                 dx.kernel_cmdline(self._machine, self._virt_type, self._tsc_khz),
                 dx.net_cmdline(vifs))))))
 
     # -- warm pool (see the module docstring) ---------------------------------------------
 
-    def _want_pool(self, key: tuple) -> None:
-        """Warm guests of ``key`` from now on (retiring another shape's), and refill."""
+    def held_capacity(self) -> capacity.Held:
+        """The capacity the warm guests (booted or booting) hold: each what a
+        container of the pool's shape holds, its ``cpu`` and the guest's memory."""
+        n = len(self._pool) + self._pool_booting
+        if not n:
+            return capacity.Held()
+        cpu, memory_mb = self._pool_alloc
+        return capacity.Held(cpus=cpu * n, mem_mb=memory_mb * n, count=n)
+
+    def _held_changed(self) -> None:
+        for listener in list(self.held_listeners):
+            try:
+                listener()
+            except Exception:
+                log.failure("runtime.microvm.held_listener_failed")
+
+    def _want_pool(self, key: tuple, alloc: tuple) -> None:
+        """Warm guests of ``key`` (each holding ``alloc``, (cpu, memory_mb)) from now
+        on, retiring another shape's, and refill."""
         if self.config.warm_pool_size <= 0 or self._closing:
             return
+        if alloc != self._pool_alloc:
+            self._pool_alloc = alloc
+            self._held_changed()
         if key != self._pool_key:
             stale, self._pool, self._pool_key = self._pool, [], key
+            if stale:
+                self._held_changed()
             for name in stale:
                 d = defer.ensureDeferred(self._call(lambda n=name: self._discard_guest(n)))
                 d.addErrback(lambda f: log.warn("runtime.microvm.warm_guest_not_discarded "
@@ -747,18 +784,35 @@ class LibvirtRuntime:
                     log.failure("runtime.microvm.warm_pool_refill_crashed", result)
             self._pool_fill.addBoth(_ended)
 
+    def _begin_boot(self) -> None:
+        self._pool_booting += 1
+        self._held_changed()
+
     async def _fill_pool(self) -> None:
-        """Boot warm guests one at a time until the pool is full; a failure is logged
-        and ends the refill (the next create tries again), never retried in a loop."""
+        """Boot warm guests one at a time, each once the node has room for it, until
+        the pool is full; no room or a failure ends the refill (the next create
+        tries again), never retried in a loop."""
         while (not self._closing and self._pool_key is not None
                and len(self._pool) < self.config.warm_pool_size):
             key = self._pool_key
+            if self.warm_guest_room is None:
+                self._begin_boot()
+            elif not await self.warm_guest_room(*self._pool_alloc, self._begin_boot):
+                log.info("runtime.microvm.warm_pool_no_room cpu={cpu} memory_mb={mem}",
+                         cpu=self._pool_alloc[0], mem=self._pool_alloc[1])
+                return
             try:
                 name = await self._call(lambda: self._boot_warm_guest(key))
-            except errors.ZundError as e:
+            except BaseException as e:
+                self._pool_booting -= 1
+                self._held_changed()
+                if not isinstance(e, errors.ZundError):
+                    raise
                 log.warn("runtime.microvm.warm_pool_failed reason={reason}", reason=str(e))
                 return
+            self._pool_booting -= 1  # booted: it holds the same, as a pool member
             if self._closing or key != self._pool_key:
+                self._held_changed()
                 await self._call(lambda: self._discard_guest(name))
                 continue
             self._pool.append(name)
@@ -829,10 +883,12 @@ class LibvirtRuntime:
         if key != self._pool_key or not self._pool:
             return None
         name = self._pool.pop(0)
+        self._held_changed()
         _, vcpus, memory_mb = key
         log_path, record_path, initrd_path, control = self._files(uuid)
+        title = runtime_object_name(uuid)
         xml = self._domain_xml(name, meta, vcpus, memory_mb, initrd_path, log_path, control,
-                               domain_uuid=name[len(POOL_PREFIX):])
+                               domain_uuid=name[len(POOL_PREFIX):], title=title)
         conn = self._c
 
         def _commit():
@@ -851,8 +907,11 @@ class LibvirtRuntime:
             for src, dst in zip(self._guest_files(name), (log_path, initrd_path, control)):
                 os.replace(src, dst)
             conn.defineXML(xml)  # the commit: from here on it is the container
-            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, dx.metadata_xml(meta, namespaced=False),
-                            dx.METADATA_PREFIX, dx.METADATA_NS, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            live = libvirt.VIR_DOMAIN_AFFECT_LIVE
+            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                            dx.metadata_xml(meta, namespaced=False),
+                            dx.METADATA_PREFIX, dx.METADATA_NS, live)
+            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_TITLE, title, None, None, live)
             return True
 
         try:

@@ -122,7 +122,8 @@ def test_domain_xml_has_no_interface_and_metadata_round_trips():
 def test_warm_guest_metadata_and_claimed_domain_uuid():
     """A warm guest's metadata says so and parses back; the element given to
     virDomainSetMetadata has no namespace and parses to the same; a claimed
-    guest keeps its own libvirt id while carrying the container's metadata."""
+    guest keeps its own libvirt id while carrying the container's metadata, and
+    the container's domain name as its title."""
     warm = dx.DomainMeta(uuid="guest-id", node="n1", project_id="", pool=True)
     assert dx.parse_metadata(dx.metadata_xml(warm)) == warm
     container = dx.DomainMeta(uuid="0b7c1a70-9d9a-4a55-8a0f-3c1d2e4f5a6b", node="n1",
@@ -134,8 +135,10 @@ def test_warm_guest_metadata_and_claimed_domain_uuid():
     xml = dx.domain_xml(dx.DomainSpec(name="zunpool-" + guest_uuid, meta=container,
                                       virt_type="qemu", vcpus=1, memory_mb=128, kernel="/k",
                                       initrd="/i", console_log="/c.log",
-                                      control_socket="/c.ctl", domain_uuid=guest_uuid))
+                                      control_socket="/c.ctl", domain_uuid=guest_uuid,
+                                      title="zun-" + container.uuid))
     assert f"<uuid>{guest_uuid}</uuid>" in xml and container.uuid in xml  # meta keeps it
+    assert f"<title>zun-{container.uuid}</title>" in xml
 
 
 def test_config_message_carries_config_sh_between_markers():

@@ -2,12 +2,15 @@
 through a docker-only node lands on a node with libvirt; nodes without it never
 bid for it. The libvirt node keeps a warm pool of one guest
 (``[libvirt] warm_pool_size = 1``): its first container boots cold, a later one
-of the same shape runs in the warm guest, through the API like any other."""
+of the same shape runs in the warm guest, through the API like any other, and
+the guest's memory counts against its node while it waits."""
 
 import glob
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -76,14 +79,15 @@ def _warm_guest_ready(node) -> bool:
     return False
 
 
-def test_same_shape_again_runs_in_the_warm_guest(cluster, real_docker):
-    """After a microvm container, the node boots a warm guest of its shape; the
-    next run of that shape (through another node) is that guest: Running, its
-    logs through the API, and delete leaves neither the domain nor a warm guest
-    short (the pool refills)."""
-    body = {"image": real_docker, "runtime": "microvm", "memory": 128,
+def _warm_body(real_docker) -> dict:
+    return {"image": real_docker, "runtime": "microvm", "memory": 128,
             "command": ["sh", "-c", 'trap "exit 0" TERM; echo warm-$HOSTNAME; '
                         'while true; do sleep 1; done']}
+
+
+def _warm_guest_waiting(cluster, body):
+    """Until node 3 has a warm guest of ``body``'s shape; the response of the first
+    container this made to start the pool (None when a guest was there)."""
     first = None
     if not glob.glob(os.path.join(cluster[2].state_path, "microvm", "console", "zunpool-*")):
         # this test alone: a first container of the shape starts the pool
@@ -93,6 +97,16 @@ def test_same_shape_again_runs_in_the_warm_guest(cluster, real_docker):
     while not _warm_guest_ready(cluster[2]):
         assert time.monotonic() < deadline, "no warm guest within 120 s"
         time.sleep(0.2)
+    return first
+
+
+def test_same_shape_again_runs_in_the_warm_guest(cluster, real_docker):
+    """After a microvm container, the node boots a warm guest of its shape; the
+    next run of that shape (through another node) is that guest: Running, its
+    logs through the API, and delete leaves neither the domain nor a warm guest
+    short (the pool refills)."""
+    body = _warm_body(real_docker)
+    first = _warm_guest_waiting(cluster, body)
     r = cluster[1].api("POST", "/containers?run=true", json=dict(body, name="warm",
                                                                  hostname="warmvm"))
     assert r.status_code == 202, r.text
@@ -118,3 +132,49 @@ def test_same_shape_again_runs_in_the_warm_guest(cluster, real_docker):
         time.sleep(0.2)
     if first is not None:
         cluster[0].api("DELETE", f"/containers/{first.json()['uuid']}?stop=True")
+
+
+def test_a_warm_guest_holds_its_memory_on_its_node_everywhere(cluster, real_docker):
+    """While node 3's 128 MiB warm guest waits, /v1/hosts through every node
+    counts it as used, node 1's gossip view advertises node 3 with that much less
+    free, and a microvm request that would fit only without it is not placed:
+    node 3, the only microvm node, is filtered out for memory."""
+    body = _warm_body(real_docker)
+    first = _warm_guest_waiting(cluster, body)
+    containers_mb = 128 if first is not None else 0
+    node3 = cluster[2].name
+    used = containers_mb + 128
+    deadline = time.monotonic() + 30
+    while True:
+        shown = [{h["hostname"]: h["mem_used"] for h in n.api("GET", "/hosts").json()["hosts"]}
+                 [node3] for n in cluster]
+        free = {p["name"]: p["summary"].get("mem_free_mb") for p in peers(cluster[0])}[node3]
+        if shown == [used] * 3 and free == 2048 - used:
+            break
+        assert time.monotonic() < deadline, (shown, free)
+        time.sleep(0.2)
+    r = cluster[0].api("POST", "/containers", json=dict(body, name="too-big",
+                                                        memory=2048 - used + 64))
+    assert r.status_code == 202, r.text
+    c = r.json()
+    try:
+        assert c["status"] == "Error" and c["host"] is None, c
+        acts = cluster[0].api("GET", f"/containers/{c['uuid']}/container_actions").json()
+        req_id = [a for a in acts["containerActions"] if a["action"] == "create"][0]["request_id"]
+        events = cluster[0].api("GET", f"/containers/{c['uuid']}/container_actions/{req_id}") \
+            .json()["events"]
+        decision = [e for e in events if e["event"] == "compute__schedule_container"][0]
+        assert decision["details"]["rounds"][0]["filtered"] == {"runtime": 2, "memory": 1}
+    finally:
+        cluster[0].api("DELETE", f"/containers/{c['uuid']}")
+        if first is not None:
+            cluster[0].api("DELETE", f"/containers/{first.json()['uuid']}?stop=True")
+
+
+def peers(node) -> list[dict]:
+    """``zund peers --json`` of ``node``: its gossip view of every member."""
+    p = subprocess.run([sys.executable, "-m", "zund.cmd.main", "peers", "--json",
+                        "--config-file", node.conf_path], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)

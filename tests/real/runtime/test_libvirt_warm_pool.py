@@ -3,7 +3,8 @@ libvirt + QEMU: the whole runtime contract with the pool on, and what is the
 pool's own: a create claims a booted guest, a claimed guest that never started
 is ``created``, a crashed process's warm guests are discarded by the next open
 while its containers stay, close leaves no warm guest, containers the pool
-cannot serve boot cold, a new shape retires the old one's guests.
+cannot serve boot cold, a new shape retires the old one's guests, warm guests
+hold their shape's capacity and boot only when the node's bidder has room.
 
 Same prerequisites and TCG guests as ``test_libvirt_contract.py``; every domain
 carries a per-session node name and is removed at the end of the session.
@@ -25,7 +26,12 @@ from twisted.internet import defer, reactor, task
 from tests.support.libvirt_guests import URI, make_config, sweep, wait_warm
 from tests.support.runtime_contract import (
     TEST_IMAGE, RuntimeContract, wait_exited)
+from zund.cluster import policies
+from zund.cluster.bidding import Bidder
+from zund.cluster.metadata import NodeFacts
+from zund.cluster.simnet import SimRecord
 from zund.common import errors
+from zund.compute import capacity
 from zund.runtimes.base import ContainerSpec, Mount, RuntimeStatus, runtime_object_name
 
 SESSION_NODE = "test-mvpool-" + uuidlib.uuid4().hex[:8]
@@ -140,6 +146,15 @@ class TestWarmPool:
         assert runtime_object_name(spec.uuid) not in subprocess.run(
             ["virsh", "-c", URI, "list", "--all", "--name"], capture_output=True,
             text=True, check=True).stdout.split()
+        # the name it could not take is its title, live and in the definition
+        guest = next(iter(claimed & before))
+        titled = subprocess.run(["virsh", "-c", URI, "list", "--all", "--title"],
+                                capture_output=True, text=True, check=True).stdout
+        assert any(line.split()[1:2] == [guest] and line.split()[-1] ==
+                   runtime_object_name(spec.uuid) for line in titled.splitlines()), titled
+        assert f"<title>{runtime_object_name(spec.uuid)}</title>" in subprocess.run(
+            ["virsh", "-c", URI, "dumpxml", "--inactive", guest], capture_output=True,
+            text=True, check=True).stdout
         await rt.start(spec.uuid)
         state = await wait_exited(rt, spec.uuid, 30)
         assert state.exit_code == 3
@@ -265,6 +280,67 @@ class TestWarmPool:
         xml = subprocess.run(["virsh", "-c", URI, "dumpxml", next(iter(now))],
                              capture_output=True, text=True, check=True).stdout
         assert "<memory unit='KiB'>163840</memory>" in xml
+
+    @pytest_twisted.ensureDeferred
+    async def test_warm_guests_hold_their_shapes_capacity(self, pooled_session):
+        """A warm guest holds what a container of its shape holds (its cpu, the
+        guest's memory): from its boot until a create claims it; the refill holds
+        it again at once, and every change is told to the listeners."""
+        rt = pooled_session
+        seen: list = []
+        rt.held_listeners.append(lambda: seen.append(rt.held_capacity()))
+        try:
+            await self.warm_shape(rt, cpu=0.5, memory_mb=128)
+            one = capacity.Held(cpus=0.5, mem_mb=128, count=1)
+            assert rt.held_capacity() == one
+            seen.clear()
+            await rt.create(self.spec(rt, command=("true",), cpu=0.5, memory_mb=128))
+            # claimed (nothing held), then the refill's guest holds it again
+            assert seen[:2] == [capacity.Held(), one]
+            assert rt.held_capacity() == one
+            await wait_warm(rt, timeout_s=WARM_S)
+            assert rt.held_capacity() == one
+        finally:
+            rt.held_listeners.clear()
+
+    @pytest_twisted.ensureDeferred
+    async def test_no_warm_guest_boots_without_room_on_the_node(self, state_dir):
+        """The refill asks the node's bidder first: with 64 MiB free beside the
+        node's containers no 128 MiB guest boots (none held, no domain); once the
+        node has room, one boots and is held."""
+        node = SESSION_NODE + "-room"
+        rt, pool = _open_runtime(state_dir, node)
+        total = {"mem_mb": 256}
+        records: list = []
+
+        async def view():
+            return list(records)
+
+        bidder = Bidder(node, lambda: {"cpus": 4.0, "mem_mb": total["mem_mb"], "disk_gb": 10},
+                        view, reactor, 10.0, policies.load_policy("spread"), "off",
+                        NodeFacts(az="nova", runtimes=["microvm"]), held=rt.held_capacity)
+        rt.warm_guest_room = bidder.hold_if_room
+        try:
+            await rt.open()
+            first = self.spec(rt, node=node, command=("true",), memory_mb=128)
+            records.append(SimRecord(first.uuid, "p", 1.0, 192, 0, node))
+            await rt.create(first)
+            if rt._pool_fill is not None:
+                await rt._pool_fill
+            assert rt.held_capacity() == capacity.Held()
+            assert _pool_domains(node) == {}
+            total["mem_mb"] = 1024
+            await rt.create(self.spec(rt, node=node, command=("true",), memory_mb=128))
+            await wait_warm(rt, timeout_s=WARM_S)
+            assert rt.held_capacity().count == 1
+            assert [p for _, p in _pool_domains(node).values()] == [True]
+        finally:
+            for _, uuid in self._made:
+                await rt.remove(uuid, True)
+            self._made.clear()
+            await rt.close()
+            pool.stop()
+            sweep(node)
 
 
 async def _readline(proc) -> str:

@@ -13,6 +13,7 @@ from zund.cluster.metadata import NodeFacts
 from zund.cluster.simnet import SimRecord
 from zund.cluster.types import Bid, Decline, PlacementRequest
 from zund.common import errors
+from zund.compute import capacity
 
 TOTALS = {"cpus": 2.0, "mem_mb": 2048, "disk_gb": 10}
 
@@ -299,3 +300,76 @@ def test_bid_score_carries_the_tenant_tier():
     b.release(empty_bid.reservation_id)
     store.records.append(SimRecord("z", "p1", 0.5, 128, 0, "n1"))
     assert result(b.bid(req("b"))).score // policies.TIER_WIDTH == 2
+
+
+
+class Held:
+    """A runtime's held capacity (``ContainerManager.held_capacity``)."""
+
+    def __init__(self):
+        self.mem_mb = 0
+
+    def __call__(self) -> capacity.Held:
+        return capacity.Held(mem_mb=self.mem_mb, count=1 if self.mem_mb else 0)
+
+    def hold(self, mem_mb: int):
+        def hold():
+            self.mem_mb += mem_mb
+        return hold
+
+
+def make_held(facts=None, view=None):
+    held = Held()
+    ids = iter(f"res-{i}" for i in range(10_000))
+    b = Bidder("n1", TOTALS, view or FakeStore().view, task.Clock(), 10.0,
+               policies.load_policy("spread"), "off",
+               facts or NodeFacts(az="nova", runtimes=["runc"]), new_id=lambda: next(ids),
+               held=held)
+    return b, held
+
+
+def test_a_warm_guest_is_held_only_when_it_fits_beside_committed_and_reserved():
+    """hold_if_room counts live reservations: with 1,536 of 2,048 MiB reserved a
+    512 MiB guest is held, a second one is not (and hold() is not called)."""
+    b, held = make_held()
+    assert isinstance(result(b.bid(req("a", cpu=0.5, mem=1536))), Bid)
+    assert result(b.hold_if_room(0.5, 512, held.hold(512))) is True
+    assert held.mem_mb == 512
+    assert result(b.hold_if_room(0.5, 512, held.hold(512))) is False
+    assert held.mem_mb == 512
+
+
+def test_held_capacity_is_used_capacity_for_bids():
+    """Once a 1,024 MiB warm guest is held, a 1,536 MiB request is declined for
+    memory, naming what is free, and not as a passing decline (no reservation
+    causes it); a 1,024 MiB one still fits."""
+    b, held = make_held()
+    assert result(b.hold_if_room(0.0, 1024, held.hold(1024))) is True
+    declined = result(b.bid(req("big", cpu=0.5, mem=1536)))
+    assert isinstance(declined, Decline) and not declined.transient
+    assert declined.reason == "memory: need 1536 MiB, free 1024 of 2048"
+    assert isinstance(result(b.bid(req("fits", cpu=0.5, mem=1024))), Bid)
+
+
+def test_a_draining_node_holds_no_warm_guest():
+    b, held = make_held(facts=NodeFacts(az="nova", runtimes=["runc"], draining=True))
+    assert result(b.hold_if_room(0.0, 128, held.hold(128))) is False
+    assert held.mem_mb == 0
+
+
+def test_hold_waits_for_a_bid_in_flight_and_sees_its_reservation():
+    """The check runs under the bid lock: a hold asked while a bid holds the lock
+    (its store read still pending) is decided after it, counting its reservation."""
+    pending = defer.Deferred()
+
+    async def slow_view():
+        await pending
+        return []
+
+    b, held = make_held(view=slow_view)
+    bid = defer.ensureDeferred(b.bid(req("a", cpu=0.5, mem=1536)))
+    hold = defer.ensureDeferred(b.hold_if_room(0.0, 1024, held.hold(1024)))
+    assert not bid.called and not hold.called
+    pending.callback(None)
+    assert isinstance(result(bid), Bid)
+    assert result(hold) is False and held.mem_mb == 0

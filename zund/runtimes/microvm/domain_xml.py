@@ -104,6 +104,9 @@ class DomainSpec:
     #: libvirt's id of the domain when it is not ``meta.uuid``: a warm-pool guest
     #: keeps its own id when a container claims it
     domain_uuid: str = ""
+    #: libvirt's ``<title>`` (``virsh list --title``): a claimed warm guest's says
+    #: ``zun-<container uuid>``, the name it could not take
+    title: str = ""
 
 
 ET.register_namespace(METADATA_PREFIX, METADATA_NS)
@@ -243,6 +246,8 @@ def domain_xml(spec: DomainSpec) -> str:
         raise ValueError(f"unknown machine type {spec.machine!r}")
     dom = ET.Element("domain", {"type": spec.virt_type})
     _sub(dom, "name", spec.name)
+    if spec.title:
+        _sub(dom, "title", spec.title)
     if spec.domain_uuid:
         _sub(dom, "uuid", spec.domain_uuid)
     elif _is_uuid(spec.meta.uuid):
