@@ -316,6 +316,31 @@ class _NodeCollector:
                                     "ledgers.",
                                     value=sum(len(getattr(ledger, "claims", {}))
                                               for ledger in ledgers.values()))
+        microvm = src.get("microvm")
+        if microvm is not None:
+            s = microvm.stats
+            creates = CounterMetricFamily(
+                "zund_microvm_creates",
+                "Micro-VM containers created, by path: warm (took a booted guest of the "
+                "warm pool) or cold (a domain of their own, booted at start).",
+                labels=["path"])
+            for path in ("warm", "cold"):
+                creates.add_metric([path], s.get(f"create_{path}", 0))
+            yield creates
+            boots = CounterMetricFamily(
+                "zund_microvm_warm_boots",
+                "Warm-pool refills, by outcome: booted, failed, or no_room (the node had "
+                "no room for one more warm guest).", labels=["outcome"])
+            for outcome in ("booted", "failed", "no_room"):
+                boots.add_metric([outcome], s.get(f"warm_{outcome}", 0))
+            yield boots
+            held = microvm.held_capacity()
+            yield GaugeMetricFamily("zund_microvm_warm_guests",
+                                    "Warm-pool guests booted or booting; each holds its "
+                                    "shape's cpu and memory on this node.", value=held.count)
+            yield GaugeMetricFamily("zund_microvm_warm_memory_mb",
+                                    "Memory (MiB) the warm-pool guests hold on this node.",
+                                    value=held.mem_mb)
         for name, read in sorted((src.get("figures") or {}).items()):
             value = _safe(read)
             if value is not None:

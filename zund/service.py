@@ -636,6 +636,9 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
     metrics.sources.update(coordinator=coordinator, bidder=bidder, peer_api=peer_api,
                            gossip=gossip, records=census, quota=quota,
                            replicator=replicator, replica_holder=replica_holder)
+    for rt in runtimes.values():  # the micro-VM runtime's warm pool
+        if hasattr(rt, "warm_guest_room"):
+            metrics.sources["microvm"] = rt
     metrics.sources.setdefault("figures", {}).update(  # store group commit (issue 13)
         zund_store_commits=lambda: store.commits,
         zund_store_write_transactions=lambda: store.transactions)

@@ -60,6 +60,7 @@ never by message text.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import fcntl
 import gzip
@@ -305,6 +306,10 @@ class LibvirtRuntime:
         self.warm_guest_room: Callable | None = None
         #: ``() -> None`` callables told when ``held_capacity()`` changed
         self.held_listeners: list[Callable[[], None]] = []
+        #: creates by path (``create_warm``, ``create_cold``) and warm-guest boots by
+        #: outcome (``warm_booted``, ``warm_failed``, ``warm_no_room``): the metrics
+        #: ``zund_microvm_creates`` and ``zund_microvm_warm_boots``
+        self.stats: collections.Counter = collections.Counter()
         self._closing = False
         self._blocking = TrackedCalls(run_blocking, self.name)
         self._images = DockerImageSource(self._image_api, self._blocking, self.name)
@@ -700,6 +705,7 @@ class LibvirtRuntime:
             claimed = await self._claim(key, spec.uuid, meta, config_sh)
             self._want_pool(key, (float(spec.cpu or 0), memory_mb))
             if claimed:
+                self.stats["create_warm"] += 1
                 log.info("runtime.microvm.created uuid={uuid} image={image} warm_guest={name}",
                          uuid=spec.uuid, image=spec.image, name=claimed)
                 return await self.inspect(spec.uuid)
@@ -725,6 +731,7 @@ class LibvirtRuntime:
                 _unlink(initrd_path)
                 raise
         await self._call(_define, uuid=spec.uuid)
+        self.stats["create_cold"] += 1
         log.info("runtime.microvm.created uuid={uuid} image={image}", uuid=spec.uuid,
                  image=spec.image)
         return await self.inspect(spec.uuid)
@@ -798,6 +805,7 @@ class LibvirtRuntime:
             if self.warm_guest_room is None:
                 self._begin_boot()
             elif not await self.warm_guest_room(*self._pool_alloc, self._begin_boot):
+                self.stats["warm_no_room"] += 1
                 log.info("runtime.microvm.warm_pool_no_room cpu={cpu} memory_mb={mem}",
                          cpu=self._pool_alloc[0], mem=self._pool_alloc[1])
                 return
@@ -806,11 +814,13 @@ class LibvirtRuntime:
             except BaseException as e:
                 self._pool_booting -= 1
                 self._held_changed()
+                self.stats["warm_failed"] += 1
                 if not isinstance(e, errors.ZundError):
                     raise
                 log.warn("runtime.microvm.warm_pool_failed reason={reason}", reason=str(e))
                 return
             self._pool_booting -= 1  # booted: it holds the same, as a pool member
+            self.stats["warm_booted"] += 1
             if self._closing or key != self._pool_key:
                 self._held_changed()
                 await self._call(lambda: self._discard_guest(name))

@@ -16,7 +16,10 @@ import time
 
 import pytest
 
-from tests.support.nodeproc import start_cluster, stop_cluster
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.nodeproc import free_port, start_cluster, stop_cluster
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +31,14 @@ def cluster(real_docker):
         pytest.fail("libvirtd does not answer: run tools/setup-libvirt.sh")
     wd = tempfile.mkdtemp(prefix="zund-mvc-", dir="/var/tmp")
     os.chmod(wd, 0o755)  # QEMU (unprivileged) must reach the state dir
+    metrics_port = free_port("127.0.0.3")
     nodes = start_cluster(wd, 3, "m", memory_mb=2048,
                           per_node={3: {"DEFAULT": {"enabled_runtimes": "docker,libvirt"},
                                         "libvirt": {"virt_type": "qemu",
-                                                    "warm_pool_size": 1}}})
+                                                    "warm_pool_size": 1},
+                                        "metrics": {"host_ip": "127.0.0.3",
+                                                    "port": str(metrics_port)}}})
+    nodes[2].metrics_port = metrics_port
     yield nodes
     stop_cluster(nodes)
     shutil.rmtree(wd, ignore_errors=True)
@@ -107,6 +114,7 @@ def test_same_shape_again_runs_in_the_warm_guest(cluster, real_docker):
     short (the pool refills)."""
     body = _warm_body(real_docker)
     first = _warm_guest_waiting(cluster, body)
+    warm_before = metric(cluster[2], "zund_microvm_creates_total", path="warm")
     r = cluster[1].api("POST", "/containers?run=true", json=dict(body, name="warm",
                                                                  hostname="warmvm"))
     assert r.status_code == 202, r.text
@@ -120,6 +128,7 @@ def test_same_shape_again_runs_in_the_warm_guest(cluster, real_docker):
                            f"zun-{c['uuid']}.domain")) as f:
         guest = f.read().strip()
     assert guest.startswith("zunpool-") and guest in domains
+    assert metric(cluster[2], "zund_microvm_creates_total", path="warm") == warm_before + 1
     deadline = time.monotonic() + 30
     while "warm-warmvm" not in cluster[0].api("GET", f"/containers/{c['uuid']}/logs").text:
         assert time.monotonic() < deadline, "the warm guest's output never reached the logs"
@@ -153,6 +162,8 @@ def test_a_warm_guest_holds_its_memory_on_its_node_everywhere(cluster, real_dock
             break
         assert time.monotonic() < deadline, (shown, free)
         time.sleep(0.2)
+    assert metric(cluster[2], "zund_microvm_warm_guests") == 1
+    assert metric(cluster[2], "zund_microvm_warm_memory_mb") == 128
     r = cluster[0].api("POST", "/containers", json=dict(body, name="too-big",
                                                         memory=2048 - used + 64))
     assert r.status_code == 202, r.text
@@ -178,3 +189,13 @@ def peers(node) -> list[dict]:
                        timeout=30)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
+
+
+def metric(node, name: str, **labels) -> float:
+    """One sample of ``node``'s /metrics (0 when absent)."""
+    body = requests.get(f"http://{node.host_ip}:{node.metrics_port}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
