@@ -558,10 +558,13 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
                     tenant_mode=pconf.tenant_mode, local=local,
                     volumes_view=manager.volumes_held, held=manager.held_capacity,
                     **bidder_kwargs)
-    # a runtime's warm guests hold capacity: one boots only when the bidder has room
+    # a runtime's warm guests hold capacity: one boots only when the bidder has room,
+    # and a draining node (it wins no bid) keeps none
     for rt in runtimes.values():
         if hasattr(rt, "warm_guest_room"):
             rt.warm_guest_room = bidder.hold_if_room
+            local.listeners.append(
+                lambda facts, rt=rt: rt.retire_pool() if facts.draining else None)
     peer_client = PeerClient(node, signer, peer_http_client, timeout_s=pc.timeout_s,
                              slow_timeout_s=pc.slow_call_timeout_s,
                              max_response_bytes=pc.max_response_bytes, clock=reactor,

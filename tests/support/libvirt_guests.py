@@ -41,9 +41,9 @@ def make_config(state_dir: str, **overrides):
     return LibvirtConfig(**values)
 
 
-def sweep(node_prefix: str) -> None:
+def sweep(node_prefix: str, exact: bool = False) -> None:
     """Destroy and undefine every container and warm-pool domain whose node name
-    starts with ``node_prefix``."""
+    starts with ``node_prefix`` (is it, with ``exact``)."""
     import libvirt
 
     from zund.runtimes.libvirt import POOL_PREFIX, _meta
@@ -55,7 +55,8 @@ def sweep(node_prefix: str) -> None:
                 continue
             try:
                 meta = _meta(dom)
-                if meta is None or not meta.node.startswith(node_prefix):
+                if meta is None or not (meta.node == node_prefix if exact
+                                        else meta.node.startswith(node_prefix)):
                     continue
                 if dom.isActive():
                     dom.destroy()

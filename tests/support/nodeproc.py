@@ -6,6 +6,7 @@ Only processes started here are ever signalled, by PID.
 
 from __future__ import annotations
 
+import configparser
 import os
 import signal
 import socket
@@ -254,9 +255,12 @@ def start_cluster(workdir: str, n: int, tag: str, memory_mb=None, cpus: int = 4,
 
 
 def stop_cluster(nodes) -> None:
-    """Stop every node first, then remove their Docker objects: an engine that
-    cannot be reached (a fake-runtime cluster on a host without dockerd) must not
-    leave the remaining nodes running."""
+    """Stop every node first, then remove their Docker objects and the micro-VM
+    domains of the nodes that run libvirt (a delete still in the background when
+    a node stops leaves its container; a restarted node of the same name would
+    sweep it, a test's next cluster has other names): an engine that cannot be
+    reached (a fake-runtime cluster on a host without dockerd) must not leave the
+    remaining nodes running."""
     for node in nodes:
         try:
             node.terminate()
@@ -264,6 +268,15 @@ def stop_cluster(nodes) -> None:
             node.kill9()
     for node in nodes:
         remove_docker_objects(node.name)
+        if _runs_libvirt(node):
+            from tests.support.libvirt_guests import sweep
+            sweep(node.name, exact=True)
+
+
+def _runs_libvirt(node) -> bool:
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.read(node.conf_path)
+    return "libvirt" in cp.get("DEFAULT", "enabled_runtimes", fallback="")
 
 
 class RemoteNode:

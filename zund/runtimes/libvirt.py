@@ -35,7 +35,8 @@ pool. Another shape retires the pool's guests; the refill starts after each
 create, one guest at a time. Warm guests hold capacity like containers of their
 shape (``held_capacity``: the node admits and advertises less by it), and the
 refill boots one only when the node has room for it (``warm_guest_room``, the
-bidder's check under its lock), so a warm pool never overcommits the node.
+bidder's check under its lock), so a warm pool never overcommits the node. A
+draining node retires its pool (``retire_pool``).
 
 Domain state → RuntimeStatus: running/blocked/shutdown → running; paused /
 pmsuspended → paused; shut off → ``created`` if the container was never started
@@ -775,13 +776,7 @@ class LibvirtRuntime:
             self._pool_alloc = alloc
             self._held_changed()
         if key != self._pool_key:
-            stale, self._pool, self._pool_key = self._pool, [], key
-            if stale:
-                self._held_changed()
-            for name in stale:
-                d = defer.ensureDeferred(self._call(lambda n=name: self._discard_guest(n)))
-                d.addErrback(lambda f: log.warn("runtime.microvm.warm_guest_not_discarded "
-                                                "reason={reason}", reason=str(f.value)))
+            self._retire(key)
         if self._pool_fill is None:
             self._pool_fill = defer.ensureDeferred(self._fill_pool())
 
@@ -790,6 +785,24 @@ class LibvirtRuntime:
                 if isinstance(result, failure.Failure):
                     log.failure("runtime.microvm.warm_pool_refill_crashed", result)
             self._pool_fill.addBoth(_ended)
+
+    def retire_pool(self) -> None:
+        """Destroy the warm guests and warm nothing until the next create (the
+        node drains: ``[service] disable`` or ``zund drain``)."""
+        if self._pool or self._pool_key is not None:
+            log.info("runtime.microvm.warm_pool_retired guests={n}", n=len(self._pool))
+        self._retire(None)
+
+    def _retire(self, key: tuple | None) -> None:
+        """The pool warms ``key`` from now on: the other shape's guests go (in the
+        background; a boot in progress is discarded when it ends)."""
+        stale, self._pool, self._pool_key = self._pool, [], key
+        if stale:
+            self._held_changed()
+        for name in stale:
+            d = defer.ensureDeferred(self._call(lambda n=name: self._discard_guest(n)))
+            d.addErrback(lambda f: log.warn("runtime.microvm.warm_guest_not_discarded "
+                                            "reason={reason}", reason=str(f.value)))
 
     def _begin_boot(self) -> None:
         self._pool_booting += 1

@@ -2,8 +2,9 @@
 through a docker-only node lands on a node with libvirt; nodes without it never
 bid for it. The libvirt node keeps a warm pool of one guest
 (``[libvirt] warm_pool_size = 1``): its first container boots cold, a later one
-of the same shape runs in the warm guest, through the API like any other, and
-the guest's memory counts against its node while it waits."""
+of the same shape runs in the warm guest, through the API like any other, the
+guest's memory counts against its node while it waits, and draining the node
+retires it."""
 
 import glob
 import json
@@ -140,7 +141,7 @@ def test_same_shape_again_runs_in_the_warm_guest(cluster, real_docker):
         assert time.monotonic() < deadline, "the deleted container's guest is still defined"
         time.sleep(0.2)
     if first is not None:
-        cluster[0].api("DELETE", f"/containers/{first.json()['uuid']}?stop=True")
+        delete(cluster[0], first.json()["uuid"])
 
 
 def test_a_warm_guest_holds_its_memory_on_its_node_everywhere(cluster, real_docker):
@@ -177,9 +178,67 @@ def test_a_warm_guest_holds_its_memory_on_its_node_everywhere(cluster, real_dock
         decision = [e for e in events if e["event"] == "compute__schedule_container"][0]
         assert decision["details"]["rounds"][0]["filtered"] == {"runtime": 2, "memory": 1}
     finally:
-        cluster[0].api("DELETE", f"/containers/{c['uuid']}")
+        delete(cluster[0], c["uuid"])
         if first is not None:
-            cluster[0].api("DELETE", f"/containers/{first.json()['uuid']}?stop=True")
+            delete(cluster[0], first.json()["uuid"])
+
+
+def test_a_draining_node_retires_its_warm_guest(cluster, real_docker):
+    """`zund drain` on node 3 (it wins no bid while draining) destroys its warm
+    guest: no pool domain of its own is left and it holds nothing; after
+    `--undo` the next microvm create there warms the pool again."""
+    body = _warm_body(real_docker)
+    first = _warm_guest_waiting(cluster, body)
+    node3 = cluster[2]
+    drain(node3, "--reason", "maintenance")
+    try:
+        deadline = time.monotonic() + 60
+        while _pool_guests(node3) or metric(node3, "zund_microvm_warm_guests"):
+            assert time.monotonic() < deadline, _pool_guests(node3)
+            time.sleep(0.2)
+        assert metric(node3, "zund_microvm_warm_memory_mb") == 0
+    finally:
+        drain(node3, "--undo")
+    r = cluster[0].api("POST", "/containers?run=true", json=dict(body, name="after-drain"))
+    assert r.status_code == 202, r.text
+    try:
+        deadline = time.monotonic() + 120
+        while not _warm_guest_ready(node3):
+            assert time.monotonic() < deadline, "no warm guest after the drain ended"
+            time.sleep(0.2)
+    finally:
+        delete(cluster[0], r.json()["uuid"])
+        if first is not None:
+            delete(cluster[0], first.json()["uuid"])
+
+
+def delete(node, uuid: str) -> None:
+    """Delete ``uuid`` once no task runs on it (a delete while it is still being
+    created is refused) and wait until it is gone: a module's last delete must not
+    race the cluster's stop."""
+    node.wait_status(uuid, {"Running", "Created", "Stopped", "Error"}, timeout_s=120)
+    r = node.api("DELETE", f"/containers/{uuid}?stop=True")
+    assert r.status_code == 204, r.text
+    deadline = time.monotonic() + 60
+    while node.api("GET", f"/containers/{uuid}").status_code != 404:
+        assert time.monotonic() < deadline, f"{uuid} is still there after its delete"
+        time.sleep(0.2)
+
+
+def drain(node, *args) -> None:
+    p = subprocess.run([sys.executable, "-m", "zund.cmd.main", "drain", *args,
+                        "--config-file", node.conf_path], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+
+
+def _pool_guests(node) -> list[str]:
+    """Names of the warm-pool domains running for ``node`` (its console logs name them)."""
+    running = set(subprocess.run(["virsh", "-c", "qemu:///system", "list", "--name"],
+                                 capture_output=True, text=True).stdout.split())
+    mine = {os.path.basename(p)[:-len(".log")] for p in glob.glob(
+        os.path.join(node.state_path, "microvm", "console", "zunpool-*.log"))}
+    return sorted(running & mine)
 
 
 def peers(node) -> list[dict]:

@@ -4,7 +4,8 @@ pool's own: a create claims a booted guest, a claimed guest that never started
 is ``created``, a crashed process's warm guests are discarded by the next open
 while its containers stay, close leaves no warm guest, containers the pool
 cannot serve boot cold, a new shape retires the old one's guests, warm guests
-hold their shape's capacity and boot only when the node's bidder has room.
+hold their shape's capacity and boot only when the node's bidder has room, and
+retiring the pool (a draining node) destroys them.
 
 Same prerequisites and TCG guests as ``test_libvirt_contract.py``; every domain
 carries a per-session node name and is removed at the end of the session.
@@ -48,11 +49,14 @@ def _pool_domains(node: str) -> dict:
     try:
         out = {}
         for dom in conn.listAllDomains(0):
-            if not dom.name().startswith(POOL_PREFIX):
-                continue
-            meta = _meta(dom)
-            if meta is not None and meta.node == node:
-                out[dom.name()] = (bool(dom.isActive()), meta.pool)
+            try:
+                if not dom.name().startswith(POOL_PREFIX):
+                    continue
+                meta = _meta(dom)
+                if meta is not None and meta.node == node:
+                    out[dom.name()] = (bool(dom.isActive()), meta.pool)
+            except libvirt.libvirtError:
+                continue  # destroyed while we looked
         return out
     finally:
         conn.close()
@@ -302,6 +306,25 @@ class TestWarmPool:
             assert rt.held_capacity() == one
         finally:
             rt.held_listeners.clear()
+
+    @pytest_twisted.ensureDeferred
+    async def test_retire_destroys_the_pool_until_the_next_create(self, pooled_session):
+        """retire_pool (a draining node): the warm guest is destroyed, nothing is
+        held or refilled; the next create of a shape warms again."""
+        rt = pooled_session
+        await self.warm_shape(rt)
+        warm = {n for n, (_, pool) in _pool_domains(SESSION_NODE).items() if pool}
+        rt.retire_pool()
+        assert rt.held_capacity() == capacity.Held()
+        deadline = time.monotonic() + WARM_S
+        while warm & set(_pool_domains(SESSION_NODE)):
+            assert time.monotonic() < deadline, "the retired guest is still there"
+            await task.deferLater(reactor, 0.1, lambda: None)
+        if rt._pool_fill is not None:
+            await rt._pool_fill
+        assert not any(pool for _, pool in _pool_domains(SESSION_NODE).values())
+        await self.warm_shape(rt)
+        assert rt.held_capacity().count == 1
 
     @pytest_twisted.ensureDeferred
     async def test_no_warm_guest_boots_without_room_on_the_node(self, state_dir):
