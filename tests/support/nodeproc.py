@@ -7,6 +7,7 @@ Only processes started here are ever signalled, by PID.
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import signal
 import socket
@@ -180,6 +181,15 @@ class ZundProcess:
                     return last
             time.sleep(0.2)
         raise AssertionError(f"{uuid} never reached {statuses}; last: {last}\n{self.log_tail()}")
+
+
+def peers(node) -> list[dict]:
+    """``zund peers --json`` of ``node``: its gossip view of every member."""
+    p = subprocess.run([sys.executable, "-m", "zund.cmd.main", "peers", "--json",
+                        "--config-file", node.conf_path], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
 
 
 def docker_objects(node: str) -> dict:

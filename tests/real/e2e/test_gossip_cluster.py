@@ -3,7 +3,6 @@ timings). kill -9 one: every other shows it dead within the bound; restart it: i
 is alive again everywhere, with a higher incarnation. ``zund peers`` reports it."""
 
 import base64
-import json
 import os
 import subprocess
 import sys
@@ -11,20 +10,12 @@ import time
 
 import pytest
 
-from tests.support.nodeproc import ZundProcess, free_port, remove_docker_objects
+from tests.support.nodeproc import ZundProcess, free_port, peers, remove_docker_objects
 
 N = 5
 # lan: probe 1 s; suspicion max = 6 * 4 * max(1, log10(5)) * 1 s = 24 s (memberlist's
 # formula, no confirmations); + a probe round + timeouts.
 DEAD_BOUND_S = 35.0
-
-
-def peers(node) -> list[dict]:
-    p = subprocess.run([sys.executable, "-m", "zund.cmd.main", "peers", "--json",
-                        "--config-file", node.conf_path], capture_output=True, text=True,
-                       timeout=30)
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)
 
 
 def states(node) -> dict:

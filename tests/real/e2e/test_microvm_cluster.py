@@ -7,7 +7,6 @@ guest's memory counts against its node while it waits, and draining the node
 retires it."""
 
 import glob
-import json
 import os
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.nodeproc import free_port, start_cluster, stop_cluster
+from tests.support.nodeproc import free_port, peers, start_cluster, stop_cluster
 
 
 @pytest.fixture(scope="module")
@@ -239,15 +238,6 @@ def _pool_guests(node) -> list[str]:
     mine = {os.path.basename(p)[:-len(".log")] for p in glob.glob(
         os.path.join(node.state_path, "microvm", "console", "zunpool-*.log"))}
     return sorted(running & mine)
-
-
-def peers(node) -> list[dict]:
-    """``zund peers --json`` of ``node``: its gossip view of every member."""
-    p = subprocess.run([sys.executable, "-m", "zund.cmd.main", "peers", "--json",
-                        "--config-file", node.conf_path], capture_output=True, text=True,
-                       timeout=30)
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)
 
 
 def metric(node, name: str, **labels) -> float:

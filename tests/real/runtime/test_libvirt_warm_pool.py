@@ -126,6 +126,15 @@ class TestWarmPool:
         self._made.append((rt, spec.uuid))
         return spec
 
+    async def close_own(self, rt, pool) -> None:
+        """Remove the containers this test made on ``rt`` (its own runtime), then
+        close it and its thread pool."""
+        for _, uuid in self._made:
+            await rt.remove(uuid, True)
+        self._made.clear()
+        await rt.close()
+        pool.stop()
+
     async def warm_shape(self, rt, **kwargs) -> None:
         """Make ``kwargs``' shape the pool's (one create) and wait for a warm guest."""
         first = self.spec(rt, command=("true",), **kwargs)
@@ -201,11 +210,7 @@ class TestWarmPool:
             files = rt._guest_files(next(iter(warm)))
             assert os.path.exists(files[0])
         finally:
-            for _, uuid in self._made:
-                await rt.remove(uuid, True)
-            self._made.clear()
-            await rt.close()
-            pool.stop()
+            await self.close_own(rt, pool)
         assert _pool_domains(node) == {}
         assert not any(os.path.exists(p) for p in files)
 
@@ -358,11 +363,7 @@ class TestWarmPool:
             assert rt.held_capacity().count == 1
             assert [p for _, p in _pool_domains(node).values()] == [True]
         finally:
-            for _, uuid in self._made:
-                await rt.remove(uuid, True)
-            self._made.clear()
-            await rt.close()
-            pool.stop()
+            await self.close_own(rt, pool)
             sweep(node)
 
 
