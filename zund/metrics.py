@@ -318,7 +318,7 @@ class _NodeCollector:
                                               for ledger in ledgers.values()))
         microvm = src.get("microvm")
         if microvm is not None:
-            s = microvm.stats
+            s = microvm.pool_stats
             creates = CounterMetricFamily(
                 "zund_microvm_creates",
                 "Micro-VM containers created, by path: warm (took a booted guest of the "

@@ -16,11 +16,11 @@ libvirt and kernel in ``images_path/machine-probe.json``) and falls back to
 container of this runtime.
 
 Warm pool (``[libvirt] warm_pool_size``, off by default): the runtime keeps
-that many guests booted ahead of demand for the shape of its latest container
-(image, vCPUs, memory). A warm guest (domain ``zunpool-<id>``, transient,
-metadata ``pool``) boots the image's initramfs with a config that says only
-``ZUND_POOLED=1``: its init prints ``ZUND-CONFIG-READY`` and waits on the
-control line. A create of that shape without volumes, injected files or
+that many guests booted ahead of demand for one shape (image, vCPUs, memory):
+the most frequent among its latest creates (``choose_shape``). A warm guest
+(domain ``zunpool-<id>``, transient, metadata ``pool``) boots the image's
+initramfs with a config that says only ``ZUND_POOLED=1``: its init prints
+``ZUND-CONFIG-READY`` and waits on the control line. A create of that shape without volumes, injected files or
 networks claims one instead of defining ``zun-<uuid>``: it writes the
 container's ``config.sh`` (``zun-<uuid>.config``) and an alias
 (``zun-<uuid>.domain``, the guest's name, which every lookup reads first),
@@ -31,8 +31,8 @@ start() writes the config to the control line (again at every later boot: the
 initrd stays the pooled one) and returns when the command began, without
 libvirt's start handshake or the kernel's boot on the path. A crash before the
 commit leaves an unclaimed guest, which open() destroys; close() destroys the
-pool. Another shape retires the pool's guests; the refill starts after each
-create, one guest at a time. Warm guests hold capacity like containers of their
+pool. A shape that becomes the most frequent retires the pool's guests; the
+refill starts after each create, one guest at a time. Warm guests hold capacity like containers of their
 shape (``held_capacity``: the node admits and advertises less by it), and the
 refill boots one only when the node has room for it (``warm_guest_room``, the
 bidder's check under its lock), so a warm pool never overcommits the node. A
@@ -127,6 +127,9 @@ POOLED_CONFIG = "# a warm-pool guest: the container's config arrives on the cont
 #: The largest config.sh sent over the control line (the guest's tty buffers 64 KiB);
 #: a container with a larger one (a huge environment) boots cold.
 MAX_POOLED_CONFIG_BYTES = 32 * 1024
+#: The warm pool serves the most frequent shape among this many latest creates it
+#: could have served (``choose_shape``).
+SHAPE_HISTORY = 8
 #: Orphaned files (guest gone, e.g. auto_remove) older than this are swept by list().
 ORPHAN_AGE_S = 300.0
 #: The machine-type probe guest must print its marker within this many seconds.
@@ -233,6 +236,24 @@ def volume_disks(mounts, volumes_path: str) -> list:
     return out
 
 
+def choose_shape(recent, current: tuple | None) -> tuple | None:
+    """The shape the warm pool serves: the most frequent in ``recent`` (the latest
+    creates it could have served, oldest first); on a tie ``current`` when it is
+    one of the most frequent, else the latest of them. So one create of another
+    shape never retires the pool, and alternating shapes do not make it boot a
+    guest per create; a shape that becomes the most frequent takes over."""
+    if not recent:
+        return current
+    counts = collections.Counter(recent)
+    top = max(counts.values())
+    if current is not None and counts.get(current) == top:
+        return current
+    for key in reversed(recent):
+        if counts[key] == top:
+            return key
+    return current
+
+
 def guest_vcpus(cpu: float | None, default: int) -> int:
     return max(1, int(math.ceil(cpu))) if cpu else max(1, default)
 
@@ -299,6 +320,10 @@ class LibvirtRuntime:
         self._pool_fill: defer.Deferred | None = None
         #: what one warm guest holds: the (cpu, memory_mb) a container of the shape holds
         self._pool_alloc: tuple = (0.0, 0)
+        #: shapes of the latest creates the pool could have served (``choose_shape``),
+        #: and the (cpu, memory_mb) the latest container of each held
+        self._recent_shapes: collections.deque = collections.deque(maxlen=SHAPE_HISTORY)
+        self._shape_allocs: dict[tuple, tuple] = {}
         #: warm guests being booted (they hold capacity already)
         self._pool_booting = 0
         #: ``async (cpu, memory_mb, hold) -> bool``: the node calls ``hold()`` and
@@ -310,7 +335,7 @@ class LibvirtRuntime:
         #: creates by path (``create_warm``, ``create_cold``) and warm-guest boots by
         #: outcome (``warm_booted``, ``warm_failed``, ``warm_no_room``): the metrics
         #: ``zund_microvm_creates`` and ``zund_microvm_warm_boots``
-        self.stats: collections.Counter = collections.Counter()
+        self.pool_stats: collections.Counter = collections.Counter()
         self._closing = False
         self._blocking = TrackedCalls(run_blocking, self.name)
         self._images = DockerImageSource(self._image_api, self._blocking, self.name)
@@ -704,9 +729,13 @@ class LibvirtRuntime:
                 and len(config_sh.encode()) <= MAX_POOLED_CONFIG_BYTES):
             key = (base, vcpus, memory_mb)
             claimed = await self._claim(key, spec.uuid, meta, config_sh)
-            self._want_pool(key, (float(spec.cpu or 0), memory_mb))
+            self._recent_shapes.append(key)
+            self._shape_allocs[key] = (float(spec.cpu or 0), memory_mb)
+            for gone in set(self._shape_allocs) - set(self._recent_shapes):
+                del self._shape_allocs[gone]
+            self._want_pool(choose_shape(self._recent_shapes, self._pool_key))
             if claimed:
-                self.stats["create_warm"] += 1
+                self.pool_stats["create_warm"] += 1
                 log.info("runtime.microvm.created uuid={uuid} image={image} warm_guest={name}",
                          uuid=spec.uuid, image=spec.image, name=claimed)
                 return await self.inspect(spec.uuid)
@@ -732,7 +761,7 @@ class LibvirtRuntime:
                 _unlink(initrd_path)
                 raise
         await self._call(_define, uuid=spec.uuid)
-        self.stats["create_cold"] += 1
+        self.pool_stats["create_cold"] += 1
         log.info("runtime.microvm.created uuid={uuid} image={image}", uuid=spec.uuid,
                  image=spec.image)
         return await self.inspect(spec.uuid)
@@ -767,11 +796,11 @@ class LibvirtRuntime:
             except Exception:
                 log.failure("runtime.microvm.held_listener_failed")
 
-    def _want_pool(self, key: tuple, alloc: tuple) -> None:
-        """Warm guests of ``key`` (each holding ``alloc``, (cpu, memory_mb)) from now
-        on, retiring another shape's, and refill."""
+    def _want_pool(self, key: tuple) -> None:
+        """Warm guests of ``key`` from now on, retiring another shape's, and refill."""
         if self.config.warm_pool_size <= 0 or self._closing:
             return
+        alloc = self._shape_allocs.get(key, self._pool_alloc)
         if alloc != self._pool_alloc:
             self._pool_alloc = alloc
             self._held_changed()
@@ -818,7 +847,7 @@ class LibvirtRuntime:
             if self.warm_guest_room is None:
                 self._begin_boot()
             elif not await self.warm_guest_room(*self._pool_alloc, self._begin_boot):
-                self.stats["warm_no_room"] += 1
+                self.pool_stats["warm_no_room"] += 1
                 log.info("runtime.microvm.warm_pool_no_room cpu={cpu} memory_mb={mem}",
                          cpu=self._pool_alloc[0], mem=self._pool_alloc[1])
                 return
@@ -827,13 +856,13 @@ class LibvirtRuntime:
             except BaseException as e:
                 self._pool_booting -= 1
                 self._held_changed()
-                self.stats["warm_failed"] += 1
+                self.pool_stats["warm_failed"] += 1
                 if not isinstance(e, errors.ZundError):
                     raise
                 log.warn("runtime.microvm.warm_pool_failed reason={reason}", reason=str(e))
                 return
             self._pool_booting -= 1  # booted: it holds the same, as a pool member
-            self.stats["warm_booted"] += 1
+            self.pool_stats["warm_booted"] += 1
             if self._closing or key != self._pool_key:
                 self._held_changed()
                 await self._call(lambda: self._discard_guest(name))

@@ -234,3 +234,20 @@ def test_runtime_busybox_digest_follows_the_file_and_names_the_same_cache_path(t
     assert rt._busybox_digest() == first
     bb.write_bytes(b"BUSYBOX-2, a new build")
     assert rt._busybox_digest() != first
+
+
+def test_the_pool_serves_the_most_frequent_recent_shape_without_thrashing():
+    """One create of another shape keeps the pool's shape; alternating shapes keep
+    it too (no guest booted and retired per create); a shape that becomes the
+    most frequent takes over; without a current shape, the latest of the most
+    frequent wins."""
+    from zund.runtimes.libvirt import choose_shape
+
+    a, b, c = ("img", 1, 128), ("img", 1, 256), ("other", 2, 128)
+    assert choose_shape([], None) is None and choose_shape([], a) == a
+    assert choose_shape([a], None) == a
+    assert choose_shape([a, b], a) == a
+    assert choose_shape([a, b, a, b, a, b], a) == a
+    assert choose_shape([a, b, b], a) == b
+    assert choose_shape([a, b, c], None) == c
+    assert choose_shape([a, a, b, c, c], b) == c  # current not among the most frequent

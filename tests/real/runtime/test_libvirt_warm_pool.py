@@ -3,9 +3,10 @@ libvirt + QEMU: the whole runtime contract with the pool on, and what is the
 pool's own: a create claims a booted guest, a claimed guest that never started
 is ``created``, a crashed process's warm guests are discarded by the next open
 while its containers stay, close leaves no warm guest, containers the pool
-cannot serve boot cold, a new shape retires the old one's guests, warm guests
-hold their shape's capacity and boot only when the node's bidder has room, and
-retiring the pool (a draining node) destroys them.
+cannot serve boot cold, the most frequent recent shape takes the pool over (one
+create of another shape does not), warm guests hold their shape's capacity and
+boot only when the node's bidder has room, and retiring the pool (a draining
+node) destroys them.
 
 Same prerequisites and TCG guests as ``test_libvirt_contract.py``; every domain
 carries a per-session node name and is removed at the end of the session.
@@ -271,24 +272,38 @@ class TestWarmPool:
         assert await rt._call(rt.warm_guests) == 1
 
     @pytest_twisted.ensureDeferred
-    async def test_a_new_shape_retires_the_old_shapes_guests(self, pooled_session):
-        """The pool warms the latest shape: after a create with other memory, the
-        old shape's warm guest is gone and one of the new shape waits."""
-        rt = pooled_session
-        await self.warm_shape(rt)
-        old = {n for n, (_, pool) in _pool_domains(SESSION_NODE).items() if pool}
-        await self.warm_shape(rt, memory_mb=160)
-        deadline = time.monotonic() + WARM_S
-        while True:
-            now = {n for n, (_, pool) in _pool_domains(SESSION_NODE).items() if pool}
-            if not (now & old):
-                break
-            assert time.monotonic() < deadline, "the old shape's guest was not retired"
-            await task.deferLater(reactor, 0.1, lambda: None)
-        assert len(now) == 1
-        xml = subprocess.run(["virsh", "-c", URI, "dumpxml", next(iter(now))],
-                             capture_output=True, text=True, check=True).stdout
-        assert "<memory unit='KiB'>163840</memory>" in xml
+    async def test_the_most_frequent_shape_takes_the_pool_over(self, state_dir):
+        """One create of another shape boots cold and leaves the warm guest alone;
+        once that shape is the most frequent of the latest creates, the old
+        shape's guest is retired and one of the new shape waits."""
+        node = SESSION_NODE + "-shape"
+        rt, pool = _open_runtime(state_dir, node)
+        try:
+            await rt.open()
+            await self.warm_shape(rt, node=node)
+            old = {n for n, (_, p) in _pool_domains(node).items() if p}
+            other = self.spec(rt, node=node, command=("true",), memory_mb=160)
+            await rt.create(other)
+            assert runtime_object_name(other.uuid) in subprocess.run(
+                ["virsh", "-c", URI, "list", "--all", "--name"], capture_output=True,
+                text=True, check=True).stdout.split()
+            assert {n for n, (_, p) in _pool_domains(node).items() if p} == old
+            assert await rt._call(rt.warm_guests) == 1
+            await self.warm_shape(rt, node=node, memory_mb=160)
+            deadline = time.monotonic() + WARM_S
+            while True:
+                now = {n for n, (_, p) in _pool_domains(node).items() if p}
+                if not (now & old):
+                    break
+                assert time.monotonic() < deadline, "the old shape's guest was not retired"
+                await task.deferLater(reactor, 0.1, lambda: None)
+            assert len(now) == 1
+            xml = subprocess.run(["virsh", "-c", URI, "dumpxml", next(iter(now))],
+                                 capture_output=True, text=True, check=True).stdout
+            assert "<memory unit='KiB'>163840</memory>" in xml
+        finally:
+            await self.close_own(rt, pool)
+            sweep(node)
 
     @pytest_twisted.ensureDeferred
     async def test_warm_guests_hold_their_shapes_capacity(self, pooled_session):
