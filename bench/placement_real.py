@@ -114,24 +114,14 @@ class KeepAliveClient:
             c.close()
 
 
-def cpu_seconds(pids) -> float:
-    """User + system CPU seconds the processes ``pids`` have used so far."""
+def cpu_seconds(pids, main_thread: bool = False) -> float:
+    """User + system CPU seconds the processes ``pids`` have used so far; with
+    ``main_thread``, only their main (reactor) threads' (``/proc/<pid>/task/<pid>``:
+    the rest of a node's CPU is its store thread and thread pool)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for pid in pids:
-        _, user, system = proc_cpu_ticks(pid)
-        total += (user + system) / tick
-    return total
-
-
-def reactor_cpu_seconds(pids) -> float:
-    """User + system CPU seconds the main (reactor) threads of ``pids`` have used so
-    far (``/proc/<pid>/task/<pid>/stat``); the rest of a node's CPU is its store
-    thread and thread pool."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        _, user, system = proc_cpu_ticks(f"{pid}/task/{pid}")
+        _, user, system = proc_cpu_ticks(f"{pid}/task/{pid}" if main_thread else pid)
         total += (user + system) / tick
     return total
 
@@ -357,7 +347,7 @@ def main(argv=None) -> int:
         rpcs_before = peer_requests(nodes, metrics_ports, ops_before)
         pids = [node.proc.pid for node in nodes]
         cpu_before = cpu_seconds(pids)
-        reactor_before = reactor_cpu_seconds(pids)
+        reactor_before = cpu_seconds(pids, main_thread=True)
         self_before = time.process_time()
         jiffies = machine_jiffies()
         if args.profile_out:
@@ -366,7 +356,7 @@ def main(argv=None) -> int:
         results, wall = run_phase(numbered[warmup:])
         machine = machine_shares(jiffies, machine_jiffies())
         node_cpu_s = cpu_seconds(pids) - cpu_before
-        reactor_cpu_s = reactor_cpu_seconds(pids) - reactor_before
+        reactor_cpu_s = cpu_seconds(pids, main_thread=True) - reactor_before
         client_cpu_s = time.process_time() - self_before
         profile = collect_profile(args.profile_out, pids) if args.profile_out else None
         ops_after: dict = {}

@@ -560,11 +560,10 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
                     **bidder_kwargs)
     # a runtime's warm guests hold capacity: one boots only when the bidder has room,
     # and a draining node (it wins no bid) keeps none
-    for rt in runtimes.values():
-        if hasattr(rt, "warm_guest_room"):
-            rt.warm_guest_room = bidder.hold_if_room
-            local.listeners.append(
-                lambda facts, rt=rt: rt.retire_pool() if facts.draining else None)
+    pooled = [rt for rt in runtimes.values() if hasattr(rt, "warm_guest_room")]
+    for rt in pooled:
+        rt.warm_guest_room = bidder.hold_if_room
+        local.listeners.append(lambda facts, rt=rt: rt.retire_pool() if facts.draining else None)
     peer_client = PeerClient(node, signer, peer_http_client, timeout_s=pc.timeout_s,
                              slow_timeout_s=pc.slow_call_timeout_s,
                              max_response_bytes=pc.max_response_bytes, clock=reactor,
@@ -639,9 +638,8 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
     metrics.sources.update(coordinator=coordinator, bidder=bidder, peer_api=peer_api,
                            gossip=gossip, records=census, quota=quota,
                            replicator=replicator, replica_holder=replica_holder)
-    for rt in runtimes.values():  # the micro-VM runtime's warm pool
-        if hasattr(rt, "warm_guest_room"):
-            metrics.sources["microvm"] = rt
+    for rt in pooled:  # the micro-VM runtime's warm pool
+        metrics.sources["microvm"] = rt
     metrics.sources.setdefault("figures", {}).update(  # store group commit (issue 13)
         zund_store_commits=lambda: store.commits,
         zund_store_write_transactions=lambda: store.transactions)

@@ -288,17 +288,18 @@ class ContainerManager(service.Service):
                 total = total + held()
         return total
 
+    def _held_listener_lists(self) -> list[list]:
+        return [rt.held_listeners for rt in self.runtimes.values()
+                if hasattr(rt, "held_listeners")]
+
     def watch_held(self, listener) -> None:
         """Call ``listener()`` whenever a runtime's held capacity changes."""
-        for rt in self.runtimes.values():
-            listeners = getattr(rt, "held_listeners", None)
-            if listeners is not None:
-                listeners.append(listener)
+        for listeners in self._held_listener_lists():
+            listeners.append(listener)
 
     def unwatch_held(self, listener) -> None:
-        for rt in self.runtimes.values():
-            listeners = getattr(rt, "held_listeners", None)
-            if listeners is not None and listener in listeners:
+        for listeners in self._held_listener_lists():
+            if listener in listeners:
                 listeners.remove(listener)
 
     async def host_info(self) -> dict:

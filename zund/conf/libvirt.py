@@ -55,10 +55,9 @@ libvirt_opts = [
                     "micro-VM volume is a disk of exactly its size (sparse on the host)."),
     cfg.IntOpt("warm_pool_size", default=0, min=0, max=16,
                help="Guests kept booted ahead of demand, for one shape (image, vCPUs, "
-                    "memory): the most frequent among the node's latest 8 micro-VM "
-                    "creates without volumes, injected files or networks (a tie keeps "
-                    "the current one, so alternating shapes do not thrash the pool). "
-                    "A create of that shape without "
+                    "memory): the most frequent among the node's latest 8 creates "
+                    "that could take one (a tie keeps the current one, so alternating "
+                    "shapes do not thrash the pool). A create of that shape without "
                     "volumes, injected files or networks takes one and starts in "
                     "a fraction of a second instead of a boot. Each costs a running QEMU "
                     "(measured under TCG with a 128 MiB guest: ~210 MB resident, guest "

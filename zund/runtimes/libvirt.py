@@ -20,8 +20,9 @@ that many guests booted ahead of demand for one shape (image, vCPUs, memory):
 the most frequent among its latest creates (``choose_shape``). A warm guest
 (domain ``zunpool-<id>``, transient, metadata ``pool``) boots the image's
 initramfs with a config that says only ``ZUND_POOLED=1``: its init prints
-``ZUND-CONFIG-READY`` and waits on the control line. A create of that shape without volumes, injected files or
-networks claims one instead of defining ``zun-<uuid>``: it writes the
+``ZUND-CONFIG-READY`` and waits on the control line. A create of that shape
+without volumes, injected files or networks claims one instead of defining
+``zun-<uuid>``: it writes the
 container's ``config.sh`` (``zun-<uuid>.config``) and an alias
 (``zun-<uuid>.domain``, the guest's name, which every lookup reads first),
 moves the guest's log, initrd and control socket to the container's names, and
@@ -32,11 +33,11 @@ initrd stays the pooled one) and returns when the command began, without
 libvirt's start handshake or the kernel's boot on the path. A crash before the
 commit leaves an unclaimed guest, which open() destroys; close() destroys the
 pool. A shape that becomes the most frequent retires the pool's guests; the
-refill starts after each create, one guest at a time. Warm guests hold capacity like containers of their
-shape (``held_capacity``: the node admits and advertises less by it), and the
-refill boots one only when the node has room for it (``warm_guest_room``, the
-bidder's check under its lock), so a warm pool never overcommits the node. A
-draining node retires its pool (``retire_pool``).
+refill starts after each create, one guest at a time. Warm guests hold capacity
+like containers of their shape (``held_capacity``: the node admits and
+advertises less by it), and the refill boots one only when the node has room for
+it (``warm_guest_room``, the bidder's check under its lock), so a warm pool never
+overcommits the node. A draining node retires its pool (``retire_pool``).
 
 Domain state → RuntimeStatus: running/blocked/shutdown → running; paused /
 pmsuspended → paused; shut off → ``created`` if the container was never started
@@ -320,10 +321,9 @@ class LibvirtRuntime:
         self._pool_fill: defer.Deferred | None = None
         #: what one warm guest holds: the (cpu, memory_mb) a container of the shape holds
         self._pool_alloc: tuple = (0.0, 0)
-        #: shapes of the latest creates the pool could have served (``choose_shape``),
-        #: and the (cpu, memory_mb) the latest container of each held
-        self._recent_shapes: collections.deque = collections.deque(maxlen=SHAPE_HISTORY)
-        self._shape_allocs: dict[tuple, tuple] = {}
+        #: (shape, (cpu, memory_mb) its container held) of the latest creates the
+        #: pool could have served, oldest first (``choose_shape``)
+        self._recent: collections.deque = collections.deque(maxlen=SHAPE_HISTORY)
         #: warm guests being booted (they hold capacity already)
         self._pool_booting = 0
         #: ``async (cpu, memory_mb, hold) -> bool``: the node calls ``hold()`` and
@@ -729,11 +729,8 @@ class LibvirtRuntime:
                 and len(config_sh.encode()) <= MAX_POOLED_CONFIG_BYTES):
             key = (base, vcpus, memory_mb)
             claimed = await self._claim(key, spec.uuid, meta, config_sh)
-            self._recent_shapes.append(key)
-            self._shape_allocs[key] = (float(spec.cpu or 0), memory_mb)
-            for gone in set(self._shape_allocs) - set(self._recent_shapes):
-                del self._shape_allocs[gone]
-            self._want_pool(choose_shape(self._recent_shapes, self._pool_key))
+            self._recent.append((key, (float(spec.cpu or 0), memory_mb)))
+            self._want_pool(choose_shape([k for k, _ in self._recent], self._pool_key))
             if claimed:
                 self.pool_stats["create_warm"] += 1
                 log.info("runtime.microvm.created uuid={uuid} image={image} warm_guest={name}",
@@ -800,7 +797,8 @@ class LibvirtRuntime:
         """Warm guests of ``key`` from now on, retiring another shape's, and refill."""
         if self.config.warm_pool_size <= 0 or self._closing:
             return
-        alloc = self._shape_allocs.get(key, self._pool_alloc)
+        # what the latest container of the shape held
+        alloc = next((a for k, a in reversed(self._recent) if k == key), self._pool_alloc)
         if alloc != self._pool_alloc:
             self._pool_alloc = alloc
             self._held_changed()
