@@ -89,9 +89,10 @@ if [ "$#" -eq 0 ]; then
     # The pure and simulated tiers are CPU-bound and share nothing between tests
     # (in-memory networks, simulated clocks, tmp_path state): one pytest-xdist worker
     # per core (ZUND_TEST_WORKERS overrides). The real tier shares engines, loopback
-    # addresses and ports, so it runs in one process, after them.
+    # addresses and ports, so it runs in one process, after them; its slowest tests
+    # are listed (the real tier is most of a CI run's time)
     "${pytest[@]}" -n "${ZUND_TEST_WORKERS:-auto}" tests/pure tests/sim || status=$?
-    "${pytest[@]}" tests/real || status=$?
+    "${pytest[@]}" --durations=30 --durations-min=10 tests/real || status=$?
 else
     "${pytest[@]}" "$@" tests || status=$?
 fi
