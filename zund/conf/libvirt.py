@@ -54,18 +54,19 @@ libvirt_opts = [
                help="Size (GiB) of a micro-VM volume whose request gives none. A "
                     "micro-VM volume is a disk of exactly its size (sparse on the host)."),
     cfg.IntOpt("warm_pool_size", default=0, min=0, max=16,
-               help="Guests kept booted ahead of demand, for one shape (image, vCPUs, "
-                    "memory): the most frequent among the node's latest 8 creates "
-                    "that could take one (a tie keeps the current one, so alternating "
-                    "shapes do not thrash the pool). A create of that shape without "
-                    "volumes, injected files or networks takes one and starts in "
-                    "a fraction of a second instead of a boot. Each costs a running QEMU "
-                    "(measured under TCG with a 128 MiB guest: ~210 MB resident, guest "
-                    "memory plus TCG's code cache, and ~6 % of a core while idle; KVM "
-                    "not measured). A warm guest holds its shape's cpu and memory on "
-                    "the node like a container (shown as used, admitted against, and "
-                    "booted only when the node has room for it). A shape that becomes "
-                    "the most frequent retires the old one's guests; a draining node "
+               help="Guests kept booted ahead of demand, shared among the shapes "
+                    "(image, vCPUs, memory) of the node's latest 8 creates that could "
+                    "take one, in proportion to how often each came (with 1, the most "
+                    "frequent shape; a tie keeps the guests where they are, so "
+                    "alternating shapes do not thrash the pool). A create of a warm "
+                    "shape without volumes, injected files or networks takes one and "
+                    "starts in a fraction of a second instead of a boot. Each costs a "
+                    "running QEMU (measured under TCG with a 128 MiB guest: ~210 MB "
+                    "resident, guest memory plus TCG's code cache, and ~6 % of a core "
+                    "while idle; KVM not measured). A warm guest holds its shape's cpu "
+                    "and memory on the node like a container (shown as used, admitted "
+                    "against, and booted only when the node has room for it). A shape "
+                    "whose share shrinks loses its surplus guests; a draining node "
                     "keeps none. 0: off."),
     cfg.IntOpt("max_workers", default=8, min=1,
                help="Threads for blocking libvirt and image-conversion calls."),

@@ -16,8 +16,9 @@ libvirt and kernel in ``images_path/machine-probe.json``) and falls back to
 container of this runtime.
 
 Warm pool (``[libvirt] warm_pool_size``, off by default): the runtime keeps
-that many guests booted ahead of demand for one shape (image, vCPUs, memory):
-the most frequent among its latest creates (``choose_shape``). A warm guest
+that many guests booted ahead of demand, shared among the shapes (image, vCPUs,
+memory) of its latest creates in proportion to how often each came
+(``plan_pool``; with one guest, the most frequent shape). A warm guest
 (domain ``zunpool-<id>``, transient, metadata ``pool``) boots the image's
 initramfs with a config that says only ``ZUND_POOLED=1``: its init prints
 ``ZUND-CONFIG-READY`` and waits on the control line. A create of that shape
@@ -32,7 +33,7 @@ start() writes the config to the control line (again at every later boot: the
 initrd stays the pooled one) and returns when the command began, without
 libvirt's start handshake or the kernel's boot on the path. A crash before the
 commit leaves an unclaimed guest, which open() destroys; close() destroys the
-pool. A shape that becomes the most frequent retires the pool's guests; the
+pool. A shape whose share of the plan shrinks loses its surplus guests; the
 refill starts after each create, one guest at a time. Warm guests hold capacity
 like containers of their shape (``held_capacity``: the node admits and
 advertises less by it), and the refill boots one only when the node has room for
@@ -65,6 +66,8 @@ from __future__ import annotations
 import collections
 import datetime
 import fcntl
+import fractions
+import functools
 import gzip
 import hashlib
 import json
@@ -128,8 +131,8 @@ POOLED_CONFIG = "# a warm-pool guest: the container's config arrives on the cont
 #: The largest config.sh sent over the control line (the guest's tty buffers 64 KiB);
 #: a container with a larger one (a huge environment) boots cold.
 MAX_POOLED_CONFIG_BYTES = 32 * 1024
-#: The warm pool serves the most frequent shape among this many latest creates it
-#: could have served (``choose_shape``).
+#: The warm pool shares its guests among the shapes of this many latest creates it
+#: could have served (``plan_pool``).
 SHAPE_HISTORY = 8
 #: Orphaned files (guest gone, e.g. auto_remove) older than this are swept by list().
 ORPHAN_AGE_S = 300.0
@@ -237,22 +240,29 @@ def volume_disks(mounts, volumes_path: str) -> list:
     return out
 
 
-def choose_shape(recent, current: tuple | None) -> tuple | None:
-    """The shape the warm pool serves: the most frequent in ``recent`` (the latest
-    creates it could have served, oldest first); on a tie ``current`` when it is
-    one of the most frequent, else the latest of them. So one create of another
-    shape never retires the pool, and alternating shapes do not make it boot a
-    guest per create; a shape that becomes the most frequent takes over."""
+def plan_pool(recent, size: int, current: dict) -> dict:
+    """How many warm guests of each shape the pool keeps: ``size`` guests shared
+    among the shapes in ``recent`` (the latest creates it could have served, oldest
+    first) in proportion to how often each came. Each guest in turn goes to the
+    shape with the most creates per guest it would then have (D'Hondt); a tie goes
+    to a shape that already has that guest in ``current``, else to the latest one.
+    So one odd create, or shapes alternating, change nothing; a shape that comes
+    more often gains guests; with one guest it is the most frequent shape. No
+    history: ``current``."""
+    if size <= 0:
+        return {}
     if not recent:
-        return current
+        return dict(current)
     counts = collections.Counter(recent)
-    top = max(counts.values())
-    if current is not None and counts.get(current) == top:
-        return current
-    for key in reversed(recent):
-        if counts[key] == top:
-            return key
-    return current
+    latest = {key: i for i, key in enumerate(recent)}
+    plan: dict = {}
+    for _ in range(size):
+        def rank(key):
+            n = plan.get(key, 0)
+            return fractions.Fraction(counts[key], n + 1), current.get(key, 0) > n, latest[key]
+        best = max(counts, key=rank)
+        plan[best] = plan.get(best, 0) + 1
+    return plan
 
 
 def guest_vcpus(cpu: float | None, default: int) -> int:
@@ -315,17 +325,19 @@ class LibvirtRuntime:
         self._busybox_key: tuple | None = None  # (inode, size, mtime) of busybox_path
         self._busybox_sha = ""
         self._volume_locks: dict[str, defer.DeferredLock] = {}
-        # warm pool: the shape it warms, its unclaimed guests (oldest first), the refill
-        self._pool_key: tuple | None = None
-        self._pool: list[str] = []
+        # warm pool: guests wanted per shape, unclaimed guests per shape (oldest
+        # first), the refill
+        self._plan: dict[tuple, int] = {}
+        self._pool: dict[tuple, list[str]] = {}
         self._pool_fill: defer.Deferred | None = None
-        #: what one warm guest holds: the (cpu, memory_mb) a container of the shape holds
-        self._pool_alloc: tuple = (0.0, 0)
+        #: what one warm guest of a shape holds: the (cpu, memory_mb) a container of
+        #: the shape holds
+        self._pool_alloc: dict[tuple, tuple] = {}
         #: (shape, (cpu, memory_mb) its container held) of the latest creates the
-        #: pool could have served, oldest first (``choose_shape``)
+        #: pool could have served, oldest first (``plan_pool``)
         self._recent: collections.deque = collections.deque(maxlen=SHAPE_HISTORY)
-        #: warm guests being booted (they hold capacity already)
-        self._pool_booting = 0
+        #: warm guests being booted, per shape (they hold capacity already)
+        self._booting: collections.Counter = collections.Counter()
         #: ``async (cpu, memory_mb, hold) -> bool``: the node calls ``hold()`` and
         #: answers True when it has room for one more warm guest (the service sets
         #: ``Bidder.hold_if_room``); None: no check
@@ -606,7 +618,8 @@ class LibvirtRuntime:
         self._closing = True
         if self._pool_fill is not None:
             await self._pool_fill  # ends after the guest it is booting (then discarded)
-        stale, self._pool, self._pool_key = self._pool, [], None
+        stale = [name for guests in self._pool.values() for name in guests]
+        self._pool, self._plan = {}, {}
         self._held_changed()
         if self._conn is not None:
             for name in stale:
@@ -730,7 +743,8 @@ class LibvirtRuntime:
             key = (base, vcpus, memory_mb)
             claimed = await self._claim(key, spec.uuid, meta, config_sh)
             self._recent.append((key, (float(spec.cpu or 0), memory_mb)))
-            self._want_pool(choose_shape([k for k, _ in self._recent], self._pool_key))
+            self._want_pool(plan_pool([k for k, _ in self._recent], cfg.warm_pool_size,
+                                      self._plan))
             if claimed:
                 self.pool_stats["create_warm"] += 1
                 log.info("runtime.microvm.created uuid={uuid} image={image} warm_guest={name}",
@@ -779,12 +793,14 @@ class LibvirtRuntime:
 
     def held_capacity(self) -> capacity.Held:
         """The capacity the warm guests (booted or booting) hold: each what a
-        container of the pool's shape holds, its ``cpu`` and the guest's memory."""
-        n = len(self._pool) + self._pool_booting
-        if not n:
-            return capacity.Held()
-        cpu, memory_mb = self._pool_alloc
-        return capacity.Held(cpus=cpu * n, mem_mb=memory_mb * n, count=n)
+        container of its shape holds, its ``cpu`` and the guest's memory."""
+        held = capacity.Held()
+        for key in set(self._pool) | set(self._booting):
+            n = len(self._pool.get(key, ())) + self._booting[key]
+            if n:
+                cpu, memory_mb = self._pool_alloc[key]
+                held += capacity.Held(cpus=cpu * n, mem_mb=memory_mb * n, count=n)
+        return held
 
     def _held_changed(self) -> None:
         for listener in list(self.held_listeners):
@@ -793,17 +809,21 @@ class LibvirtRuntime:
             except Exception:
                 log.failure("runtime.microvm.held_listener_failed")
 
-    def _want_pool(self, key: tuple) -> None:
-        """Warm guests of ``key`` from now on, retiring another shape's, and refill."""
+    def _want_pool(self, plan: dict) -> None:
+        """Keep ``plan`` (shape -> guests) from now on: retire the guests beyond it,
+        and refill."""
         if self.config.warm_pool_size <= 0 or self._closing:
             return
-        # what the latest container of the shape held
-        alloc = next((a for k, a in reversed(self._recent) if k == key), self._pool_alloc)
-        if alloc != self._pool_alloc:
-            self._pool_alloc = alloc
+        changed = False
+        for key in plan:  # what the latest container of each shape held
+            alloc = next((a for k, a in reversed(self._recent) if k == key),
+                         self._pool_alloc.get(key))
+            if alloc != self._pool_alloc.get(key):
+                self._pool_alloc[key] = alloc
+                changed = True
+        if changed:
             self._held_changed()
-        if key != self._pool_key:
-            self._retire(key)
+        self._retire(plan)
         if self._pool_fill is None:
             self._pool_fill = defer.ensureDeferred(self._fill_pool())
 
@@ -816,14 +836,27 @@ class LibvirtRuntime:
     def retire_pool(self) -> None:
         """Destroy the warm guests and warm nothing until the next create (the
         node drains: ``[service] disable`` or ``zund drain``)."""
-        if self._pool or self._pool_key is not None:
-            log.info("runtime.microvm.warm_pool_retired guests={n}", n=len(self._pool))
-        self._retire(None)
+        if self._plan or self._pool:
+            log.info("runtime.microvm.warm_pool_retired guests={n}",
+                     n=sum(map(len, self._pool.values())))
+        self._retire({})
 
-    def _retire(self, key: tuple | None) -> None:
-        """The pool warms ``key`` from now on: the other shape's guests go (in the
-        background; a boot in progress is discarded when it ends)."""
-        stale, self._pool, self._pool_key = self._pool, [], key
+    def _retire(self, plan: dict) -> None:
+        """The pool keeps ``plan`` from now on: each shape's guests beyond its share
+        go (the newest first, in the background; a boot in progress that is no longer
+        wanted is discarded when it ends)."""
+        self._plan = dict(plan)
+        stale = []
+        for key in list(self._pool):
+            guests = self._pool[key]
+            keep = self._plan.get(key, 0)
+            stale += guests[keep:]
+            del guests[keep:]
+            if not guests and key not in self._plan:
+                del self._pool[key]
+        for key in list(self._pool_alloc):
+            if key not in self._plan and key not in self._pool and not self._booting[key]:
+                del self._pool_alloc[key]
         if stale:
             self._held_changed()
         for name in stale:
@@ -831,41 +864,59 @@ class LibvirtRuntime:
             d.addErrback(lambda f: log.warn("runtime.microvm.warm_guest_not_discarded "
                                             "reason={reason}", reason=str(f.value)))
 
-    def _begin_boot(self) -> None:
-        self._pool_booting += 1
+    def _begin_boot(self, key: tuple) -> None:
+        self._booting[key] += 1
         self._held_changed()
+
+    def _end_boot(self, key: tuple) -> None:
+        self._booting[key] -= 1
+        if self._booting[key] <= 0:
+            del self._booting[key]
+
+    def _next_to_warm(self) -> tuple | None:
+        """The shape of the plan furthest below its share (ready + booting), or None."""
+        best, short = None, 0
+        for key, want in self._plan.items():
+            missing = want - len(self._pool.get(key, ())) - self._booting[key]
+            if missing > short:
+                best, short = key, missing
+        return best
 
     async def _fill_pool(self) -> None:
         """Boot warm guests one at a time, each once the node has room for it, until
-        the pool is full; no room or a failure ends the refill (the next create
-        tries again), never retried in a loop."""
-        while (not self._closing and self._pool_key is not None
-               and len(self._pool) < self.config.warm_pool_size):
-            key = self._pool_key
+        every shape has its share; no room or a failure ends the refill (the next
+        create tries again), never retried in a loop."""
+        while not self._closing:
+            key = self._next_to_warm()
+            if key is None:
+                return
+            cpu, memory_mb = self._pool_alloc[key]
             if self.warm_guest_room is None:
-                self._begin_boot()
-            elif not await self.warm_guest_room(*self._pool_alloc, self._begin_boot):
+                self._begin_boot(key)
+            elif not await self.warm_guest_room(cpu, memory_mb,
+                                                functools.partial(self._begin_boot, key)):
                 self.pool_stats["warm_no_room"] += 1
                 log.info("runtime.microvm.warm_pool_no_room cpu={cpu} memory_mb={mem}",
-                         cpu=self._pool_alloc[0], mem=self._pool_alloc[1])
+                         cpu=cpu, mem=memory_mb)
                 return
             try:
                 name = await self._call(lambda: self._boot_warm_guest(key))
             except BaseException as e:
-                self._pool_booting -= 1
+                self._end_boot(key)
                 self._held_changed()
                 self.pool_stats["warm_failed"] += 1
                 if not isinstance(e, errors.ZundError):
                     raise
                 log.warn("runtime.microvm.warm_pool_failed reason={reason}", reason=str(e))
                 return
-            self._pool_booting -= 1  # booted: it holds the same, as a pool member
+            self._end_boot(key)  # booted: it holds the same, as a pool member
             self.pool_stats["warm_booted"] += 1
-            if self._closing or key != self._pool_key:
+            if self._closing or len(self._pool.get(key, ())) >= self._plan.get(key, 0):
+                self._retire(self._plan)  # drops the shape's allocation if now unused
                 self._held_changed()
                 await self._call(lambda: self._discard_guest(name))
                 continue
-            self._pool.append(name)
+            self._pool.setdefault(key, []).append(name)
 
     def _boot_warm_guest(self, key: tuple) -> str:
         """Blocking: start one transient warm guest of ``key``; its name."""
@@ -930,9 +981,10 @@ class LibvirtRuntime:
                      config_sh: str) -> str | None:
         """Make a warm guest of ``key`` the container ``uuid``; its name, or None
         (no warm guest, or it could not be claimed: the caller boots cold)."""
-        if key != self._pool_key or not self._pool:
+        guests = self._pool.get(key)
+        if not guests:
             return None
-        name = self._pool.pop(0)
+        name = guests.pop(0)
         self._held_changed()
         _, vcpus, memory_mb = key
         log_path, record_path, initrd_path, control = self._files(uuid)
@@ -984,7 +1036,8 @@ class LibvirtRuntime:
     def warm_guests(self) -> int:
         """Blocking: how many warm guests wait for a container (printed their
         ready marker). For benchmarks and tests."""
-        text = [_read_from(self._guest_files(n)[0], 0) for n in list(self._pool)]
+        text = [_read_from(self._guest_files(n)[0], 0)
+                for guests in list(self._pool.values()) for n in list(guests)]
         return sum(_asks_config(t) for t in text)
 
     def _send_config(self, uuid: str) -> socket.socket:

@@ -236,18 +236,37 @@ def test_runtime_busybox_digest_follows_the_file_and_names_the_same_cache_path(t
     assert rt._busybox_digest() != first
 
 
-def test_the_pool_serves_the_most_frequent_recent_shape_without_thrashing():
-    """One create of another shape keeps the pool's shape; alternating shapes keep
-    it too (no guest booted and retired per create); a shape that becomes the
-    most frequent takes over; without a current shape, the latest of the most
-    frequent wins."""
-    from zund.runtimes.libvirt import choose_shape
+def test_one_warm_guest_serves_the_most_frequent_recent_shape_without_thrashing():
+    """With one guest: one create of another shape keeps the pool's shape;
+    alternating shapes keep it too (no guest booted and retired per create); a
+    shape that becomes the most frequent takes over; without a current shape, the
+    latest of the most frequent wins."""
+    from zund.runtimes.libvirt import plan_pool
 
     a, b, c = ("img", 1, 128), ("img", 1, 256), ("other", 2, 128)
-    assert choose_shape([], None) is None and choose_shape([], a) == a
-    assert choose_shape([a], None) == a
-    assert choose_shape([a, b], a) == a
-    assert choose_shape([a, b, a, b, a, b], a) == a
-    assert choose_shape([a, b, b], a) == b
-    assert choose_shape([a, b, c], None) == c
-    assert choose_shape([a, a, b, c, c], b) == c  # current not among the most frequent
+    assert plan_pool([], 1, {}) == {} and plan_pool([], 1, {a: 1}) == {a: 1}
+    assert plan_pool([a], 1, {}) == {a: 1}
+    assert plan_pool([a, b], 1, {a: 1}) == {a: 1}
+    assert plan_pool([a, b, a, b, a, b], 1, {a: 1}) == {a: 1}
+    assert plan_pool([a, b, b], 1, {a: 1}) == {b: 1}
+    assert plan_pool([a, b, c], 1, {}) == {c: 1}
+    assert plan_pool([a, a, b, c, c], 1, {b: 1}) == {c: 1}  # current not among the top
+    assert plan_pool([a, b], 0, {a: 1}) == {}
+
+
+def test_warm_guests_are_shared_among_shapes_in_proportion_to_their_creates():
+    """Several guests go to the recent shapes by how often each came (D'Hondt):
+    two alternating shapes get one each; a shape with three times another's
+    creates gets three of four guests; a rare shape gets none while a frequent one
+    could use the guest more; ties keep the guests where they are."""
+    from zund.runtimes.libvirt import plan_pool
+
+    a, b, c = ("img", 1, 128), ("img", 1, 256), ("other", 2, 128)
+    assert plan_pool([a, b, a, b], 2, {}) == {a: 1, b: 1}
+    assert plan_pool([a, a, a, b, a, a, a, b], 4, {}) == {a: 3, b: 1}
+    assert plan_pool([a, a, a, a, a, a, a, c], 2, {}) == {a: 2}
+    assert plan_pool([a, a, b], 3, {}) == {a: 2, b: 1}
+    # a: 4 creates, b: 2 -> a's second guest (4/2) ties b's first (2/1): kept as is
+    assert plan_pool([a, b, a, a, b, a], 2, {a: 1, b: 1}) == {a: 1, b: 1}
+    assert plan_pool([a, b, a, a, b, a], 2, {a: 2}) == {a: 2}
+    assert sum(plan_pool([a, b, c, a, b, c, a, b], 5, {}).values()) == 5

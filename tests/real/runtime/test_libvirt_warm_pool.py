@@ -4,7 +4,8 @@ pool's own: a create claims a booted guest, a claimed guest that never started
 is ``created``, a crashed process's warm guests are discarded by the next open
 while its containers stay, close leaves no warm guest, containers the pool
 cannot serve boot cold, the most frequent recent shape takes the pool over (one
-create of another shape does not), warm guests hold their shape's capacity and
+create of another shape does not), two alternating shapes share a pool of two,
+warm guests hold their shape's capacity and
 boot only when the node's bidder has room, and retiring the pool (a draining
 node) destroys them.
 
@@ -301,6 +302,36 @@ class TestWarmPool:
             xml = subprocess.run(["virsh", "-c", URI, "dumpxml", next(iter(now))],
                                  capture_output=True, text=True, check=True).stdout
             assert "<memory unit='KiB'>163840</memory>" in xml
+        finally:
+            await self.close_own(rt, pool)
+            sweep(node)
+
+    @pytest_twisted.ensureDeferred
+    async def test_two_alternating_shapes_share_a_pool_of_two(self, state_dir):
+        """With ``warm_pool_size = 2`` and two shapes alternating, each shape gets a
+        guest: both are held, and the next create of each shape claims its own
+        (no zun-<uuid> domain) and runs in a guest of its memory."""
+        node = SESSION_NODE + "-two"
+        rt, pool = _open_runtime(state_dir, node, warm_pool_size=2)
+        try:
+            await rt.open()
+            for memory_mb in (128, 160):
+                await rt.create(self.spec(rt, node=node, command=("true",), cpu=0.5,
+                                          memory_mb=memory_mb))
+            await wait_warm(rt, n=2, timeout_s=2 * WARM_S)
+            assert rt.held_capacity() == capacity.Held(cpus=1.0, mem_mb=288, count=2)
+            warm = {n for n, (_, p) in _pool_domains(node).items() if p}
+            assert len(warm) == 2
+            for memory_mb in (128, 160):
+                spec = self.spec(rt, node=node, command=("true",), cpu=0.5,
+                                 memory_mb=memory_mb)
+                await rt.create(spec)
+                guest = await rt._call(lambda u=spec.uuid: rt._domain_name(u))
+                assert guest in warm, f"{memory_mb} MiB create did not claim a warm guest"
+                xml = subprocess.run(["virsh", "-c", URI, "dumpxml", guest],
+                                     capture_output=True, text=True, check=True).stdout
+                assert f"<memory unit='KiB'>{memory_mb * 1024}</memory>" in xml
+            assert rt.pool_stats["create_warm"] == 2
         finally:
             await self.close_own(rt, pool)
             sweep(node)
