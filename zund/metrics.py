@@ -334,6 +334,10 @@ class _NodeCollector:
             for outcome in ("booted", "failed", "no_room"):
                 boots.add_metric([outcome], s.get(f"warm_{outcome}", 0))
             yield boots
+            yield _counter("zund_microvm_warm_yielded",
+                           "Warm guests given up (destroyed) to make room for a container "
+                           "that fits on this node only without them.",
+                           s.get("warm_yielded", 0))
             held = microvm.held_capacity()
             yield GaugeMetricFamily("zund_microvm_warm_guests",
                                     "Warm-pool guests booted or booting; each holds its "

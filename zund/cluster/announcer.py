@@ -133,7 +133,8 @@ class MetadataAnnouncer(service.Service):
         facts = self._manager.host_facts or capacity.detect_host(self._manager.capacity_config)
         limits = capacity.limits(self._manager.capacity_config, facts)
         usage = capacity.with_held(usage, self._manager.held_capacity())
-        return metadata.build(self.local.facts, usage, limits, usage.tenants, host=facts)
+        return metadata.build(self.local.facts, usage, limits, usage.tenants, host=facts,
+                              yieldable=self._manager.yieldable_capacity())
 
     async def _publish(self) -> None:
         meta = await self.build()

@@ -217,7 +217,9 @@ class Bidder:
                  tenant_mode: str = "off", local: LocalNode | NodeFacts | None = None,
                  new_id: Callable[[], str] = _new_id,
                  volumes_view: Callable[[str, list], Awaitable[list]] | None = None,
-                 held: Callable[[], capacity.Held] | None = None):
+                 held: Callable[[], capacity.Held] | None = None,
+                 yieldable: Callable[[], capacity.Held] | None = None,
+                 yield_held: Callable[[float, int], capacity.Held] | None = None):
         if tenant_mode not in policies.TENANT_MODES:
             raise ValueError(f"tenant_mode must be one of {policies.TENANT_MODES}")
         self.node_name = node_name
@@ -237,6 +239,12 @@ class Bidder:
         #: ``() -> capacity.Held``: what runtimes hold outside records (warm guests),
         #: counted as used (``ContainerManager.held_capacity``)
         self._held = held
+        #: ``() -> capacity.Held``: the part of ``held`` the runtimes give up for a
+        #: container (booted warm guests: ``ContainerManager.yieldable_capacity``)
+        #: and ``(cpu, memory_mb) -> capacity.Held`` giving it up
+        #: (``ContainerManager.yield_capacity``); None: nothing is given up
+        self._yieldable = yieldable
+        self._yield_held = yield_held
         self._lock = defer.DeferredLock()
         self._reservations: dict[str, Reservation] = {}
         self._timers: dict[str, object] = {}
@@ -299,6 +307,8 @@ class Bidder:
             tenants[req.project_id] += 1
         facts = self.local.facts
         totals = self._totals()
+        give = (self._yieldable() if self._yieldable is not None and self._yield_held
+                is not None else capacity.Held())
         return policies.NodeState(
             name=self.node_name,
             cpus=float(totals.get("cpus", 0)),
@@ -306,7 +316,8 @@ class Bidder:
             disk_gb=int(totals.get("disk_gb", 0)),
             cpu_used=cpu, mem_used_mb=int(mem), disk_used_gb=int(disk),
             tenants=dict(tenants), az=facts.az, runtimes=tuple(facts.runtimes),
-            labels=dict(facts.labels), draining=facts.draining)
+            labels=dict(facts.labels), draining=facts.draining,
+            yield_cpu=give.cpus, yield_mem_mb=give.mem_mb)
 
     async def hold_if_room(self, cpu: float, memory_mb: int,
                            hold: Callable[[], None]) -> bool:
@@ -363,6 +374,12 @@ class Bidder:
                 self.stats["declined_transient"] += 1
                 reason += " (held by placements in flight)"
             return Decline(self.node_name, reason, transient=transient)
+        state = self._make_room(req, state)
+        if state is None:
+            self.stats["declined"] += 1
+            self.stats["decline_reason.yield"] += 1
+            return Decline(self.node_name, "warm guests: they could not make room "
+                                           "for the request", transient=True)
         score = policies.rank_score(self.policy, req, state, self.tenant_mode)
         self.last_load = load_of(state, req.project_id, req)
         self._before = state  # an outbid BID_COMMIT answers with the load without req
@@ -371,6 +388,28 @@ class Bidder:
         self._timers[rid] = self._clock.callLater(self.ttl_s, self._expire, rid)
         self.stats["reserved"] += 1
         return Bid(self.node_name, rid, score, expires_at)
+
+    def _make_room(self, req: PlacementRequest,
+                   state: policies.NodeState) -> policies.NodeState | None:
+        """``req`` was admitted against ``state``: when it fits only with what the
+        warm guests hold, have them give that up now (under the bid lock, so the
+        reservation takes their place before anything else is admitted: a warm
+        pool never turns a container away). The state after that; None when they
+        gave up less than needed."""
+        short_cpu = req.cpu - state.cpu_free
+        short_mem = req.memory_mb - state.mem_free_mb
+        if short_cpu <= policies.EPS and short_mem <= 0:
+            return state
+        released = self._yield_held(max(0.0, short_cpu), max(0, short_mem))
+        self.stats["yielded"] += 1
+        state = attrs.evolve(
+            state, cpu_used=state.cpu_used - released.cpus,
+            mem_used_mb=state.mem_used_mb - released.mem_mb,
+            yield_cpu=max(0.0, state.yield_cpu - released.cpus),
+            yield_mem_mb=max(0, state.yield_mem_mb - released.mem_mb))
+        if req.cpu > state.cpu_free + policies.EPS or req.memory_mb > state.mem_free_mb:
+            return None
+        return state
 
     def _only_reserved(self, req: PlacementRequest, committed: Committed,
                        state: policies.NodeState) -> bool:

@@ -103,6 +103,10 @@ class NodeCapacity:
     disk_gb: int = 0
     disk_used_gb: int = 0
     containers: int = 0
+    #: the part of ``*_used`` that warm guests hold and the node gives up for a
+    #: container (``policies.NodeState.yield_cpu``); 0 from an older node
+    yield_cpu: float = 0.0
+    yield_mem_mb: int = 0
 
 
 @attrs.frozen
@@ -170,7 +174,9 @@ class NodeMeta:
                 mem_used_mb=_num(cap.get("mem_used_mb"), int),
                 disk_gb=_num(cap.get("disk_gb"), int),
                 disk_used_gb=_num(cap.get("disk_used_gb"), int),
-                containers=_num(cap.get("containers"), int)),
+                containers=_num(cap.get("containers"), int),
+                yield_cpu=_num(cap.get("yield_cpu"), float),
+                yield_mem_mb=_num(cap.get("yield_mem_mb"), int)),
             host=None if not host else HostHardware(
                 cpus=_num(host.get("cpus"), int), mem_mb=_num(host.get("mem_mb"), int),
                 disk_gb=_num(host.get("disk_gb"), int), arch=_opt_str(host.get("arch")),
@@ -241,8 +247,11 @@ def _num(value, kind):
 # -- build / encode / decode --------------------------------------------------------------
 
 def build(facts: NodeFacts, usage: capacity.Usage, limits: dict, tenants: dict[str, int],
-          top_k: int = DEFAULT_TOP_K, host: capacity.HostFacts | None = None) -> NodeMeta:
-    """This node's metadata from its facts, its usage and its limits (``capacity.limits``)."""
+          top_k: int = DEFAULT_TOP_K, host: capacity.HostFacts | None = None,
+          yieldable: capacity.Held | None = None) -> NodeMeta:
+    """This node's metadata from its facts, its usage and its limits (``capacity.limits``);
+    ``yieldable``: what of ``usage`` warm guests hold that the node gives up for a
+    container (``ContainerManager.yieldable_capacity``)."""
     ranked = sorted(tenants.items(), key=lambda kv: (-kv[1], kv[0]))
     return NodeMeta(
         az=facts.az, runtimes=tuple(facts.runtimes), labels=dict(facts.labels),
@@ -250,7 +259,9 @@ def build(facts: NodeFacts, usage: capacity.Usage, limits: dict, tenants: dict[s
         cap=NodeCapacity(cpus=limits["cpus"], cpu_used=round(usage.cpu_used, 3),
                          mem_mb=limits["mem_mb"], mem_used_mb=usage.mem_used_mb,
                          disk_gb=limits["disk_gb"], disk_used_gb=usage.disk_used_gb,
-                         containers=usage.containers),
+                         containers=usage.containers,
+                         yield_cpu=round(yieldable.cpus, 3) if yieldable else 0.0,
+                         yield_mem_mb=yieldable.mem_mb if yieldable else 0),
         # the host's own totals (what /v1/hosts shows); ``cap`` holds the
         # schedulable limits after reservations and allocation ratios
         host=None if host is None else HostHardware(

@@ -46,7 +46,10 @@ class NodeState:
     ``cpus``/``mem_mb``/``disk_gb`` are schedulable totals (after host reservations
     and allocation ratios: ``capacity.limits``); ``*_used`` are allocations of
     committed records plus live reservations; ``tenants`` counts containers per
-    project, committed plus reserved.
+    project, committed plus reserved. ``*_used`` include what warm guests hold;
+    ``yield_cpu``/``yield_mem_mb`` is the part of that the node gives up for a
+    container (its booted warm guests: ``Bidder._admit``), so a request fits in
+    the free capacity plus that.
     """
 
     name: str
@@ -61,6 +64,8 @@ class NodeState:
     runtimes: tuple = ()
     labels: dict = attrs.field(factory=dict)
     draining: bool = False
+    yield_cpu: float = 0.0
+    yield_mem_mb: int = 0
     #: which of the request's named volumes (``PlacementRequest.volumes``) this node
     #: holds for the request's project (known to the bidder only; empty in gossip)
     volumes: tuple = ()
@@ -85,7 +90,8 @@ class NodeState:
             name=name, cpus=cap.cpus, mem_mb=cap.mem_mb, disk_gb=cap.disk_gb,
             cpu_used=cap.cpu_used, mem_used_mb=cap.mem_used_mb, disk_used_gb=cap.disk_used_gb,
             tenants=dict(meta.tenants), az=meta.az, runtimes=tuple(meta.runtimes),
-            labels=dict(meta.labels), draining=meta.draining)
+            labels=dict(meta.labels), draining=meta.draining,
+            yield_cpu=cap.yield_cpu, yield_mem_mb=cap.yield_mem_mb)
 
 
 # -- filters: each returns None (passes) or a short reason ---------------------------
@@ -93,12 +99,15 @@ class NodeState:
 # decision record can count them by category.
 
 def fits(req: PlacementRequest, state: NodeState) -> str | None:
-    """None when the request's allocation fits in the node's free capacity."""
-    if req.cpu > state.cpu_free + EPS:
-        return f"cpu: need {req.cpu:g}, free {max(0.0, state.cpu_free):g} of {state.cpus:g}"
-    if req.memory_mb > state.mem_free_mb:
+    """None when the request's allocation fits in the node's free capacity, with
+    what its warm guests would give up (``yield_*``); the reasons count that as free."""
+    cpu_free = state.cpu_free + state.yield_cpu
+    if req.cpu > cpu_free + EPS:
+        return f"cpu: need {req.cpu:g}, free {max(0.0, cpu_free):g} of {state.cpus:g}"
+    mem_free = state.mem_free_mb + state.yield_mem_mb
+    if req.memory_mb > mem_free:
         return (f"memory: need {req.memory_mb} MiB, "
-                f"free {max(0, state.mem_free_mb)} of {state.mem_mb}")
+                f"free {max(0, mem_free)} of {state.mem_mb}")
     if (req.disk_gb or 0) > state.disk_free_gb:
         return f"disk: need {req.disk_gb} GiB, free {max(0, state.disk_free_gb)} of {state.disk_gb}"
     return None

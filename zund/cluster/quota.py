@@ -222,6 +222,9 @@ class Ledger:
     leases: dict = attrs.field(factory=dict)
     #: uuid -> until: released before a lease return reported them
     released: dict = attrs.field(factory=dict)
+    #: claim uuid -> (the lease_id granted with it, until when a repeat of the
+    #: claim may arrive: the lease's TTL): a claim is granted one lease at most
+    granted_for: dict = attrs.field(factory=dict)
 
     def in_use(self) -> dict:
         return total(self.usage.values())
@@ -238,15 +241,31 @@ class Ledger:
                      + [counted_part(a) for _, a, _ in self.leases.values()])
 
     def grant_lease(self, lease_id: str, node: str, limits: dict, live_nodes: int,
-                    max_containers: int, now: float, ttl_s: float) -> dict | None:
-        """Lease ``node`` a block of the headroom (``lease_share``), or None when
-        the headroom is too small or ``node`` still holds a live lease here."""
+                    max_containers: int, now: float, ttl_s: float,
+                    uuid: str | None = None) -> tuple | None:
+        """Lease ``node`` a block of the headroom (``lease_share``): ``(lease_id,
+        amounts)``, or None when the headroom is too small or ``node`` still holds
+        a live lease here. A repeat of the claim ``uuid`` that was granted a lease
+        (a duplicated message) is answered that lease again while it lives, so the
+        node learns of it whichever answer reaches it, and none once it is over: a
+        late copy never leases a block the node would not know of (it would count
+        until its TTL)."""
+        self.granted_for = {u: g for u, g in self.granted_for.items() if g[1] > now}
+        if uuid in self.granted_for:
+            granted = self.granted_for[uuid][0]
+            again = self.leases.get(granted)
+            if again is not None and again[0] == node and again[2] > now:
+                return granted, dict(again[1])
+            return None
         if any(n == node and expires > now for n, _, expires in self.leases.values()):
             return None
         amounts = lease_share(limits, self.held(), live_nodes, max_containers)
-        if amounts is not None:
-            self.leases[lease_id] = [node, dict(amounts), now + ttl_s]
-        return amounts
+        if amounts is None:
+            return None
+        self.leases[lease_id] = [node, dict(amounts), now + ttl_s]
+        if uuid is not None:
+            self.granted_for[uuid] = (lease_id, now + ttl_s)
+        return lease_id, amounts
 
     def return_lease(self, lease_id: str, committed: dict, pending: dict, now: float,
                      ttl_s: float) -> None:
@@ -677,10 +696,16 @@ class QuotaService(service.Service):
                 log.info("quota.lease.reclaim_failed project={project} node={node} "
                          "reason={r}", project=project_id, node=node, r=str(e))
                 continue  # its lease keeps counting until its TTL
-            # a lease the node does not report (a grant still travelling, a node
-            # that restarted) keeps counting until its TTL
             for lease_id, used in reported.items():
                 ledger.return_lease(lease_id, {}, used, self._clock.seconds(), ttl)
+            # A lease it does not report will never be used there: its grant is
+            # still travelling (the claim it answers left the node before this
+            # revoke arrived, since the lease was granted before this reclaim took
+            # the lock, so the node hands it back unused: ``_accept_lease``), or
+            # the node restarted since. It stops counting now.
+            for lease_id in lease_ids:
+                if lease_id not in reported:
+                    ledger.return_lease(lease_id, {}, {}, self._clock.seconds(), ttl)
         ledger.claim(uuid, wanted, limits, self._clock.seconds(), ttl)
 
     async def _settle_here(self, project_id: str, uuid: str, committed: bool) -> None:
@@ -887,11 +912,11 @@ class QuotaService(service.Service):
             if not (msg.want_lease and self.config.leases):
                 return None
             lease_id = f"{self.node}/{now:.6f}/{next(self._lease_seq)}"
-            amounts = ledger.grant_lease(lease_id, msg.node, limits,
+            granted = ledger.grant_lease(lease_id, msg.node, limits,
                                          max(1, len(self._members())),
                                          self.config.lease_max_containers, now,
-                                         self.config.lease_ttl_s)
-            return None if amounts is None else (lease_id, amounts, self.config.lease_ttl_s)
+                                         self.config.lease_ttl_s, uuid=msg.uuid)
+            return None if granted is None else (*granted, self.config.lease_ttl_s)
         finally:
             lock.release()
 

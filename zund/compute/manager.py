@@ -281,11 +281,32 @@ class ContainerManager(service.Service):
 
     def held_capacity(self) -> capacity.Held:
         """What the runtimes hold outside container records (warm guests), summed."""
+        return self._runtimes_held("held_capacity")
+
+    def yieldable_capacity(self) -> capacity.Held:
+        """The part of ``held_capacity()`` the runtimes give up for a container
+        (booted warm guests), summed."""
+        return self._runtimes_held("yieldable_capacity")
+
+    def _runtimes_held(self, method: str) -> capacity.Held:
         total = capacity.Held()
         for rt in self.runtimes.values():
-            held = getattr(rt, "held_capacity", None)
+            held = getattr(rt, method, None)
             if held is not None:
                 total = total + held()
+        return total
+
+    def yield_capacity(self, cpu: float, memory_mb: int) -> capacity.Held:
+        """Have the runtimes give up warm guests until ``cpu`` and ``memory_mb``
+        are released (``LibvirtRuntime.yield_capacity``); what was released."""
+        total = capacity.Held()
+        for rt in self.runtimes.values():
+            give = getattr(rt, "yield_capacity", None)
+            if give is None:
+                continue
+            if total.cpus >= cpu - 1e-9 and total.mem_mb >= memory_mb:
+                break
+            total = total + give(max(0.0, cpu - total.cpus), max(0, memory_mb - total.mem_mb))
         return total
 
     def _held_listener_lists(self) -> list[list]:

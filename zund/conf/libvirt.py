@@ -65,7 +65,9 @@ libvirt_opts = [
                     "resident, guest memory plus TCG's code cache, and ~6 % of a core "
                     "while idle; KVM not measured). A warm guest holds its shape's cpu "
                     "and memory on the node like a container (shown as used, admitted "
-                    "against, and booted only when the node has room for it). A shape "
+                    "against, and booted only when the node has room for it); a booted "
+                    "one is destroyed when a container fits on the node only without it, "
+                    "so the pool never turns a container away. A shape "
                     "whose share shrinks loses its surplus guests; a draining node "
                     "keeps none. 0: off."),
     cfg.IntOpt("max_workers", default=8, min=1,

@@ -344,9 +344,11 @@ class LibvirtRuntime:
         self.warm_guest_room: Callable | None = None
         #: ``() -> None`` callables told when ``held_capacity()`` changed
         self.held_listeners: list[Callable[[], None]] = []
-        #: creates by path (``create_warm``, ``create_cold``) and warm-guest boots by
-        #: outcome (``warm_booted``, ``warm_failed``, ``warm_no_room``): the metrics
-        #: ``zund_microvm_creates`` and ``zund_microvm_warm_boots``
+        #: creates by path (``create_warm``, ``create_cold``), warm-guest boots by
+        #: outcome (``warm_booted``, ``warm_failed``, ``warm_no_room``) and guests
+        #: given up for containers (``warm_yielded``): the metrics
+        #: ``zund_microvm_creates``, ``zund_microvm_warm_boots`` and
+        #: ``zund_microvm_warm_yielded``
         self.pool_stats: collections.Counter = collections.Counter()
         self._closing = False
         self._blocking = TrackedCalls(run_blocking, self.name)
@@ -802,6 +804,40 @@ class LibvirtRuntime:
                 held += capacity.Held(cpus=cpu * n, mem_mb=memory_mb * n, count=n)
         return held
 
+    def yieldable_capacity(self) -> capacity.Held:
+        """The part of ``held_capacity()`` the node may take back for a container:
+        the booted guests waiting in the pool (a guest still booting is not)."""
+        held = capacity.Held()
+        for key, guests in self._pool.items():
+            if guests:
+                cpu, memory_mb = self._pool_alloc[key]
+                n = len(guests)
+                held += capacity.Held(cpus=cpu * n, mem_mb=memory_mb * n, count=n)
+        return held
+
+    def yield_capacity(self, cpu: float, memory_mb: int) -> capacity.Held:
+        """Give up booted warm guests until what they held covers ``cpu`` and
+        ``memory_mb`` (the bidder admits a container that fits only without them):
+        each from the shape with the most waiting guests, the newest first,
+        destroyed in the background. What was given up (less than asked when the
+        waiting guests hold less). The plan stays: the next refill boots them
+        again once the node has room (``warm_guest_room``)."""
+        released = capacity.Held()
+        stale = []
+        while (released.cpus < cpu - 1e-9 or released.mem_mb < memory_mb) and any(
+                self._pool.values()):
+            key = max(self._pool, key=lambda k: len(self._pool[k]))
+            stale.append(self._pool[key].pop())
+            g_cpu, g_mem = self._pool_alloc[key]
+            released += capacity.Held(cpus=g_cpu, mem_mb=g_mem, count=1)
+        if stale:
+            self.pool_stats["warm_yielded"] += len(stale)
+            log.info("runtime.microvm.warm_guests_yielded guests={n} cpu={cpu} "
+                     "memory_mb={mem}", n=len(stale), cpu=released.cpus, mem=released.mem_mb)
+            self._held_changed()
+            self._discard_later(stale)
+        return released
+
     def _held_changed(self) -> None:
         for listener in list(self.held_listeners):
             try:
@@ -859,7 +895,11 @@ class LibvirtRuntime:
                 del self._pool_alloc[key]
         if stale:
             self._held_changed()
-        for name in stale:
+        self._discard_later(stale)
+
+    def _discard_later(self, names: list[str]) -> None:
+        """Destroy the warm guests ``names`` (no longer in the pool) in the background."""
+        for name in names:
             d = defer.ensureDeferred(self._call(lambda n=name: self._discard_guest(n)))
             d.addErrback(lambda f: log.warn("runtime.microvm.warm_guest_not_discarded "
                                             "reason={reason}", reason=str(f.value)))
@@ -917,6 +957,7 @@ class LibvirtRuntime:
                 await self._call(lambda: self._discard_guest(name))
                 continue
             self._pool.setdefault(key, []).append(name)
+            self._held_changed()  # the same held, now one the node may give up
 
     def _boot_warm_guest(self, key: tuple) -> str:
         """Blocking: start one transient warm guest of ``key``; its name."""

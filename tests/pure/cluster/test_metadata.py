@@ -6,9 +6,11 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from zund.cluster import metadata
+from zund.cluster import metadata, policies
 from zund.cluster.metadata import LocalNode, NodeFacts, NodeMeta
-from zund.compute.capacity import HostFacts, Usage
+from zund.cluster.policies import NodeState
+from zund.cluster.types import PlacementRequest
+from zund.compute.capacity import Held, HostFacts, Usage
 
 LIMITS = {"cpus": 8.0, "mem_mb": 8192, "disk_gb": 100}
 HOST = HostFacts(cpus=8, mem_total_mb=8192, disk_total_gb=100, architecture="x86_64",
@@ -25,6 +27,25 @@ def test_a_blob_decodes_to_the_value_it_was_built_from():
     meta = built(az="az1", labels={"gpu": "1"}, api="10.0.0.1:9517", peer="10.0.0.1:9518")
     assert metadata.decode(metadata.encode(meta)) == meta
     assert meta.cap.cpus - meta.cap.cpu_used == 6.5 and meta.hardware.kernel == "6.1"
+
+
+def test_what_warm_guests_would_give_up_travels_and_a_node_can_take_it():
+    """The booted warm guests' 0.5 cpu and 1,024 MiB (already in ``*_used``) reach
+    the peers, which filter with them: a request that fits only without the
+    guests fits; an older node's blob without the fields gives up nothing."""
+    meta = metadata.build(NodeFacts(runtimes=["microvm"]), Usage(1.5 + 6.0, 7680, 2, 3),
+                          LIMITS, {"p1": 3}, host=HOST,
+                          yieldable=Held(cpus=0.5, mem_mb=1024, count=1))
+    got = metadata.decode(metadata.encode(meta))
+    assert (got.cap.yield_cpu, got.cap.yield_mem_mb) == (0.5, 1024)
+    state = NodeState.from_meta("n1", got)
+    request = PlacementRequest(request_id="r", uuid="u", project_id="p1", user_id="u",
+                               cpu=0.5, memory_mb=1536, runtime="microvm")
+    assert state.mem_free_mb == 512 and policies.fits(request, state) is None
+    wire = got.to_wire()
+    del wire["cap"]["yield_cpu"], wire["cap"]["yield_mem_mb"]
+    older = metadata.decode(msgpack.packb(wire, use_bin_type=True))
+    assert policies.fits(request, NodeState.from_meta("n1", older)).startswith("memory:")
 
 
 def test_a_large_tenant_table_is_cut_to_fit_and_says_so():

@@ -46,6 +46,15 @@ def test_fits_names_the_resource_that_is_short(request_kw, node_kw, category):
     assert reason is not None and reason.split(":")[0] == category
 
 
+def test_fits_counts_what_warm_guests_would_give_up_as_free():
+    """1,024 MiB free and 512 more held by booted warm guests: 1,536 fits, 1,537
+    does not, and the reason names the 1,536 the node could free (cpu alike)."""
+    warm = node(mem=4096, mem_used=3072, cpu_used=3.5, yield_mem_mb=512, yield_cpu=0.5)
+    assert policies.fits(req(cpu=1.0, mem=1536), warm) is None
+    assert policies.fits(req(cpu=1.0, mem=1537), warm) == "memory: need 1537 MiB, free 1536 of 4096"
+    assert policies.fits(req(cpu=1.5, mem=512), warm) == "cpu: need 1.5, free 1 of 4"
+
+
 # -- tenants ------------------------------------------------------------------------------
 
 def test_strict_vetoes_a_node_hosting_another_project():

@@ -29,7 +29,7 @@ def test_leases_and_claims_never_sum_past_the_limit():
     granted = 0
     for i in range(20):
         a = ledger.grant_lease(f"L{i}", f"n{i}", limits, 5, 8, 0.0, 10.0)
-        granted += a["containers"] if a else 0
+        granted += a[1]["containers"] if a else 0
     claimed = 0
     for i in range(20):
         try:
@@ -50,6 +50,24 @@ def test_one_live_lease_per_node_and_an_expired_lease_asks_for_a_recount():
     assert ledger.expired(10.0) == ["lease:L1"]
     ledger.rebuild({}, {}, 10.0, 30.0)
     assert ledger.leases == {} and ledger.held()["containers"] == 0
+
+
+def test_a_repeated_claim_is_answered_the_lease_it_was_granted_and_never_another():
+    """A duplicated claim message gets the same lease (id and block) again, not
+    None: whichever answer reaches the node, it knows the lease the holder counts.
+    Another claim of that node gets none while it lives. Once it is returned, a
+    late copy of the claim gets nothing (a block the node would never know of),
+    while a new claim gets a new lease."""
+    ledger = Ledger()
+    first = ledger.grant_lease("L1", "n1", LIMITS, 5, 8, 0.0, 10.0, uuid="u1")
+    assert first is not None and first[0] == "L1"
+    assert ledger.grant_lease("L2", "n1", LIMITS, 5, 8, 0.5, 10.0, uuid="u1") == first
+    assert ledger.grant_lease("L3", "n1", LIMITS, 5, 8, 0.5, 10.0, uuid="u2") is None
+    assert set(ledger.leases) == {"L1"}
+    ledger.return_lease("L1", {"u1": ONE}, {}, 1.0, 30.0)
+    assert ledger.grant_lease("L4", "n1", LIMITS, 5, 8, 1.0, 10.0, uuid="u1") is None
+    assert ledger.grant_lease("L5", "n1", LIMITS, 5, 8, 1.0, 10.0, uuid="u3")[0] == "L5"
+    assert set(ledger.leases) == {"L5"}
 
 
 def test_a_returned_lease_frees_its_block_and_counts_its_containers_once():

@@ -3,8 +3,8 @@ through a docker-only node lands on a node with libvirt; nodes without it never
 bid for it. The libvirt node keeps a warm pool of one guest
 (``[libvirt] warm_pool_size = 1``): its first container boots cold, a later one
 of the same shape runs in the warm guest, through the API like any other, the
-guest's memory counts against its node while it waits, and draining the node
-retires it."""
+guest's memory counts against its node while it waits until a container needs
+the room, and draining the node retires it."""
 
 import glob
 import os
@@ -143,11 +143,12 @@ def test_same_shape_again_runs_in_the_warm_guest(cluster, real_docker):
         delete(cluster[0], first.json()["uuid"])
 
 
-def test_a_warm_guest_holds_its_memory_on_its_node_everywhere(cluster, real_docker):
+def test_a_warm_guest_holds_its_memory_until_a_container_needs_the_room(cluster, real_docker):
     """While node 3's 128 MiB warm guest waits, /v1/hosts through every node
-    counts it as used, node 1's gossip view advertises node 3 with that much less
-    free, and a microvm request that would fit only without it is not placed:
-    node 3, the only microvm node, is filtered out for memory."""
+    counts it as used and node 2's gossip view advertises node 3 with that much
+    less free, and that much it would give up. A microvm request too big even without the guest is not placed
+    (node 3, the only microvm node, is filtered out for memory); one that fits
+    only without it is placed on node 3, whose guest is destroyed to make room."""
     body = _warm_body(real_docker)
     first = _warm_guest_waiting(cluster, body)
     containers_mb = 128 if first is not None else 0
@@ -157,18 +158,23 @@ def test_a_warm_guest_holds_its_memory_on_its_node_everywhere(cluster, real_dock
     while True:
         shown = [{h["hostname"]: h["mem_used"] for h in n.api("GET", "/hosts").json()["hosts"]}
                  [node3] for n in cluster]
-        free = {p["name"]: p["summary"].get("mem_free_mb") for p in peers(cluster[0])}[node3]
-        if shown == [used] * 3 and free == 2048 - used:
+        seen = {p["name"]: p for p in peers(cluster[1])}[node3]
+        free = seen["summary"].get("mem_free_mb")
+        # the booted guest's memory is what node 3 would give up
+        give = seen["meta"]["cap"].get("yield_mem_mb")
+        if shown == [used] * 3 and (free, give) == (2048 - used, 128):
             break
-        assert time.monotonic() < deadline, (shown, free)
+        assert time.monotonic() < deadline, (shown, free, give)
         time.sleep(0.2)
     assert metric(cluster[2], "zund_microvm_warm_guests") == 1
     assert metric(cluster[2], "zund_microvm_warm_memory_mb") == 128
-    r = cluster[0].api("POST", "/containers", json=dict(body, name="too-big",
-                                                        memory=2048 - used + 64))
-    assert r.status_code == 202, r.text
-    c = r.json()
+    made = []
     try:
+        r = cluster[0].api("POST", "/containers", json=dict(body, name="too-big",
+                                                            memory=2048 - used + 128 + 64))
+        assert r.status_code == 202, r.text
+        c = r.json()
+        made.append(c["uuid"])
         assert c["status"] == "Error" and c["host"] is None, c
         acts = cluster[0].api("GET", f"/containers/{c['uuid']}/container_actions").json()
         req_id = [a for a in acts["containerActions"] if a["action"] == "create"][0]["request_id"]
@@ -176,8 +182,24 @@ def test_a_warm_guest_holds_its_memory_on_its_node_everywhere(cluster, real_dock
             .json()["events"]
         decision = [e for e in events if e["event"] == "compute__schedule_container"][0]
         assert decision["details"]["rounds"][0]["filtered"] == {"runtime": 2, "memory": 1}
+        assert _pool_guests(cluster[2]) and metric(cluster[2], "zund_microvm_warm_guests") == 1
+
+        r = cluster[1].api("POST", "/containers", json=dict(body, name="fits-without-guest",
+                                                            memory=2048 - used + 64))
+        assert r.status_code == 202, r.text
+        c = r.json()
+        made.append(c["uuid"])
+        assert c["host"] == node3, c
+        assert cluster[0].wait_status(c["uuid"], "Created", timeout_s=120)["host"] == node3
+        assert metric(cluster[2], "zund_microvm_warm_yielded_total") == 1
+        assert metric(cluster[2], "zund_microvm_warm_guests") == 0
+        deadline = time.monotonic() + 60
+        while _pool_guests(cluster[2]):
+            assert time.monotonic() < deadline, _pool_guests(cluster[2])
+            time.sleep(0.2)
     finally:
-        delete(cluster[0], c["uuid"])
+        for uuid in made:
+            delete(cluster[0], uuid)
         if first is not None:
             delete(cluster[0], first.json()["uuid"])
 

@@ -6,8 +6,9 @@ while its containers stay, close leaves no warm guest, containers the pool
 cannot serve boot cold, the most frequent recent shape takes the pool over (one
 create of another shape does not), two alternating shapes share a pool of two,
 warm guests hold their shape's capacity and
-boot only when the node's bidder has room, and retiring the pool (a draining
-node) destroys them.
+boot only when the node's bidder has room, a container that fits only without
+a warm guest takes its place, and retiring the pool (a draining node) destroys
+them.
 
 Same prerequisites and TCG guests as ``test_libvirt_contract.py``; every domain
 carries a per-session node name and is removed at the end of the session.
@@ -33,6 +34,7 @@ from zund.cluster import policies
 from zund.cluster.bidding import Bidder
 from zund.cluster.metadata import NodeFacts
 from zund.cluster.simnet import SimRecord
+from zund.cluster.types import Bid, PlacementRequest
 from zund.common import errors
 from zund.compute import capacity
 from zund.runtimes.base import ContainerSpec, Mount, RuntimeStatus, runtime_object_name
@@ -62,6 +64,21 @@ def _pool_domains(node: str) -> dict:
         return out
     finally:
         conn.close()
+
+
+def _node_bidder(rt, node: str, mem_mb, records: list) -> Bidder:
+    """A real bidder for ``node`` (4 cpus, ``mem_mb()`` MiB, the committed
+    ``records``) wired to ``rt`` as the service wires them: the refill asks it for
+    room, and its bids count and may take back the warm guests."""
+    async def view():
+        return list(records)
+
+    bidder = Bidder(node, lambda: {"cpus": 4.0, "mem_mb": mem_mb(), "disk_gb": 10},
+                    view, reactor, 10.0, policies.load_policy("spread"), "off",
+                    NodeFacts(az="nova", runtimes=["microvm"]), held=rt.held_capacity,
+                    yieldable=rt.yieldable_capacity, yield_held=rt.yield_capacity)
+    rt.warm_guest_room = bidder.hold_if_room
+    return bidder
 
 
 def _open_runtime(state_dir, node, **overrides):
@@ -386,14 +403,7 @@ class TestWarmPool:
         rt, pool = _open_runtime(state_dir, node)
         total = {"mem_mb": 256}
         records: list = []
-
-        async def view():
-            return list(records)
-
-        bidder = Bidder(node, lambda: {"cpus": 4.0, "mem_mb": total["mem_mb"], "disk_gb": 10},
-                        view, reactor, 10.0, policies.load_policy("spread"), "off",
-                        NodeFacts(az="nova", runtimes=["microvm"]), held=rt.held_capacity)
-        rt.warm_guest_room = bidder.hold_if_room
+        _node_bidder(rt, node, lambda: total["mem_mb"], records)
         try:
             await rt.open()
             first = self.spec(rt, node=node, command=("true",), memory_mb=128)
@@ -408,6 +418,49 @@ class TestWarmPool:
             await wait_warm(rt, timeout_s=WARM_S)
             assert rt.held_capacity().count == 1
             assert [p for _, p in _pool_domains(node).values()] == [True]
+        finally:
+            await self.close_own(rt, pool)
+            sweep(node)
+
+    @pytest_twisted.ensureDeferred
+    async def test_a_container_that_fits_only_without_the_warm_guest_takes_its_place(
+            self, state_dir):
+        """512 MiB on the node, a 128 MiB container and a 128 MiB warm guest: the
+        node's bidder admits a 320 MiB container, which fits only without the
+        guest. The guest is destroyed and holds nothing from the bid on; the
+        container is created cold, and the refill then finds no room for another
+        guest."""
+        node = SESSION_NODE + "-yield"
+        rt, pool = _open_runtime(state_dir, node)
+        records: list = []
+        bidder = _node_bidder(rt, node, lambda: 512, records)
+        try:
+            await rt.open()
+            first = self.spec(rt, node=node, command=("true",), memory_mb=128)
+            records.append(SimRecord(first.uuid, "p", 1.0, 128, 0, node))
+            await rt.create(first)
+            await wait_warm(rt, timeout_s=WARM_S)
+            warm = set(_pool_domains(node))
+            assert len(warm) == 1 and rt.yieldable_capacity().mem_mb == 128
+            big = self.spec(rt, node=node, command=("true",), memory_mb=320)
+            bid = await bidder.bid(PlacementRequest(
+                request_id="r-big", uuid=big.uuid, project_id="p", user_id="u", cpu=1.0,
+                memory_mb=320, runtime="microvm"))
+            assert isinstance(bid, Bid), bid
+            assert rt.held_capacity() == capacity.Held()
+            assert rt.pool_stats["warm_yielded"] == 1
+            deadline = time.monotonic() + WARM_S
+            while warm & set(_pool_domains(node)):
+                assert time.monotonic() < deadline, "the yielded guest is still there"
+                await task.deferLater(reactor, 0.1, lambda: None)
+            records.append(SimRecord(big.uuid, "p", 1.0, 320, 0, node))
+            cold = rt.pool_stats["create_cold"]
+            await rt.create(big)
+            assert rt.pool_stats["create_cold"] == cold + 1
+            if rt._pool_fill is not None:
+                await rt._pool_fill
+            assert rt.pool_stats["warm_no_room"] >= 1
+            assert rt.held_capacity() == capacity.Held() and _pool_domains(node) == {}
         finally:
             await self.close_own(rt, pool)
             sweep(node)

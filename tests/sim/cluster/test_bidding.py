@@ -303,28 +303,48 @@ def test_bid_score_carries_the_tenant_tier():
 
 
 
-class Held:
-    """A runtime's held capacity (``ContainerManager.held_capacity``)."""
+class Pool:
+    """A runtime's warm guests as the bidder sees them (``ContainerManager``'s
+    ``held_capacity``, ``yieldable_capacity`` and ``yield_capacity``): guests
+    booting (held, not given up) and booted (held, given up for a container, the
+    newest first, like ``LibvirtRuntime.yield_capacity``); memory only."""
 
     def __init__(self):
-        self.mem_mb = 0
+        self.booting: list[int] = []
+        self.ready: list[int] = []
+
+    @property
+    def mem_mb(self) -> int:
+        return sum(self.booting) + sum(self.ready)
 
     def __call__(self) -> capacity.Held:
-        return capacity.Held(mem_mb=self.mem_mb, count=1 if self.mem_mb else 0)
+        return capacity.Held(mem_mb=self.mem_mb, count=len(self.booting) + len(self.ready))
+
+    def yieldable(self) -> capacity.Held:
+        return capacity.Held(mem_mb=sum(self.ready), count=len(self.ready))
+
+    def give_up(self, cpu: float, memory_mb: int) -> capacity.Held:
+        released = capacity.Held()
+        while released.mem_mb < memory_mb and self.ready:
+            released += capacity.Held(mem_mb=self.ready.pop(), count=1)
+        return released
 
     def hold(self, mem_mb: int):
         def hold():
-            self.mem_mb += mem_mb
+            self.booting.append(mem_mb)
         return hold
+
+    def booted(self, mem_mb: int) -> None:
+        self.ready.append(mem_mb)
 
 
 def make_held(facts=None, view=None):
-    held = Held()
+    held = Pool()
     ids = iter(f"res-{i}" for i in range(10_000))
     b = Bidder("n1", TOTALS, view or FakeStore().view, task.Clock(), 10.0,
                policies.load_policy("spread"), "off",
                facts or NodeFacts(az="nova", runtimes=["runc"]), new_id=lambda: next(ids),
-               held=held)
+               held=held, yieldable=held.yieldable, yield_held=held.give_up)
     return b, held
 
 
@@ -340,15 +360,67 @@ def test_a_warm_guest_is_held_only_when_it_fits_beside_committed_and_reserved():
 
 
 def test_held_capacity_is_used_capacity_for_bids():
-    """Once a 1,024 MiB warm guest is held, a 1,536 MiB request is declined for
-    memory, naming what is free, and not as a passing decline (no reservation
-    causes it); a 1,024 MiB one still fits."""
+    """While a 1,024 MiB warm guest boots (held, not yet one the node can give
+    up), a 1,536 MiB request is declined for memory, naming what is free, and not
+    as a passing decline (no reservation causes it); a 1,024 MiB one still fits."""
     b, held = make_held()
     assert result(b.hold_if_room(0.0, 1024, held.hold(1024))) is True
     declined = result(b.bid(req("big", cpu=0.5, mem=1536)))
     assert isinstance(declined, Decline) and not declined.transient
     assert declined.reason == "memory: need 1536 MiB, free 1024 of 2048"
     assert isinstance(result(b.bid(req("fits", cpu=0.5, mem=1024))), Bid)
+
+
+def test_booted_warm_guests_make_room_for_a_request_that_fits_only_without_them():
+    """Two booted 768 MiB guests leave 512 MiB free: a 1,024 MiB request is
+    admitted, one guest (the newest) is given up for it and the other stays; the
+    node's truth then has the reservation where that guest was, and the next
+    1,024 MiB request takes the second guest's place too, after which nothing fits."""
+    b, held = make_held()
+    for _ in range(2):
+        assert result(b.hold_if_room(0.0, 768, held.hold(768))) is True
+        held.booted(held.booting.pop())
+    assert isinstance(result(b.bid(req("a", cpu=0.5, mem=1024))), Bid)
+    assert held.ready == [768] and held.mem_mb == 768
+    assert b.state_of([]).mem_used_mb == 1024 + 768
+    assert isinstance(result(b.bid(req("b", cpu=0.5, mem=1024))), Bid)
+    assert held.ready == [] and b.state_of([]).mem_used_mb == 2048
+    declined = result(b.bid(req("c", cpu=0.5, mem=1)))
+    assert isinstance(declined, Decline)
+    assert declined.reason.startswith("memory: need 1 MiB, free 0 of 2048")
+
+
+def test_warm_guests_stay_when_the_request_fits_beside_them():
+    b, held = make_held()
+    assert result(b.hold_if_room(0.0, 1024, held.hold(1024))) is True
+    held.booted(held.booting.pop())
+    assert isinstance(result(b.bid(req("a", cpu=0.5, mem=1024))), Bid)
+    assert held.ready == [1024]
+
+
+def test_a_request_too_big_even_without_the_warm_guests_leaves_them_alone():
+    """free 1,024 + the guest's 512 is 1,536 MiB: a 1,600 MiB request is declined,
+    naming the free memory with the guest's, and the guest stays."""
+    b, held = make_held()
+    assert isinstance(result(b.bid(req("a", cpu=0.5, mem=512))), Bid)
+    assert result(b.hold_if_room(0.0, 512, held.hold(512))) is True
+    held.booted(held.booting.pop())
+    declined = result(b.bid(req("big", cpu=0.5, mem=1600)))
+    assert isinstance(declined, Decline)
+    assert declined.reason.startswith("memory: need 1600 MiB, free 1536 of 2048")
+    assert held.ready == [512]
+
+
+def test_a_new_warm_guest_needs_room_beside_the_booted_ones():
+    """hold_if_room counts every warm guest as used, booted or not: what the
+    booted ones could give up to a container is no room for another guest."""
+    b, held = make_held()
+    assert result(b.hold_if_room(0.0, 1024, held.hold(1024))) is True
+    held.booted(held.booting.pop())
+    assert result(b.hold_if_room(0.0, 1024, held.hold(1024))) is True
+    held.booted(held.booting.pop())
+    assert result(b.hold_if_room(0.0, 512, held.hold(512))) is False
+    assert held.ready == [1024, 1024] and held.booting == []
 
 
 def test_a_draining_node_holds_no_warm_guest():
