@@ -913,10 +913,13 @@ class LibvirtRuntime:
         if self._booting[key] <= 0:
             del self._booting[key]
 
-    def _next_to_warm(self) -> tuple | None:
-        """The shape of the plan furthest below its share (ready + booting), or None."""
+    def _next_to_warm(self, skip=()) -> tuple | None:
+        """The shape of the plan furthest below its share (ready + booting), or
+        None; shapes in ``skip`` are not considered."""
         best, short = None, 0
         for key, want in self._plan.items():
+            if key in skip:
+                continue
             missing = want - len(self._pool.get(key, ())) - self._booting[key]
             if missing > short:
                 best, short = key, missing
@@ -924,10 +927,12 @@ class LibvirtRuntime:
 
     async def _fill_pool(self) -> None:
         """Boot warm guests one at a time, each once the node has room for it, until
-        every shape has its share; no room or a failure ends the refill (the next
-        create tries again), never retried in a loop."""
+        every shape has its share; a shape without room is passed over for the
+        rest of this refill (a smaller one may still fit), a failure ends it (the
+        next create tries again), never retried in a loop."""
+        no_room: set = set()
         while not self._closing:
-            key = self._next_to_warm()
+            key = self._next_to_warm(skip=no_room)
             if key is None:
                 return
             cpu, memory_mb = self._pool_alloc[key]
@@ -938,7 +943,8 @@ class LibvirtRuntime:
                 self.pool_stats["warm_no_room"] += 1
                 log.info("runtime.microvm.warm_pool_no_room cpu={cpu} memory_mb={mem}",
                          cpu=cpu, mem=memory_mb)
-                return
+                no_room.add(key)
+                continue
             try:
                 name = await self._call(lambda: self._boot_warm_guest(key))
             except BaseException as e:

@@ -6,8 +6,9 @@ while its containers stay, close leaves no warm guest, containers the pool
 cannot serve boot cold, the most frequent recent shape takes the pool over (one
 create of another shape does not), two alternating shapes share a pool of two,
 warm guests hold their shape's capacity and
-boot only when the node's bidder has room, a container that fits only without
-a warm guest takes its place, and retiring the pool (a draining node) destroys
+boot only when the node's bidder has room (a shape without room does not keep
+a smaller one cold), a container that fits only without a warm guest takes its
+place, and retiring the pool (a draining node) destroys
 them.
 
 Same prerequisites and TCG guests as ``test_libvirt_contract.py``; every domain
@@ -461,6 +462,45 @@ class TestWarmPool:
                 await rt._pool_fill
             assert rt.pool_stats["warm_no_room"] >= 1
             assert rt.held_capacity() == capacity.Held() and _pool_domains(node) == {}
+        finally:
+            await self.close_own(rt, pool)
+            sweep(node)
+
+    @pytest_twisted.ensureDeferred
+    async def test_a_shape_without_room_does_not_keep_a_smaller_one_cold(self, state_dir):
+        """A pool of 2 shared by a 320 and a 128 MiB shape (one guest each, the 320
+        MiB one first), on a node with 200 MiB free: the refill passes over the
+        320 MiB shape, which has no room, and warms the 128 MiB one."""
+        node = SESSION_NODE + "-skip"
+        rt, pool = _open_runtime(state_dir, node, warm_pool_size=2)
+        records: list = []
+        free = {"mb": 0}
+        _node_bidder(rt, node, lambda: sum(r.memory for r in records) + free["mb"], records)
+
+        async def create(memory_mb: int) -> None:
+            spec = self.spec(rt, node=node, command=("true",), cpu=0.5, memory_mb=memory_mb)
+            records.append(SimRecord(spec.uuid, "p", 0.5, memory_mb, 0, node))
+            await rt.create(spec)
+            if rt._pool_fill is not None:
+                await rt._pool_fill
+
+        try:
+            await rt.open()
+            for memory_mb in (128, 320):  # no room at all yet
+                await create(memory_mb)
+            assert rt.held_capacity() == capacity.Held() and _pool_domains(node) == {}
+            free["mb"] = 200
+            no_room = rt.pool_stats["warm_no_room"]
+            await create(320)
+            # one guest each, the 320 MiB shape asked first (it has no room)
+            assert [(mb, n) for (_, _, mb), n in rt._plan.items()] == [(320, 1), (128, 1)]
+            assert rt.pool_stats["warm_no_room"] == no_room + 1
+            await wait_warm(rt, timeout_s=WARM_S)
+            assert rt.held_capacity() == capacity.Held(cpus=0.5, mem_mb=128, count=1)
+            (name,) = _pool_domains(node)
+            xml = subprocess.run(["virsh", "-c", URI, "dumpxml", name],
+                                 capture_output=True, text=True, check=True).stdout
+            assert "<memory unit='KiB'>131072</memory>" in xml
         finally:
             await self.close_own(rt, pool)
             sweep(node)
