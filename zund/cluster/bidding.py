@@ -243,6 +243,8 @@ class Bidder:
         #: container (booted warm guests: ``ContainerManager.yieldable_capacity``)
         #: and ``(cpu, memory_mb) -> capacity.Held`` giving it up
         #: (``ContainerManager.yield_capacity``); None: nothing is given up
+        if (yieldable is None) != (yield_held is None):
+            raise ValueError("yieldable and yield_held come together")
         self._yieldable = yieldable
         self._yield_held = yield_held
         self._lock = defer.DeferredLock()
@@ -307,8 +309,7 @@ class Bidder:
             tenants[req.project_id] += 1
         facts = self.local.facts
         totals = self._totals()
-        give = (self._yieldable() if self._yieldable is not None and self._yield_held
-                is not None else capacity.Held())
+        give = self._yieldable() if self._yieldable is not None else capacity.Held()
         return policies.NodeState(
             name=self.node_name,
             cpus=float(totals.get("cpus", 0)),
@@ -394,12 +395,19 @@ class Bidder:
         """``req`` was admitted against ``state``: when it fits only with what the
         warm guests hold, have them give that up now (under the bid lock, so the
         reservation takes their place before anything else is admitted: a warm
-        pool never turns a container away). The state after that; None when they
-        gave up less than needed."""
+        pool never turns a container away). The state after that; None when the
+        guests waiting now cannot make the room (then none is given up)."""
         short_cpu = req.cpu - state.cpu_free
         short_mem = req.memory_mb - state.mem_free_mb
         if short_cpu <= policies.EPS and short_mem <= 0:
             return state
+        # ``state`` was read before any await of the admission (the volume driver):
+        # a create may have claimed a guest since. Give up none unless those
+        # waiting now are enough, and in the same step (no guest is destroyed for
+        # a request that is declined anyway).
+        give = self._yieldable() if self._yieldable is not None else capacity.Held()
+        if short_cpu > give.cpus + policies.EPS or short_mem > give.mem_mb:
+            return None
         released = self._yield_held(max(0.0, short_cpu), max(0, short_mem))
         self.stats["yielded"] += 1
         state = attrs.evolve(

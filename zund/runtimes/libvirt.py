@@ -796,22 +796,20 @@ class LibvirtRuntime:
     def held_capacity(self) -> capacity.Held:
         """The capacity the warm guests (booted or booting) hold: each what a
         container of its shape holds, its ``cpu`` and the guest's memory."""
-        held = capacity.Held()
-        for key in set(self._pool) | set(self._booting):
-            n = len(self._pool.get(key, ())) + self._booting[key]
-            if n:
-                cpu, memory_mb = self._pool_alloc[key]
-                held += capacity.Held(cpus=cpu * n, mem_mb=memory_mb * n, count=n)
-        return held
+        return self._held_by({key: len(self._pool.get(key, ())) + self._booting[key]
+                              for key in set(self._pool) | set(self._booting)})
 
     def yieldable_capacity(self) -> capacity.Held:
         """The part of ``held_capacity()`` the node may take back for a container:
         the booted guests waiting in the pool (a guest still booting is not)."""
+        return self._held_by({key: len(guests) for key, guests in self._pool.items()})
+
+    def _held_by(self, counts: dict) -> capacity.Held:
+        """What ``counts`` (shape -> guests) hold, each guest its shape's allocation."""
         held = capacity.Held()
-        for key, guests in self._pool.items():
-            if guests:
+        for key, n in counts.items():
+            if n:
                 cpu, memory_mb = self._pool_alloc[key]
-                n = len(guests)
                 held += capacity.Held(cpus=cpu * n, mem_mb=memory_mb * n, count=n)
         return held
 

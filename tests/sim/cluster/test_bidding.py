@@ -338,12 +338,13 @@ class Pool:
         self.ready.append(mem_mb)
 
 
-def make_held(facts=None, view=None):
+def make_held(facts=None, view=None, volumes_view=None):
     held = Pool()
     ids = iter(f"res-{i}" for i in range(10_000))
     b = Bidder("n1", TOTALS, view or FakeStore().view, task.Clock(), 10.0,
                policies.load_policy("spread"), "off",
                facts or NodeFacts(az="nova", runtimes=["runc"]), new_id=lambda: next(ids),
+               volumes_view=volumes_view,
                held=held, yieldable=held.yieldable, yield_held=held.give_up)
     return b, held
 
@@ -409,6 +410,37 @@ def test_a_request_too_big_even_without_the_warm_guests_leaves_them_alone():
     assert isinstance(declined, Decline)
     assert declined.reason.startswith("memory: need 1600 MiB, free 1536 of 2048")
     assert held.ready == [512]
+
+
+def test_no_guest_is_given_up_for_a_request_the_guests_left_cannot_make_room_for():
+    """Two booted 768 MiB guests, 512 MiB free: a 1,300 MiB request with a volume
+    is admitted on a truth read before the volume driver answers. Meanwhile a
+    create claims one guest, so the one left cannot make the room: the request
+    is declined as passing and that guest is not destroyed for it."""
+    answer = defer.Deferred()
+
+    async def volumes_view(project_id, names):
+        return await answer
+
+    b, held = make_held(volumes_view=volumes_view)
+    for _ in range(2):
+        assert result(b.hold_if_room(0.0, 768, held.hold(768))) is True
+        held.booted(held.booting.pop())
+    bid = defer.ensureDeferred(b.bid(req("a", cpu=0.5, mem=1300, volumes=("v1",))))
+    assert not bid.called
+    held.ready.pop()  # a create claimed the newest guest
+    answer.callback(["v1"])
+    declined = result(bid)
+    assert isinstance(declined, Decline) and declined.transient
+    assert declined.reason.startswith("warm guests")
+    assert held.ready == [768]
+
+
+def test_both_or_neither_of_yieldable_and_yield_held():
+    with pytest.raises(ValueError):
+        Bidder("n1", TOTALS, FakeStore().view, task.Clock(), 10.0,
+               policies.load_policy("spread"), "off", NodeFacts(az="nova"),
+               yieldable=Pool().yieldable)
 
 
 def test_a_new_warm_guest_needs_room_beside_the_booted_ones():
