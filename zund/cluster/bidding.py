@@ -219,7 +219,7 @@ class Bidder:
                  volumes_view: Callable[[str, list], Awaitable[list]] | None = None,
                  held: Callable[[], capacity.Held] | None = None,
                  yieldable: Callable[[], capacity.Held] | None = None,
-                 yield_held: Callable[[float, int], capacity.Held] | None = None):
+                 yield_held: Callable[..., capacity.Held] | None = None):
         if tenant_mode not in policies.TENANT_MODES:
             raise ValueError(f"tenant_mode must be one of {policies.TENANT_MODES}")
         self.node_name = node_name
@@ -241,7 +241,8 @@ class Bidder:
         self._held = held
         #: ``() -> capacity.Held``: the part of ``held`` the runtimes give up for a
         #: container (booted warm guests: ``ContainerManager.yieldable_capacity``)
-        #: and ``(cpu, memory_mb) -> capacity.Held`` giving it up
+        #: and ``(cpu, memory_mb, dry_run=False) -> capacity.Held`` giving it up,
+        #: or with ``dry_run`` telling what it would give up
         #: (``ContainerManager.yield_capacity``); None: nothing is given up
         if (yieldable is None) != (yield_held is None):
             raise ValueError("yieldable and yield_held come together")
@@ -263,8 +264,6 @@ class Bidder:
         #: this node's truth as of its latest bid (``load_of``; None before any):
         #: what a BID_COMMIT answer carries back to the coordinator
         self.last_load: dict | None = None
-        #: the truth the latest admitted bid was checked against (before its request)
-        self._before: policies.NodeState | None = None
         self.stats = Counter()
 
     # -- read-only views ----------------------------------------------------------
@@ -344,9 +343,12 @@ class Bidder:
         async with self._lock:
             return await self._admit(req, self._new_id())
 
-    async def _admit(self, req: PlacementRequest, rid: str) -> Bid | Decline:
+    async def _admit(self, req: PlacementRequest, rid: str,
+                     bar: float | None = None) -> Bid | Decline:
         """The bid itself; the caller holds ``self._lock``. ``rid``: the new
-        reservation's id (this bidder's own, or the coordinator's in BID_COMMIT)."""
+        reservation's id (this bidder's own, or the coordinator's in BID_COMMIT);
+        ``bar``: the score the bid must reach, else it declines as ``outbid``
+        (BID_COMMIT) and reserves nothing."""
         self._purge()
         # One live reservation per request uuid: a coordinator's later round
         # supersedes a bid whose answer it never received (it timed out).
@@ -375,49 +377,57 @@ class Bidder:
                 self.stats["declined_transient"] += 1
                 reason += " (held by placements in flight)"
             return Decline(self.node_name, reason, transient=transient)
-        state = self._make_room(req, state)
-        if state is None:
+        room = self._room_for(req, state)
+        if room is None:
             self.stats["declined"] += 1
             self.stats["decline_reason.yield"] += 1
             return Decline(self.node_name, "warm guests: they could not make room "
                                            "for the request", transient=True)
-        score = policies.rank_score(self.policy, req, state, self.tenant_mode)
+        after, give_up = room
+        score = policies.rank_score(self.policy, req, after, self.tenant_mode)
+        if bar is not None and score < bar:
+            # the load without req, and no warm guest given up for a bid that is not made
+            self.last_load = load_of(state, req.project_id)
+            self.stats["declined"] += 1
+            self.stats["decline_reason.outbid"] += 1
+            return Decline(self.node_name, f"outbid: score {score:.4f} is below the next "
+                                           f"candidate's {bar:.4f} by metadata")
+        if give_up is not None:
+            # in the same step as the dry run, so exactly those guests: the
+            # reservation takes their place before anything else is admitted
+            self._yield_held(*give_up)
+            self.stats["yielded"] += 1
+        state = after
         self.last_load = load_of(state, req.project_id, req)
-        self._before = state  # an outbid BID_COMMIT answers with the load without req
         expires_at = self._clock.seconds() + self.ttl_s
         self._reservations[rid] = Reservation(rid, req, expires_at, score)
         self._timers[rid] = self._clock.callLater(self.ttl_s, self._expire, rid)
         self.stats["reserved"] += 1
         return Bid(self.node_name, rid, score, expires_at)
 
-    def _make_room(self, req: PlacementRequest,
-                   state: policies.NodeState) -> policies.NodeState | None:
-        """``req`` was admitted against ``state``: when it fits only with what the
-        warm guests hold, have them give that up now (under the bid lock, so the
-        reservation takes their place before anything else is admitted: a warm
-        pool never turns a container away). The state after that; None when the
-        guests waiting now cannot make the room (then none is given up)."""
+    def _room_for(self, req: PlacementRequest, state: policies.NodeState) -> tuple | None:
+        """``req`` was admitted against ``state``; when it fits only with what the
+        warm guests hold, what they would give up for it (a dry run: none is
+        given up here). ``(the state after that, (cpu, memory_mb) to give up or
+        None)``; None when the guests waiting now cannot make the room (``state``
+        was read before any await of the admission, the volume driver's: a create
+        may have claimed a guest since)."""
         short_cpu = req.cpu - state.cpu_free
         short_mem = req.memory_mb - state.mem_free_mb
         if short_cpu <= policies.EPS and short_mem <= 0:
-            return state
-        # ``state`` was read before any await of the admission (the volume driver):
-        # a create may have claimed a guest since. Give up none unless those
-        # waiting now are enough, and in the same step (no guest is destroyed for
-        # a request that is declined anyway).
-        give = self._yieldable() if self._yieldable is not None else capacity.Held()
-        if short_cpu > give.cpus + policies.EPS or short_mem > give.mem_mb:
+            return state, None
+        if self._yield_held is None:
             return None
-        released = self._yield_held(max(0.0, short_cpu), max(0, short_mem))
-        self.stats["yielded"] += 1
-        state = attrs.evolve(
+        give_up = (max(0.0, short_cpu), max(0, short_mem))
+        released = self._yield_held(*give_up, dry_run=True)
+        after = attrs.evolve(
             state, cpu_used=state.cpu_used - released.cpus,
             mem_used_mb=state.mem_used_mb - released.mem_mb,
             yield_cpu=max(0.0, state.yield_cpu - released.cpus),
             yield_mem_mb=max(0, state.yield_mem_mb - released.mem_mb))
-        if req.cpu > state.cpu_free + policies.EPS or req.memory_mb > state.mem_free_mb:
+        if req.cpu > after.cpu_free + policies.EPS or req.memory_mb > after.mem_free_mb:
             return None
-        return state
+        return after, give_up
 
     def _only_reserved(self, req: PlacementRequest, committed: Committed,
                        state: policies.NodeState) -> bool:
@@ -466,17 +476,9 @@ class Bidder:
                             reservation_id, existing if self._used.get(reservation_id) == uuid
                             else None)
                     self._spend(reservation_id, uuid)
-                    answer = await self._admit(req, reservation_id)
+                    answer = await self._admit(req, reservation_id, bar)
                     if isinstance(answer, Decline):
                         return answer
-                    if bar is not None and answer.score < bar:
-                        self._drop(reservation_id)
-                        self.last_load = load_of(self._before, req.project_id)
-                        self.stats["declined"] += 1
-                        self.stats["decline_reason.outbid"] += 1
-                        return Decline(self.node_name,
-                                       f"outbid: score {answer.score:.4f} is below the next "
-                                       f"candidate's {bar:.4f} by metadata")
                     res = self._reservations[reservation_id]
                     self._committing.add(reservation_id)
                     self._inflight[uuid] = []

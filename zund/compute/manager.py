@@ -296,9 +296,11 @@ class ContainerManager(service.Service):
                 total = total + held()
         return total
 
-    def yield_capacity(self, cpu: float, memory_mb: int) -> capacity.Held:
+    def yield_capacity(self, cpu: float, memory_mb: int,
+                       dry_run: bool = False) -> capacity.Held:
         """Have the runtimes give up warm guests until ``cpu`` and ``memory_mb``
-        are released (``LibvirtRuntime.yield_capacity``); what was released."""
+        are released (``LibvirtRuntime.yield_capacity``); what was released, or
+        with ``dry_run`` what would be (nothing is given up)."""
         total = capacity.Held()
         for rt in self.runtimes.values():
             give = getattr(rt, "yield_capacity", None)
@@ -306,7 +308,8 @@ class ContainerManager(service.Service):
                 continue
             if total.cpus >= cpu - 1e-9 and total.mem_mb >= memory_mb:
                 break
-            total = total + give(max(0.0, cpu - total.cpus), max(0, memory_mb - total.mem_mb))
+            total = total + give(max(0.0, cpu - total.cpus), max(0, memory_mb - total.mem_mb),
+                                 dry_run=dry_run)
         return total
 
     def _held_listener_lists(self) -> list[list]:

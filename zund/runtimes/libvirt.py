@@ -813,22 +813,27 @@ class LibvirtRuntime:
                 held += capacity.Held(cpus=cpu * n, mem_mb=memory_mb * n, count=n)
         return held
 
-    def yield_capacity(self, cpu: float, memory_mb: int) -> capacity.Held:
+    def yield_capacity(self, cpu: float, memory_mb: int,
+                       dry_run: bool = False) -> capacity.Held:
         """Give up booted warm guests until what they held covers ``cpu`` and
         ``memory_mb`` (the bidder admits a container that fits only without them):
         each from the shape with the most waiting guests, the newest first,
         destroyed in the background. What was given up (less than asked when the
-        waiting guests hold less). The plan stays: the next refill boots them
-        again once the node has room (``warm_guest_room``)."""
+        waiting guests hold less); with ``dry_run``, what would be, and none is.
+        The plan stays: the next refill boots them again once the node has room
+        (``warm_guest_room``)."""
+        waiting = {key: len(guests) for key, guests in self._pool.items()}
         released = capacity.Held()
-        stale = []
+        picked = []
         while (released.cpus < cpu - 1e-9 or released.mem_mb < memory_mb) and any(
-                self._pool.values()):
-            key = max(self._pool, key=lambda k: len(self._pool[k]))
-            stale.append(self._pool[key].pop())
+                waiting.values()):
+            key = max(waiting, key=waiting.__getitem__)
+            waiting[key] -= 1
+            picked.append(key)
             g_cpu, g_mem = self._pool_alloc[key]
             released += capacity.Held(cpus=g_cpu, mem_mb=g_mem, count=1)
-        if stale:
+        if picked and not dry_run:
+            stale = [self._pool[key].pop() for key in picked]
             self.pool_stats["warm_yielded"] += len(stale)
             log.info("runtime.microvm.warm_guests_yielded guests={n} cpu={cpu} "
                      "memory_mb={mem}", n=len(stale), cpu=released.cpus, mem=released.mem_mb)

@@ -428,9 +428,10 @@ class TestWarmPool:
             self, state_dir):
         """512 MiB on the node, a 128 MiB container and a 128 MiB warm guest: the
         node's bidder admits a 320 MiB container, which fits only without the
-        guest. The guest is destroyed and holds nothing from the bid on; the
-        container is created cold, and the refill then finds no room for another
-        guest."""
+        guest. Asked first what it would give up (a dry run), the runtime keeps
+        the guest; then the guest is destroyed and holds nothing from the bid on;
+        the container is created cold, and the refill then finds no room for
+        another guest."""
         node = SESSION_NODE + "-yield"
         rt, pool = _open_runtime(state_dir, node)
         records: list = []
@@ -443,6 +444,8 @@ class TestWarmPool:
             await wait_warm(rt, timeout_s=WARM_S)
             warm = set(_pool_domains(node))
             assert len(warm) == 1 and rt.yieldable_capacity().mem_mb == 128
+            assert rt.yield_capacity(0.0, 64, dry_run=True).mem_mb == 128
+            assert rt.yieldable_capacity().mem_mb == 128 and rt.pool_stats["warm_yielded"] == 0
             big = self.spec(rt, node=node, command=("true",), memory_mb=320)
             bid = await bidder.bid(PlacementRequest(
                 request_id="r-big", uuid=big.uuid, project_id="p", user_id="u", cpu=1.0,

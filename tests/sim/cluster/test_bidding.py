@@ -323,10 +323,13 @@ class Pool:
     def yieldable(self) -> capacity.Held:
         return capacity.Held(mem_mb=sum(self.ready), count=len(self.ready))
 
-    def give_up(self, cpu: float, memory_mb: int) -> capacity.Held:
+    def give_up(self, cpu: float, memory_mb: int, dry_run: bool = False) -> capacity.Held:
+        waiting = list(self.ready)
         released = capacity.Held()
-        while released.mem_mb < memory_mb and self.ready:
-            released += capacity.Held(mem_mb=self.ready.pop(), count=1)
+        while released.mem_mb < memory_mb and waiting:
+            released += capacity.Held(mem_mb=waiting.pop(), count=1)
+        if not dry_run:
+            del self.ready[len(waiting):]
         return released
 
     def hold(self, mem_mb: int):
@@ -434,6 +437,24 @@ def test_no_guest_is_given_up_for_a_request_the_guests_left_cannot_make_room_for
     assert isinstance(declined, Decline) and declined.transient
     assert declined.reason.startswith("warm guests")
     assert held.ready == [768]
+
+
+def test_a_bid_commit_outbid_after_counting_the_guests_gives_none_of_them_up():
+    """Two booted 768 MiB guests, 512 MiB free: a BID_COMMIT for 1,024 MiB fits
+    only by giving up one, and its score then is below the coordinator's bar. It
+    is declined as outbid, reserves nothing, both guests stay, and the load it
+    answers with still counts them."""
+    b, held = make_held()
+    for _ in range(2):
+        assert result(b.hold_if_room(0.0, 768, held.hold(768))) is True
+        held.booted(held.booting.pop())
+
+    async def never(res):
+        raise AssertionError("an outbid BID_COMMIT must not create")
+    answer = result(b.bid_commit(req("a", cpu=0.5, mem=1024), "rid-a", never, bar=10.0))
+    assert isinstance(answer, Decline) and answer.reason.startswith("outbid")
+    assert held.ready == [768, 768] and not b.reservations()
+    assert b.last_load["mem_used_mb"] == 1536
 
 
 def test_both_or_neither_of_yieldable_and_yield_held():
