@@ -352,6 +352,14 @@ def make_held(facts=None, view=None, volumes_view=None):
     return b, held
 
 
+def boot(b: Bidder, held: Pool, *mem_mbs: int) -> None:
+    """Warm guests of ``mem_mbs`` MiB, each held through the bidder (it must have
+    room) and then booted."""
+    for mem_mb in mem_mbs:
+        assert result(b.hold_if_room(0.0, mem_mb, held.hold(mem_mb))) is True
+        held.booted(held.booting.pop())
+
+
 def test_a_warm_guest_is_held_only_when_it_fits_beside_committed_and_reserved():
     """hold_if_room counts live reservations: with 1,536 of 2,048 MiB reserved a
     512 MiB guest is held, a second one is not (and hold() is not called)."""
@@ -381,9 +389,7 @@ def test_booted_warm_guests_make_room_for_a_request_that_fits_only_without_them(
     node's truth then has the reservation where that guest was, and the next
     1,024 MiB request takes the second guest's place too, after which nothing fits."""
     b, held = make_held()
-    for _ in range(2):
-        assert result(b.hold_if_room(0.0, 768, held.hold(768))) is True
-        held.booted(held.booting.pop())
+    boot(b, held, 768, 768)
     assert isinstance(result(b.bid(req("a", cpu=0.5, mem=1024))), Bid)
     assert held.ready == [768] and held.mem_mb == 768
     assert b.state_of([]).mem_used_mb == 1024 + 768
@@ -396,8 +402,7 @@ def test_booted_warm_guests_make_room_for_a_request_that_fits_only_without_them(
 
 def test_warm_guests_stay_when_the_request_fits_beside_them():
     b, held = make_held()
-    assert result(b.hold_if_room(0.0, 1024, held.hold(1024))) is True
-    held.booted(held.booting.pop())
+    boot(b, held, 1024)
     assert isinstance(result(b.bid(req("a", cpu=0.5, mem=1024))), Bid)
     assert held.ready == [1024]
 
@@ -407,8 +412,7 @@ def test_a_request_too_big_even_without_the_warm_guests_leaves_them_alone():
     naming the free memory with the guest's, and the guest stays."""
     b, held = make_held()
     assert isinstance(result(b.bid(req("a", cpu=0.5, mem=512))), Bid)
-    assert result(b.hold_if_room(0.0, 512, held.hold(512))) is True
-    held.booted(held.booting.pop())
+    boot(b, held, 512)
     declined = result(b.bid(req("big", cpu=0.5, mem=1600)))
     assert isinstance(declined, Decline)
     assert declined.reason.startswith("memory: need 1600 MiB, free 1536 of 2048")
@@ -426,9 +430,7 @@ def test_no_guest_is_given_up_for_a_request_the_guests_left_cannot_make_room_for
         return await answer
 
     b, held = make_held(volumes_view=volumes_view)
-    for _ in range(2):
-        assert result(b.hold_if_room(0.0, 768, held.hold(768))) is True
-        held.booted(held.booting.pop())
+    boot(b, held, 768, 768)
     bid = defer.ensureDeferred(b.bid(req("a", cpu=0.5, mem=1300, volumes=("v1",))))
     assert not bid.called
     held.ready.pop()  # a create claimed the newest guest
@@ -445,9 +447,7 @@ def test_a_bid_commit_outbid_after_counting_the_guests_gives_none_of_them_up():
     is declined as outbid, reserves nothing, both guests stay, and the load it
     answers with still counts them."""
     b, held = make_held()
-    for _ in range(2):
-        assert result(b.hold_if_room(0.0, 768, held.hold(768))) is True
-        held.booted(held.booting.pop())
+    boot(b, held, 768, 768)
 
     async def never(res):
         raise AssertionError("an outbid BID_COMMIT must not create")
@@ -468,10 +468,7 @@ def test_a_new_warm_guest_needs_room_beside_the_booted_ones():
     """hold_if_room counts every warm guest as used, booted or not: what the
     booted ones could give up to a container is no room for another guest."""
     b, held = make_held()
-    assert result(b.hold_if_room(0.0, 1024, held.hold(1024))) is True
-    held.booted(held.booting.pop())
-    assert result(b.hold_if_room(0.0, 1024, held.hold(1024))) is True
-    held.booted(held.booting.pop())
+    boot(b, held, 1024, 1024)
     assert result(b.hold_if_room(0.0, 512, held.hold(512))) is False
     assert held.ready == [1024, 1024] and held.booting == []
 
