@@ -338,6 +338,15 @@ class _NodeCollector:
                            "Warm guests given up (destroyed) to make room for a container "
                            "that fits on this node only without them.",
                            s.get("warm_yielded", 0))
+            pledges = CounterMetricFamily(
+                "zund_microvm_warm_pledges",
+                "Warm guests set aside for a reservation that needed their room, by "
+                "outcome: kept (of the container's shape, kept for its create) or "
+                "returned (the reservation made no container: back in the pool); the "
+                "others are counted in zund_microvm_warm_yielded.", labels=["outcome"])
+            for outcome in ("kept", "returned"):
+                pledges.add_metric([outcome], s.get(f"warm_{outcome}", 0))
+            yield pledges
             held = microvm.held_capacity()
             yield GaugeMetricFamily("zund_microvm_warm_guests",
                                     "Warm-pool guests booted or booting; each holds its "

@@ -556,8 +556,7 @@ def build_node(conf, reactor, rng: random.Random | None = None, *,
     bidder = Bidder(node, lambda: capacity.limits(manager.capacity_config, manager.host_facts),
                     committed, reactor, pconf.reservation_ttl_s, policy,
                     tenant_mode=pconf.tenant_mode, local=local,
-                    volumes_view=manager.volumes_held, held=manager.held_capacity,
-                    yieldable=manager.yieldable_capacity, yield_held=manager.yield_capacity,
+                    volumes_view=manager.volumes_held, warm=manager,
                     **bidder_kwargs)
     # a runtime's warm guests hold capacity: one boots only when the bidder has room,
     # and a draining node (it wins no bid) keeps none

@@ -208,8 +208,21 @@ class Bidder:
     ``facts`` are read on every bid, so ``local.set_draining(True)`` shows at once.
     A plain ``NodeFacts`` is accepted for nodes whose facts never change.
     ``clock``: ``IReactorTime``. ``new_id``: reservation id factory (uuid4; injectable
-    so simulations replay). ``held``: ``() -> capacity.Held``, what the runtimes
-    hold outside records (warm guests), used like committed capacity.
+    so simulations replay). ``warm``: the runtimes' warm guests
+    (``ContainerManager``; None: none), with
+
+    - ``held_capacity() -> capacity.Held``: what they hold outside records,
+      used like committed capacity;
+    - ``yieldable_capacity() -> capacity.Held``: the part the runtimes give up
+      for a container (booted guests);
+    - ``yield_capacity(cpu, memory_mb, dry_run=False, request=None, token=None)
+      -> capacity.Held``: set aside guests holding that much for the reservation
+      ``token`` of ``request`` (a guest of its own shape first), or with
+      ``dry_run`` tell what it would set aside;
+    - ``keep_pledge(token)``: the reservation became a record: the guest of its
+      shape waits for its create, the others go;
+    - ``return_pledge(token, room)``: it ended without one: its guests go back to
+      the pool as far as ``room`` (free now) holds them.
     """
 
     def __init__(self, node_name: str, capacity_totals: dict | Callable[[], dict],
@@ -217,9 +230,7 @@ class Bidder:
                  tenant_mode: str = "off", local: LocalNode | NodeFacts | None = None,
                  new_id: Callable[[], str] = _new_id,
                  volumes_view: Callable[[str, list], Awaitable[list]] | None = None,
-                 held: Callable[[], capacity.Held] | None = None,
-                 yieldable: Callable[[], capacity.Held] | None = None,
-                 yield_held: Callable[..., capacity.Held] | None = None):
+                 warm=None):
         if tenant_mode not in policies.TENANT_MODES:
             raise ValueError(f"tenant_mode must be one of {policies.TENANT_MODES}")
         self.node_name = node_name
@@ -236,18 +247,10 @@ class Bidder:
         self._new_id = new_id
         #: ``async (project_id, names) -> names held here`` (the volume driver)
         self._volumes_view = volumes_view
-        #: ``() -> capacity.Held``: what runtimes hold outside records (warm guests),
-        #: counted as used (``ContainerManager.held_capacity``)
-        self._held = held
-        #: ``() -> capacity.Held``: the part of ``held`` the runtimes give up for a
-        #: container (booted warm guests: ``ContainerManager.yieldable_capacity``)
-        #: and ``(cpu, memory_mb, dry_run=False) -> capacity.Held`` giving it up,
-        #: or with ``dry_run`` telling what it would give up
-        #: (``ContainerManager.yield_capacity``); None: nothing is given up
-        if (yieldable is None) != (yield_held is None):
-            raise ValueError("yieldable and yield_held come together")
-        self._yieldable = yieldable
-        self._yield_held = yield_held
+        #: the runtimes' warm guests (see the class docstring)
+        self._warm = warm
+        #: ids of live reservations that warm guests were set aside for
+        self._pledged: set[str] = set()
         self._lock = defer.DeferredLock()
         self._reservations: dict[str, Reservation] = {}
         self._timers: dict[str, object] = {}
@@ -283,7 +286,7 @@ class Bidder:
         return self._reservations.get(reservation_id)
 
     def _held_now(self) -> capacity.Held:
-        return self._held() if self._held is not None else capacity.Held()
+        return self._warm.held_capacity() if self._warm is not None else capacity.Held()
 
     def state_of(self, committed) -> policies.NodeState:
         """The truth: ``committed`` (a ``Committed`` or the records) plus what the
@@ -308,7 +311,8 @@ class Bidder:
             tenants[req.project_id] += 1
         facts = self.local.facts
         totals = self._totals()
-        give = self._yieldable() if self._yieldable is not None else capacity.Held()
+        give = self._warm.yieldable_capacity() if self._warm is not None \
+            else capacity.Held()
         return policies.NodeState(
             name=self.node_name,
             cpus=float(totals.get("cpus", 0)),
@@ -394,8 +398,11 @@ class Bidder:
                                            f"candidate's {bar:.4f} by metadata")
         if give_up is not None:
             # in the same step as the dry run, so exactly those guests: the
-            # reservation takes their place before anything else is admitted
-            self._yield_held(*give_up)
+            # reservation takes their place before anything else is admitted.
+            # They are set aside, not destroyed: kept for the container if it
+            # comes here, back in the pool if not (``_drop``)
+            self._warm.yield_capacity(*give_up, request=req, token=rid)
+            self._pledged.add(rid)
             self.stats["yielded"] += 1
         state = after
         self.last_load = load_of(state, req.project_id, req)
@@ -416,10 +423,10 @@ class Bidder:
         short_mem = req.memory_mb - state.mem_free_mb
         if short_cpu <= policies.EPS and short_mem <= 0:
             return state, None
-        if self._yield_held is None:
+        if self._warm is None:
             return None
         give_up = (max(0.0, short_cpu), max(0, short_mem))
-        released = self._yield_held(*give_up, dry_run=True)
+        released = self._warm.yield_capacity(*give_up, dry_run=True, request=req)
         after = attrs.evolve(
             state, cpu_used=state.cpu_used - released.cpus,
             mem_used_mb=state.mem_used_mb - released.mem_mb,
@@ -548,12 +555,14 @@ class Bidder:
         """``do_create`` outside the lock; then the reservation is dropped and the
         waiters for its uuid are told (invariant 3)."""
         uuid = res.request.uuid
+        made = False
         try:
             result = await do_create(res)
+            made = True
         finally:
             async with self._lock:
                 self._committing.discard(reservation_id)
-                self._drop(reservation_id)
+                self._drop(reservation_id, made=made)
                 for waiter in self._inflight.pop(uuid, ()):
                     waiter.callback(None)
         self.stats["committed"] += 1
@@ -606,17 +615,37 @@ class Bidder:
 
     # -- expiry ---------------------------------------------------------------------
 
-    def _drop(self, rid: str) -> bool:
+    def _drop(self, rid: str, made: bool = False) -> bool:
+        """Forget the reservation ``rid``; ``made``: its record was written. The
+        warm guests set aside for it are kept for that container, or (no record)
+        go back to the pool under the lock, as far as the node has room then."""
         timer = self._timers.pop(rid, None)
         if timer is not None and timer.active():
             timer.cancel()
-        return self._reservations.pop(rid, None) is not None
+        dropped = self._reservations.pop(rid, None) is not None
+        if rid in self._pledged:
+            self._pledged.discard(rid)
+            if made:
+                self._warm.keep_pledge(rid)
+            else:
+                d = defer.ensureDeferred(self._return_pledge(rid))
+                d.addErrback(lambda f: log.failure("cluster.bid.pledge_not_returned", f))
+        return dropped
+
+    async def _return_pledge(self, rid: str) -> None:
+        """The guests set aside for ``rid`` (which made no record) go back to the
+        pool while the node's free capacity holds them. Until then they count
+        nowhere: a bid admitted meanwhile may take their room, and they go."""
+        async with self._lock:
+            state = self.state_of(await self._store_view())
+            self._warm.return_pledge(rid, capacity.Held(
+                cpus=max(0.0, state.cpu_free), mem_mb=max(0, state.mem_free_mb)))
 
     def _expire(self, rid: str) -> None:
         self._timers.pop(rid, None)
         if rid in self._committing:
             return  # invariant 3: a commit in progress keeps its reservation
-        if self._reservations.pop(rid, None) is not None:
+        if self._drop(rid):
             self.stats["expired"] += 1
             log.debug("cluster.bid.reservation_expired node={node} reservation={rid}",
                       node=self.node_name, rid=rid)

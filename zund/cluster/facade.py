@@ -133,7 +133,7 @@ class ClusterContainers:
             runtime=request.runtime or self.default_runtime,
             availability_zone=request.availability_zone,
             labels=hint_labels(request.hints), requested_host=request.host,
-            volumes=tuple(named_volumes(request.mounts)))
+            volumes=tuple(named_volumes(request.mounts)), image=request.image or "")
         if self.quota is not None:  # QuotaExceeded before any bid (zund.cluster.quota)
             await self.quota.claim(ctx.project_id, u, quota_demand(preq))
         try:

@@ -117,7 +117,7 @@ def placement_request(rec: ContainerRecord, request: CreateRequest,
         user_id=rec.user_id, cpu=float(request.cpu), memory_mb=int(request.memory),
         disk_gb=int(request.disk or 0), runtime=rec.runtime or "runc",
         availability_zone=None, labels=hint_labels(request.hints), requested_host=None,
-        volumes=tuple(named_volumes(request.mounts)))
+        volumes=tuple(named_volumes(request.mounts)), image=rec.image or "")
 
 
 class ServiceMarks:

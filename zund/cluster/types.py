@@ -27,6 +27,9 @@ class PlacementRequest:
     #: the project's named volumes the create mounts: a node that holds them is
     #: preferred (``policies.VOLUME_WIDTH``; zund.compute.volumes)
     volumes: tuple = ()
+    #: the image it runs: a bidder that sets warm guests aside for it picks one of
+    #: its own shape first (``LibvirtRuntime.yield_capacity``)
+    image: str = ""
 
     def to_wire(self) -> dict:
         return attrs.asdict(self)

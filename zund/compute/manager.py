@@ -296,21 +296,43 @@ class ContainerManager(service.Service):
                 total = total + held()
         return total
 
-    def yield_capacity(self, cpu: float, memory_mb: int,
-                       dry_run: bool = False) -> capacity.Held:
+    def yield_capacity(self, cpu: float, memory_mb: int, dry_run: bool = False,
+                       request=None, token: str | None = None) -> capacity.Held:
         """Have the runtimes give up warm guests until ``cpu`` and ``memory_mb``
-        are released (``LibvirtRuntime.yield_capacity``); what was released, or
-        with ``dry_run`` what would be (nothing is given up)."""
+        are released (``LibvirtRuntime.yield_capacity``), the runtime ``request``
+        names first; with ``token`` they are set aside under it (``keep_pledge``,
+        ``return_pledge``). What was released, or with ``dry_run`` what would be
+        (nothing is given up)."""
         total = capacity.Held()
-        for rt in self.runtimes.values():
+        wanted = getattr(request, "runtime", None)
+        for name, rt in sorted(self.runtimes.items(), key=lambda kv: kv[0] != wanted):
             give = getattr(rt, "yield_capacity", None)
             if give is None:
                 continue
             if total.cpus >= cpu - 1e-9 and total.mem_mb >= memory_mb:
                 break
             total = total + give(max(0.0, cpu - total.cpus), max(0, memory_mb - total.mem_mb),
-                                 dry_run=dry_run)
+                                 dry_run=dry_run, request=request, token=token)
         return total
+
+    def keep_pledge(self, token: str) -> None:
+        """The reservation ``token`` became a container (``LibvirtRuntime.keep_pledge``)."""
+        for rt in self.runtimes.values():
+            keep = getattr(rt, "keep_pledge", None)
+            if keep is not None:
+                keep(token)
+
+    def return_pledge(self, token: str, room: capacity.Held) -> capacity.Held:
+        """The reservation ``token`` ended without a container: its guests go back
+        while ``room`` holds them (``LibvirtRuntime.return_pledge``); what went back."""
+        back = capacity.Held()
+        for rt in self.runtimes.values():
+            give_back = getattr(rt, "return_pledge", None)
+            if give_back is not None:
+                back = back + give_back(token, capacity.Held(
+                    cpus=max(0.0, room.cpus - back.cpus),
+                    mem_mb=max(0, room.mem_mb - back.mem_mb)))
+        return back
 
     def _held_listener_lists(self) -> list[list]:
         return [rt.held_listeners for rt in self.runtimes.values()

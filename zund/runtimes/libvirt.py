@@ -40,6 +40,15 @@ advertises less by it), and the refill boots one only when the node has room for
 it (``warm_guest_room``, the bidder's check under its lock), so a warm pool never
 overcommits the node. A draining node retires its pool (``retire_pool``).
 
+A container that fits only without some waiting guests (``yield_capacity``) has
+them set aside under its reservation (a pledge), a guest of its own shape first:
+not claimable, not counted as held (the reservation counts instead), not yet
+destroyed. When the reservation becomes a record (``keep_pledge``) the guest of
+the container's shape is kept for its create, which claims it like any warm
+guest, and the others are destroyed; when it is released, expires or the
+coordinator chose another node (``return_pledge``), they go back to the pool as
+far as the node still has room for them.
+
 Domain state → RuntimeStatus: running/blocked/shutdown → running; paused /
 pmsuspended → paused; shut off → ``created`` if the container was never started
 (no start record), else ``exited`` with the code the guest's init printed (137
@@ -134,6 +143,10 @@ MAX_POOLED_CONFIG_BYTES = 32 * 1024
 #: The warm pool shares its guests among the shapes of this many latest creates it
 #: could have served (``plan_pool``).
 SHAPE_HISTORY = 8
+#: A warm guest kept for the container it was set aside for (``keep_pledge``) is
+#: destroyed when no create of that container claims it within this many seconds
+#: (the create failed early, or the container was deleted before it was made).
+KEPT_GUEST_TTL_S = 120.0
 #: Orphaned files (guest gone, e.g. auto_remove) older than this are swept by list().
 ORPHAN_AGE_S = 300.0
 #: The machine-type probe guest must print its marker within this many seconds.
@@ -296,6 +309,17 @@ def render_logs(runs: list, stdout: bool, stderr: bool, timestamps: bool,
 # -- the runtime ---------------------------------------------------------------------
 
 @implementer(IRuntime)
+@attrs.frozen
+class Pledge:
+    """Warm guests set aside for one reservation (see the module docstring).
+    ``uuid``: the container it is for; ``own``: its shape, or None when the pool
+    does not know it; ``guests``: ``(shape, guest name)`` each."""
+
+    uuid: str
+    own: tuple | None
+    guests: tuple
+
+
 class LibvirtRuntime:
     """IRuntime over libvirt: one micro-VM per container.
 
@@ -338,6 +362,15 @@ class LibvirtRuntime:
         self._recent: collections.deque = collections.deque(maxlen=SHAPE_HISTORY)
         #: warm guests being booted, per shape (they hold capacity already)
         self._booting: collections.Counter = collections.Counter()
+        #: the image of the latest create of each shape: a placement request names
+        #: its image, cpu and memory, and finds the waiting guests of its shape by them
+        self._shape_image: dict[tuple, str] = {}
+        #: guests set aside for a reservation (``yield_capacity`` with ``token``):
+        #: token -> ``Pledge``; out of the pool and of ``held_capacity()``
+        self._pledges: dict[str, Pledge] = {}
+        #: container uuid -> (shape, guest name, expiry timer): a pledged guest of
+        #: its shape, kept for its create (``keep_pledge``)
+        self._kept: dict[str, tuple] = {}
         #: ``async (cpu, memory_mb, hold) -> bool``: the node calls ``hold()`` and
         #: answers True when it has room for one more warm guest (the service sets
         #: ``Bidder.hold_if_room``); None: no check
@@ -346,9 +379,11 @@ class LibvirtRuntime:
         self.held_listeners: list[Callable[[], None]] = []
         #: creates by path (``create_warm``, ``create_cold``), warm-guest boots by
         #: outcome (``warm_booted``, ``warm_failed``, ``warm_no_room``) and guests
-        #: given up for containers (``warm_yielded``): the metrics
-        #: ``zund_microvm_creates``, ``zund_microvm_warm_boots`` and
-        #: ``zund_microvm_warm_yielded``
+        #: given up for containers (``warm_yielded``: destroyed; ``warm_kept``:
+        #: kept for the container they were set aside for, ``warm_returned``: back
+        #: to the pool): the metrics ``zund_microvm_creates``,
+        #: ``zund_microvm_warm_boots``, ``zund_microvm_warm_yielded`` and
+        #: ``zund_microvm_warm_pledges``
         self.pool_stats: collections.Counter = collections.Counter()
         self._closing = False
         self._blocking = TrackedCalls(run_blocking, self.name)
@@ -621,7 +656,12 @@ class LibvirtRuntime:
         if self._pool_fill is not None:
             await self._pool_fill  # ends after the guest it is booting (then discarded)
         stale = [name for guests in self._pool.values() for name in guests]
-        self._pool, self._plan = {}, {}
+        stale += [name for pledge in self._pledges.values() for _, name in pledge.guests]
+        for _, name, timer in self._kept.values():
+            if timer.active():
+                timer.cancel()
+            stale.append(name)
+        self._pool, self._plan, self._pledges, self._kept = {}, {}, {}, {}
         self._held_changed()
         if self._conn is not None:
             for name in stale:
@@ -745,6 +785,7 @@ class LibvirtRuntime:
             key = (base, vcpus, memory_mb)
             claimed = await self._claim(key, spec.uuid, meta, config_sh)
             self._recent.append((key, (float(spec.cpu or 0), memory_mb)))
+            self._shape_image[key] = spec.image
             self._want_pool(plan_pool([k for k, _ in self._recent], cfg.warm_pool_size,
                                       self._plan))
             if claimed:
@@ -752,6 +793,8 @@ class LibvirtRuntime:
                 log.info("runtime.microvm.created uuid={uuid} image={image} warm_guest={name}",
                          uuid=spec.uuid, image=spec.image, name=claimed)
                 return await self.inspect(spec.uuid)
+        else:
+            self._take_kept(spec.uuid, None)  # a guest set aside for it is of no use
         xml = self._domain_xml(name, meta, vcpus, memory_mb, initrd_path, log_path,
                                control_path, disks=tuple(d for d, _ in vol_disks),
                                vifs=tuple(spec.vifs))
@@ -813,33 +856,131 @@ class LibvirtRuntime:
                 held += capacity.Held(cpus=cpu * n, mem_mb=memory_mb * n, count=n)
         return held
 
-    def yield_capacity(self, cpu: float, memory_mb: int,
-                       dry_run: bool = False) -> capacity.Held:
+    def yield_capacity(self, cpu: float, memory_mb: int, dry_run: bool = False,
+                       request=None, token: str | None = None) -> capacity.Held:
         """Give up booted warm guests until what they held covers ``cpu`` and
         ``memory_mb`` (the bidder admits a container that fits only without them):
-        each from the shape with the most waiting guests, the newest first,
-        destroyed in the background. What was given up (less than asked when the
-        waiting guests hold less); with ``dry_run``, what would be, and none is.
-        The plan stays: the next refill boots them again once the node has room
+        a guest of the container's own shape first (``request``: its placement
+        request, ``uuid``, ``runtime``, ``image``, ``cpu`` and ``memory_mb``),
+        then each from the shape with the most waiting guests, the newest first.
+        With ``token`` (the reservation's id) they are set aside under it
+        (``keep_pledge`` / ``return_pledge`` end it); without, destroyed in the
+        background. What was given up (less than asked when the waiting guests
+        hold less); with ``dry_run``, what would be, and none is. The plan stays:
+        the next refill boots them again once the node has room
         (``warm_guest_room``)."""
+        own = self._own_shape(request)
         waiting = {key: len(guests) for key, guests in self._pool.items()}
         released = capacity.Held()
         picked = []
         while (released.cpus < cpu - 1e-9 or released.mem_mb < memory_mb) and any(
                 waiting.values()):
-            key = max(waiting, key=waiting.__getitem__)
+            key = own if waiting.get(own) else max(waiting, key=waiting.__getitem__)
             waiting[key] -= 1
             picked.append(key)
             g_cpu, g_mem = self._pool_alloc[key]
             released += capacity.Held(cpus=g_cpu, mem_mb=g_mem, count=1)
         if picked and not dry_run:
-            stale = [self._pool[key].pop() for key in picked]
-            self.pool_stats["warm_yielded"] += len(stale)
+            guests = tuple((key, self._pool[key].pop()) for key in picked)
             log.info("runtime.microvm.warm_guests_yielded guests={n} cpu={cpu} "
-                     "memory_mb={mem}", n=len(stale), cpu=released.cpus, mem=released.mem_mb)
+                     "memory_mb={mem} pledge={token}", n=len(guests), cpu=released.cpus,
+                     mem=released.mem_mb, token=token)
+            if token is None:
+                self.pool_stats["warm_yielded"] += len(guests)
+                self._discard_later([name for _, name in guests])
+            else:
+                uuid = getattr(request, "uuid", None) or ""
+                self._pledges[token] = Pledge(uuid, own, guests)
             self._held_changed()
-            self._discard_later(stale)
         return released
+
+    def _own_shape(self, request) -> tuple | None:
+        """The pool's shape of the container ``request`` asks to place (one with
+        guests waiting or set aside), or None: another runtime's request, or an
+        image, vCPUs or memory no recent create of this node had."""
+        if request is None or getattr(request, "runtime", self.name) != self.name:
+            return None
+        vcpus = guest_vcpus(request.cpu, self.config.default_vcpus)
+        memory_mb = guest_memory_mb(request.memory_mb, self.config.default_memory_mb,
+                                    self.config.min_memory_mb)
+        image = getattr(request, "image", None)
+        for key, key_image in self._shape_image.items():
+            if key_image == image and key[1:] == (vcpus, memory_mb):
+                return key
+        return None
+
+    def keep_pledge(self, token: str) -> None:
+        """The reservation ``token`` became a container: the guest of its shape set
+        aside for it waits for its create (which claims it; destroyed after
+        ``KEPT_GUEST_TTL_S`` if none does), the others are destroyed."""
+        pledge = self._pledges.pop(token, None)
+        if pledge is None:
+            return
+        stale = [name for _, name in pledge.guests]
+        kept = next(((key, name) for key, name in pledge.guests if key == pledge.own), None)
+        if kept is not None and pledge.uuid:
+            stale.remove(kept[1])
+            self._forget_kept(pledge.uuid)
+            timer = self._clock.callLater(KEPT_GUEST_TTL_S, self._forget_kept, pledge.uuid)
+            self._kept[pledge.uuid] = (*kept, timer)
+            self.pool_stats["warm_kept"] += 1
+        self.pool_stats["warm_yielded"] += len(stale)
+        self._discard_later(stale)
+
+    def return_pledge(self, token: str, room: capacity.Held) -> capacity.Held:
+        """The reservation ``token`` ended without a container: its guests go back
+        to the pool while ``room`` (what the node has free now) holds them and the
+        plan still wants them, the rest are destroyed. What went back."""
+        pledge = self._pledges.pop(token, None)
+        back = capacity.Held()
+        if pledge is None:
+            return back
+        stale = []
+        for key, name in pledge.guests:
+            alloc = self._pool_alloc.get(key)
+            if (self._closing or alloc is None
+                    or len(self._pool.get(key, ())) + self._booting[key] >= self._plan.get(key, 0)
+                    or alloc[0] > room.cpus - back.cpus + 1e-9
+                    or alloc[1] > room.mem_mb - back.mem_mb):
+                stale.append(name)
+                continue
+            back += capacity.Held(cpus=alloc[0], mem_mb=alloc[1], count=1)
+            self._pool.setdefault(key, []).append(name)
+        self.pool_stats["warm_returned"] += back.count
+        self.pool_stats["warm_yielded"] += len(stale)
+        if back.count:
+            self._held_changed()
+        self._discard_later(stale)
+        return back
+
+    def _forget_kept(self, uuid: str) -> None:
+        """Destroy the guest kept for ``uuid``, if its create has not claimed it."""
+        kept = self._kept.pop(uuid, None)
+        if kept is None:
+            return
+        _, name, timer = kept
+        if timer.active():
+            timer.cancel()
+        self._discard_later([name])
+
+    def _take_kept(self, uuid: str, key: tuple | None) -> str | None:
+        """The create of ``uuid`` (of shape ``key``; None: it cannot use a warm
+        guest) takes the guest kept for it, if of its shape; any other guest set
+        aside for it is destroyed. A pledge for ``uuid`` still open is kept first:
+        its create runs, so its record is written."""
+        for token, pledge in list(self._pledges.items()):
+            if pledge.uuid == uuid:
+                self.keep_pledge(token)
+        kept = self._kept.get(uuid)
+        if kept is None:
+            return None
+        if kept[0] != key:
+            self._forget_kept(uuid)
+            return None
+        _, name, timer = self._kept.pop(uuid)
+        if timer.active():
+            timer.cancel()
+        return name
 
     def _held_changed(self) -> None:
         for listener in list(self.held_listeners):
@@ -896,6 +1037,7 @@ class LibvirtRuntime:
         for key in list(self._pool_alloc):
             if key not in self._plan and key not in self._pool and not self._booting[key]:
                 del self._pool_alloc[key]
+                self._shape_image.pop(key, None)
         if stale:
             self._held_changed()
         self._discard_later(stale)
@@ -1031,11 +1173,13 @@ class LibvirtRuntime:
                      config_sh: str) -> str | None:
         """Make a warm guest of ``key`` the container ``uuid``; its name, or None
         (no warm guest, or it could not be claimed: the caller boots cold)."""
-        guests = self._pool.get(key)
-        if not guests:
-            return None
-        name = guests.pop(0)
-        self._held_changed()
+        name = self._take_kept(uuid, key)
+        if name is None:
+            guests = self._pool.get(key)
+            if not guests:
+                return None
+            name = guests.pop(0)
+            self._held_changed()
         _, vcpus, memory_mb = key
         log_path, record_path, initrd_path, control = self._files(uuid)
         title = runtime_object_name(uuid)

@@ -4,7 +4,7 @@ bid for it. The libvirt node keeps a warm pool of one guest
 (``[libvirt] warm_pool_size = 1``): its first container boots cold, a later one
 of the same shape runs in the warm guest, through the API like any other, the
 guest's memory counts against its node while it waits until a container needs
-the room, and draining the node retires it."""
+the room (one of its own shape then runs in it), and draining the node retires it."""
 
 import glob
 import os
@@ -196,6 +196,53 @@ def test_a_warm_guest_holds_its_memory_until_a_container_needs_the_room(cluster,
         deadline = time.monotonic() + 60
         while _pool_guests(cluster[2]):
             assert time.monotonic() < deadline, _pool_guests(cluster[2])
+            time.sleep(0.2)
+    finally:
+        for uuid in made:
+            delete(cluster[0], uuid)
+        if first is not None:
+            delete(cluster[0], first.json()["uuid"])
+
+
+def test_a_container_of_the_guests_shape_on_a_node_full_but_for_it_runs_in_it(
+        cluster, real_docker):
+    """Node 3 full but for its 128 MiB warm guest (a docker container, made but not
+    run, takes the rest of its memory): a microvm container of the guest's shape,
+    created through node 2, fits only without the guest. The bid sets the guest
+    aside, the commit keeps it for that container, and the container runs in it:
+    a warm create, no guest destroyed."""
+    body = _warm_body(real_docker)
+    first = _warm_guest_waiting(cluster, body)
+    node3 = cluster[2]
+    # node 3's own truth: its containers and the guest
+    used = {h["hostname"]: h["mem_used"]
+            for h in node3.api("GET", "/hosts").json()["hosts"]}[node3.name]
+    made = []
+    try:
+        r = cluster[0].api("POST", "/containers", json={
+            "image": real_docker, "runtime": "runc", "name": "filler", "host": node3.name,
+            "memory": 2048 - used, "command": ["sleep", "600"]})
+        assert r.status_code == 202, r.text
+        made.append(r.json()["uuid"])
+        assert cluster[0].wait_status(made[0], "Created", timeout_s=60)["host"] == node3.name
+        warm = metric(node3, "zund_microvm_creates_total", path="warm")
+        yielded = metric(node3, "zund_microvm_warm_yielded_total")
+        r = cluster[1].api("POST", "/containers?run=true", json=dict(body, name="own-shape",
+                                                                     hostname="ownvm"))
+        assert r.status_code == 202, r.text
+        c = r.json()
+        made.append(c["uuid"])
+        assert c["host"] == node3.name, c
+        cluster[0].wait_status(c["uuid"], "Running", timeout_s=120)
+        assert metric(node3, "zund_microvm_warm_pledges_total", outcome="kept") >= 1
+        assert metric(node3, "zund_microvm_creates_total", path="warm") == warm + 1
+        assert metric(node3, "zund_microvm_warm_yielded_total") == yielded
+        with open(os.path.join(node3.state_path, "microvm", "console",
+                               f"zun-{c['uuid']}.domain")) as f:
+            assert f.read().strip().startswith("zunpool-")
+        deadline = time.monotonic() + 30
+        while "warm-ownvm" not in cluster[0].api("GET", f"/containers/{c['uuid']}/logs").text:
+            assert time.monotonic() < deadline, "the container's output never reached the logs"
             time.sleep(0.2)
     finally:
         for uuid in made:

@@ -8,8 +8,9 @@ create of another shape does not), two alternating shapes share a pool of two,
 warm guests hold their shape's capacity and
 boot only when the node's bidder has room (a shape without room does not keep
 a smaller one cold), a container that fits only without a warm guest takes its
-place, and retiring the pool (a draining node) destroys
-them.
+place (the guest set aside by the bid, destroyed at the commit; kept and
+claimed when the container is of its shape; back in the pool when the bid is
+released), and retiring the pool (a draining node) destroys them.
 
 Same prerequisites and TCG guests as ``test_libvirt_contract.py``; every domain
 carries a per-session node name and is removed at the end of the session.
@@ -70,14 +71,13 @@ def _pool_domains(node: str) -> dict:
 def _node_bidder(rt, node: str, mem_mb, records: list) -> Bidder:
     """A real bidder for ``node`` (4 cpus, ``mem_mb()`` MiB, the committed
     ``records``) wired to ``rt`` as the service wires them: the refill asks it for
-    room, and its bids count and may take back the warm guests."""
+    room, and its bids count and may set the warm guests aside."""
     async def view():
         return list(records)
 
     bidder = Bidder(node, lambda: {"cpus": 4.0, "mem_mb": mem_mb(), "disk_gb": 10},
                     view, reactor, 10.0, policies.load_policy("spread"), "off",
-                    NodeFacts(az="nova", runtimes=["microvm"]), held=rt.held_capacity,
-                    yieldable=rt.yieldable_capacity, yield_held=rt.yield_capacity)
+                    NodeFacts(az="nova", runtimes=["microvm"]), warm=rt)
     rt.warm_guest_room = bidder.hold_if_room
     return bidder
 
@@ -423,41 +423,61 @@ class TestWarmPool:
             await self.close_own(rt, pool)
             sweep(node)
 
+    async def full_but_for_a_guest(self, rt, node: str, records: list) -> set:
+        """A 128 MiB container (a record) and a waiting 128 MiB warm guest of its
+        shape: the pool's guest names."""
+        first = self.spec(rt, node=node, command=("true",), cpu=1.0, memory_mb=128)
+        records.append(SimRecord(first.uuid, "p", 1.0, 128, 0, node))
+        await rt.create(first)
+        await wait_warm(rt, timeout_s=WARM_S)
+        warm = set(_pool_domains(node))
+        assert len(warm) == 1 and rt.yieldable_capacity().mem_mb == 128
+        return warm
+
+    @staticmethod
+    def placement(spec) -> PlacementRequest:
+        return PlacementRequest(request_id="r-" + spec.uuid, uuid=spec.uuid, project_id="p",
+                                user_id="u", cpu=spec.cpu, memory_mb=spec.memory_mb,
+                                runtime="microvm", image=spec.image)
+
+    @staticmethod
+    def record_of(node: str, records: list):
+        async def do_create(res):
+            r = res.request
+            records.append(SimRecord(r.uuid, r.project_id, r.cpu, r.memory_mb, 0, node))
+            return r.uuid
+        return do_create
+
     @pytest_twisted.ensureDeferred
     async def test_a_container_that_fits_only_without_the_warm_guest_takes_its_place(
             self, state_dir):
         """512 MiB on the node, a 128 MiB container and a 128 MiB warm guest: the
         node's bidder admits a 320 MiB container, which fits only without the
         guest. Asked first what it would give up (a dry run), the runtime keeps
-        the guest; then the guest is destroyed and holds nothing from the bid on;
-        the container is created cold, and the refill then finds no room for
-        another guest."""
+        the guest; the bid sets it aside (it holds nothing, still runs, is
+        destroyed by nothing yet); the commit destroys it (it is not of the
+        container's shape), the container is created cold, and the refill then
+        finds no room for another guest."""
         node = SESSION_NODE + "-yield"
         rt, pool = _open_runtime(state_dir, node)
         records: list = []
         bidder = _node_bidder(rt, node, lambda: 512, records)
         try:
             await rt.open()
-            first = self.spec(rt, node=node, command=("true",), memory_mb=128)
-            records.append(SimRecord(first.uuid, "p", 1.0, 128, 0, node))
-            await rt.create(first)
-            await wait_warm(rt, timeout_s=WARM_S)
-            warm = set(_pool_domains(node))
-            assert len(warm) == 1 and rt.yieldable_capacity().mem_mb == 128
+            warm = await self.full_but_for_a_guest(rt, node, records)
             assert rt.yield_capacity(0.0, 64, dry_run=True).mem_mb == 128
             assert rt.yieldable_capacity().mem_mb == 128 and rt.pool_stats["warm_yielded"] == 0
-            big = self.spec(rt, node=node, command=("true",), memory_mb=320)
-            bid = await bidder.bid(PlacementRequest(
-                request_id="r-big", uuid=big.uuid, project_id="p", user_id="u", cpu=1.0,
-                memory_mb=320, runtime="microvm"))
+            big = self.spec(rt, node=node, command=("true",), cpu=1.0, memory_mb=320)
+            bid = await bidder.bid(self.placement(big))
             assert isinstance(bid, Bid), bid
             assert rt.held_capacity() == capacity.Held()
-            assert rt.pool_stats["warm_yielded"] == 1
+            assert rt.pool_stats["warm_yielded"] == 0 and set(_pool_domains(node)) == warm
+            await bidder.commit(bid.reservation_id, self.record_of(node, records))
+            assert rt.pool_stats["warm_yielded"] == 1 and rt.pool_stats["warm_kept"] == 0
             deadline = time.monotonic() + WARM_S
             while warm & set(_pool_domains(node)):
                 assert time.monotonic() < deadline, "the yielded guest is still there"
                 await task.deferLater(reactor, 0.1, lambda: None)
-            records.append(SimRecord(big.uuid, "p", 1.0, 320, 0, node))
             cold = rt.pool_stats["create_cold"]
             await rt.create(big)
             assert rt.pool_stats["create_cold"] == cold + 1
@@ -465,6 +485,75 @@ class TestWarmPool:
                 await rt._pool_fill
             assert rt.pool_stats["warm_no_room"] >= 1
             assert rt.held_capacity() == capacity.Held() and _pool_domains(node) == {}
+        finally:
+            await self.close_own(rt, pool)
+            sweep(node)
+
+    @pytest_twisted.ensureDeferred
+    async def test_a_container_of_the_guests_shape_that_fits_only_without_it_takes_it_warm(
+            self, state_dir):
+        """256 MiB on the node, a 128 MiB container and a 128 MiB warm guest: a
+        second container of that shape fits only without the guest. The bid sets
+        the guest aside, the commit keeps it for the container, and the create
+        claims that very guest (a warm create, no guest destroyed), which then
+        runs the container's command."""
+        node = SESSION_NODE + "-own"
+        rt, pool = _open_runtime(state_dir, node)
+        records: list = []
+        bidder = _node_bidder(rt, node, lambda: 256, records)
+        try:
+            await rt.open()
+            warm = await self.full_but_for_a_guest(rt, node, records)
+            spec = self.spec(rt, node=node, command=("sh", "-c", "echo kept; exit 4"),
+                             cpu=1.0, memory_mb=128)
+            bid = await bidder.bid(self.placement(spec))
+            assert isinstance(bid, Bid), bid
+            assert rt.held_capacity() == capacity.Held() and set(_pool_domains(node)) == warm
+            await bidder.commit(bid.reservation_id, self.record_of(node, records))
+            assert rt.pool_stats["warm_kept"] == 1 and rt.pool_stats["warm_yielded"] == 0
+            counts = (rt.pool_stats["create_warm"], rt.pool_stats["create_cold"])
+            await rt.create(spec)
+            assert (rt.pool_stats["create_warm"], rt.pool_stats["create_cold"]) == \
+                (counts[0] + 1, counts[1])
+            assert {n: p for n, (_, p) in _pool_domains(node).items()} == \
+                {n: False for n in warm}, "the container is not the guest set aside for it"
+            await rt.start(spec.uuid)
+            state = await wait_exited(rt, spec.uuid, 30)
+            assert state.exit_code == 4
+            assert await rt.logs(spec.uuid, True, False, False, None, None) == "kept\n"
+        finally:
+            await self.close_own(rt, pool)
+            sweep(node)
+
+    @pytest_twisted.ensureDeferred
+    async def test_a_warm_guest_set_aside_for_a_released_bid_goes_back_to_the_pool(
+            self, state_dir):
+        """The same full node: a bid for a container of the guest's shape sets it
+        aside; the coordinator chose another node and releases the bid. The guest
+        was never destroyed: it is back in the pool, held and waiting, and serves
+        the next create of its shape warm."""
+        node = SESSION_NODE + "-back"
+        rt, pool = _open_runtime(state_dir, node)
+        records: list = []
+        bidder = _node_bidder(rt, node, lambda: 256, records)
+        try:
+            await rt.open()
+            warm = await self.full_but_for_a_guest(rt, node, records)
+            lost = self.spec(rt, node=node, command=("true",), cpu=1.0, memory_mb=128)
+            bid = await bidder.bid(self.placement(lost))
+            assert isinstance(bid, Bid), bid
+            assert rt.yieldable_capacity() == capacity.Held()
+            bidder.release(bid.reservation_id)
+            assert rt.yieldable_capacity().mem_mb == 128 and rt.held_capacity().count == 1
+            assert rt.pool_stats["warm_returned"] == 1 and rt.pool_stats["warm_yielded"] == 0
+            assert {n: p for n, (_, p) in _pool_domains(node).items()} == \
+                {n: True for n in warm}
+            assert await rt._call(rt.warm_guests) == 1
+            records.pop()  # the first container is gone: room for the next one
+            warm_creates = rt.pool_stats["create_warm"]
+            await rt.create(self.spec(rt, node=node, command=("true",), cpu=1.0,
+                                      memory_mb=128))
+            assert rt.pool_stats["create_warm"] == warm_creates + 1
         finally:
             await self.close_own(rt, pool)
             sweep(node)

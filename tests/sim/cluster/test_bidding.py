@@ -305,32 +305,57 @@ def test_bid_score_carries_the_tenant_tier():
 
 class Pool:
     """A runtime's warm guests as the bidder sees them (``ContainerManager``'s
-    ``held_capacity``, ``yieldable_capacity`` and ``yield_capacity``): guests
-    booting (held, not given up) and booted (held, given up for a container, the
-    newest first, like ``LibvirtRuntime.yield_capacity``); memory only."""
+    ``held_capacity``, ``yieldable_capacity``, ``yield_capacity``,
+    ``keep_pledge`` and ``return_pledge``): guests booting (held, not given up)
+    and booted (held, set aside for a reservation the newest first, like
+    ``LibvirtRuntime.yield_capacity``); memory only, one shape: a guest set aside
+    for a reservation that made its container is destroyed (the real runtime's
+    preference for the container's own shape is tested against QEMU)."""
 
     def __init__(self):
         self.booting: list[int] = []
         self.ready: list[int] = []
+        #: reservation id -> the guests set aside for it
+        self.pledges: dict[str, list[int]] = {}
+        self.destroyed: list[int] = []
 
     @property
     def mem_mb(self) -> int:
         return sum(self.booting) + sum(self.ready)
 
-    def __call__(self) -> capacity.Held:
+    def held_capacity(self) -> capacity.Held:
         return capacity.Held(mem_mb=self.mem_mb, count=len(self.booting) + len(self.ready))
 
-    def yieldable(self) -> capacity.Held:
+    def yieldable_capacity(self) -> capacity.Held:
         return capacity.Held(mem_mb=sum(self.ready), count=len(self.ready))
 
-    def give_up(self, cpu: float, memory_mb: int, dry_run: bool = False) -> capacity.Held:
+    def yield_capacity(self, cpu: float, memory_mb: int, dry_run: bool = False,
+                       request=None, token=None) -> capacity.Held:
         waiting = list(self.ready)
         released = capacity.Held()
         while released.mem_mb < memory_mb and waiting:
             released += capacity.Held(mem_mb=waiting.pop(), count=1)
         if not dry_run:
+            taken = self.ready[len(waiting):]
             del self.ready[len(waiting):]
+            if token is None:
+                self.destroyed += taken
+            else:
+                self.pledges[token] = taken
         return released
+
+    def keep_pledge(self, token: str) -> None:
+        self.destroyed += self.pledges.pop(token, [])
+
+    def return_pledge(self, token: str, room: capacity.Held) -> capacity.Held:
+        back = capacity.Held()
+        for mem_mb in self.pledges.pop(token, []):
+            if back.mem_mb + mem_mb <= room.mem_mb:
+                back += capacity.Held(mem_mb=mem_mb, count=1)
+                self.ready.append(mem_mb)
+            else:
+                self.destroyed.append(mem_mb)
+        return back
 
     def hold(self, mem_mb: int):
         def hold():
@@ -341,14 +366,13 @@ class Pool:
         self.ready.append(mem_mb)
 
 
-def make_held(facts=None, view=None, volumes_view=None):
+def make_held(facts=None, view=None, volumes_view=None, clock=None):
     held = Pool()
     ids = iter(f"res-{i}" for i in range(10_000))
-    b = Bidder("n1", TOTALS, view or FakeStore().view, task.Clock(), 10.0,
+    b = Bidder("n1", TOTALS, view or FakeStore().view, clock or task.Clock(), 10.0,
                policies.load_policy("spread"), "off",
                facts or NodeFacts(az="nova", runtimes=["runc"]), new_id=lambda: next(ids),
-               volumes_view=volumes_view,
-               held=held, yieldable=held.yieldable, yield_held=held.give_up)
+               volumes_view=volumes_view, warm=held)
     return b, held
 
 
@@ -457,11 +481,66 @@ def test_a_bid_commit_outbid_after_counting_the_guests_gives_none_of_them_up():
     assert b.last_load["mem_used_mb"] == 1536
 
 
-def test_both_or_neither_of_yieldable_and_yield_held():
-    with pytest.raises(ValueError):
-        Bidder("n1", TOTALS, FakeStore().view, task.Clock(), 10.0,
-               policies.load_policy("spread"), "off", NodeFacts(az="nova"),
-               yieldable=Pool().yieldable)
+def test_a_guest_set_aside_for_a_bid_that_is_released_goes_back_to_the_pool():
+    """Two booted 768 MiB guests, 512 MiB free: a 1,024 MiB bid sets one aside
+    (not destroyed); the coordinator took another node and releases the bid: the
+    guest is back in the pool and held again, none was destroyed."""
+    b, held = make_held()
+    boot(b, held, 768, 768)
+    bid = result(b.bid(req("a", cpu=0.5, mem=1024)))
+    assert isinstance(bid, Bid)
+    assert held.ready == [768] and held.pledges == {bid.reservation_id: [768]}
+    b.release(bid.reservation_id)
+    assert held.ready == [768, 768] and held.pledges == {} and held.destroyed == []
+    assert b.state_of([]).mem_used_mb == 1536
+
+
+def test_a_guest_set_aside_for_a_bid_that_expires_goes_back_to_the_pool():
+    clock = task.Clock()
+    b, held = make_held(clock=clock)
+    boot(b, held, 768, 768)
+    assert isinstance(result(b.bid(req("a", cpu=0.5, mem=1024))), Bid)
+    clock.advance(10.0)
+    assert not b.reservations()
+    assert held.ready == [768, 768] and held.destroyed == []
+
+
+def test_a_guest_set_aside_for_a_bid_whose_room_was_taken_meanwhile_is_destroyed():
+    """A 1,536 MiB guest, 512 MiB free: a 1,024 MiB bid sets it aside, leaving
+    1,024 MiB free, which a second bid then takes. When the first is released the
+    node has no room for the guest any more: it is destroyed, not returned, and
+    the node's truth stays within its capacity."""
+    b, held = make_held()
+    boot(b, held, 1536)
+    first = result(b.bid(req("a", cpu=0.5, mem=1024)))
+    assert isinstance(first, Bid) and held.ready == []
+    assert isinstance(result(b.bid(req("b", cpu=0.5, mem=1024))), Bid)
+    b.release(first.reservation_id)
+    assert held.ready == [] and held.destroyed == [1536]
+    assert b.state_of([]).mem_used_mb == 1024
+
+
+def test_a_guest_set_aside_for_a_committed_bid_is_not_returned():
+    """The bid's record is written: the guest set aside for it stays out of the
+    pool (the runtime keeps it for the container or destroys it), and the node's
+    truth counts the record where the guest was."""
+    store = FakeStore()
+    b, held = make_held(view=store.view)
+    boot(b, held, 768, 768)
+    bid = result(b.bid(req("a", cpu=0.5, mem=1024)))
+    result(b.commit(bid.reservation_id, store.create_fn()))
+    assert held.ready == [768] and held.pledges == {} and held.destroyed == [768]
+    assert b.state_of(store.records).mem_used_mb == 1024 + 768
+
+
+def test_a_guest_set_aside_for_a_commit_that_fails_goes_back_to_the_pool():
+    store = FakeStore()
+    b, held = make_held(view=store.view)
+    boot(b, held, 768, 768)
+    bid = result(b.bid(req("a", cpu=0.5, mem=1024)))
+    with pytest.raises(RuntimeError):
+        result(b.commit(bid.reservation_id, store.create_fn(fail=RuntimeError("disk full"))))
+    assert held.ready == [768, 768] and held.destroyed == [] and not store.records
 
 
 def test_a_new_warm_guest_needs_room_beside_the_booted_ones():

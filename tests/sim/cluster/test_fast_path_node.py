@@ -139,3 +139,23 @@ def test_a_lost_bid_commit_answer_with_the_winner_dead_is_a_503_without_a_twin(r
         assert [name for copies in ch.held().values() for name, _ in copies] == ["node-2"]
     finally:
         ch.stop()
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_every_bidder_is_asked_with_the_containers_image(make_cluster, fast_path):
+    """The placement request each bidder admits, in process or over the sealed
+    peer RPC, by BID_COMMIT or by the bid round, names the create's image: a
+    bidder whose warm guests must make room sets aside one of the container's
+    own shape first by it (``LibvirtRuntime.yield_capacity``)."""
+    c = make_cluster(SimConfig(nodes=3, fast_path=fast_path))
+    seen = []
+    for n in c.nodes:
+        admit = n.parts.bidder._admit
+
+        async def asked(req, rid, bar=None, admit=admit):
+            seen.append(req.image)
+            return await admit(req, rid, bar)
+        n.parts.bidder._admit = asked
+    answers = creates(c, 4)
+    assert all(r.status == 202 for r in answers)
+    assert len(seen) >= 4 and set(seen) == {"zund-test/busybox:latest"}
