@@ -454,6 +454,23 @@ def stop_all(system):
     system.procs.clear()
 
 
+#: the fewest repetitions a time budget leaves each system and scenario
+MIN_REPS = 4
+#: wall seconds one repetition (dissemination, kill -9, restart, settle) took on the
+#: slowest CI host seen (232 s for 9 reps x 2 systems x 2 scenarios, with start-ups)
+REP_S = 7.0
+
+
+def budget_reps(budget_s, reps: int, starved_reps: int, scenarios: int,
+                systems: int) -> tuple:
+    """``(reps, starved_reps)`` cut so that ``systems`` x ``scenarios`` runs fit in
+    ``budget_s`` at ``REP_S`` each (never below ``MIN_REPS``); as asked without one."""
+    if not budget_s:
+        return reps, starved_reps
+    fit = max(MIN_REPS, int(budget_s / (REP_S * systems * max(1, scenarios))))
+    return min(reps, fit), min(max(reps, starved_reps), fit)
+
+
 def _ratio(z, s):
     return round(z / s, 3) if z is not None and s else None
 
@@ -476,7 +493,16 @@ def main(argv=None) -> int:
     parser.add_argument("--detect-poll", type=float, default=0.02,
                         help="seconds between polls while waiting for a death (seconds-long)")
     parser.add_argument("--settle", type=float, default=1.0, help="quiet seconds before each repetition")
+    parser.add_argument("--time-budget-s", type=float, default=None,
+                        help="cut the repetitions (never below %d) so that every system and "
+                             "scenario fits in this many seconds, at %g s per repetition"
+                             % (MIN_REPS, REP_S))
     args = parser.parse_args(argv)
+    asked = max(args.reps, args.starved_reps)
+    reps_for = budget_reps(args.time_budget_s, args.reps, args.starved_reps,
+                           len([s for s in args.scenarios.split(",") if s]),
+                           1 if args.only else 2)
+    args.reps, args.starved_reps = reps_for
     if shutil.which("serf") is None:
         print(json.dumps({"error": "serf binary not found"}))
         return 1
@@ -496,6 +522,7 @@ def main(argv=None) -> int:
                 args.detect_poll)
     out = {"benchmark": "gossip_vs_serf", "nodes": N, "reps": args.reps,
            "starved_reps": max(args.reps, args.starved_reps), "profile": "lan", "encrypted": True,
+           "reps_asked": asked, "time_budget_s": args.time_budget_s,
            "poll_s": args.poll, "detect_poll_s": args.detect_poll, "starvation": starver.describe(), "results": results,
            "targets": {"dissemination_ratio_max": TARGETS["dissemination"],
                        "detection_ratio_max": TARGETS["detection"], "false_positives": 0},
