@@ -18,6 +18,7 @@ carries a per-session node name and is removed at the end of the session.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -423,16 +424,28 @@ class TestWarmPool:
             await self.close_own(rt, pool)
             sweep(node)
 
-    async def full_but_for_a_guest(self, rt, node: str, records: list) -> set:
-        """A 128 MiB container (a record) and a waiting 128 MiB warm guest of its
-        shape: the pool's guest names."""
-        first = self.spec(rt, node=node, command=("true",), cpu=1.0, memory_mb=128)
-        records.append(SimRecord(first.uuid, "p", 1.0, 128, 0, node))
-        await rt.create(first)
-        await wait_warm(rt, timeout_s=WARM_S)
-        warm = set(_pool_domains(node))
-        assert len(warm) == 1 and rt.yieldable_capacity().mem_mb == 128
-        return warm
+    @contextlib.asynccontextmanager
+    async def full_but_for_a_guest(self, state_dir, name: str, mem_mb: int):
+        """A runtime of its own for node ``<session>-<name>`` with its real bidder
+        over ``mem_mb`` MiB, a 128 MiB container (a record) and a waiting 128 MiB
+        warm guest of its shape -> ``(rt, node, bidder, records, guest names)``;
+        closed and swept at the end."""
+        node = f"{SESSION_NODE}-{name}"
+        rt, pool = _open_runtime(state_dir, node)
+        records: list = []
+        bidder = _node_bidder(rt, node, lambda: mem_mb, records)
+        try:
+            await rt.open()
+            first = self.spec(rt, node=node, command=("true",), cpu=1.0, memory_mb=128)
+            records.append(SimRecord(first.uuid, "p", 1.0, 128, 0, node))
+            await rt.create(first)
+            await wait_warm(rt, timeout_s=WARM_S)
+            warm = set(_pool_domains(node))
+            assert len(warm) == 1 and rt.yieldable_capacity().mem_mb == 128
+            yield rt, node, bidder, records, warm
+        finally:
+            await self.close_own(rt, pool)
+            sweep(node)
 
     @staticmethod
     def placement(spec) -> PlacementRequest:
@@ -458,13 +471,8 @@ class TestWarmPool:
         destroyed by nothing yet); the commit destroys it (it is not of the
         container's shape), the container is created cold, and the refill then
         finds no room for another guest."""
-        node = SESSION_NODE + "-yield"
-        rt, pool = _open_runtime(state_dir, node)
-        records: list = []
-        bidder = _node_bidder(rt, node, lambda: 512, records)
-        try:
-            await rt.open()
-            warm = await self.full_but_for_a_guest(rt, node, records)
+        async with self.full_but_for_a_guest(state_dir, "yield", 512) as (
+                rt, node, bidder, records, warm):
             assert rt.yield_capacity(0.0, 64, dry_run=True).mem_mb == 128
             assert rt.yieldable_capacity().mem_mb == 128 and rt.pool_stats["warm_yielded"] == 0
             big = self.spec(rt, node=node, command=("true",), cpu=1.0, memory_mb=320)
@@ -485,9 +493,6 @@ class TestWarmPool:
                 await rt._pool_fill
             assert rt.pool_stats["warm_no_room"] >= 1
             assert rt.held_capacity() == capacity.Held() and _pool_domains(node) == {}
-        finally:
-            await self.close_own(rt, pool)
-            sweep(node)
 
     @pytest_twisted.ensureDeferred
     async def test_a_container_of_the_guests_shape_that_fits_only_without_it_takes_it_warm(
@@ -497,13 +502,8 @@ class TestWarmPool:
         the guest aside, the commit keeps it for the container, and the create
         claims that very guest (a warm create, no guest destroyed), which then
         runs the container's command."""
-        node = SESSION_NODE + "-own"
-        rt, pool = _open_runtime(state_dir, node)
-        records: list = []
-        bidder = _node_bidder(rt, node, lambda: 256, records)
-        try:
-            await rt.open()
-            warm = await self.full_but_for_a_guest(rt, node, records)
+        async with self.full_but_for_a_guest(state_dir, "own", 256) as (
+                rt, node, bidder, records, warm):
             spec = self.spec(rt, node=node, command=("sh", "-c", "echo kept; exit 4"),
                              cpu=1.0, memory_mb=128)
             bid = await bidder.bid(self.placement(spec))
@@ -521,9 +521,6 @@ class TestWarmPool:
             state = await wait_exited(rt, spec.uuid, 30)
             assert state.exit_code == 4
             assert await rt.logs(spec.uuid, True, False, False, None, None) == "kept\n"
-        finally:
-            await self.close_own(rt, pool)
-            sweep(node)
 
     @pytest_twisted.ensureDeferred
     async def test_a_warm_guest_set_aside_for_a_released_bid_goes_back_to_the_pool(
@@ -532,13 +529,8 @@ class TestWarmPool:
         aside; the coordinator chose another node and releases the bid. The guest
         was never destroyed: it is back in the pool, held and waiting, and serves
         the next create of its shape warm."""
-        node = SESSION_NODE + "-back"
-        rt, pool = _open_runtime(state_dir, node)
-        records: list = []
-        bidder = _node_bidder(rt, node, lambda: 256, records)
-        try:
-            await rt.open()
-            warm = await self.full_but_for_a_guest(rt, node, records)
+        async with self.full_but_for_a_guest(state_dir, "back", 256) as (
+                rt, node, bidder, records, warm):
             lost = self.spec(rt, node=node, command=("true",), cpu=1.0, memory_mb=128)
             bid = await bidder.bid(self.placement(lost))
             assert isinstance(bid, Bid), bid
@@ -554,9 +546,6 @@ class TestWarmPool:
             await rt.create(self.spec(rt, node=node, command=("true",), cpu=1.0,
                                       memory_mb=128))
             assert rt.pool_stats["create_warm"] == warm_creates + 1
-        finally:
-            await self.close_own(rt, pool)
-            sweep(node)
 
     @pytest_twisted.ensureDeferred
     async def test_a_shape_without_room_does_not_keep_a_smaller_one_cold(self, state_dir):
