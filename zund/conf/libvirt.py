@@ -66,8 +66,11 @@ libvirt_opts = [
                     "while idle; KVM not measured). A warm guest holds its shape's cpu "
                     "and memory on the node like a container (shown as used, admitted "
                     "against, and booted only when the node has room for it); a booted "
-                    "one is destroyed when a container fits on the node only without it, "
-                    "so the pool never turns a container away. A shape "
+                    "one gives way when a container fits on the node only without it, so "
+                    "the pool never turns a container away: set aside for the bid, it "
+                    "becomes that container if of its shape, is destroyed if another "
+                    "shape's container is made, and goes back to the pool if none is. "
+                    "A shape "
                     "whose share shrinks loses its surplus guests; a draining node "
                     "keeps none. 0: off."),
     cfg.IntOpt("max_workers", default=8, min=1,
