@@ -308,7 +308,6 @@ def render_logs(runs: list, stdout: bool, stderr: bool, timestamps: bool,
 
 # -- the runtime ---------------------------------------------------------------------
 
-@implementer(IRuntime)
 @attrs.frozen
 class Pledge:
     """Warm guests set aside for one reservation (see the module docstring).
@@ -320,6 +319,7 @@ class Pledge:
     guests: tuple
 
 
+@implementer(IRuntime)
 class LibvirtRuntime:
     """IRuntime over libvirt: one micro-VM per container.
 

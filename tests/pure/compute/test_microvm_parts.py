@@ -270,3 +270,14 @@ def test_warm_guests_are_shared_among_shapes_in_proportion_to_their_creates():
     assert plan_pool([a, b, a, a, b, a], 2, {a: 1, b: 1}) == {a: 1, b: 1}
     assert plan_pool([a, b, a, a, b, a], 2, {a: 2}) == {a: 2}
     assert sum(plan_pool([a, b, c, a, b, c, a, b], 5, {}).values()) == 5
+
+
+def test_every_runtime_class_declares_iruntime():
+    """The classes the service loads as runtimes declare IRuntime (what the
+    runtime contract's first case checks on a live instance)."""
+    from zund.runtimes.base import IRuntime
+    from zund.runtimes.docker import DockerRuntime
+    from zund.runtimes.libvirt import LibvirtRuntime
+
+    assert IRuntime.implementedBy(LibvirtRuntime)
+    assert IRuntime.implementedBy(DockerRuntime)
