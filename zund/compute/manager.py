@@ -300,7 +300,7 @@ class ContainerManager(service.Service):
                        request=None, token: str | None = None) -> capacity.Held:
         """Have the runtimes give up warm guests until ``cpu`` and ``memory_mb``
         are released (``LibvirtRuntime.yield_capacity``), the runtime ``request``
-        names first; with ``token`` they are set aside under it (``keep_pledge``,
+        names first, set aside under ``token`` (``keep_pledge``,
         ``return_pledge``). What was released, or with ``dry_run`` what would be
         (nothing is given up)."""
         total = capacity.Held()

@@ -863,12 +863,14 @@ class LibvirtRuntime:
         a guest of the container's own shape first (``request``: its placement
         request, ``uuid``, ``runtime``, ``image``, ``cpu`` and ``memory_mb``),
         then each from the shape with the most waiting guests, the newest first.
-        With ``token`` (the reservation's id) they are set aside under it
-        (``keep_pledge`` / ``return_pledge`` end it); without, destroyed in the
-        background. What was given up (less than asked when the waiting guests
+        They are set aside under ``token`` (the reservation's id; required
+        unless ``dry_run``) until ``keep_pledge`` or ``return_pledge`` ends it.
+        What was given up (less than asked when the waiting guests
         hold less); with ``dry_run``, what would be, and none is. The plan stays:
         the next refill boots them again once the node has room
         (``warm_guest_room``)."""
+        if token is None and not dry_run:
+            raise ValueError("guests given up are set aside under a reservation's token")
         own = self._own_shape(request)
         waiting = {key: len(guests) for key, guests in self._pool.items()}
         released = capacity.Held()
@@ -885,12 +887,8 @@ class LibvirtRuntime:
             log.info("runtime.microvm.warm_guests_yielded guests={n} cpu={cpu} "
                      "memory_mb={mem} pledge={token}", n=len(guests), cpu=released.cpus,
                      mem=released.mem_mb, token=token)
-            if token is None:
-                self.pool_stats["warm_yielded"] += len(guests)
-                self._discard_later([name for _, name in guests])
-            else:
-                uuid = getattr(request, "uuid", None) or ""
-                self._pledges[token] = Pledge(uuid, own, guests)
+            uuid = getattr(request, "uuid", None) or ""
+            self._pledges[token] = Pledge(uuid, own, guests)
             self._held_changed()
         return released
 
@@ -953,15 +951,22 @@ class LibvirtRuntime:
         self._discard_later(stale)
         return back
 
-    def _forget_kept(self, uuid: str) -> None:
-        """Destroy the guest kept for ``uuid``, if its create has not claimed it."""
+    def _pop_kept(self, uuid: str) -> tuple | None:
+        """``(shape, guest name)`` kept for ``uuid``, no longer kept (its expiry
+        cancelled), or None."""
         kept = self._kept.pop(uuid, None)
         if kept is None:
-            return
-        _, name, timer = kept
+            return None
+        shape, name, timer = kept
         if timer.active():
             timer.cancel()
-        self._discard_later([name])
+        return shape, name
+
+    def _forget_kept(self, uuid: str) -> None:
+        """Destroy the guest kept for ``uuid``, if its create has not claimed it."""
+        kept = self._pop_kept(uuid)
+        if kept is not None:
+            self._discard_later([kept[1]])
 
     def _take_kept(self, uuid: str, key: tuple | None) -> str | None:
         """The create of ``uuid`` (of shape ``key``; None: it cannot use a warm
@@ -971,16 +976,13 @@ class LibvirtRuntime:
         for token, pledge in list(self._pledges.items()):
             if pledge.uuid == uuid:
                 self.keep_pledge(token)
-        kept = self._kept.get(uuid)
+        kept = self._pop_kept(uuid)
         if kept is None:
             return None
         if kept[0] != key:
-            self._forget_kept(uuid)
+            self._discard_later([kept[1]])
             return None
-        _, name, timer = self._kept.pop(uuid)
-        if timer.active():
-            timer.cancel()
-        return name
+        return kept[1]
 
     def _held_changed(self) -> None:
         for listener in list(self.held_listeners):

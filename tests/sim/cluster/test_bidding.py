@@ -338,10 +338,7 @@ class Pool:
         if not dry_run:
             taken = self.ready[len(waiting):]
             del self.ready[len(waiting):]
-            if token is None:
-                self.destroyed += taken
-            else:
-                self.pledges[token] = taken
+            self.pledges[token] = taken
         return released
 
     def keep_pledge(self, token: str) -> None:
