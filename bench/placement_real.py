@@ -40,7 +40,12 @@ by a peer client in this process with the cluster key, one at a time
 (``rpc_ms_p50``: the cost of one RPC) and ``--clients`` at a time (``rpc_per_s``).
 ``placements_per_s_ceiling`` = rpc_per_s / rpcs_per_placement: what the transport
 alone would allow; ``decision_over_rpc`` = decision p50 / rpc p50 (a decision is
-one parallel bid round, so ~1 RPC is its floor).
+one parallel bid round, so ~1 RPC is its floor). ``floor.api``: the cheapest API
+request (GET /healthcheck) sent by the same clients the same way
+(``requests_per_s``, the nodes' and the clients' CPU per request);
+``placements_per_s_bound`` = 1 / (1 / api requests_per_s + rpcs_per_placement /
+rpc_per_s): what this machine would allow if a create cost only its API request
+and its RPCs at their cheapest, with no store, placement or lifecycle work at all.
 
 Node capacity is scaled with ``--requests`` so the cluster ends ~78% full (the
 fill at which bidders start declining), whatever the run length.
@@ -89,9 +94,14 @@ class KeepAliveClient:
         self._conns: dict[int, http.client.HTTPConnection] = {}
 
     def post(self, i: int, path: str, token: str, body: dict) -> tuple[int, dict]:
-        data = json.dumps(body).encode()
         headers = {"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40",
                    "Content-Type": "application/json"}
+        status, raw = self.request(i, "POST", "/v1" + path, json.dumps(body).encode(), headers)
+        return status, json.loads(raw or b"{}")
+
+    def request(self, i: int, method: str, path: str, body: bytes | None = None,
+                headers: dict | None = None) -> tuple[int, bytes]:
+        """``(status, body)`` of one request to node ``i`` on its kept-alive connection."""
         for attempt in (1, 2):
             conn = self._conns.get(i)
             if conn is None:
@@ -99,9 +109,9 @@ class KeepAliveClient:
                 conn = self._conns[i] = http.client.HTTPConnection(node.host_ip, node.port,
                                                                    timeout=60)
             try:
-                conn.request("POST", "/v1" + path, body=data, headers=headers)
+                conn.request(method, path, body=body, headers=headers or {})
                 r = conn.getresponse()
-                return r.status, json.loads(r.read() or b"{}")
+                return r.status, r.read()
             except (http.client.HTTPException, ConnectionError):
                 conn.close()
                 self._conns.pop(i, None)
@@ -124,6 +134,48 @@ def cpu_seconds(pids, main_thread: bool = False) -> float:
         _, user, system = proc_cpu_ticks(f"{pid}/task/{pid}" if main_thread else pid)
         total += (user + system) / tick
     return total
+
+
+def measure_api_floor(nodes, calls: int, clients: int, rng: random.Random) -> dict:
+    """GET /healthcheck, the cheapest request the nodes' API servers answer (public,
+    no body, no auth; the same Twisted server and pipeline a create goes through),
+    sent the way the creates are: ``clients`` threads of this process, each with a
+    kept-alive connection per node (opened before the clock starts), to random
+    nodes. Requests per second, and the nodes' and these clients' CPU per request."""
+    entries = iter([rng.randrange(len(nodes)) for _ in range(calls)])
+    lock = threading.Lock()
+    start = threading.Barrier(clients + 1)
+
+    def worker():
+        c = KeepAliveClient(nodes)
+        try:
+            for i in range(len(nodes)):
+                c.request(i, "GET", "/healthcheck")
+            start.wait()
+            while True:
+                with lock:
+                    i = next(entries, None)
+                if i is None:
+                    return
+                status, _ = c.request(i, "GET", "/healthcheck")
+                if status != 200:
+                    raise RuntimeError(f"healthcheck answered {status}")
+        finally:
+            c.close()
+
+    pids = [node.proc.pid for node in nodes]
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(worker) for _ in range(clients)]
+        start.wait()
+        cpu0, self0, t0 = cpu_seconds(pids), time.process_time(), time.perf_counter()
+        for f in futures:
+            f.result()
+        wall = time.perf_counter() - t0
+    node_cpu, client_cpu = cpu_seconds(pids) - cpu0, time.process_time() - self0
+    return {"requests_per_s": round(calls / wall, 1),
+            "node_cpu_ms_per_request": round(node_cpu * 1000 / calls, 3),
+            "client_cpu_ms_per_request": round(client_cpu * 1000 / calls, 3),
+            "in_flight": clients}
 
 
 def load_spread(hosts: list) -> float | None:
@@ -305,6 +357,8 @@ def main(argv=None) -> int:
     try:
         floor = measure_floor(nodes, max(50, args.floor_calls // 10), args.floor_calls,
                               args.clients)
+        floor["api"] = measure_api_floor(nodes, args.floor_calls, args.clients,
+                                         random.Random(args.seed))
         plan = [(rng.randrange(n), rng.choice(CPUS), rng.choice(MEMORY_MB))
                 for _ in range(total)]
         # within Zun's default quota of 40 containers per project
@@ -433,6 +487,13 @@ def main(argv=None) -> int:
             out["placements_per_s_ceiling"] = round(floor["rpc_per_s"] / max(per_placement,
                                                                              1e-9), 1)
             out["decision_over_rpc"] = round(out["decision_ms_p50"] / floor["rpc_ms_p50"], 2)
+            api_rate = floor.get("api", {}).get("requests_per_s")
+            if api_rate:
+                # a create is one API request and per_placement RPCs: at their
+                # cheapest (and nothing else: no store, no placement, no lifecycle)
+                # this machine would place at most this many a second
+                out["placements_per_s_bound"] = round(
+                    1 / (1 / api_rate + per_placement / floor["rpc_per_s"]), 1)
         print(json.dumps(out, indent=2))
     finally:
         stop_cluster(nodes)
