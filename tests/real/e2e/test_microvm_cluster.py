@@ -6,6 +6,7 @@ of the same shape runs in the warm guest, through the API like any other, the
 guest's memory counts against its node while it waits until a container needs
 the room (one of its own shape then runs in it), and draining the node retires it."""
 
+import contextlib
 import glob
 import os
 import shutil
@@ -92,19 +93,30 @@ def _warm_body(real_docker) -> dict:
                         'while true; do sleep 1; done']}
 
 
+@contextlib.contextmanager
 def _warm_guest_waiting(cluster, body):
-    """Until node 3 has a warm guest of ``body``'s shape; the response of the first
-    container this made to start the pool (None when a guest was there)."""
+    """Until node 3 has a warm guest of ``body``'s shape; yields ``(first, made)``:
+    the response of the first container this made to start the pool (None when a
+    guest was there) and the list of container uuids deleted on the way out, latest
+    first (``first``'s is in it; the test appends the ones it makes)."""
     first = None
-    if not glob.glob(os.path.join(cluster[2].state_path, "microvm", "console", "zunpool-*")):
-        # this test alone: a first container of the shape starts the pool
-        first = cluster[0].api("POST", "/containers?run=true", json=dict(body, name="first"))
-        assert first.status_code == 202, first.text
-    deadline = time.monotonic() + 120
-    while not _warm_guest_ready(cluster[2]):
-        assert time.monotonic() < deadline, "no warm guest within 120 s"
-        time.sleep(0.2)
-    return first
+    made: list = []
+    try:
+        if not glob.glob(os.path.join(cluster[2].state_path, "microvm", "console",
+                                      "zunpool-*")):
+            # this test alone: a first container of the shape starts the pool
+            first = cluster[0].api("POST", "/containers?run=true",
+                                   json=dict(body, name="first"))
+            assert first.status_code == 202, first.text
+            made.append(first.json()["uuid"])
+        deadline = time.monotonic() + 120
+        while not _warm_guest_ready(cluster[2]):
+            assert time.monotonic() < deadline, "no warm guest within 120 s"
+            time.sleep(0.2)
+        yield first, made
+    finally:
+        for uuid in reversed(made):
+            delete(cluster[0], uuid)
 
 
 def test_same_shape_again_runs_in_the_warm_guest(cluster, real_docker):
@@ -113,63 +125,60 @@ def test_same_shape_again_runs_in_the_warm_guest(cluster, real_docker):
     logs through the API, and delete leaves neither the domain nor a warm guest
     short (the pool refills)."""
     body = _warm_body(real_docker)
-    first = _warm_guest_waiting(cluster, body)
-    warm_before = metric(cluster[2], "zund_microvm_creates_total", path="warm")
-    r = cluster[1].api("POST", "/containers?run=true", json=dict(body, name="warm",
-                                                                 hostname="warmvm"))
-    assert r.status_code == 202, r.text
-    c = r.json()
-    assert c["host"] == cluster[2].name
-    cluster[0].wait_status(c["uuid"], "Running", timeout_s=60)
-    domains = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--name"],
-                             capture_output=True, text=True).stdout.split()
-    assert f"zun-{c['uuid']}" not in domains  # it is the warm guest, renamed by alias
-    with open(os.path.join(cluster[2].state_path, "microvm", "console",
-                           f"zun-{c['uuid']}.domain")) as f:
-        guest = f.read().strip()
-    assert guest.startswith("zunpool-") and guest in domains
-    assert metric(cluster[2], "zund_microvm_creates_total", path="warm") == warm_before + 1
-    deadline = time.monotonic() + 30
-    while "warm-warmvm" not in cluster[0].api("GET", f"/containers/{c['uuid']}/logs").text:
-        assert time.monotonic() < deadline, "the warm guest's output never reached the logs"
-        time.sleep(0.2)
-    assert cluster[0].api("DELETE", f"/containers/{c['uuid']}?stop=True").status_code == 204
-    deadline = time.monotonic() + 60
-    while guest in subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
-                                  capture_output=True, text=True).stdout.split():
-        assert time.monotonic() < deadline, "the deleted container's guest is still defined"
-        time.sleep(0.2)
-    if first is not None:
-        delete(cluster[0], first.json()["uuid"])
+    with _warm_guest_waiting(cluster, body):
+        warm_before = metric(cluster[2], "zund_microvm_creates_total", path="warm")
+        r = cluster[1].api("POST", "/containers?run=true", json=dict(body, name="warm",
+                                                                     hostname="warmvm"))
+        assert r.status_code == 202, r.text
+        c = r.json()
+        assert c["host"] == cluster[2].name
+        cluster[0].wait_status(c["uuid"], "Running", timeout_s=60)
+        domains = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--name"],
+                                 capture_output=True, text=True).stdout.split()
+        assert f"zun-{c['uuid']}" not in domains  # it is the warm guest, renamed by alias
+        with open(os.path.join(cluster[2].state_path, "microvm", "console",
+                               f"zun-{c['uuid']}.domain")) as f:
+            guest = f.read().strip()
+        assert guest.startswith("zunpool-") and guest in domains
+        assert metric(cluster[2], "zund_microvm_creates_total", path="warm") == warm_before + 1
+        deadline = time.monotonic() + 30
+        while "warm-warmvm" not in cluster[0].api("GET", f"/containers/{c['uuid']}/logs").text:
+            assert time.monotonic() < deadline, "the warm guest's output never reached the logs"
+            time.sleep(0.2)
+        assert cluster[0].api("DELETE", f"/containers/{c['uuid']}?stop=True").status_code == 204
+        deadline = time.monotonic() + 60
+        while guest in subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
+                                      capture_output=True, text=True).stdout.split():
+            assert time.monotonic() < deadline, "the deleted container's guest is still defined"
+            time.sleep(0.2)
 
 
 def test_a_warm_guest_holds_its_memory_until_a_container_needs_the_room(cluster, real_docker):
     """While node 3's 128 MiB warm guest waits, /v1/hosts through every node
     counts it as used and node 2's gossip view advertises node 3 with that much
-    less free, and that much it would give up. A microvm request too big even without the guest is not placed
-    (node 3, the only microvm node, is filtered out for memory); one that fits
+    less free, and that much it would give up. A microvm request too big even
+    without the guest is not placed (node 3, the only microvm node, is filtered
+    out for memory); one that fits
     only without it is placed on node 3, whose guest is destroyed to make room."""
     body = _warm_body(real_docker)
-    first = _warm_guest_waiting(cluster, body)
-    containers_mb = 128 if first is not None else 0
-    node3 = cluster[2].name
-    used = containers_mb + 128
-    deadline = time.monotonic() + 30
-    while True:
-        shown = [{h["hostname"]: h["mem_used"] for h in n.api("GET", "/hosts").json()["hosts"]}
-                 [node3] for n in cluster]
-        seen = {p["name"]: p for p in peers(cluster[1])}[node3]
-        free = seen["summary"].get("mem_free_mb")
-        # the booted guest's memory is what node 3 would give up
-        give = seen["meta"]["cap"].get("yield_mem_mb")
-        if shown == [used] * 3 and (free, give) == (2048 - used, 128):
-            break
-        assert time.monotonic() < deadline, (shown, free, give)
-        time.sleep(0.2)
-    assert metric(cluster[2], "zund_microvm_warm_guests") == 1
-    assert metric(cluster[2], "zund_microvm_warm_memory_mb") == 128
-    made = []
-    try:
+    with _warm_guest_waiting(cluster, body) as (first, made):
+        containers_mb = 128 if first is not None else 0
+        node3 = cluster[2].name
+        used = containers_mb + 128
+        deadline = time.monotonic() + 30
+        while True:
+            shown = [{h["hostname"]: h["mem_used"] for h in n.api("GET", "/hosts").json()["hosts"]}
+                     [node3] for n in cluster]
+            seen = {p["name"]: p for p in peers(cluster[1])}[node3]
+            free = seen["summary"].get("mem_free_mb")
+            # the booted guest's memory is what node 3 would give up
+            give = seen["meta"]["cap"].get("yield_mem_mb")
+            if shown == [used] * 3 and (free, give) == (2048 - used, 128):
+                break
+            assert time.monotonic() < deadline, (shown, free, give)
+            time.sleep(0.2)
+        assert metric(cluster[2], "zund_microvm_warm_guests") == 1
+        assert metric(cluster[2], "zund_microvm_warm_memory_mb") == 128
         r = cluster[0].api("POST", "/containers", json=dict(body, name="too-big",
                                                             memory=2048 - used + 128 + 64))
         assert r.status_code == 202, r.text
@@ -197,11 +206,6 @@ def test_a_warm_guest_holds_its_memory_until_a_container_needs_the_room(cluster,
         while _pool_guests(cluster[2]):
             assert time.monotonic() < deadline, _pool_guests(cluster[2])
             time.sleep(0.2)
-    finally:
-        for uuid in made:
-            delete(cluster[0], uuid)
-        if first is not None:
-            delete(cluster[0], first.json()["uuid"])
 
 
 def test_a_container_of_the_guests_shape_on_a_node_full_but_for_it_runs_in_it(
@@ -212,19 +216,18 @@ def test_a_container_of_the_guests_shape_on_a_node_full_but_for_it_runs_in_it(
     aside, the commit keeps it for that container, and the container runs in it:
     a warm create, no guest destroyed."""
     body = _warm_body(real_docker)
-    first = _warm_guest_waiting(cluster, body)
-    node3 = cluster[2]
-    # node 3's own truth: its containers and the guest
-    used = {h["hostname"]: h["mem_used"]
-            for h in node3.api("GET", "/hosts").json()["hosts"]}[node3.name]
-    made = []
-    try:
+    with _warm_guest_waiting(cluster, body) as (_, made):
+        node3 = cluster[2]
+        # node 3's own truth: its containers and the guest
+        used = {h["hostname"]: h["mem_used"]
+                for h in node3.api("GET", "/hosts").json()["hosts"]}[node3.name]
         r = cluster[0].api("POST", "/containers", json={
             "image": real_docker, "runtime": "runc", "name": "filler", "host": node3.name,
             "memory": 2048 - used, "command": ["sleep", "600"]})
         assert r.status_code == 202, r.text
-        made.append(r.json()["uuid"])
-        assert cluster[0].wait_status(made[0], "Created", timeout_s=60)["host"] == node3.name
+        filler = r.json()["uuid"]
+        made.append(filler)
+        assert cluster[0].wait_status(filler, "Created", timeout_s=60)["host"] == node3.name
         warm = metric(node3, "zund_microvm_creates_total", path="warm")
         yielded = metric(node3, "zund_microvm_warm_yielded_total")
         r = cluster[1].api("POST", "/containers?run=true", json=dict(body, name="own-shape",
@@ -244,11 +247,6 @@ def test_a_container_of_the_guests_shape_on_a_node_full_but_for_it_runs_in_it(
         while "warm-ownvm" not in cluster[0].api("GET", f"/containers/{c['uuid']}/logs").text:
             assert time.monotonic() < deadline, "the container's output never reached the logs"
             time.sleep(0.2)
-    finally:
-        for uuid in made:
-            delete(cluster[0], uuid)
-        if first is not None:
-            delete(cluster[0], first.json()["uuid"])
 
 
 def test_a_draining_node_retires_its_warm_guest(cluster, real_docker):
@@ -256,28 +254,24 @@ def test_a_draining_node_retires_its_warm_guest(cluster, real_docker):
     guest: no pool domain of its own is left and it holds nothing; after
     `--undo` the next microvm create there warms the pool again."""
     body = _warm_body(real_docker)
-    first = _warm_guest_waiting(cluster, body)
-    node3 = cluster[2]
-    drain(node3, "--reason", "maintenance")
-    try:
-        deadline = time.monotonic() + 60
-        while _pool_guests(node3) or metric(node3, "zund_microvm_warm_guests"):
-            assert time.monotonic() < deadline, _pool_guests(node3)
-            time.sleep(0.2)
-        assert metric(node3, "zund_microvm_warm_memory_mb") == 0
-    finally:
-        drain(node3, "--undo")
-    r = cluster[0].api("POST", "/containers?run=true", json=dict(body, name="after-drain"))
-    assert r.status_code == 202, r.text
-    try:
+    with _warm_guest_waiting(cluster, body) as (_, made):
+        node3 = cluster[2]
+        drain(node3, "--reason", "maintenance")
+        try:
+            deadline = time.monotonic() + 60
+            while _pool_guests(node3) or metric(node3, "zund_microvm_warm_guests"):
+                assert time.monotonic() < deadline, _pool_guests(node3)
+                time.sleep(0.2)
+            assert metric(node3, "zund_microvm_warm_memory_mb") == 0
+        finally:
+            drain(node3, "--undo")
+        r = cluster[0].api("POST", "/containers?run=true", json=dict(body, name="after-drain"))
+        assert r.status_code == 202, r.text
+        made.append(r.json()["uuid"])
         deadline = time.monotonic() + 120
         while not _warm_guest_ready(node3):
             assert time.monotonic() < deadline, "no warm guest after the drain ended"
             time.sleep(0.2)
-    finally:
-        delete(cluster[0], r.json()["uuid"])
-        if first is not None:
-            delete(cluster[0], first.json()["uuid"])
 
 
 def delete(node, uuid: str) -> None:
