@@ -888,6 +888,7 @@ class Membership:
         """
         self._last_now = now
         effects: list = []
+        members, local = self._members, self.local
         for s in remote.states:
             if s.name == self.name:
                 if joining and not self.left and s.incarnation >= self.local.incarnation and not (
@@ -896,6 +897,13 @@ class Membership:
                     effects += self._refute(s.incarnation)
                     continue
             if s.state is ALIVE:
+                m = members.get(s.name)
+                if (m is not None and m is not local and s.incarnation <= m.incarnation
+                        and m.addr == tuple(s.addr)):
+                    # what _alive_node ignores first (nothing newer, same address),
+                    # without building the message: most of a steady cluster's
+                    # push-pull (1,000 members: 1,000 entries each way)
+                    continue
                 effects += self._alive_node(Alive(s.incarnation, s.name, s.addr, s.meta, s.meta_version), now)
             elif s.state is LEFT:
                 effects += self._dead_node(Dead(s.incarnation, s.name, s.name), now)

@@ -477,6 +477,26 @@ def test_push_pull_merge_turns_remote_dead_into_suspicion():
     assert events(effects) == [("suspect", "p0"), ("leave", "p1"), ("join", "p9")]
 
 
+def test_push_pull_merge_ignores_what_it_knows_and_takes_what_is_newer():
+    """A peer's full state that says nothing new (same incarnation and address)
+    changes nothing and queues nothing; an entry with a newer incarnation is taken
+    (an update), and a live name at another address keeps ours (memberlist
+    aliveNode's address conflict)."""
+    m = make(2)
+    m.broadcasts.clear()
+    before = {v.name: v for v in m.members()}
+    assert m.merge_push_pull(m.push_pull_message(False), NOW + 1) == []
+    assert m.merge_push_pull(PushPull(False, (
+        PushPullState("p0", peer(0), 0, MemberState.ALIVE, b"old", 0),)), NOW + 1) == []
+    assert {v.name: v for v in m.members()} == before and m.broadcasts.pending() == []
+    effects = m.merge_push_pull(PushPull(False, (
+        PushPullState("p0", peer(0), 5, MemberState.ALIVE, b"new", 3),
+        PushPullState("p1", peer(7), 9, MemberState.ALIVE, b"thief", 1))), NOW + 2)
+    assert events(effects) == [("update", "p0")]
+    assert (m.member("p0").incarnation, m.member("p0").meta) == (5, b"new")
+    assert (m.member("p1").addr, m.member("p1").incarnation) == ("127.0.0.1:7002", 1)
+
+
 def test_join_push_pull_showing_our_older_life_bumps_incarnation():
     """Rejoin: if the seed knows our name at incarnation >= ours we outbid it."""
     m = make(0)
